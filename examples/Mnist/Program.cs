@@ -1,0 +1,4 @@
+using ActorTrain.Examples.Mnist;
+using ActorTrain.TrainerActors.Hosting;
+
+return ActorTrainHost.Run(args, new MnistJob(MnistJob.DefaultDataDirectory()));

@@ -1,0 +1,60 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace ActorTrain.Cluster.Coordination;
+
+/// <summary>What <c>run-report.json</c> holds; written by the coordinator when a run ends.</summary>
+public sealed record RunReport
+{
+    [JsonPropertyName("job_id")] public required string JobId { get; init; }
+    [JsonPropertyName("status")] public required string Status { get; init; }
+    [JsonPropertyName("world_size")] public required int WorldSize { get; init; }
+    [JsonPropertyName("nodes")] public required IReadOnlyList<ReportNode> Nodes { get; init; }
+    [JsonPropertyName("epochs")] public required int Epochs { get; init; }
+    [JsonPropertyName("steps")] public required long Steps { get; init; }
+    [JsonPropertyName("skipped_steps")] public required int SkippedSteps { get; init; }
+    [JsonPropertyName("global_batch")] public required int GlobalBatch { get; init; }
+    [JsonPropertyName("seed")] public required int Seed { get; init; }
+    [JsonPropertyName("final_loss")] public required double FinalLoss { get; init; }
+    [JsonPropertyName("test_accuracy")] public required double TestAccuracy { get; init; }
+    [JsonPropertyName("epoch_history")] public required IReadOnlyList<ReportEpoch> EpochHistory { get; init; }
+    [JsonPropertyName("replica_checksums")] public required IReadOnlyDictionary<string, string> ReplicaChecksums { get; init; }
+    [JsonPropertyName("replicas_equal")] public required bool ReplicasEqual { get; init; }
+    [JsonPropertyName("timings_ms")] public required ReportTimings TimingsMs { get; init; }
+    [JsonPropertyName("timings_ms_per_rank")] public required IReadOnlyDictionary<string, ReportTimings> TimingsMsPerRank { get; init; }
+    [JsonPropertyName("wall_seconds")] public required double WallSeconds { get; init; }
+    [JsonPropertyName("model_path")] public string? ModelPath { get; init; }
+
+    private static readonly JsonSerializerOptions JsonOptions = new() { WriteIndented = true };
+
+    public string ToJson() => JsonSerializer.Serialize(this, JsonOptions);
+
+    /// <summary>Writes the report atomically: a reader never sees half a file.</summary>
+    public string WriteTo(string directory)
+    {
+        Directory.CreateDirectory(directory);
+        var path = Path.Combine(directory, "run-report.json");
+        var tmp = path + ".tmp";
+        File.WriteAllText(tmp, ToJson());
+        File.Move(tmp, path, overwrite: true);
+        return Path.GetFullPath(path);
+    }
+}
+
+public sealed record ReportNode(
+    [property: JsonPropertyName("name")] string Name,
+    [property: JsonPropertyName("first_rank")] int FirstRank,
+    [property: JsonPropertyName("trainers")] int Trainers,
+    [property: JsonPropertyName("devices")] IReadOnlyList<string> Devices);
+
+public sealed record ReportEpoch(
+    [property: JsonPropertyName("epoch")] int Epoch,
+    [property: JsonPropertyName("mean_loss")] double MeanLoss,
+    [property: JsonPropertyName("test_accuracy")] double TestAccuracy,
+    [property: JsonPropertyName("skipped_steps")] int SkippedSteps);
+
+public sealed record ReportTimings(
+    [property: JsonPropertyName("compute")] double Compute,
+    [property: JsonPropertyName("intra_node")] double IntraNode,
+    [property: JsonPropertyName("cross_node")] double CrossNode,
+    [property: JsonPropertyName("step")] double Step);

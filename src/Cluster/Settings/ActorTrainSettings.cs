@@ -1,0 +1,190 @@
+using Akka.Actor;
+using Akka.Configuration;
+
+namespace ActorTrain.Cluster.Settings;
+
+public enum NonFiniteGradientPolicy { Skip, Fail }
+
+public enum DeviceKind { Auto, Cpu, Cuda }
+
+/// <summary>
+/// Every <c>actortrain</c> setting, read and validated once. Code reads settings from here,
+/// never from raw HOCON paths.
+/// </summary>
+public sealed record ActorTrainSettings
+{
+    public const int ProtocolVersion = 1;
+
+    public required string JobId { get; init; }
+    public required string NodeName { get; init; }
+    public required int MinNodes { get; init; }
+    public required TimeSpan StartupTimeout { get; init; }
+    public required TimeSpan RegistrationInterval { get; init; }
+    public required NodeSettings Node { get; init; }
+    public required TrainingSettings Training { get; init; }
+    public required SyncSettings Sync { get; init; }
+    public required bool MkldnnEnabled { get; init; }
+
+    /// <summary>ActorTrain's embedded defaults (reference.conf) with Akka's below them.</summary>
+    public static Config DefaultConfig() =>
+        ConfigurationFactory.FromResource<ActorTrainSettings>("ActorTrain.Cluster.reference.conf");
+
+    public static ActorTrainSettings Create(ActorSystem system) => Create(system.Settings.Config);
+
+    /// <summary>Reads and validates the settings; throws <see cref="SettingsException"/> naming the key.</summary>
+    public static ActorTrainSettings Create(Config config)
+    {
+        var c = new Reader(config.WithFallback(DefaultConfig()));
+        var frameSize = c.Bytes("akka.remote.dot-netty.tcp.maximum-frame-size", min: 32 * 1024);
+        var chunk = c.Bytes("actortrain.sync.chunk-size", min: 1024);
+        // A chunk message carries ids and a length prefix besides the floats.
+        if (chunk > frameSize - 1024)
+            throw new SettingsException("actortrain.sync.chunk-size",
+                $"{chunk} bytes does not fit akka.remote.dot-netty.tcp.maximum-frame-size ({frameSize} bytes) with 1 KiB to spare");
+
+        return new ActorTrainSettings
+        {
+            JobId = c.String("actortrain.job-id", allowEmpty: true),
+            NodeName = c.String("actortrain.node-name", allowEmpty: true),
+            MinNodes = c.Int("actortrain.min-nodes", min: 1, max: 4096),
+            StartupTimeout = c.Duration("actortrain.startup-timeout", allowZero: true),
+            RegistrationInterval = c.Duration("actortrain.registration-interval"),
+            Node = new NodeSettings
+            {
+                Train = c.Bool("actortrain.node.train"),
+                Device = c.Enum("actortrain.node.device", new Dictionary<string, DeviceKind>
+                {
+                    ["auto"] = DeviceKind.Auto, ["cpu"] = DeviceKind.Cpu, ["cuda"] = DeviceKind.Cuda,
+                }),
+                TrainersPerNode = c.Int("actortrain.node.trainers-per-node", min: 1, max: 256),
+                IntraOpThreads = c.Int("actortrain.node.intra-op-threads", min: 0, max: 4096),
+            },
+            Training = new TrainingSettings
+            {
+                Epochs = c.Int("actortrain.training.epochs", min: 1, max: 1_000_000),
+                BatchSize = c.Int("actortrain.training.batch-size", min: 1, max: 1 << 24),
+                Seed = c.Int("actortrain.training.seed", min: int.MinValue, max: int.MaxValue),
+                LogInterval = c.Int("actortrain.training.log-interval", min: 1, max: int.MaxValue),
+                OutDir = c.String("actortrain.training.out-dir", allowEmpty: false),
+            },
+            Sync = new SyncSettings
+            {
+                BucketSizeBytes = c.Bytes("actortrain.sync.bucket-size", min: 1024),
+                ChunkSizeBytes = (int)chunk,
+                IntraNode = c.Enum("actortrain.sync.intra-node", new Dictionary<string, string>
+                {
+                    ["auto"] = "auto", ["shared-memory"] = "shared-memory", ["nccl"] = "nccl",
+                }),
+                NonFiniteGradients = c.Enum("actortrain.sync.non-finite-gradients", new Dictionary<string, NonFiniteGradientPolicy>
+                {
+                    ["skip"] = NonFiniteGradientPolicy.Skip, ["fail"] = NonFiniteGradientPolicy.Fail,
+                }),
+                StepTimeout = c.Duration("actortrain.sync.step-timeout"),
+            },
+            MkldnnEnabled = c.Bool("actortrain.torch.mkldnn"),
+        };
+    }
+
+    /// <summary>Typed, validated access to HOCON values; every failure names the key.</summary>
+    private sealed class Reader(Config config)
+    {
+        private T Get<T>(string path, Func<T> read)
+        {
+            if (!config.HasPath(path)) throw new SettingsException(path, "missing");
+            try { return read(); }
+            catch (SettingsException) { throw; }
+            catch (Exception e) { throw new SettingsException(path, $"not a valid value ({FirstLine(e.Message)})", e); }
+        }
+
+        private string Raw(string path) => Get(path, () => config.GetString(path) ?? "");
+
+        public string String(string path, bool allowEmpty)
+        {
+            var value = Raw(path);
+            if (!allowEmpty && string.IsNullOrWhiteSpace(value)) throw new SettingsException(path, "must not be empty");
+            return value;
+        }
+
+        public int Int(string path, int min, int max)
+        {
+            var raw = Raw(path);
+            if (!long.TryParse(raw.Trim(), System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out var value))
+                throw new SettingsException(path, $"expected an integer, got \"{raw}\"");
+            if (value < min || value > max)
+                throw new SettingsException(path, max == int.MaxValue ? $"must be at least {min}, got {value}" : $"must be between {min} and {max}, got {value}");
+            return (int)value;
+        }
+
+        public bool Bool(string path)
+        {
+            var raw = Raw(path).Trim().ToLowerInvariant();
+            return raw switch
+            {
+                "on" or "true" or "yes" => true,
+                "off" or "false" or "no" => false,
+                _ => throw new SettingsException(path, $"expected on/off (or true/false), got \"{raw}\""),
+            };
+        }
+
+        public long Bytes(string path, long min)
+        {
+            var raw = Raw(path);
+            long? value;
+            try { value = config.GetByteSize(path); }
+            catch (Exception) { value = null; }
+            if (value is null) throw new SettingsException(path, $"expected a size such as 64KiB or 4MiB, got \"{raw}\"");
+            if (value < min) throw new SettingsException(path, $"must be at least {min} bytes, got {value}");
+            return value.Value;
+        }
+
+        public TimeSpan Duration(string path, bool allowZero = false)
+        {
+            var raw = Raw(path);
+            TimeSpan value;
+            try { value = config.GetTimeSpan(path, allowInfinite: false); }
+            catch (Exception) { throw new SettingsException(path, $"expected a duration such as 10s or 500ms, got \"{raw}\""); }
+            if (value < TimeSpan.Zero || (!allowZero && value == TimeSpan.Zero))
+                throw new SettingsException(path, $"must be {(allowZero ? "zero or positive" : "positive")}, got \"{raw}\"");
+            return value;
+        }
+
+        public T Enum<T>(string path, IReadOnlyDictionary<string, T> allowed)
+        {
+            var raw = Raw(path).Trim();
+            if (allowed.TryGetValue(raw.ToLowerInvariant(), out var value)) return value;
+            throw new SettingsException(path, $"expected one of {string.Join(" | ", allowed.Keys)}, got \"{raw}\"");
+        }
+
+        private static string FirstLine(string s) => s.Split('\n')[0].Trim();
+    }
+}
+
+public sealed record NodeSettings
+{
+    public required bool Train { get; init; }
+    public required DeviceKind Device { get; init; }
+    public required int TrainersPerNode { get; init; }
+    /// <summary>0 means: the machine's cores divided among this node's trainers.</summary>
+    public required int IntraOpThreads { get; init; }
+
+    public int EffectiveIntraOpThreads(int trainersOnMachine) =>
+        IntraOpThreads > 0 ? IntraOpThreads : Math.Max(1, Environment.ProcessorCount / Math.Max(1, trainersOnMachine));
+}
+
+public sealed record TrainingSettings
+{
+    public required int Epochs { get; init; }
+    public required int BatchSize { get; init; }
+    public required int Seed { get; init; }
+    public required int LogInterval { get; init; }
+    public required string OutDir { get; init; }
+}
+
+public sealed record SyncSettings
+{
+    public required long BucketSizeBytes { get; init; }
+    public required int ChunkSizeBytes { get; init; }
+    public required string IntraNode { get; init; }
+    public required NonFiniteGradientPolicy NonFiniteGradients { get; init; }
+    public required TimeSpan StepTimeout { get; init; }
+}

@@ -1,0 +1,42 @@
+using System.Runtime.InteropServices;
+using ActorTrain.Cluster.Protocol;
+using ActorTrain.Sync.Transport;
+using Akka.Actor;
+
+namespace ActorTrain.Cluster.Transport;
+
+/// <summary>
+/// Sync's ring transport over Akka remoting: a chunk is one <see cref="GradientChunk"/> message
+/// from this node's ring position to a neighbour's <see cref="GradientEndpointActor"/>, which
+/// hands it to that node's <see cref="ChunkMailbox"/>. Chunks stay below the remoting frame
+/// size (actortrain.sync.chunk-size).
+/// </summary>
+public sealed class AkkaRingTransport : IRingTransport
+{
+    private readonly IReadOnlyList<IActorRef> _endpoints;
+    private readonly ChunkMailbox _mailbox;
+
+    public AkkaRingTransport(int peerIndex, IReadOnlyList<IActorRef> endpoints, ChunkMailbox mailbox, int chunkSizeBytes)
+    {
+        if (peerIndex < 0 || peerIndex >= endpoints.Count) throw new ArgumentOutOfRangeException(nameof(peerIndex));
+        PeerIndex = peerIndex;
+        _endpoints = endpoints;
+        _mailbox = mailbox;
+        MaxChunkElements = Math.Max(1, chunkSizeBytes / sizeof(float));
+    }
+
+    public int PeerIndex { get; }
+    public int PeerCount => _endpoints.Count;
+    public int MaxChunkElements { get; }
+
+    public ValueTask SendAsync(int peer, ChunkKey key, ReadOnlyMemory<float> data, CancellationToken cancellationToken)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        var payload = MemoryMarshal.AsBytes(data.Span).ToArray();
+        _endpoints[peer].Tell(new GradientChunk(key.Generation, key.Step, key.Bucket, key.Lane, key.RingStep, key.Chunk, PeerIndex, payload));
+        return ValueTask.CompletedTask;
+    }
+
+    public ValueTask<ReadOnlyMemory<float>> ReceiveAsync(int peer, ChunkKey key, CancellationToken cancellationToken) =>
+        _mailbox.ReceiveAsync(peer, key, cancellationToken);
+}

@@ -1,0 +1,89 @@
+using System.Runtime.InteropServices;
+using ActorTrain.Cluster.Protocol;
+using ActorTrain.Sync.Transport;
+using Akka.Actor;
+using Akka.Event;
+
+namespace ActorTrain.Cluster.Transport;
+
+/// <summary>
+/// Receives gradient chunks from other nodes and delivers them to the node's mailbox, where
+/// the ring all-reduce of the matching key picks them up. Everything here arrives from the
+/// network: chunks that are malformed, too large, from an unknown peer or of an old
+/// generation are dropped, counted and logged; they never reach a reduction.
+/// </summary>
+public sealed class GradientEndpointActor : ReceiveActor
+{
+    public const string Name = "actortrain-endpoint";
+
+    private readonly ChunkMailbox _mailbox;
+    private readonly int _maxPayloadBytes;
+    private readonly ILoggingAdapter _log = Context.GetLogger();
+    private int _peerCount;
+    private long _generation;
+
+    public GradientEndpointActor(ChunkMailbox mailbox, int chunkSizeBytes)
+    {
+        _mailbox = mailbox;
+        _maxPayloadBytes = chunkSizeBytes;
+        Receive<GradientChunk>(OnChunk);
+        Receive<SetWorld>(w =>
+        {
+            _peerCount = w.PeerCount;
+            _generation = w.Generation;
+            _mailbox.DropGenerationsBefore(w.Generation);
+        });
+        Receive<GetCounters>(_ => Sender.Tell(new Counters(Received, Dropped)));
+    }
+
+    public static Props Props(ChunkMailbox mailbox, int chunkSizeBytes) =>
+        Akka.Actor.Props.Create(() => new GradientEndpointActor(mailbox, chunkSizeBytes));
+
+    public long Received { get; private set; }
+    public long Dropped { get; private set; }
+
+    private void OnChunk(GradientChunk chunk)
+    {
+        var problem = Validate(chunk);
+        if (problem is not null)
+        {
+            Dropped++;
+            // Log the first few and then every 1000th, so a flood cannot flood the log too.
+            if (Dropped <= 10 || Dropped % 1000 == 0)
+                _log.Warning("Dropped gradient chunk from {0} ({1}); {2} dropped so far", Sender.Path.Address, problem, Dropped);
+            return;
+        }
+
+        Received++;
+        var data = MemoryMarshal.Cast<byte, float>(chunk.Payload.AsSpan()).ToArray();
+        var key = new ChunkKey(chunk.Generation, chunk.Step, chunk.Bucket, chunk.Lane, chunk.RingStep, chunk.Chunk);
+        if (!_mailbox.Deliver(chunk.FromPeer, key, data))
+        {
+            Dropped++;
+            if (Dropped <= 10 || Dropped % 1000 == 0)
+                _log.Warning("Dropped gradient chunk {0} from peer {1}: duplicate or stale; {2} dropped so far", key, chunk.FromPeer, Dropped);
+        }
+    }
+
+    private string? Validate(GradientChunk c)
+    {
+        if (c.Generation < _generation) return $"stale generation {c.Generation}, current is {_generation}";
+        if (c.FromPeer < 0 || (c.Generation == _generation && c.FromPeer >= _peerCount)) return $"unknown peer index {c.FromPeer}";
+        if (c.Payload is null) return "no payload";
+        if (c.Payload.Length % sizeof(float) != 0) return $"payload of {c.Payload.Length} bytes is not a whole number of float32 values";
+        if (c.Payload.Length > _maxPayloadBytes) return $"payload of {c.Payload.Length} bytes exceeds the chunk size {_maxPayloadBytes}";
+        if (c.Bucket < 0 || c.Lane < 0 || c.RingStep < 0 || c.Chunk < 0) return "negative id";
+        return null;
+    }
+
+    /// <summary>Local: the world this endpoint now serves.</summary>
+    public sealed record SetWorld(long Generation, int PeerCount);
+
+    public sealed class GetCounters
+    {
+        public static readonly GetCounters Instance = new();
+        private GetCounters() { }
+    }
+
+    public sealed record Counters(long Received, long Dropped);
+}

@@ -1,0 +1,37 @@
+namespace ActorTrain.Sync.Transport;
+
+/// <summary>
+/// Identifies one chunk of one ring all-reduce. Every field is part of the match: a chunk is
+/// delivered only to the receive that asks for exactly this key, so chunks of another
+/// generation, step, bucket or lane can never be mixed into a reduction.
+/// </summary>
+/// <param name="Generation">World generation the step belongs to.</param>
+/// <param name="Step">Global step number (broadcasts use negative numbers).</param>
+/// <param name="Bucket">Bucket index within the step.</param>
+/// <param name="Lane">Which cross-node ring: the local rank whose slice this is.</param>
+/// <param name="RingStep">0..2(N-1)-1: reduce-scatter steps first, then all-gather steps.</param>
+/// <param name="Chunk">Index of the chunk within the segment sent at this ring step.</param>
+public readonly record struct ChunkKey(long Generation, long Step, int Bucket, int Lane, int RingStep, int Chunk);
+
+/// <summary>
+/// Moves chunks of float data between the peers of a cross-node ring. Peers are numbered
+/// 0..PeerCount-1 in ring order; the ring algorithm only ever sends to its right neighbour
+/// and receives from its left one.
+/// </summary>
+public interface IRingTransport
+{
+    /// <summary>This peer's position in the ring.</summary>
+    int PeerIndex { get; }
+
+    /// <summary>Number of peers in the ring.</summary>
+    int PeerCount { get; }
+
+    /// <summary>Largest number of floats one chunk may carry (e.g. to stay under a frame size).</summary>
+    int MaxChunkElements { get; }
+
+    /// <summary>Sends <paramref name="data"/> to <paramref name="peer"/>. The data may be reused by the caller as soon as the returned task completes.</summary>
+    ValueTask SendAsync(int peer, ChunkKey key, ReadOnlyMemory<float> data, CancellationToken cancellationToken);
+
+    /// <summary>Waits for the chunk with <paramref name="key"/> from <paramref name="peer"/> and returns its data.</summary>
+    ValueTask<ReadOnlyMemory<float>> ReceiveAsync(int peer, ChunkKey key, CancellationToken cancellationToken);
+}

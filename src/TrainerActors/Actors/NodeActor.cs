@@ -1,0 +1,275 @@
+using ActorTrain.Cluster.Protocol;
+using ActorTrain.Cluster.Settings;
+using ActorTrain.Cluster.Transport;
+using ActorTrain.Sync.Collectives;
+using ActorTrain.Sync.Transport;
+using ActorTrain.TrainerActors.Jobs;
+using ActorTrain.TrainerActors.Torch;
+using Akka.Actor;
+using Akka.Cluster;
+using Akka.Event;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace ActorTrain.TrainerActors.Actors;
+
+/// <summary>
+/// One per process. Finds the devices, spawns one trainer per device (per GPU, or
+/// trainers-per-node CPU trainers), owns the node's intra-node collective and its gradient
+/// endpoint, registers with the coordinator and relays the run's phases to its trainers.
+/// </summary>
+public sealed class NodeActor : ReceiveActor, IWithTimers
+{
+    private readonly ActorTrainSettings _settings;
+    private readonly TrainingJob _job;
+    private readonly IActorRef _coordinator;
+    private readonly int _trainersOnMachine;
+    private readonly ILoggingAdapter _log = Context.GetLogger();
+    private readonly Akka.Cluster.Cluster _cluster = Akka.Cluster.Cluster.Get(Context.System);
+    private readonly ChunkMailbox _mailbox = new();
+    private readonly List<IActorRef> _trainers = [];
+    private readonly Dictionary<int, TrainerReady> _ready = [];
+    private readonly Dictionary<int, object> _collected = [];
+    private readonly CancellationTokenSource _runCancelled = new();
+    private IActorRef _endpoint = ActorRefs.Nobody;
+    private IActorRef _coordinatorRef = ActorRefs.Nobody;
+    private WorldAssignment? _world;
+    private IIntraNodeCollective? _intraNode;
+    private string _nodeName = "";
+    private bool _ending;
+
+    public ITimerScheduler Timers { get; set; } = null!;
+
+    public NodeActor(ActorTrainSettings settings, TrainingJob job, IActorRef coordinator, int trainersOnMachine)
+    {
+        _settings = settings;
+        _job = job;
+        _coordinator = coordinator;
+        _trainersOnMachine = trainersOnMachine;
+        Starting();
+    }
+
+    public static Props Props(ActorTrainSettings settings, TrainingJob job, IActorRef coordinator, int trainersOnMachine) =>
+        Akka.Actor.Props.Create(() => new NodeActor(settings, job, coordinator, trainersOnMachine));
+
+    private int LocalSize => _trainers.Count;
+
+    protected override SupervisorStrategy SupervisorStrategy() =>
+        new OneForOneStrategy(0, TimeSpan.Zero, e =>
+        {
+            // A trainer that throws has a replica in an unknown state: the run cannot go on.
+            Self.Tell(new LocalFailure(e is TimeoutException ? e.Message : $"{e.GetType().Name}: {e.Message}"));
+            return Directive.Stop;
+        });
+
+    protected override void PreStart()
+    {
+        var selfAddress = _cluster.SelfAddress;
+        _nodeName = string.IsNullOrEmpty(_settings.NodeName) ? $"{selfAddress.Host}:{selfAddress.Port}" : _settings.NodeName;
+        _endpoint = Context.ActorOf(GradientEndpointActor.Props(_mailbox, _settings.Sync.ChunkSizeBytes), GradientEndpointActor.Name);
+        _cluster.Subscribe(Self, ClusterEvent.SubscriptionInitialStateMode.InitialStateAsEvents,
+            typeof(ClusterEvent.MemberRemoved), typeof(ClusterEvent.UnreachableMember));
+
+        if (!TorchRuntime.TrySetMkldnn(_settings.MkldnnEnabled, out var detail))
+            _log.Warning("Cannot switch oneDNN {0}: {1}", _settings.MkldnnEnabled ? "on" : "off", detail);
+
+        var devices = ChooseDevices();
+        var threads = _settings.Node.EffectiveIntraOpThreads(_trainersOnMachine);
+        for (var i = 0; i < devices.Count; i++)
+            _trainers.Add(Context.ActorOf(TrainerActor.Props(_job, i, devices[i], threads, _settings.Sync.BucketSizeBytes, _settings.Training.Seed), $"trainer-{i}"));
+        foreach (var t in _trainers) Context.Watch(t);
+        _log.Info("Node {0}: {1} trainer(s) on {2}, {3} intra-op thread(s) each, oneDNN {4}", _nodeName, devices.Count,
+            string.Join(",", devices.Select(d => d.ToString())), threads, _settings.MkldnnEnabled ? "on" : "off");
+    }
+
+    protected override void PostStop()
+    {
+        _runCancelled.Cancel();
+        _cluster.Unsubscribe(Self);
+        _intraNode?.Dispose();
+    }
+
+    private List<Device> ChooseDevices()
+    {
+        var cuda = _settings.Node.Device switch
+        {
+            DeviceKind.Cuda => TorchRuntime.CudaAvailable() ? true : throw new InvalidOperationException(
+                "actortrain.node.device = cuda, but TorchSharp finds no CUDA device (the default build uses the CPU package; see README, \"CUDA build\")"),
+            DeviceKind.Auto => TorchRuntime.CudaAvailable(),
+            _ => false,
+        };
+        return cuda
+            ? Enumerable.Range(0, TorchSharp.torch.cuda.device_count()).Select(i => new Device(DeviceType.CUDA, i)).ToList()
+            : Enumerable.Range(0, _settings.Node.TrainersPerNode).Select(_ => new Device(DeviceType.CPU)).ToList();
+    }
+
+    private void Starting()
+    {
+        Receive<TrainerReady>(r =>
+        {
+            _ready[r.LocalRank] = r;
+            if (_ready.Count < LocalSize) return;
+            var fingerprints = _ready.Values.Select(x => x.Fingerprint).Distinct().ToList();
+            if (fingerprints.Count != 1) { Fail("the trainers of this node built different models"); return; }
+            Register();
+            Timers.StartPeriodicTimer("register", RetryRegistration.Instance, _settings.RegistrationInterval);
+        });
+        Receive<RetryRegistration>(_ => Register());
+        Receive<NodeRegistered>(r =>
+        {
+            Timers.Cancel("register");
+            _coordinatorRef = Sender;
+            _log.Info("Registered with the coordinator as {0}; {1}/{2} node(s) so far", r.NodeName, r.NodesRegistered, r.MinNodes);
+        });
+        Receive<RegistrationRefused>(r =>
+        {
+            Timers.Cancel("register");
+            _log.Error("The coordinator refused this node: {0}", r.Reason);
+            Console.Error.WriteLine($"error: the coordinator refused node {_nodeName}: {r.Reason}");
+            EndLocally(2, $"refused: {r.Reason}");
+        });
+        Receive<WorldAssignment>(OnWorld);
+        Receive<EndpointsResolved>(OnEndpointsResolved);
+        Common();
+    }
+
+    private void Register()
+    {
+        var address = _cluster.SelfAddress;
+        var devices = _ready.Values.OrderBy(r => r.LocalRank).Select(r => r.Device).ToArray();
+        _coordinator.Tell(new RegisterNode(_settings.JobId, ActorTrainSettings.ProtocolVersion, _ready[0].Fingerprint, _nodeName,
+            LocalSize, Self.Path.ToStringWithAddress(address), _endpoint.Path.ToStringWithAddress(address), devices));
+    }
+
+    private void OnWorld(WorldAssignment w)
+    {
+        _coordinatorRef = Sender;
+        Timers.Cancel("register");
+        var index = Array.FindIndex(w.Nodes, n => n.NodeName == _nodeName);
+        if (index < 0) { Fail($"world generation {w.Generation} does not include this node"); return; }
+        _world = w;
+        var self = Self;
+        var paths = w.Nodes.Select(n => n.EndpointPath).ToList();
+        var timeout = TimeSpan.FromSeconds(30);
+        Task.WhenAll(paths.Select(p => Context.ActorSelection(p).ResolveOne(timeout)))
+            .ContinueWith(t => t.IsCompletedSuccessfully
+                ? new EndpointsResolved(w.Generation, index, t.Result, null)
+                : new EndpointsResolved(w.Generation, index, [], t.Exception?.GetBaseException().Message ?? "cancelled"))
+            .PipeTo(self);
+    }
+
+    private void OnEndpointsResolved(EndpointsResolved r)
+    {
+        var w = _world!;
+        if (r.Generation != w.Generation) return;
+        if (r.Error is not null) { Fail($"cannot reach the gradient endpoints of the world's nodes: {r.Error}"); return; }
+
+        _endpoint.Tell(new GradientEndpointActor.SetWorld(w.Generation, w.Nodes.Length));
+        var devicesAreCuda = _ready.Values.Any(x => x.Device.StartsWith("cuda", StringComparison.Ordinal));
+        _intraNode?.Dispose();
+        _intraNode = IntraNodeCollectives.Create(IntraNodeCollectives.Parse(_settings.Sync.IntraNode, "actortrain.sync.intra-node"), LocalSize, devicesAreCuda);
+        IRingTransport? cross = w.Nodes.Length > 1
+            ? new AkkaRingTransport(r.Index, r.Endpoints, _mailbox, _settings.Sync.ChunkSizeBytes)
+            : null;
+        var me = w.Nodes[r.Index];
+        for (var i = 0; i < LocalSize; i++)
+            _trainers[i].Tell(new ConfigureTrainer(w.Generation, me.FirstRank + i, w.WorldSize, w.Plan, _intraNode, cross,
+                _settings.Sync.StepTimeout, _runCancelled.Token));
+        _log.Info("Generation {0}: this node is {1} of {2} in the ring, global ranks {3}..{4}, intra-node {5}",
+            w.Generation, r.Index, w.Nodes.Length, me.FirstRank, me.FirstRank + LocalSize - 1, _intraNode.Name);
+        _coordinatorRef.Tell(new NodeReady(w.Generation, _nodeName));
+        Become(Training);
+    }
+
+    private void Training()
+    {
+        Receive<StartEpoch>(e =>
+        {
+            if (e.Generation != _world!.Generation) return;
+            _collected.Clear();
+            foreach (var t in _trainers) t.Tell(new RunEpoch(e.Epoch));
+        });
+        Receive<TrainerEpochDone>(d =>
+        {
+            _collected[d.LocalRank] = d;
+            if (_collected.Count < LocalSize) return;
+            var all = _collected.Values.Cast<TrainerEpochDone>().ToList();
+            // Each trainer's loss is already the mean over all replicas; report one trainer's.
+            var first = all.OrderBy(x => x.LocalRank).First();
+            _coordinatorRef.Tell(new EpochCompleted(_world!.Generation, _nodeName, d.Epoch, all.Max(x => x.Steps),
+                first.LossSum, first.LossCount, all.Max(x => x.SkippedSteps), all.Select(x => x.TestAccuracy).Max()));
+        });
+        Receive<TrainerNonFinite>(n =>
+            _coordinatorRef.Tell(new NonFiniteGradientReported(_world!.Generation, n.Step, n.GlobalRank, _nodeName, n.Count)));
+        Receive<FinishTraining>(f =>
+        {
+            if (f.Generation != _world!.Generation) return;
+            _collected.Clear();
+            foreach (var t in _trainers) t.Tell(new FinishTrainer(_settings.Training.OutDir));
+        });
+        Receive<TrainerFinished>(f =>
+        {
+            _collected[f.LocalRank] = f;
+            if (_collected.Count < LocalSize) return;
+            var all = _collected.Values.Cast<TrainerFinished>().OrderBy(x => x.LocalRank).ToList();
+            _coordinatorRef.Tell(new NodeFinished(_world!.Generation, _nodeName, all.Select(x => x.Summary).ToArray(),
+                all.Select(x => x.ModelPath).FirstOrDefault(p => p is not null)));
+        });
+        Common();
+    }
+
+    private void Common()
+    {
+        Receive<EndRun>(e => EndLocally(e.ExitCode, e.Reason));
+        Receive<LocalFailure>(f => Fail(f.Reason));
+        Receive<Terminated>(t =>
+        {
+            if (!_ending && _trainers.Contains(t.ActorRef)) Fail($"trainer {t.ActorRef.Path.Name} stopped");
+        });
+        Receive<ClusterEvent.UnreachableMember>(m => OnMemberLost(m.Member, "unreachable"));
+        Receive<ClusterEvent.MemberRemoved>(m => OnMemberLost(m.Member, "removed"));
+        Receive<ClusterEvent.IMemberEvent>(_ => { });
+        Receive<RetryRegistration>(_ => { });
+    }
+
+    private void OnMemberLost(Member member, string how)
+    {
+        if (_ending || member.Address == _cluster.SelfAddress) return;
+        if (member.HasRole(Cluster.Hosting.ClusterBootstrap.SeedRole) && _world is not null)
+        {
+            // Without the coordinator nobody can end the run; stop rather than wait forever.
+            Console.Error.WriteLine($"error: node {_nodeName}: the seed node {member.Address} is {how}; the coordinator is gone");
+            EndLocally(3, $"the seed node {member.Address} is {how}");
+        }
+    }
+
+    private void Fail(string reason)
+    {
+        if (_ending) return;
+        _log.Error("Node {0} cannot go on: {1}", _nodeName, reason);
+        Console.Error.WriteLine($"error: node {_nodeName}: {reason}");
+        _runCancelled.Cancel();
+        if (!_coordinatorRef.IsNobody()) _coordinatorRef.Tell(new NodeFailed(_nodeName, reason));
+        else _coordinator.Tell(new NodeFailed(_nodeName, reason));
+        // The coordinator answers with EndRun; if it cannot, end after a grace period anyway.
+        Timers.StartSingleTimer("fail-exit", new EndRun(1, reason), TimeSpan.FromSeconds(15));
+    }
+
+    private void EndLocally(int exitCode, string reason)
+    {
+        if (_ending) return;
+        _ending = true;
+        _runCancelled.Cancel();
+        Context.System.EventStream.Publish(new EndRun(exitCode, reason));
+    }
+
+    private sealed class RetryRegistration
+    {
+        public static readonly RetryRegistration Instance = new();
+        private RetryRegistration() { }
+    }
+
+    private sealed record EndpointsResolved(long Generation, int Index, IActorRef[] Endpoints, string? Error);
+
+    private sealed record LocalFailure(string Reason);
+}

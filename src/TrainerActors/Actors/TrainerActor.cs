@@ -1,0 +1,225 @@
+using System.Diagnostics;
+using ActorTrain.Cluster.Protocol;
+using ActorTrain.Sync;
+using ActorTrain.TrainerActors.Data;
+using ActorTrain.TrainerActors.Jobs;
+using ActorTrain.TrainerActors.Training;
+using Akka.Actor;
+using Akka.Event;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace ActorTrain.TrainerActors.Actors;
+
+/// <summary>
+/// One model replica on one device. Runs on a pinned dispatcher (its own thread) because it
+/// blocks while it computes and while its collectives run. An epoch is a series of
+/// <see cref="NextStep"/> messages to itself, so the mailbox is served between steps.
+/// One step: forward/backward on this rank's shard → gradients into buckets → hierarchical
+/// all-reduce of each bucket (intra-node, cross-node ring, intra-node) → average → optimizer step.
+/// </summary>
+public sealed class TrainerActor : ReceiveActor
+{
+    private readonly TrainingJob _job;
+    private readonly int _localRank;
+    private readonly Device _device;
+    private readonly int _intraOpThreads;
+    private readonly long _bucketSizeBytes;
+    private readonly int _seed;
+    private readonly ILoggingAdapter _log = Context.GetLogger();
+    private Replica _replica = null!;
+    private IBatchSource _train = null!;
+    private IBatchSource? _test;
+    private ConfigureTrainer _world = null!;
+    private DistributedSampler _sampler = null!;
+
+    private int _epoch;
+    private int[] _epochIndices = [];
+    private int _batchInEpoch;
+    private int _batchesPerEpoch;
+    private long _globalStep;
+    private double _epochLossSum;
+    private long _epochLossCount;
+    private int _epochSkipped;
+    private double _windowLoss;
+    private int _windowCount;
+    private readonly List<double> _computeMs = [];
+    private readonly List<double> _intraMs = [];
+    private readonly List<double> _crossMs = [];
+    private readonly List<double> _stepMs = [];
+
+    public TrainerActor(TrainingJob job, int localRank, Device device, int intraOpThreads, long bucketSizeBytes, int seed)
+    {
+        _job = job;
+        _localRank = localRank;
+        _device = device;
+        _intraOpThreads = intraOpThreads;
+        _bucketSizeBytes = bucketSizeBytes;
+        _seed = seed;
+
+        Receive<ConfigureTrainer>(OnConfigure);
+        Receive<RunEpoch>(OnRunEpoch);
+        Receive<NextStep>(_ => RunStep());
+        Receive<FinishTrainer>(OnFinish);
+    }
+
+    public static Props Props(TrainingJob job, int localRank, Device device, int intraOpThreads, long bucketSizeBytes, int seed) =>
+        Akka.Actor.Props.Create(() => new TrainerActor(job, localRank, device, intraOpThreads, bucketSizeBytes, seed))
+            .WithDispatcher("actortrain.trainer-dispatcher");
+
+    private bool IsRankZero => _world.GlobalRank == 0;
+
+    protected override void PreStart()
+    {
+        // Per-thread in libtorch's OpenMP pool: this trainer's thread gets its share of the cores.
+        torch.set_num_threads(_intraOpThreads);
+        _replica = new Replica(_job, _seed, _device, _bucketSizeBytes);
+        _train = _job.LoadTrainingData();
+        _test = _job.LoadTestData();
+        Context.Parent.Tell(new TrainerReady(_localRank, _replica.Fingerprint, _device.ToString()));
+    }
+
+    protected override void PostStop() => _replica?.Dispose();
+
+    private void OnConfigure(ConfigureTrainer c)
+    {
+        _world = c;
+        _sampler = new DistributedSampler(_train.Count, c.WorldSize, c.GlobalRank, c.Plan.Seed);
+        _batchesPerEpoch = _sampler.BatchesPerEpoch(c.Plan.BatchSize);
+        if (_batchesPerEpoch == 0)
+            throw new InvalidOperationException(
+                $"{_train.Count} training samples over {c.WorldSize} rank(s) leave {_sampler.NumSamples} per rank, less than one batch of {c.Plan.BatchSize}");
+    }
+
+    private void OnRunEpoch(RunEpoch e)
+    {
+        if (e.Epoch == 1) BroadcastParameters();
+        _epoch = e.Epoch;
+        _epochIndices = _sampler.Indices(e.Epoch);
+        _batchInEpoch = 0;
+        _epochLossSum = 0;
+        _epochLossCount = 0;
+        _epochSkipped = 0;
+        _windowLoss = 0;
+        _windowCount = 0;
+        Self.Tell(NextStep.Instance);
+    }
+
+    /// <summary>Rank 0's parameters to every replica: a sum-reduction in which everyone else contributes zeros.</summary>
+    private void BroadcastParameters()
+    {
+        _replica.ParametersToBuckets(isSource: _world.GlobalRank == 0);
+        for (var b = 0; b < _replica.Buffers.Length; b++)
+            Reduce(step: -1, bucket: b);
+        _replica.BucketsToParameters();
+    }
+
+    private (double IntraMs, double CrossMs) Reduce(long step, int bucket)
+    {
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(_world.RunCancelled);
+        timeout.CancelAfter(_world.StepTimeout);
+        try
+        {
+            var t = HierarchicalAllReduce.RunAsync(_world.IntraNode, _localRank, _world.CrossNode, _replica.Buffers[bucket],
+                _world.Generation, step, bucket, timeout.Token).GetAwaiter().GetResult();
+            return (t.IntraNodeMs, t.CrossNodeMs);
+        }
+        catch (OperationCanceledException) when (!_world.RunCancelled.IsCancellationRequested)
+        {
+            throw new TimeoutException(
+                $"rank {_world.GlobalRank}: bucket {bucket} of step {step} was not reduced within {_world.StepTimeout.TotalSeconds:0}s " +
+                "(actortrain.sync.step-timeout); a peer node or a local trainer is not taking part");
+        }
+    }
+
+    private void RunStep()
+    {
+        if (_world.RunCancelled.IsCancellationRequested) return;
+        var stepWatch = Stopwatch.StartNew();
+        var batch = _world.Plan.BatchSize;
+        var indices = _epochIndices.AsSpan(_batchInEpoch * batch, batch);
+        var loss = _replica.ForwardBackward(indices, _train);
+        var nonFinite = _replica.GradientsToBuckets(loss);
+        var computeMs = stepWatch.Elapsed.TotalMilliseconds;
+        if (nonFinite > 0)
+        {
+            _log.Warning("Rank {0}: {1} non-finite gradient value(s) at step {2}; this contribution is withheld", _world.GlobalRank, nonFinite, _globalStep);
+            Context.Parent.Tell(new TrainerNonFinite(_localRank, _world.GlobalRank, _globalStep, nonFinite));
+        }
+
+        double intra = 0, cross = 0;
+        for (var b = 0; b < _replica.Buffers.Length; b++)
+        {
+            var (i, c) = Reduce(_globalStep, b);
+            intra += i;
+            cross += c;
+        }
+
+        if (_replica.BucketsToGradients(_world.WorldSize)) _replica.OptimizerStep();
+        else _epochSkipped++;
+
+        var meanLoss = _replica.ReducedMeanLoss(_world.WorldSize);
+        if (float.IsFinite(meanLoss))
+        {
+            _epochLossSum += meanLoss;
+            _epochLossCount++;
+            _windowLoss += meanLoss;
+            _windowCount++;
+        }
+        _computeMs.Add(computeMs);
+        _intraMs.Add(intra);
+        _crossMs.Add(cross);
+        _stepMs.Add(stepWatch.Elapsed.TotalMilliseconds);
+        _globalStep++;
+        _batchInEpoch++;
+
+        if (IsRankZero && _batchInEpoch % _world.Plan.LogInterval == 0)
+        {
+            // The seed's progress line: mean loss (over all replicas) since the last line.
+            Console.WriteLine(FormattableString.Invariant($"[{_epoch}, {_batchInEpoch,5}] loss: {(_windowCount > 0 ? _windowLoss / _windowCount : double.NaN):F3}"));
+            _windowLoss = 0;
+            _windowCount = 0;
+        }
+
+        if (_batchInEpoch < _batchesPerEpoch)
+        {
+            Self.Tell(NextStep.Instance);
+            return;
+        }
+        var accuracy = -1.0;
+        if (IsRankZero && _test is not null)
+        {
+            accuracy = _job.Evaluate(_replica.Model, _test, _device);
+            Console.WriteLine(FormattableString.Invariant($"epoch {_epoch}: test accuracy {accuracy:F4} on {_test.Count} held-out samples"));
+        }
+        Context.Parent.Tell(new TrainerEpochDone(_localRank, _epoch, _globalStep, _epochLossSum, _epochLossCount, _epochSkipped, accuracy));
+    }
+
+    private void OnFinish(FinishTrainer f)
+    {
+        string? modelPath = null;
+        if (IsRankZero)
+        {
+            Directory.CreateDirectory(f.OutDir);
+            modelPath = Path.GetFullPath(Path.Combine(f.OutDir, "model.pth"));
+            ModelFiles.SaveStateDict(_replica.Model, modelPath);
+            Console.WriteLine($"saved {modelPath}");
+        }
+        var summary = new TrainerSummary(_world.GlobalRank, _replica.Checksum(), _globalStep,
+            Median(_computeMs), Median(_intraMs), Median(_crossMs), Median(_stepMs));
+        Context.Parent.Tell(new TrainerFinished(_localRank, summary, modelPath));
+    }
+
+    private static double Median(List<double> values)
+    {
+        if (values.Count == 0) return 0;
+        var v = values.Order().ToArray();
+        return v.Length % 2 == 1 ? v[v.Length / 2] : (v[v.Length / 2 - 1] + v[v.Length / 2]) / 2;
+    }
+
+    private sealed class NextStep
+    {
+        public static readonly NextStep Instance = new();
+        private NextStep() { }
+    }
+}

@@ -1,0 +1,157 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+using System.Reflection;
+
+namespace ActorTrain.TrainerActors.Hosting;
+
+/// <summary>
+/// <c>local --nodes N</c>: a seed and N-1 workers, each a separate OS process of this same
+/// program, talking Akka remoting over 127.0.0.1 on free ports. Their output is prefixed with
+/// the node name. All of them end at the end of the run, when one fails, or on Ctrl+C.
+/// </summary>
+public static class LocalLauncher
+{
+    public static int Run(int nodes, string? configFile, IReadOnlyList<string> overrides, int trainersPerNode, int? intraOpThreads)
+    {
+        if (configFile is not null && !File.Exists(configFile)) throw new UsageException($"{configFile}: config file not found");
+        var ports = FreeLoopbackPorts(nodes);
+        var seedAddress = $"127.0.0.1:{ports[0]}";
+        // One machine: its cores are shared among every trainer of every node.
+        var threads = intraOpThreads ?? Math.Max(1, Environment.ProcessorCount / (nodes * trainersPerNode));
+        Console.WriteLine($"local: {nodes} node process(es) x {trainersPerNode} trainer(s), seed at {seedAddress}, {threads} intra-op thread(s) per trainer");
+
+        var children = new List<(string Name, Process Process)>();
+        using var interrupted = new ManualResetEventSlim();
+        ConsoleCancelEventHandler onCancel = (_, e) => { e.Cancel = true; interrupted.Set(); };
+        Console.CancelKeyPress += onCancel;
+        try
+        {
+            for (var i = 0; i < nodes; i++)
+            {
+                var name = $"node{i}";
+                var args = new List<string> { i == 0 ? "seed" : "worker" };
+                if (configFile is not null) args.AddRange(["--config", configFile]);
+                args.AddRange(["--hostname", "127.0.0.1", "--port", ports[i].ToString(CultureInfo.InvariantCulture),
+                    "--seed-node", seedAddress, "--min-nodes", nodes.ToString(CultureInfo.InvariantCulture), "--node-name", name,
+                    "--intra-op-threads", threads.ToString(CultureInfo.InvariantCulture)]);
+                args.AddRange(OverridesAsArguments(overrides));
+                children.Add((name, Start(name, args)));
+            }
+
+            var exited = children.Select(c => c.Process.WaitForExitAsync()).ToArray();
+            var firstFailure = -1;
+            var failedAt = DateTime.MaxValue;
+            while (true)
+            {
+                if (interrupted.IsSet)
+                {
+                    Console.Error.WriteLine("local: interrupted; stopping all nodes");
+                    KillAll(children);
+                    return 130;
+                }
+                if (exited.All(t => t.IsCompleted)) break;
+                var failed = children.FirstOrDefault(c => c.Process.HasExited && c.Process.ExitCode != 0);
+                if (failed.Process is not null && firstFailure < 0)
+                {
+                    firstFailure = failed.Process.ExitCode;
+                    failedAt = DateTime.UtcNow;
+                    Console.Error.WriteLine($"local: {failed.Name} exited with code {firstFailure}; the others get 20 s to end");
+                }
+                if (DateTime.UtcNow - failedAt > TimeSpan.FromSeconds(20))
+                {
+                    KillAll(children);
+                    break;
+                }
+                Task.WaitAny(exited, TimeSpan.FromMilliseconds(200));
+            }
+            foreach (var c in children) c.Process.WaitForExit();
+            var codes = children.Select(c => c.Process.ExitCode).ToList();
+            var result = firstFailure >= 0 ? firstFailure : codes.FirstOrDefault(c => c != 0);
+            Console.WriteLine($"local: all nodes ended (exit codes {string.Join(", ", codes)})");
+            return result;
+        }
+        finally
+        {
+            Console.CancelKeyPress -= onCancel;
+            KillAll(children);
+        }
+    }
+
+    /// <summary>The launcher passes its own options on, except those it sets per node.</summary>
+    private static IEnumerable<string> OverridesAsArguments(IReadOnlyList<string> overrides)
+    {
+        foreach (var line in overrides)
+        {
+            var eq = line.IndexOf('=', StringComparison.Ordinal);
+            var key = line[..eq].Trim();
+            var value = line[(eq + 1)..].Trim().Trim('"');
+            var flag = key switch
+            {
+                "actortrain.training.epochs" => "--epochs",
+                "actortrain.training.out-dir" => "--out",
+                "actortrain.training.seed" => "--seed",
+                "actortrain.node.trainers-per-node" => "--trainers-per-node",
+                _ => null,
+            };
+            if (flag is not null) { yield return flag; yield return value; }
+        }
+    }
+
+    private static Process Start(string name, IReadOnlyList<string> args)
+    {
+        var (file, prefix) = SelfCommand();
+        var psi = new ProcessStartInfo(file)
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            RedirectStandardInput = true,
+            UseShellExecute = false,
+        };
+        foreach (var a in prefix.Concat(args)) psi.ArgumentList.Add(a);
+        psi.Environment[NodeRunner.ExitWithParentVariable] = "1";
+        var process = Process.Start(psi) ?? throw new InvalidOperationException($"cannot start {file}");
+        process.OutputDataReceived += (_, e) => { if (e.Data is not null) Console.Out.WriteLine($"[{name}] {e.Data}"); };
+        process.ErrorDataReceived += (_, e) => { if (e.Data is not null) Console.Error.WriteLine($"[{name}] {e.Data}"); };
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        return process;
+    }
+
+    /// <summary>How to start this same program again: its apphost, or dotnet with its entry assembly.</summary>
+    private static (string File, string[] Prefix) SelfCommand()
+    {
+        var processPath = Environment.ProcessPath ?? throw new InvalidOperationException("cannot tell which program is running");
+        var entry = Assembly.GetEntryAssembly()?.Location;
+        var isDotnetHost = Path.GetFileNameWithoutExtension(processPath).Equals("dotnet", StringComparison.OrdinalIgnoreCase);
+        return isDotnetHost && !string.IsNullOrEmpty(entry) ? (processPath, [entry]) : (processPath, []);
+    }
+
+    private static void KillAll(List<(string Name, Process Process)> children)
+    {
+        foreach (var (_, p) in children)
+        {
+            try
+            {
+                if (!p.HasExited) p.Kill(entireProcessTree: true);
+            }
+            catch (InvalidOperationException) { }
+        }
+    }
+
+    /// <summary>Ports free on 127.0.0.1 right now (held open together so they are distinct).</summary>
+    public static int[] FreeLoopbackPorts(int count)
+    {
+        var listeners = Enumerable.Range(0, count).Select(_ => new TcpListener(IPAddress.Loopback, 0)).ToList();
+        try
+        {
+            foreach (var l in listeners) l.Start();
+            return listeners.Select(l => ((IPEndPoint)l.LocalEndpoint).Port).ToArray();
+        }
+        finally
+        {
+            foreach (var l in listeners) l.Stop();
+        }
+    }
+}

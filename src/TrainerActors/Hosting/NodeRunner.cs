@@ -1,0 +1,137 @@
+using ActorTrain.Cluster.Hosting;
+using ActorTrain.Cluster.Protocol;
+using ActorTrain.Cluster.Settings;
+using ActorTrain.TrainerActors.Actors;
+using ActorTrain.TrainerActors.Jobs;
+using Akka.Actor;
+using Akka.Configuration;
+
+namespace ActorTrain.TrainerActors.Hosting;
+
+public enum NodeRole { Seed, Worker }
+
+/// <summary>Runs one node process until the run ends; returns the process exit code.</summary>
+public static class NodeRunner
+{
+    /// <summary>Set by the local launcher: end this process when its standard input closes (the launcher died).</summary>
+    public const string ExitWithParentVariable = "ACTORTRAIN_EXIT_WITH_PARENT";
+
+    public static int Run(TrainingJob job, NodeRole role, string? configFile, IReadOnlyList<string> overrides)
+    {
+        var (config, settings) = LoadForRole(job, role, configFile, overrides);
+
+        var (system, proxy) = ClusterBootstrap.Start(config, settings);
+        var cluster = Akka.Cluster.Cluster.Get(system);
+        var outcome = new RunOutcome();
+        system.ActorOf(Props.Create(() => new RunEndListener(outcome, role == NodeRole.Seed)), "run-end");
+        if (role == NodeRole.Seed && config.GetStringList("akka.cluster.seed-nodes").Count == 0)
+            cluster.Join(cluster.SelfAddress);
+
+        Console.WriteLine($"{role.ToString().ToLowerInvariant()} node {cluster.SelfAddress} (job \"{settings.JobId}\")");
+        if (settings.Node.Train)
+        {
+            var trainersOnMachine = settings.Node.TrainersPerNode;
+            system.ActorOf(NodeActor.Props(settings, job, proxy, trainersOnMachine), "node");
+        }
+
+        using var cancel = new CancelHandler(system, outcome);
+        if (Environment.GetEnvironmentVariable(ExitWithParentVariable) == "1") WatchParent(system, outcome);
+        system.WhenTerminated.Wait();
+        if (outcome.ExitCode != 0) Console.Error.WriteLine($"run ended with exit code {outcome.ExitCode}: {outcome.Reason}");
+        return outcome.ExitCode;
+    }
+
+    internal static (Config Config, ActorTrainSettings Settings) LoadForRole(TrainingJob job, NodeRole role, string? configFile, IReadOnlyList<string> overrides)
+    {
+        var lines = overrides.ToList();
+        var (probe, _) = ConfigLoader.Load(configFile, job.DefaultConfig, job.Name, lines);
+        var train = probe.GetBoolean("actortrain.node.train", true);
+        // The subcommand decides the roles: the coordinator singleton lives on seed-role nodes.
+        var roles = role == NodeRole.Seed
+            ? (train ? "[\"seed\", \"trainer\"]" : "[\"seed\"]")
+            : "[\"trainer\"]";
+        lines.Add($"akka.cluster.roles = {roles}");
+        if (role == NodeRole.Worker)
+        {
+            if (!train) throw new UsageException($"{configFile ?? "command line"}: actortrain.node.train = off makes no sense on a worker");
+            if (probe.GetStringList("akka.cluster.seed-nodes").Count == 0)
+                throw new UsageException($"{configFile ?? "command line"}: akka.cluster.seed-nodes is empty; a worker needs the seed's address (--seed-node host:port)");
+        }
+        return ConfigLoader.Load(configFile, job.DefaultConfig, job.Name, lines);
+    }
+
+    private static void WatchParent(ActorSystem system, RunOutcome outcome)
+    {
+        var thread = new Thread(() =>
+        {
+            try { while (Console.In.Read() >= 0) { } }
+            catch (IOException) { }
+            outcome.Set(130, "the launcher went away");
+            CoordinatedShutdown.Get(system).Run(CoordinatedShutdown.ClrExitReason.Instance);
+        }) { IsBackground = true, Name = "parent-watch" };
+        thread.Start();
+    }
+
+    /// <summary>Ctrl+C leaves the cluster gracefully; a second Ctrl+C kills the process.</summary>
+    private sealed class CancelHandler : IDisposable
+    {
+        private readonly ActorSystem _system;
+        private readonly RunOutcome _outcome;
+        private int _presses;
+
+        public CancelHandler(ActorSystem system, RunOutcome outcome)
+        {
+            _system = system;
+            _outcome = outcome;
+            Console.CancelKeyPress += OnCancel;
+        }
+
+        private void OnCancel(object? sender, ConsoleCancelEventArgs e)
+        {
+            if (Interlocked.Increment(ref _presses) > 1) return;
+            e.Cancel = true;
+            _outcome.Set(130, "interrupted");
+            CoordinatedShutdown.Get(_system).Run(CoordinatedShutdown.ClrExitReason.Instance);
+        }
+
+        public void Dispose() => Console.CancelKeyPress -= OnCancel;
+    }
+}
+
+/// <summary>How the run ended, for the process exit code. The first reason recorded wins.</summary>
+public sealed class RunOutcome
+{
+    private int _set;
+    public int ExitCode { get; private set; }
+    public string Reason { get; private set; } = "";
+
+    public void Set(int exitCode, string reason)
+    {
+        if (Interlocked.Exchange(ref _set, 1) == 1) return;
+        ExitCode = exitCode;
+        Reason = reason;
+    }
+}
+
+/// <summary>
+/// Listens for the end of the run on this process's event stream (published by the node actor
+/// or the coordinator) and shuts the ActorSystem down. The seed waits a little longer so its
+/// EndRun messages reach the workers before it leaves.
+/// </summary>
+internal sealed class RunEndListener : ReceiveActor
+{
+    public RunEndListener(RunOutcome outcome, bool isSeed)
+    {
+        Receive<EndRun>(e =>
+        {
+            outcome.Set(e.ExitCode, e.Reason);
+            var delay = isSeed ? TimeSpan.FromSeconds(3) : TimeSpan.FromMilliseconds(200);
+            var system = Context.System;
+            system.Scheduler.Advanced.ScheduleOnce(delay,
+                () => CoordinatedShutdown.Get(system).Run(CoordinatedShutdown.ClusterLeavingReason.Instance));
+            Become(() => ReceiveAny(_ => { }));
+        });
+    }
+
+    protected override void PreStart() => Context.System.EventStream.Subscribe(Self, typeof(EndRun));
+}

@@ -1,0 +1,204 @@
+using System.Security.Cryptography;
+using System.Text;
+using ActorTrain.Sync.Buckets;
+using ActorTrain.Sync.Reduction;
+using ActorTrain.TrainerActors.Jobs;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace ActorTrain.TrainerActors.Training;
+
+/// <summary>
+/// One model replica and its gradient fusion buffers: forward/backward, gradients into
+/// buckets, averaged buckets back into gradients, optimizer step. No actors and no network
+/// here, so the data-parallel arithmetic can be tested on its own.
+/// Two floats ride at the end of the last bucket and are sum-reduced with the gradients:
+/// the number of replicas whose gradient was not finite, and the replicas' losses.
+/// </summary>
+public sealed class Replica : IDisposable
+{
+    private const int NonFiniteSlot = 0;
+    private const int LossSlot = 1;
+    private readonly TrainingJob _job;
+    private readonly IReadOnlyList<Parameter> _parameters;
+
+    public Replica(TrainingJob job, int seed, Device device, long bucketSizeBytes)
+    {
+        _job = job;
+        Device = device;
+        torch.manual_seed(seed);
+        Model = job.CreateModel();
+        Model.to(device);
+        Model.train();
+        Optimizer = job.CreateOptimizer(Model);
+        var named = Model.named_parameters().ToList();
+        _parameters = named.Select(p => p.parameter).ToList();
+        Specs = named.Select(p => new ParameterSpec(p.name, checked((int)p.parameter.numel()))).ToList();
+        Fingerprint = ComputeFingerprint(named);
+        Layout = BucketLayout.Create(Specs, bucketSizeBytes, extraElements: 2);
+        Buffers = Layout.Buckets.Select(b => new float[b.Length]).ToArray();
+    }
+
+    public Device Device { get; }
+    public nn.Module<Tensor, Tensor> Model { get; }
+    public optim.Optimizer Optimizer { get; }
+    public IReadOnlyList<ParameterSpec> Specs { get; }
+    public BucketLayout Layout { get; }
+    public float[][] Buffers { get; }
+
+    /// <summary>Hash of parameter names, shapes and dtypes; equal for equal model definitions.</summary>
+    public string Fingerprint { get; }
+
+    private Span<float> Extra => Buffers[Layout.ExtraOffset.Bucket].AsSpan(Layout.ExtraOffset.Offset, 2);
+
+    /// <summary>Forward and backward on one mini-batch; returns the loss. Leaves gradients in the parameters.</summary>
+    public float ForwardBackward(ReadOnlySpan<int> indices, IBatchSource data)
+    {
+        using var scope = torch.NewDisposeScope();
+        Optimizer.zero_grad();
+        var (input, target) = data.GetBatch(indices, Device);
+        var output = Model.call(input);
+        var loss = _job.ComputeLoss(output, target);
+        loss.backward();
+        return loss.item<float>();
+    }
+
+    /// <summary>
+    /// Copies the gradients into the buckets. A replica whose gradient holds a non-finite value
+    /// contributes zeros and a 1 in the non-finite slot instead, so it never enters the average
+    /// and every replica sees after the reduction that the step must be skipped.
+    /// Returns the number of non-finite values found.
+    /// </summary>
+    public int GradientsToBuckets(float loss)
+    {
+        for (var b = 0; b < Buffers.Length; b++)
+            foreach (var e in Layout.Buckets[b].Entries)
+                CopyOut(_parameters[e.ParameterIndex].grad, Buffers[b].AsSpan(e.Offset, e.Count));
+
+        var nonFinite = 0;
+        for (var b = 0; b < Buffers.Length; b++)
+        {
+            var data = Buffers[b].AsSpan();
+            if (b == Layout.ExtraOffset.Bucket) data = data[..Layout.ExtraOffset.Offset];
+            nonFinite += Kernels.CountNonFinite(data);
+        }
+        if (nonFinite > 0 || !float.IsFinite(loss))
+        {
+            foreach (var buffer in Buffers) Array.Clear(buffer);
+            Extra[NonFiniteSlot] = 1;
+            Extra[LossSlot] = 0;
+            return Math.Max(nonFinite, 1);
+        }
+        Extra[NonFiniteSlot] = 0;
+        Extra[LossSlot] = loss;
+        return 0;
+    }
+
+    /// <summary>After the sum-reduction: number of replicas that reported a non-finite gradient.</summary>
+    public int ReducedNonFiniteReplicas => (int)MathF.Round(Extra[NonFiniteSlot]);
+
+    /// <summary>After the sum-reduction: mean loss over the replicas that contributed.</summary>
+    public float ReducedMeanLoss(int worldSize)
+    {
+        var contributors = worldSize - ReducedNonFiniteReplicas;
+        return contributors > 0 ? Extra[LossSlot] / contributors : float.NaN;
+    }
+
+    /// <summary>
+    /// Divides the summed buckets by the world size and writes them into the gradients.
+    /// Returns false, touching nothing, when any replica's contribution was not finite.
+    /// </summary>
+    public bool BucketsToGradients(int worldSize)
+    {
+        if (ReducedNonFiniteReplicas > 0) return false;
+        var scale = 1f / worldSize;
+        for (var b = 0; b < Buffers.Length; b++)
+        {
+            Kernels.Scale(Buffers[b], scale);
+            foreach (var e in Layout.Buckets[b].Entries)
+                CopyIn(Buffers[b].AsSpan(e.Offset, e.Count), _parameters[e.ParameterIndex].grad);
+        }
+        return true;
+    }
+
+    public void OptimizerStep()
+    {
+        using var scope = torch.NewDisposeScope();
+        Optimizer.step();
+    }
+
+    /// <summary>Puts the parameters in the buckets (zeros unless <paramref name="isSource"/>), for a sum-based broadcast.</summary>
+    public void ParametersToBuckets(bool isSource)
+    {
+        foreach (var buffer in Buffers) Array.Clear(buffer);
+        if (!isSource) return;
+        for (var b = 0; b < Buffers.Length; b++)
+            foreach (var e in Layout.Buckets[b].Entries)
+                CopyOut(_parameters[e.ParameterIndex], Buffers[b].AsSpan(e.Offset, e.Count));
+    }
+
+    /// <summary>Overwrites the parameters with the buckets' contents.</summary>
+    public void BucketsToParameters()
+    {
+        using var noGrad = torch.no_grad();
+        for (var b = 0; b < Buffers.Length; b++)
+            foreach (var e in Layout.Buckets[b].Entries)
+                CopyIn(Buffers[b].AsSpan(e.Offset, e.Count), _parameters[e.ParameterIndex]);
+    }
+
+    /// <summary>SHA-256 of every parameter's bytes in model order: equal only for bitwise-equal replicas.</summary>
+    public string Checksum()
+    {
+        using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        foreach (var p in _parameters)
+        {
+            var values = new float[p.numel()];
+            CopyOut(p, values);
+            sha.AppendData(System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan()));
+        }
+        return Convert.ToHexString(sha.GetHashAndReset())[..16].ToLowerInvariant();
+    }
+
+    private static void CopyOut(Tensor? source, Span<float> destination)
+    {
+        if (source is null)
+        {
+            // A parameter the loss did not reach has no gradient: it contributes zeros.
+            destination.Clear();
+            return;
+        }
+        using var scope = torch.NewDisposeScope();
+        var cpu = source.device_type == DeviceType.CPU ? source.contiguous() : source.detach().cpu().contiguous();
+        using var accessor = cpu.data<float>();
+        accessor.CopyTo(destination, 0, 0);
+    }
+
+    private static void CopyIn(ReadOnlySpan<float> source, Tensor? destination)
+    {
+        if (destination is null) return;
+        using var scope = torch.NewDisposeScope();
+        if (destination.device_type == DeviceType.CPU && destination.is_contiguous())
+        {
+            using var accessor = destination.data<float>();
+            accessor.CopyFrom(source, 0, 0);
+            return;
+        }
+        using var staged = torch.tensor(source.ToArray(), destination.shape);
+        destination.copy_(staged);
+    }
+
+    private static string ComputeFingerprint(IEnumerable<(string name, Parameter parameter)> named)
+    {
+        var text = new StringBuilder();
+        foreach (var (name, p) in named)
+            text.Append(name).Append(':').Append(string.Join('x', p.shape)).Append(':').Append(p.dtype).Append(';');
+        return Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(text.ToString())))[..16].ToLowerInvariant();
+    }
+
+    public void Dispose()
+    {
+        Optimizer.Dispose();
+        Model.Dispose();
+    }
+}
