@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using ActorTrain.Cluster.Hosting;
 using ActorTrain.Cluster.Protocol;
 using ActorTrain.Cluster.Settings;
 using Akka.Actor;
@@ -50,7 +51,7 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
             typeof(ClusterEvent.UnreachableMember), typeof(ClusterEvent.MemberRemoved));
         if (_settings.StartupTimeout > TimeSpan.Zero)
             Timers.StartSingleTimer("startup", StartupTimedOut.Instance, _settings.StartupTimeout);
-        _log.Info("Coordinator started on {0}; waiting for {1} node(s) of job \"{2}\"", _cluster.SelfAddress, _settings.MinNodes, _settings.JobId);
+        ProgressLine.Info("Coordinator started on {0}; waiting for {1} node(s) of job \"{2}\"", _cluster.SelfAddress, _settings.MinNodes, _settings.JobId);
     }
 
     protected override void PostStop() => _cluster.Unsubscribe(Self);
@@ -125,7 +126,7 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
             if (_trainersPerNode == 0) _trainersPerNode = r.TrainerCount;
             _registered.Add(new Registration(r, Sender));
             Context.Watch(Sender);
-            _log.Info("Node {0} registered ({1} trainer(s) on {2}); {3}/{4} node(s)",
+            ProgressLine.Info("Node {0} registered ({1} trainer(s) on {2}); {3}/{4} node(s)",
                 r.NodeName, r.TrainerCount, string.Join(",", r.Devices), _registered.Count, _settings.MinNodes);
         }
         Sender.Tell(new NodeRegistered(r.NodeName, _registered.Count, _settings.MinNodes));
@@ -185,7 +186,7 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         _world = new WorldAssignment(_generation, nodes.ToArray(), rank,
             new TrainingPlan(t.Epochs, t.BatchSize, t.Seed, t.LogInterval, _settings.Sync.BucketSizeBytes,
                 _settings.Sync.NonFiniteGradients == NonFiniteGradientPolicy.Fail));
-        _log.Info("Generation {0}: world size {1} on {2} node(s): {3}", _generation, rank, nodes.Count,
+        ProgressLine.Info("Generation {0}: world size {1} on {2} node(s): {3}", _generation, rank, nodes.Count,
             string.Join(", ", nodes.Select(n => $"{n.NodeName} (ranks {n.FirstRank}..{n.FirstRank + n.TrainerCount - 1})")));
         _pending.Clear();
         foreach (var r in ordered)
@@ -218,7 +219,7 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         _skippedSteps += skipped;
         var meanLoss = lossCount > 0 ? lossSum / lossCount : double.NaN;
         _history.Add(new ReportEpoch(_epoch, meanLoss, accuracy, skipped));
-        _log.Info("Epoch {0}/{1} done: mean training loss {2:F4}{3}{4}", _epoch, _world!.Plan.Epochs, meanLoss,
+        ProgressLine.Info("Epoch {0}/{1} done: mean training loss {2:F4}{3}{4}", _epoch, _world!.Plan.Epochs, meanLoss,
             accuracy >= 0 ? $", test accuracy {accuracy:F4}" : "", skipped > 0 ? $", {skipped} step(s) skipped" : "");
 
         if (_epoch < _world.Plan.Epochs)
@@ -263,7 +264,7 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
             EndRun(5, "training completed but run-report.json could not be written");
             return;
         }
-        _log.Info("Run complete: {0} steps, test accuracy {1:F4}, replicas {2}; report at {3}",
+        ProgressLine.Info("Run complete: {0} steps, test accuracy {1:F4}, replicas {2}; report at {3}",
             report.Steps, report.TestAccuracy, report.ReplicasEqual ? "bitwise equal" : "DIFFER", where);
         EndRun(report.ReplicasEqual ? 0 : 6, report.ReplicasEqual ? "training complete" : "replica checksums differ");
     }
@@ -313,7 +314,7 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
     {
         if (_ended) return;
         _ended = true;
-        if (exitCode == 0) _log.Info("Ending the run: {0}", reason);
+        if (exitCode == 0) ProgressLine.Info("Ending the run: {0}", reason);
         else _log.Error("Ending the run (exit code {0}): {1}", exitCode, reason);
         foreach (var r in _registered) r.Node.Tell(new EndRun(exitCode, reason));
         Context.System.EventStream.Publish(new EndRun(exitCode, reason));

@@ -145,7 +145,12 @@ public sealed class BucketLayout
 
         CloseBucket(extraElements);
         return new BucketLayout(
-            Array.AsReadOnly(parameters.ToArray()), buckets.AsReadOnly(), bucketOfParameter, entryOfParameter, bucketCapacityBytes, extraElements);
+            Array.AsReadOnly(parameters.ToArray()),
+            buckets.AsReadOnly(),
+            bucketOfParameter,
+            entryOfParameter,
+            bucketCapacityBytes,
+            extraElements);
     }
 
     /// <summary>Index of the bucket that holds parameter <paramref name="parameterIndex"/>.</summary>

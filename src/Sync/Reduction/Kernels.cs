@@ -28,8 +28,10 @@ public static class Kernels
         source.CopyTo(destination);
     }
 
-    /// <summary>True when no element is NaN, +inf or -inf.</summary>
-    public static bool AllFinite(ReadOnlySpan<float> values) => TensorPrimitives.IsFiniteAll(values);
+    /// <summary>True when no element is NaN, +inf or -inf (also for an empty span).</summary>
+    public static bool AllFinite(ReadOnlySpan<float> values) =>
+        // IsFiniteAll answers false for an empty span; nothing non-finite was contributed there.
+        values.IsEmpty || TensorPrimitives.IsFiniteAll(values);
 
     /// <summary>Number of elements that are NaN, +inf or -inf.</summary>
     public static int CountNonFinite(ReadOnlySpan<float> values)

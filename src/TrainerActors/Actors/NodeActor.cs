@@ -1,3 +1,4 @@
+using ActorTrain.Cluster.Hosting;
 using ActorTrain.Cluster.Protocol;
 using ActorTrain.Cluster.Settings;
 using ActorTrain.Cluster.Transport;
@@ -78,7 +79,7 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
         for (var i = 0; i < devices.Count; i++)
             _trainers.Add(Context.ActorOf(TrainerActor.Props(_job, i, devices[i], threads, _settings.Sync.BucketSizeBytes, _settings.Training.Seed), $"trainer-{i}"));
         foreach (var t in _trainers) Context.Watch(t);
-        _log.Info("Node {0}: {1} trainer(s) on {2}, {3} intra-op thread(s) each, oneDNN {4}", _nodeName, devices.Count,
+        ProgressLine.Info("Node {0}: {1} trainer(s) on {2}, {3} intra-op thread(s) each, oneDNN {4}", _nodeName, devices.Count,
             string.Join(",", devices.Select(d => d.ToString())), threads, _settings.MkldnnEnabled ? "on" : "off");
     }
 
@@ -119,7 +120,7 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
         {
             Timers.Cancel("register");
             _coordinatorRef = Sender;
-            _log.Info("Registered with the coordinator as {0}; {1}/{2} node(s) so far", r.NodeName, r.NodesRegistered, r.MinNodes);
+            ProgressLine.Info("Registered with the coordinator as {0}; {1}/{2} node(s) so far", r.NodeName, r.NodesRegistered, r.MinNodes);
         });
         Receive<RegistrationRefused>(r =>
         {
@@ -175,7 +176,7 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
         for (var i = 0; i < LocalSize; i++)
             _trainers[i].Tell(new ConfigureTrainer(w.Generation, me.FirstRank + i, w.WorldSize, w.Plan, _intraNode, cross,
                 _settings.Sync.StepTimeout, _runCancelled.Token));
-        _log.Info("Generation {0}: this node is {1} of {2} in the ring, global ranks {3}..{4}, intra-node {5}",
+        ProgressLine.Info("Generation {0}: this node is {1} of {2} in the ring, global ranks {3}..{4}, intra-node {5}",
             w.Generation, r.Index, w.Nodes.Length, me.FirstRank, me.FirstRank + LocalSize - 1, _intraNode.Name);
         _coordinatorRef.Tell(new NodeReady(w.Generation, _nodeName));
         Become(Training);

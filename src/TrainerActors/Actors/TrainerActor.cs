@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using ActorTrain.Cluster.Protocol;
-using ActorTrain.Sync;
 using ActorTrain.TrainerActors.Data;
 using ActorTrain.TrainerActors.Jobs;
 using ActorTrain.TrainerActors.Training;
@@ -105,32 +104,28 @@ public sealed class TrainerActor : ReceiveActor
         Self.Tell(NextStep.Instance);
     }
 
-    /// <summary>Rank 0's parameters to every replica: a sum-reduction in which everyone else contributes zeros.</summary>
-    private void BroadcastParameters()
-    {
-        _replica.ParametersToBuckets(isSource: _world.GlobalRank == 0);
-        for (var b = 0; b < _replica.Buffers.Length; b++)
-            Reduce(step: -1, bucket: b);
-        _replica.BucketsToParameters();
-    }
+    private void BroadcastParameters() =>
+        Guarded(Replica.BroadcastStep, ct => _replica.BroadcastParameters(_world.GlobalRank == 0, _world.IntraNode, _localRank, _world.CrossNode, _world.Generation, ct));
 
-    private (double IntraMs, double CrossMs) Reduce(long step, int bucket)
+    /// <summary>Runs a collective under the step timeout, turning a timeout into an error that says what was missing.</summary>
+    private T Guarded<T>(long step, Func<CancellationToken, T> collective)
     {
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(_world.RunCancelled);
         timeout.CancelAfter(_world.StepTimeout);
         try
         {
-            var t = HierarchicalAllReduce.RunAsync(_world.IntraNode, _localRank, _world.CrossNode, _replica.Buffers[bucket],
-                _world.Generation, step, bucket, timeout.Token).GetAwaiter().GetResult();
-            return (t.IntraNodeMs, t.CrossNodeMs);
+            return collective(timeout.Token);
         }
         catch (OperationCanceledException) when (!_world.RunCancelled.IsCancellationRequested)
         {
             throw new TimeoutException(
-                $"rank {_world.GlobalRank}: bucket {bucket} of step {step} was not reduced within {_world.StepTimeout.TotalSeconds:0}s " +
+                $"rank {_world.GlobalRank}: step {step} was not reduced within {_world.StepTimeout.TotalSeconds:0}s " +
                 "(actortrain.sync.step-timeout); a peer node or a local trainer is not taking part");
         }
     }
+
+    private void Guarded(long step, Action<CancellationToken> collective) =>
+        Guarded(step, ct => { collective(ct); return 0; });
 
     private void RunStep()
     {
@@ -147,13 +142,7 @@ public sealed class TrainerActor : ReceiveActor
             Context.Parent.Tell(new TrainerNonFinite(_localRank, _world.GlobalRank, _globalStep, nonFinite));
         }
 
-        double intra = 0, cross = 0;
-        for (var b = 0; b < _replica.Buffers.Length; b++)
-        {
-            var (i, c) = Reduce(_globalStep, b);
-            intra += i;
-            cross += c;
-        }
+        var sync = Guarded(_globalStep, ct => _replica.ReduceBuckets(_world.IntraNode, _localRank, _world.CrossNode, _world.Generation, _globalStep, ct));
 
         if (_replica.BucketsToGradients(_world.WorldSize)) _replica.OptimizerStep();
         else _epochSkipped++;
@@ -167,8 +156,8 @@ public sealed class TrainerActor : ReceiveActor
             _windowCount++;
         }
         _computeMs.Add(computeMs);
-        _intraMs.Add(intra);
-        _crossMs.Add(cross);
+        _intraMs.Add(sync.IntraNodeMs);
+        _crossMs.Add(sync.CrossNodeMs);
         _stepMs.Add(stepWatch.Elapsed.TotalMilliseconds);
         _globalStep++;
         _batchInEpoch++;

@@ -1,6 +1,9 @@
 using System.Security.Cryptography;
 using System.Text;
+using ActorTrain.Sync;
 using ActorTrain.Sync.Buckets;
+using ActorTrain.Sync.Collectives;
+using ActorTrain.Sync.Transport;
 using ActorTrain.Sync.Reduction;
 using ActorTrain.TrainerActors.Jobs;
 using TorchSharp;
@@ -121,6 +124,36 @@ public sealed class Replica : IDisposable
         }
         return true;
     }
+
+    /// <summary>
+    /// Sum-reduces every bucket across all replicas of the world: intra-node, then the
+    /// cross-node ring of this local rank, then intra-node again (see <see cref="HierarchicalAllReduce"/>).
+    /// Blocks the calling thread, which must be this replica's own.
+    /// </summary>
+    public SyncTimings ReduceBuckets(IIntraNodeCollective intraNode, int localRank, IRingTransport? crossNode,
+        long generation, long step, CancellationToken cancellationToken)
+    {
+        double intra = 0, cross = 0;
+        for (var b = 0; b < Buffers.Length; b++)
+        {
+            var t = HierarchicalAllReduce.Run(intraNode, localRank, crossNode, Buffers[b], generation, step, b, cancellationToken);
+            intra += t.IntraNodeMs;
+            cross += t.CrossNodeMs;
+        }
+        return new SyncTimings(intra, cross);
+    }
+
+    /// <summary>Makes every replica's parameters equal rank 0's: a sum-reduction to which the others contribute zeros.</summary>
+    public void BroadcastParameters(bool isSource, IIntraNodeCollective intraNode, int localRank, IRingTransport? crossNode,
+        long generation, CancellationToken cancellationToken)
+    {
+        ParametersToBuckets(isSource);
+        ReduceBuckets(intraNode, localRank, crossNode, generation, BroadcastStep, cancellationToken);
+        BucketsToParameters();
+    }
+
+    /// <summary>Step id of the parameter broadcast in chunk keys (training steps count from 0).</summary>
+    public const long BroadcastStep = -1;
 
     public void OptimizerStep()
     {

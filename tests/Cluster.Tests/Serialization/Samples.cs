@@ -1,0 +1,47 @@
+using ActorTrain.Cluster.Protocol;
+
+namespace ActorTrain.Cluster.Tests.Serialization;
+
+/// <summary>
+/// Wire messages with a distinct, non-default value in every field, so a field the serializer
+/// loses or mixes up shows in a round trip; plus edge cases (nulls, empty arrays, a full chunk).
+/// </summary>
+internal static class Samples
+{
+    private static readonly WorldNode NodeA = new("node-a", "akka.tcp://actortrain@10.0.0.1:4053/user/node", "akka.tcp://actortrain@10.0.0.1:4053/user/actortrain-endpoint", 0, 2, ["cpu", "cpu"]);
+    private static readonly WorldNode NodeB = new("node-b", "akka.tcp://actortrain@10.0.0.2:4053/user/node", "akka.tcp://actortrain@10.0.0.2:4053/user/actortrain-endpoint", 2, 2, ["cuda:0", "cuda:1"]);
+
+    /// <summary>One message per wire type, every field set to something other than its default.</summary>
+    public static readonly IReadOnlyDictionary<Type, object> Full = new object[]
+    {
+        new RegisterNode("mnist", 1, "fp-9c1e", "node-a", 2, "akka.tcp://actortrain@10.0.0.1:4053/user/node", "akka.tcp://actortrain@10.0.0.1:4053/user/actortrain-endpoint", ["cpu", "cpu"]),
+        new NodeRegistered("node-a", 1, 3),
+        new RegistrationRefused("job id \"x\" differs from the coordinator's \"y\""),
+        new WorldAssignment(7, [NodeA, NodeB], 4, new TrainingPlan(10, 64, -3, 100, 4 << 20, true)),
+        new NodeReady(7, "node-b"),
+        new StartEpoch(7, 3),
+        new EpochCompleted(7, "node-a", 3, 938, 123.456, 60032, 2, 0.9871),
+        new NonFiniteGradientReported(7, 4711, 3, "node-b", 12),
+        new FinishTraining(7),
+        new NodeFinished(7, "node-a", [new TrainerSummary(0, "sha256:ab", 9380, 11.5, 0.75, 3.25, 15.5), new TrainerSummary(1, "sha256:ab", 9380, 12.5, 0.5, 3.5, 16.25)], "out/model.pth"),
+        new EndRun(3, "node node-b was lost"),
+        new NodeFailed("node-b", "CUDA out of memory"),
+        new GradientChunk(7, 4711, 2, 1, 5, 3, 2, FloatBytes(1.5f, -2.25f, float.Epsilon, float.MaxValue)),
+    }.ToDictionary(m => m.GetType());
+
+    /// <summary>Edge cases that must survive a round trip too.</summary>
+    public static IEnumerable<object> Edges()
+    {
+        yield return new NodeFinished(1, "node-b", [], null);
+        yield return new WorldAssignment(1, [], 0, new TrainingPlan(1, 1, 0, 1, 1024, false));
+        yield return new RegisterNode("", 1, "", "", 1, "", "", []);
+        yield return new EpochCompleted(long.MaxValue, "n", int.MaxValue, long.MaxValue, double.NaN, 0, 0, -1);
+        yield return new EpochCompleted(-1, "n", 0, 0, double.PositiveInfinity, 0, 0, double.NegativeInfinity);
+        yield return new GradientChunk(1, -5, 0, 0, 0, 0, 0, []);
+        yield return new GradientChunk(1, 1, 0, 0, 0, 0, 1, FloatBytes(Enumerable.Range(0, 16 * 1024).Select(i => i * 0.25f).ToArray()));
+        yield return new RegistrationRefused("ünïcødé — “quoted” \0 nul");
+    }
+
+    public static byte[] FloatBytes(params float[] values) =>
+        System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan()).ToArray();
+}
