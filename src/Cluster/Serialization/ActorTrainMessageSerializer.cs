@@ -1,3 +1,4 @@
+using System.Reflection;
 using ActorTrain.Cluster.Protocol;
 using Akka.Actor;
 using Akka.Serialization;
@@ -11,7 +12,10 @@ namespace ActorTrain.Cluster.Serialization;
 /// MessagePack serializer for every <see cref="IActorTrainMessage"/>. The manifest is a short,
 /// fixed code per type (never a CLR type name), so nothing from the network chooses which type
 /// gets instantiated beyond this closed list, and decoding runs with MessagePack's
-/// untrusted-data security (depth limits, collision-resistant hashing).
+/// untrusted-data security (depth limits, collision-resistant hashing). A decoded message must
+/// also have exactly its type's fields, no trailing bytes, and no null where the type does not
+/// allow one: MessagePack alone fills missing fields with defaults, so a payload meant for
+/// another type (or cut short by a peer) would otherwise become a message with null fields.
 /// </summary>
 public sealed class ActorTrainMessageSerializer : SerializerWithStringManifest
 {
@@ -34,6 +38,7 @@ public sealed class ActorTrainMessageSerializer : SerializerWithStringManifest
 
     private static readonly Dictionary<Type, string> ManifestOf = Types.ToDictionary(t => t.Type, t => t.Manifest);
     private static readonly Dictionary<string, Type> TypeOf = Types.ToDictionary(t => t.Manifest, t => t.Type);
+    private static readonly Dictionary<Type, Field[]> FieldsOf = ReadFields(Types.Select(t => t.Type));
 
     /// <summary>The options every project message is written and read with.</summary>
     public static readonly MessagePackSerializerOptions Options = MessagePackSerializerOptions.Standard
@@ -60,13 +65,76 @@ public sealed class ActorTrainMessageSerializer : SerializerWithStringManifest
             throw new SerializationException($"unknown ActorTrain message manifest \"{Truncate(manifest)}\"");
         try
         {
-            return MessagePackSerializer.Deserialize(type, bytes, Options)
+            var header = new MessagePackReader(bytes);
+            var count = header.NextMessagePackType == MessagePackType.Array ? header.ReadArrayHeader() : -1;
+            if (count != FieldsOf[type].Length)
+                throw new SerializationException($"malformed {type.Name} message ({bytes.Length} bytes): {(count < 0 ? "not an array" : $"{count} fields")}, expected {FieldsOf[type].Length} (another protocol version?)");
+
+            var message = MessagePackSerializer.Deserialize(type, bytes, Options)
                 ?? throw new SerializationException($"empty {type.Name} message");
+
+            var whole = new MessagePackReader(bytes);
+            whole.Skip();
+            if (whole.Consumed != bytes.Length)
+                throw new SerializationException($"malformed {type.Name} message: {bytes.Length - whole.Consumed} bytes after its end");
+            if (FindNull(message, "") is { } field)
+                throw new SerializationException($"malformed {type.Name} message: {field} is missing");
+            return message;
         }
-        catch (MessagePackSerializationException e)
+        catch (Exception e) when (e is MessagePackSerializationException or EndOfStreamException)
         {
             throw new SerializationException($"malformed {type.Name} message ({bytes.Length} bytes): {e.Message}", e);
         }
+    }
+
+    /// <summary>The [Key] properties of a message type, in key order, with whether each may be null.</summary>
+    private sealed record Field(PropertyInfo Property, bool MayBeNull, bool ElementsMayBeNull);
+
+    /// <summary>Reads the fields of the given types and of the nested message objects they contain.</summary>
+    private static Dictionary<Type, Field[]> ReadFields(IEnumerable<Type> types)
+    {
+        var nullability = new NullabilityInfoContext();
+        var fields = new Dictionary<Type, Field[]>();
+        var todo = new Queue<Type>(types);
+        while (todo.TryDequeue(out var type))
+        {
+            if (fields.ContainsKey(type)) continue;
+            fields[type] = type.GetProperties()
+                .Where(p => p.GetCustomAttribute<KeyAttribute>() is not null)
+                .OrderBy(p => p.GetCustomAttribute<KeyAttribute>()!.IntKey)
+                .Select(p =>
+                {
+                    var n = nullability.Create(p);
+                    return new Field(p, n.ReadState != NullabilityState.NotNull, n.ElementType?.ReadState != NullabilityState.NotNull);
+                })
+                .ToArray();
+            foreach (var f in fields[type])
+            {
+                var t = f.Property.PropertyType.IsArray ? f.Property.PropertyType.GetElementType()! : f.Property.PropertyType;
+                if (t.GetCustomAttribute<MessagePackObjectAttribute>() is not null) todo.Enqueue(t);
+            }
+        }
+        return fields;
+    }
+
+    /// <summary>The path of the first null that the message's types do not allow, or null when there is none.</summary>
+    private static string? FindNull(object message, string prefix)
+    {
+        if (!FieldsOf.TryGetValue(message.GetType(), out var fields)) return null;
+        foreach (var f in fields)
+        {
+            var path = prefix + f.Property.Name;
+            var problem = f.Property.GetValue(message) switch
+            {
+                null => f.MayBeNull ? null : path,
+                object?[] array => array
+                    .Select((e, i) => e is null ? (f.ElementsMayBeNull ? null : $"{path}[{i}]") : FindNull(e, $"{path}[{i}]."))
+                    .FirstOrDefault(p => p is not null),
+                var value => FindNull(value, path + "."),
+            };
+            if (problem is not null) return problem;
+        }
+        return null;
     }
 
     private static string Truncate(string s) => s.Length <= 40 ? s : s[..40] + "…";

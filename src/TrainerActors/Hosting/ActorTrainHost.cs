@@ -36,7 +36,7 @@ public static class ActorTrainHost
         localOptions.AddTo(local, includeClusterAddress: false);
         local.Validators.Add(r =>
         {
-            if (r.GetResult(nodes) is { } n && n.GetValueOrDefault<int>() is var v && (v < 1 || v > 64))
+            if (r.GetResult(nodes) is { Tokens: [var token] } && int.TryParse(token.Value, System.Globalization.CultureInfo.InvariantCulture, out var v) && (v < 1 || v > 64))
                 r.AddError($"--nodes: must be between 1 and 64, got {v}");
         });
         local.SetAction(r => Guard(() => LocalLauncher.Run(r.GetValue(nodes), r.GetValue(localOptions.Config), localOptions.Overrides(r),

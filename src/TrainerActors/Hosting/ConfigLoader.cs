@@ -44,6 +44,7 @@ public static class ConfigLoader
 
     private static Config Parse(string text, string source)
     {
+        if (UnbalancedBrackets(text) is { } problem) throw new UsageException($"{source}: invalid HOCON: {problem}");
         try
         {
             return ConfigurationFactory.ParseString(text);
@@ -52,6 +53,55 @@ public static class ConfigLoader
         {
             throw new UsageException($"{source}: invalid HOCON: {e.Message.Split('\n')[0].Trim()}");
         }
+    }
+
+    /// <summary>
+    /// Akka's HOCON parser accepts a file whose last object is never closed, silently dropping
+    /// nothing but the user's intent; this finds unbalanced braces and brackets outside strings
+    /// and comments, with the line of the culprit.
+    /// </summary>
+    internal static string? UnbalancedBrackets(string text)
+    {
+        var open = new Stack<(char Bracket, int Line)>();
+        var line = 1;
+        for (var i = 0; i < text.Length; i++)
+        {
+            var c = text[i];
+            if (c == '\n') { line++; continue; }
+            if (c == '#' || (c == '/' && i + 1 < text.Length && text[i + 1] == '/'))
+            {
+                while (i + 1 < text.Length && text[i + 1] != '\n') i++;
+                continue;
+            }
+            if (c == '"')
+            {
+                var triple = i + 2 < text.Length && text[i + 1] == '"' && text[i + 2] == '"';
+                if (triple)
+                {
+                    var end = text.IndexOf("\"\"\"", i + 3, StringComparison.Ordinal);
+                    if (end < 0) return $"line {line}: unterminated \"\"\" string";
+                    line += text.AsSpan(i, end - i).Count('\n');
+                    i = end + 2;
+                    continue;
+                }
+                for (i++; i < text.Length && text[i] != '"'; i++)
+                {
+                    if (text[i] == '\\') i++;
+                    else if (text[i] == '\n') return $"line {line}: unterminated string";
+                }
+                if (i >= text.Length) return $"line {line}: unterminated string";
+                continue;
+            }
+            if (c is '{' or '[') open.Push((c, line));
+            else if (c is '}' or ']')
+            {
+                var expected = c == '}' ? '{' : '[';
+                if (open.Count == 0) return $"line {line}: '{c}' without a matching '{expected}'";
+                var top = open.Pop();
+                if (top.Bracket != expected) return $"line {line}: '{c}' closes the '{top.Bracket}' opened on line {top.Line}";
+            }
+        }
+        return open.Count > 0 ? $"'{open.Peek().Bracket}' opened on line {open.Peek().Line} is never closed" : null;
     }
 
     /// <summary>Quotes a value for a HOCON override line.</summary>

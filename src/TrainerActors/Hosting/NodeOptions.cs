@@ -41,16 +41,18 @@ internal sealed class NodeOptions
     {
         command.Validators.Add(r =>
         {
+            // Values that do not parse are reported by the parser itself.
+            int? Value(Option<int?> o) =>
+                r.GetResult(o) is { Tokens: [var token] } && int.TryParse(token.Value, System.Globalization.CultureInfo.InvariantCulture, out var v) ? v : null;
             void Positive(Option<int?> o, int min)
             {
-                if (r.GetResult(o) is { } res && res.GetValueOrDefault<int?>() is int v && v < min)
-                    r.AddError($"{o.Name}: must be at least {min}, got {v}");
+                if (Value(o) is int v && v < min) r.AddError($"{o.Name}: must be at least {min}, got {v}");
             }
             Positive(Epochs, 1);
             Positive(MinNodes, 1);
             Positive(TrainersPerNode, 1);
             Positive(IntraOpThreads, 0);
-            if (r.GetResult(Port) is { } p && p.GetValueOrDefault<int?>() is int port && (port < 0 || port > 65535))
+            if (Value(Port) is int port && (port < 0 || port > 65535))
                 r.AddError($"{Port.Name}: must be between 0 and 65535, got {port}");
         });
     }

@@ -23,6 +23,7 @@ public sealed class Replica : IDisposable
 {
     private const int NonFiniteSlot = 0;
     private const int LossSlot = 1;
+    private static readonly object InitGate = new();
     private readonly TrainingJob _job;
     private readonly IReadOnlyList<Parameter> _parameters;
 
@@ -30,8 +31,13 @@ public sealed class Replica : IDisposable
     {
         _job = job;
         Device = device;
-        torch.manual_seed(seed);
-        Model = job.CreateModel();
+        // Parameter init draws from torch's process-wide generator: trainers of one process
+        // build their replicas one at a time so each init depends on the seed alone.
+        lock (InitGate)
+        {
+            torch.manual_seed(seed);
+            Model = job.CreateModel();
+        }
         Model.to(device);
         Model.train();
         Optimizer = job.CreateOptimizer(Model);

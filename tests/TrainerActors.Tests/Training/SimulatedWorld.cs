@@ -28,7 +28,9 @@ internal sealed class SimulatedWorld : IDisposable
         LocalSize = localSize;
         _intra = Enumerable.Range(0, nodes).Select(_ => (IIntraNodeCollective)new SharedMemoryCollective(localSize)).ToArray();
         _lanes = Enumerable.Range(0, localSize).Select(_ => InMemoryRingTransport.CreateRing(nodes, chunkElements)).ToArray();
-        Replicas = OnEachRank(rank => new Replica(new MnistJob(DataTestSupport.MnistDataDirectory), seedOfRank?.Invoke(rank) ?? 7, torch.CPU, bucketSizeBytes));
+        Replicas = Enumerable.Range(0, WorldSize)
+            .Select(rank => new Replica(new MnistJob(DataTestSupport.MnistDataDirectory), seedOfRank?.Invoke(rank) ?? 7, torch.CPU, bucketSizeBytes))
+            .ToArray();
     }
 
     public int Nodes { get; }
