@@ -15,7 +15,8 @@ internal static class TestConfig
 
     /// <summary>ActorTrain's defaults on top of <paramref name="hocon"/> overrides.</summary>
     public static Config With(string hocon) =>
-        ConfigurationFactory.ParseString(hocon).WithFallback(ActorTrainSettings.DefaultConfig());
+        ConfigurationFactory.ParseString(hocon + "\nakka.coordinated-shutdown.run-by-clr-shutdown-hook = off")
+            .WithFallback(ActorTrainSettings.DefaultConfig());
 
     /// <summary>No networking: enough for serialization and actors that only need a context.</summary>
     public static Config Local(string hocon = "") => With(hocon + "\nakka.actor.provider = local");
@@ -35,7 +36,6 @@ internal static class TestConfig
         akka.remote.dot-netty.tcp.hostname = "127.0.0.1"
         akka.remote.dot-netty.tcp.port = 0
         akka.cluster.roles = ["seed"]
-        akka.coordinated-shutdown.run-by-clr-shutdown-hook = off
         """);
 
     public static Address AddressOf(ActorSystem system) => ((ExtendedActorSystem)system).Provider.DefaultAddress;

@@ -54,15 +54,16 @@ public sealed class GradientEndpointActor : ReceiveActor
             return;
         }
 
-        Received++;
         var data = MemoryMarshal.Cast<byte, float>(chunk.Payload.AsSpan()).ToArray();
         var key = new ChunkKey(chunk.Generation, chunk.Step, chunk.Bucket, chunk.Lane, chunk.RingStep, chunk.Chunk);
-        if (!_mailbox.Deliver(chunk.FromPeer, key, data))
+        if (_mailbox.Deliver(chunk.FromPeer, key, data))
         {
-            Dropped++;
-            if (Dropped <= 10 || Dropped % 1000 == 0)
-                _log.Warning("Dropped gradient chunk {0} from peer {1}: duplicate or stale; {2} dropped so far", key, chunk.FromPeer, Dropped);
+            Received++;
+            return;
         }
+        Dropped++;
+        if (Dropped <= 10 || Dropped % 1000 == 0)
+            _log.Warning("Dropped gradient chunk {0} from peer {1}: duplicate or stale; {2} dropped so far", key, chunk.FromPeer, Dropped);
     }
 
     private string? Validate(GradientChunk c)

@@ -1,0 +1,116 @@
+using System.Text.Json;
+
+namespace ActorTrain.Integration.Tests;
+
+/// <summary>
+/// Whole runs of real processes on loopback. They share 2 cores, so they run one at a time.
+/// </summary>
+[Collection(ProcessCollection.Name)]
+public class ClusterTrainingTests
+{
+    private static readonly TimeSpan RunTimeout = TimeSpan.FromMinutes(6);
+
+    [Fact]
+    public async Task A_seed_and_two_workers_train_together_and_end_with_equal_replicas()
+    {
+        var outDir = Repo.TempDir();
+        var port = NodeProcess.FreePort();
+        var seedAddress = $"127.0.0.1:{port}";
+        using var seed = NodeProcess.Start("seed", "seed", "--config", "hocon/seed.conf", "--port", port.ToString(),
+            "--seed-node", seedAddress, "--min-nodes", "3", "--epochs", "2", "--out", outDir, "--intra-op-threads", "1");
+        using var worker1 = NodeProcess.Start("worker1", "worker", "--config", "hocon/worker.conf", "--seed-node", seedAddress,
+            "--node-name", "worker1", "--out", outDir, "--intra-op-threads", "1");
+        using var worker2 = NodeProcess.Start("worker2", "worker", "--config", "hocon/worker.conf", "--seed-node", seedAddress,
+            "--node-name", "worker2", "--out", outDir, "--intra-op-threads", "1");
+
+        var codes = await Task.WhenAll(seed.WaitForExitAsync(RunTimeout), worker1.WaitForExitAsync(RunTimeout), worker2.WaitForExitAsync(RunTimeout));
+        Assert.True(codes.All(c => c == 0), $"exit codes {string.Join(",", codes)}\nseed:\n{seed.Tail()}\nworker1:\n{worker1.Tail()}");
+
+        using var report = JsonDocument.Parse(File.ReadAllText(Path.Combine(outDir, "run-report.json")));
+        var r = report.RootElement;
+        Assert.Equal(3, r.GetProperty("world_size").GetInt32());
+        Assert.Equal(3, r.GetProperty("nodes").GetArrayLength());
+        Assert.Equal(2, r.GetProperty("epochs").GetInt32());
+        Assert.Equal(2 * (9000 / 3 / 64), r.GetProperty("steps").GetInt64());
+        var checksums = r.GetProperty("replica_checksums").EnumerateObject().Select(p => p.Value.GetString()).ToList();
+        Assert.Equal(3, checksums.Count);
+        Assert.Single(checksums.Distinct());
+        Assert.True(r.GetProperty("replicas_equal").GetBoolean());
+
+        // Convergence: the loss falls from epoch to epoch and the model beats chance by far.
+        var history = r.GetProperty("epoch_history").EnumerateArray().Select(e => e.GetProperty("mean_loss").GetDouble()).ToList();
+        Assert.True(history[1] < history[0], $"mean loss went from {history[0]} to {history[1]}");
+        var accuracy = r.GetProperty("test_accuracy").GetDouble();
+        Assert.InRange(accuracy, 0.5, 1.0);
+        foreach (var phase in new[] { "compute", "intra_node", "cross_node" })
+            Assert.True(r.GetProperty("timings_ms").GetProperty(phase).GetDouble() >= 0);
+        Assert.True(r.GetProperty("timings_ms").GetProperty("cross_node").GetDouble() > 0, "three nodes must sync across nodes");
+
+        Assert.True(File.Exists(Path.Combine(outDir, "model.pth")));
+        Assert.Contains("[1,    20] loss:", seed.Output);
+        Assert.Contains("test accuracy", seed.Output);
+        Assert.DoesNotContain("loss:", worker1.Output);
+    }
+
+    [Fact]
+    public async Task Local_runs_two_trainers_per_node_hierarchically_across_processes()
+    {
+        var outDir = Repo.TempDir();
+        using var launcher = NodeProcess.Start("local", "local", "--nodes", "2", "--trainers-per-node", "2", "--epochs", "1", "--out", outDir);
+        var code = await launcher.WaitForExitAsync(RunTimeout);
+        Assert.True(code == 0, $"exit code {code}\n{launcher.Tail()}");
+
+        using var report = JsonDocument.Parse(File.ReadAllText(Path.Combine(outDir, "run-report.json")));
+        var r = report.RootElement;
+        Assert.Equal(4, r.GetProperty("world_size").GetInt32());
+        var checksums = r.GetProperty("replica_checksums").EnumerateObject().ToDictionary(p => p.Name, p => p.Value.GetString());
+        Assert.Equal(["0", "1", "2", "3"], checksums.Keys.Order());
+        Assert.Single(checksums.Values.Distinct());
+        Assert.Contains("[node0] [1,    20] loss:", launcher.Output);
+        Assert.Contains("[node1] ", launcher.Output);
+        Assert.True(r.GetProperty("timings_ms").GetProperty("intra_node").GetDouble() > 0, "two trainers per node must reduce inside the node");
+    }
+
+    [Fact]
+    public async Task A_node_of_another_job_is_refused_with_the_reason_on_both_sides()
+    {
+        var port = NodeProcess.FreePort();
+        var seedAddress = $"127.0.0.1:{port}";
+        var otherJob = Path.Combine(Repo.TempDir(), "other.conf");
+        File.WriteAllText(otherJob, "actortrain.job-id = \"someone-elses-job\"");
+        using var seed = NodeProcess.Start("seed", "seed", "--port", port.ToString(), "--min-nodes", "2", "--intra-op-threads", "1");
+        await seed.WaitForLineAsync("registered", TimeSpan.FromSeconds(90));
+        using var stranger = NodeProcess.Start("stranger", "worker", "--config", otherJob, "--seed-node", seedAddress, "--intra-op-threads", "1");
+
+        var code = await stranger.WaitForExitAsync(TimeSpan.FromSeconds(90));
+        Assert.Equal(2, code);
+        Assert.Contains("someone-elses-job", stranger.Output);
+        Assert.Contains("refused", stranger.Output);
+        await seed.WaitForLineAsync("Refused node", TimeSpan.FromSeconds(10));
+        Assert.False(seed.HasExited, "the seed must keep waiting for a node of its own job");
+    }
+
+    [Fact]
+    public async Task Losing_a_worker_ends_the_run_with_an_error_instead_of_hanging()
+    {
+        var outDir = Repo.TempDir();
+        var port = NodeProcess.FreePort();
+        var seedAddress = $"127.0.0.1:{port}";
+        using var seed = NodeProcess.Start("seed", "seed", "--port", port.ToString(), "--min-nodes", "2", "--epochs", "5",
+            "--out", outDir, "--intra-op-threads", "1");
+        using var worker = NodeProcess.Start("worker", "worker", "--seed-node", seedAddress, "--intra-op-threads", "1");
+        await seed.WaitForLineAsync("[1,    20] loss:", TimeSpan.FromSeconds(120));
+        worker.Kill();
+
+        var code = await seed.WaitForExitAsync(TimeSpan.FromSeconds(90));
+        Assert.Equal(3, code);
+        Assert.Contains("was lost during training", seed.Output);
+        Assert.False(File.Exists(Path.Combine(outDir, "run-report.json")));
+    }
+}
+
+[CollectionDefinition(Name, DisableParallelization = true)]
+public class ProcessCollection
+{
+    public const string Name = "processes";
+}

@@ -1,0 +1,126 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+
+namespace ActorTrain.Integration.Tests;
+
+/// <summary>
+/// A real node: the MNIST example's program in its own OS process, talking Akka remoting over
+/// 127.0.0.1. Output is captured; the process is killed on Dispose whatever happened.
+/// </summary>
+internal sealed class NodeProcess : IDisposable
+{
+    private readonly Process _process;
+    private readonly ConcurrentQueue<string> _lines = new();
+
+    private NodeProcess(string name, IEnumerable<string> args)
+    {
+        Name = name;
+        var psi = new ProcessStartInfo("dotnet")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            RedirectStandardInput = true,
+            UseShellExecute = false,
+            WorkingDirectory = Repo.Root,
+        };
+        psi.ArgumentList.Add(Repo.ExampleDll);
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        psi.Environment["ACTORTRAIN_MNIST_DATA"] = Repo.MnistData;
+        // The node ends itself if this test process dies and its stdin closes.
+        psi.Environment["ACTORTRAIN_EXIT_WITH_PARENT"] = "1";
+        _process = Process.Start(psi)!;
+        _process.OutputDataReceived += (_, e) => { if (e.Data is not null) _lines.Enqueue(e.Data); };
+        _process.ErrorDataReceived += (_, e) => { if (e.Data is not null) _lines.Enqueue("ERR " + e.Data); };
+        _process.BeginOutputReadLine();
+        _process.BeginErrorReadLine();
+    }
+
+    public string Name { get; }
+    public string Output => string.Join('\n', _lines);
+    public bool HasExited => _process.HasExited;
+    public int ExitCode => _process.ExitCode;
+    public int Pid => _process.Id;
+
+    public static NodeProcess Start(string name, params string[] args) => new(name, args);
+
+    public async Task<int> WaitForExitAsync(TimeSpan timeout)
+    {
+        using var cts = new CancellationTokenSource(timeout);
+        try
+        {
+            await _process.WaitForExitAsync(cts.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            throw new TimeoutException($"{Name} did not exit within {timeout.TotalSeconds:0} s. Its output:\n{Tail()}");
+        }
+        _process.WaitForExit(); // flushes the asynchronous output readers
+        return _process.ExitCode;
+    }
+
+    public async Task WaitForLineAsync(string fragment, TimeSpan timeout)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while (DateTime.UtcNow < deadline)
+        {
+            if (_lines.Any(l => l.Contains(fragment, StringComparison.Ordinal))) return;
+            if (_process.HasExited) break;
+            await Task.Delay(100);
+        }
+        throw new TimeoutException($"{Name} did not print \"{fragment}\" within {timeout.TotalSeconds:0} s. Its output:\n{Tail()}");
+    }
+
+    public void Kill()
+    {
+        try
+        {
+            if (!_process.HasExited) _process.Kill(entireProcessTree: true);
+        }
+        catch (InvalidOperationException) { }
+    }
+
+    public string Tail(int lines = 60) => string.Join('\n', _lines.TakeLast(lines));
+
+    public void Dispose()
+    {
+        Kill();
+        _process.Dispose();
+    }
+
+    public static int FreePort()
+    {
+        var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        try { return ((IPEndPoint)listener.LocalEndpoint).Port; }
+        finally { listener.Stop(); }
+    }
+}
+
+internal static class Repo
+{
+    public static readonly string Root = FindRoot();
+
+    public static string MnistData => Path.Combine(Root, "examples", "Mnist", "data");
+
+    /// <summary>The example as built beside these tests (same configuration).</summary>
+    public static string ExampleDll
+    {
+        get
+        {
+            var configuration = AppContext.BaseDirectory.Contains($"{Path.DirectorySeparatorChar}Debug{Path.DirectorySeparatorChar}", StringComparison.Ordinal) ? "Debug" : "Release";
+            var path = Path.Combine(Root, "examples", "Mnist", "bin", configuration, "net10.0", "ActorTrain.Mnist.dll");
+            return File.Exists(path) ? path : throw new FileNotFoundException($"build the example first: {path} is missing", path);
+        }
+    }
+
+    private static string FindRoot()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+            if (File.Exists(Path.Combine(dir.FullName, "ActorTrain.sln"))) return dir.FullName;
+        throw new InvalidOperationException($"no ActorTrain.sln above {AppContext.BaseDirectory}");
+    }
+
+    public static string TempDir() => Directory.CreateTempSubdirectory("actortrain-it-").FullName;
+}
