@@ -59,6 +59,9 @@ public sealed class Replica : IDisposable
     /// <summary>Hash of parameter names, shapes and dtypes; equal for equal model definitions.</summary>
     public string Fingerprint { get; }
 
+    private Span<float> GradientPart(int bucket) =>
+        bucket == Layout.ExtraOffset.Bucket ? Buffers[bucket].AsSpan(0, Layout.ExtraOffset.Offset) : Buffers[bucket];
+
     private Span<float> Extra => Buffers[Layout.ExtraOffset.Bucket].AsSpan(Layout.ExtraOffset.Offset, 2);
 
     /// <summary>Forward and backward on one mini-batch; returns the loss. Leaves gradients in the parameters.</summary>
@@ -86,12 +89,7 @@ public sealed class Replica : IDisposable
                 CopyOut(_parameters[e.ParameterIndex].grad, Buffers[b].AsSpan(e.Offset, e.Count));
 
         var nonFinite = 0;
-        for (var b = 0; b < Buffers.Length; b++)
-        {
-            var data = Buffers[b].AsSpan();
-            if (b == Layout.ExtraOffset.Bucket) data = data[..Layout.ExtraOffset.Offset];
-            nonFinite += Kernels.CountNonFinite(data);
-        }
+        for (var b = 0; b < Buffers.Length; b++) nonFinite += Kernels.CountNonFinite(GradientPart(b));
         if (nonFinite > 0 || !float.IsFinite(loss))
         {
             foreach (var buffer in Buffers) Array.Clear(buffer);
@@ -124,7 +122,8 @@ public sealed class Replica : IDisposable
         var scale = 1f / worldSize;
         for (var b = 0; b < Buffers.Length; b++)
         {
-            Kernels.Scale(Buffers[b], scale);
+            // Only the gradients are averaged; the two counters after them stay sums.
+            Kernels.Scale(GradientPart(b), scale);
             foreach (var e in Layout.Buckets[b].Entries)
                 CopyIn(Buffers[b].AsSpan(e.Offset, e.Count), _parameters[e.ParameterIndex].grad);
         }

@@ -115,10 +115,13 @@ public class DataParallelTests
             var loss = r.ForwardBackward(Enumerable.Range(rank * 500, PerRankBatch).ToArray(), SimulatedWorld.Data);
             r.GradientsToBuckets(loss);
             world.Reduce(rank, 0);
-            return (Local: loss, Mean: r.ReducedMeanLoss(world.WorldSize));
+            var beforeAveraging = r.ReducedMeanLoss(world.WorldSize);
+            Assert.True(r.BucketsToGradients(world.WorldSize));
+            return (Local: loss, Mean: beforeAveraging, AfterAveraging: r.ReducedMeanLoss(world.WorldSize));
         });
         var expected = losses.Average(l => l.Local);
         Assert.All(losses, l => Assert.Equal(expected, l.Mean, 5));
+        Assert.All(losses, l => Assert.Equal(expected, l.AfterAveraging, 5));
     }
 
     private static float[] Parameters(Replica replica) =>
