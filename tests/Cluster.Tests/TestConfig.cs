@@ -11,32 +11,32 @@ internal static class TestConfig
     public static readonly TimeSpan Timeout = TimeSpan.FromSeconds(15);
 
     /// <summary>How long a message that must not arrive is waited for.</summary>
-    public static readonly TimeSpan Quiet = TimeSpan.FromMilliseconds(300);
+    public static readonly TimeSpan Quiet = TimeSpan.FromMilliseconds(150);
 
-    /// <summary>ActorTrain's defaults on top of <paramref name="hocon"/> overrides.</summary>
+    /// <summary><paramref name="hocon"/> over ActorTrain's defaults; in the helpers below, the caller's lines come last and win.</summary>
     public static Config With(string hocon) =>
         ConfigurationFactory.ParseString(hocon + "\nakka.coordinated-shutdown.run-by-clr-shutdown-hook = off")
             .WithFallback(ActorTrainSettings.DefaultConfig());
 
     /// <summary>No networking: enough for serialization and actors that only need a context.</summary>
-    public static Config Local(string hocon = "") => With(hocon + "\nakka.actor.provider = local");
+    public static Config Local(string hocon = "") => With("akka.actor.provider = local\n" + hocon);
 
     /// <summary>Remoting without a cluster, as the gradient endpoints need.</summary>
-    public static Config Remote(string hocon = "") => With(hocon + """
-
+    public static Config Remote(string hocon = "") => With("""
         akka.actor.provider = remote
         akka.remote.dot-netty.tcp.hostname = "127.0.0.1"
         akka.remote.dot-netty.tcp.port = 0
-        """);
+
+        """ + hocon);
 
     /// <summary>A cluster member with the seed role, as the coordinator runs on.</summary>
-    public static Config Seed(string hocon = "") => With(hocon + """
-
+    public static Config Seed(string hocon = "") => With("""
         akka.actor.provider = cluster
         akka.remote.dot-netty.tcp.hostname = "127.0.0.1"
         akka.remote.dot-netty.tcp.port = 0
         akka.cluster.roles = ["seed"]
-        """);
+
+        """ + hocon);
 
     public static Address AddressOf(ActorSystem system) => ((ExtendedActorSystem)system).Provider.DefaultAddress;
 }

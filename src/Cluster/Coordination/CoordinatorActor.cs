@@ -94,8 +94,15 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
 
     private void TrainingHandlers()
     {
-        Receive<RegisterNode>(r => Sender.Tell(new RegistrationRefused(
-            $"training of job \"{_settings.JobId}\" is already running with {_registered.Count} node(s); joining a running job is not supported yet")));
+        Receive<RegisterNode>(r =>
+        {
+            // A node retries until it hears back, so a retry sent before the world formed may arrive after it.
+            if (_registered.Any(x => x.Message.NodeName == r.NodeName && x.Node.Equals(Sender)))
+                Sender.Tell(new NodeRegistered(r.NodeName, _registered.Count, _settings.MinNodes));
+            else
+                Sender.Tell(new RegistrationRefused(
+                    $"training of job \"{_settings.JobId}\" is already running with {_registered.Count} node(s); joining a running job is not supported yet"));
+        });
         Receive<Terminated>(t => NodeLost(t.ActorRef.Path.Address, "its node actor stopped"));
         Receive<ClusterEvent.UnreachableMember>(m => NodeLost(m.Member.Address, "it became unreachable"));
         Receive<ClusterEvent.MemberRemoved>(m => NodeLost(m.Member.Address, "it left the cluster"));

@@ -25,7 +25,12 @@ public sealed record RunReport
     [JsonPropertyName("wall_seconds")] public required double WallSeconds { get; init; }
     [JsonPropertyName("model_path")] public string? ModelPath { get; init; }
 
-    private static readonly JsonSerializerOptions JsonOptions = new() { WriteIndented = true };
+    // A loss is NaN when no step of an epoch counted (e.g. all skipped); JSON has no number for it.
+    private static readonly JsonSerializerOptions JsonOptions = new()
+    {
+        WriteIndented = true,
+        NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,
+    };
 
     public string ToJson() => JsonSerializer.Serialize(this, JsonOptions);
 

@@ -24,7 +24,6 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
     private readonly ActorTrainSettings _settings;
     private readonly TrainingJob _job;
     private readonly IActorRef _coordinator;
-    private readonly int _trainersOnMachine;
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private readonly Akka.Cluster.Cluster _cluster = Akka.Cluster.Cluster.Get(Context.System);
     private readonly ChunkMailbox _mailbox = new();
@@ -41,17 +40,16 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
 
     public ITimerScheduler Timers { get; set; } = null!;
 
-    public NodeActor(ActorTrainSettings settings, TrainingJob job, IActorRef coordinator, int trainersOnMachine)
+    public NodeActor(ActorTrainSettings settings, TrainingJob job, IActorRef coordinator)
     {
         _settings = settings;
         _job = job;
         _coordinator = coordinator;
-        _trainersOnMachine = trainersOnMachine;
         Starting();
     }
 
-    public static Props Props(ActorTrainSettings settings, TrainingJob job, IActorRef coordinator, int trainersOnMachine) =>
-        Akka.Actor.Props.Create(() => new NodeActor(settings, job, coordinator, trainersOnMachine));
+    public static Props Props(ActorTrainSettings settings, TrainingJob job, IActorRef coordinator) =>
+        Akka.Actor.Props.Create(() => new NodeActor(settings, job, coordinator));
 
     private int LocalSize => _trainers.Count;
 
@@ -75,12 +73,13 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
             _log.Warning("Cannot switch oneDNN {0}: {1}", _settings.MkldnnEnabled ? "on" : "off", detail);
 
         var devices = ChooseDevices();
-        var threads = _settings.Node.EffectiveIntraOpThreads(_trainersOnMachine);
+        // Until the world tells how many trainers share this machine, assume only this node's.
+        var threads = _settings.Node.EffectiveIntraOpThreads(devices.Count);
         for (var i = 0; i < devices.Count; i++)
             _trainers.Add(Context.ActorOf(TrainerActor.Props(_job, i, devices[i], threads, _settings.Sync.BucketSizeBytes, _settings.Training.Seed), $"trainer-{i}"));
         foreach (var t in _trainers) Context.Watch(t);
-        ProgressLine.Info("Node {0}: {1} trainer(s) on {2}, {3} intra-op thread(s) each, oneDNN {4}", _nodeName, devices.Count,
-            string.Join(",", devices.Select(d => d.ToString())), threads, _settings.MkldnnEnabled ? "on" : "off");
+        ProgressLine.Info("Node {0}: {1} trainer(s) on {2}, oneDNN {3}", _nodeName, devices.Count,
+            string.Join(",", devices.Select(d => d.ToString())), _settings.MkldnnEnabled ? "on" : "off");
     }
 
     protected override void PostStop()
@@ -173,11 +172,15 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
             ? new AkkaRingTransport(r.Index, r.Endpoints, _mailbox, _settings.Sync.ChunkSizeBytes)
             : null;
         var me = w.Nodes[r.Index];
+        // Nodes started side by side on one machine share its cores.
+        var myHost = HostOf(me.EndpointPath);
+        var trainersOnHost = w.Nodes.Where(n => HostOf(n.EndpointPath) == myHost).Sum(n => n.TrainerCount);
+        var threads = _settings.Node.EffectiveIntraOpThreads(trainersOnHost);
         for (var i = 0; i < LocalSize; i++)
             _trainers[i].Tell(new ConfigureTrainer(w.Generation, me.FirstRank + i, w.WorldSize, w.Plan, _intraNode, cross,
-                _settings.Sync.StepTimeout, _runCancelled.Token));
-        ProgressLine.Info("Generation {0}: this node is {1} of {2} in the ring, global ranks {3}..{4}, intra-node {5}",
-            w.Generation, r.Index, w.Nodes.Length, me.FirstRank, me.FirstRank + LocalSize - 1, _intraNode.Name);
+                threads, _settings.Sync.StepTimeout, _runCancelled.Token));
+        ProgressLine.Info("Generation {0}: this node is {1} of {2} in the ring, global ranks {3}..{4}, intra-node {5}, {6} intra-op thread(s) per trainer ({7} trainer(s) on {8})",
+            w.Generation, r.Index, w.Nodes.Length, me.FirstRank, me.FirstRank + LocalSize - 1, _intraNode.Name, threads, trainersOnHost, myHost);
         _coordinatorRef.Tell(new NodeReady(w.Generation, _nodeName));
         Become(Training);
     }
@@ -263,6 +266,9 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
         _runCancelled.Cancel();
         Context.System.EventStream.Publish(new EndRun(exitCode, reason));
     }
+
+    private static string HostOf(string actorPath) =>
+        ActorPath.TryParse(actorPath, out var path) ? path.Address.Host ?? "" : "";
 
     private sealed class RetryRegistration
     {

@@ -83,6 +83,7 @@ public sealed class TrainerActor : ReceiveActor
     private void OnConfigure(ConfigureTrainer c)
     {
         _world = c;
+        torch.set_num_threads(c.IntraOpThreads);
         _sampler = new DistributedSampler(_train.Count, c.WorldSize, c.GlobalRank, c.Plan.Seed);
         _batchesPerEpoch = _sampler.BatchesPerEpoch(c.Plan.BatchSize);
         if (_batchesPerEpoch == 0)

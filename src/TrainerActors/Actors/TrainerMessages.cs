@@ -17,6 +17,7 @@ public sealed record ConfigureTrainer(
     TrainingPlan Plan,
     IIntraNodeCollective IntraNode,
     IRingTransport? CrossNode,
+    int IntraOpThreads,
     TimeSpan StepTimeout,
     CancellationToken RunCancelled);
 

@@ -40,7 +40,7 @@ public static class ActorTrainHost
                 r.AddError($"--nodes: must be between 1 and 64, got {v}");
         });
         local.SetAction(r => Guard(() => LocalLauncher.Run(r.GetValue(nodes), r.GetValue(localOptions.Config), localOptions.Overrides(r),
-            r.GetValue(localOptions.TrainersPerNode) ?? 1, r.GetValue(localOptions.IntraOpThreads))));
+            r.GetValue(localOptions.TrainersPerNode) ?? 1)));
 
         root.Add(seed);
         root.Add(worker);

@@ -13,14 +13,12 @@ namespace ActorTrain.TrainerActors.Hosting;
 /// </summary>
 public static class LocalLauncher
 {
-    public static int Run(int nodes, string? configFile, IReadOnlyList<string> overrides, int trainersPerNode, int? intraOpThreads)
+    public static int Run(int nodes, string? configFile, IReadOnlyList<string> overrides, int trainersPerNode)
     {
         if (configFile is not null && !File.Exists(configFile)) throw new UsageException($"{configFile}: config file not found");
         var ports = FreeLoopbackPorts(nodes);
         var seedAddress = $"127.0.0.1:{ports[0]}";
-        // One machine: its cores are shared among every trainer of every node.
-        var threads = intraOpThreads ?? Math.Max(1, Environment.ProcessorCount / (nodes * trainersPerNode));
-        Console.WriteLine($"local: {nodes} node process(es) x {trainersPerNode} trainer(s), seed at {seedAddress}, {threads} intra-op thread(s) per trainer");
+        Console.WriteLine($"local: {nodes} node process(es) x {trainersPerNode} trainer(s), seed at {seedAddress}");
 
         var children = new List<(string Name, Process Process)>();
         using var interrupted = new ManualResetEventSlim();
@@ -34,8 +32,7 @@ public static class LocalLauncher
                 var args = new List<string> { i == 0 ? "seed" : "worker" };
                 if (configFile is not null) args.AddRange(["--config", configFile]);
                 args.AddRange(["--hostname", "127.0.0.1", "--port", ports[i].ToString(CultureInfo.InvariantCulture),
-                    "--seed-node", seedAddress, "--min-nodes", nodes.ToString(CultureInfo.InvariantCulture), "--node-name", name,
-                    "--intra-op-threads", threads.ToString(CultureInfo.InvariantCulture)]);
+                    "--seed-node", seedAddress, "--min-nodes", nodes.ToString(CultureInfo.InvariantCulture), "--node-name", name]);
                 args.AddRange(OverridesAsArguments(overrides));
                 children.Add((name, Start(name, args)));
             }
@@ -93,6 +90,7 @@ public static class LocalLauncher
                 "actortrain.training.out-dir" => "--out",
                 "actortrain.training.seed" => "--seed",
                 "actortrain.node.trainers-per-node" => "--trainers-per-node",
+                "actortrain.node.intra-op-threads" => "--intra-op-threads",
                 _ => null,
             };
             if (flag is not null) { yield return flag; yield return value; }

@@ -30,8 +30,7 @@ public static class NodeRunner
         Console.WriteLine($"{role.ToString().ToLowerInvariant()} node {cluster.SelfAddress} (job \"{settings.JobId}\")");
         if (settings.Node.Train)
         {
-            var trainersOnMachine = settings.Node.TrainersPerNode;
-            system.ActorOf(NodeActor.Props(settings, job, proxy, trainersOnMachine), "node");
+            system.ActorOf(NodeActor.Props(settings, job, proxy), "node");
         }
 
         using var cancel = new CancelHandler(system, outcome);

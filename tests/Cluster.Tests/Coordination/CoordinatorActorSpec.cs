@@ -260,7 +260,8 @@ public sealed class CoordinatorActorSpec(SeedSystem seed) : IClassFixture<SeedSy
 
         Assert.Equal(0, Expect<EndRun>(a).ExitCode);
         Assert.Equal(0, Expect<EndRun>(b).ExitCode);
-        Assert.True(File.Exists(Path.Combine(_outDir, "run-report.json")));
+        using var report = JsonDocument.Parse(File.ReadAllText(Path.Combine(_outDir, "run-report.json")));
+        Assert.Equal("NaN", report.RootElement.GetProperty("final_loss").GetString());
     }
 
     [Fact]
@@ -393,6 +394,7 @@ public sealed class CoordinatorActorSpec(SeedSystem seed) : IClassFixture<SeedSy
         }, TestConfig.Timeout);
         b.Send(coordinator, Registration("node-b"));
 
+        Assert.Equal(2, Expect<NodeRegistered>(b).NodesRegistered);
         Assert.Equal(["node-a", "node-b"], Expect<WorldAssignment>(b).Nodes.Select(n => n.NodeName));
     }
 }

@@ -153,7 +153,7 @@ public class ActorTrainMessageSerializerSpec(LocalSystemFixture fixture) : IClas
         var target = TypeNamed(typeName);
         var manifest = Serializer.Manifest(Samples.Full[target]);
 
-        foreach (var message in Samples.Full.Values.Where(m => m.GetType() != target && !SameWireShape(m.GetType(), target)))
+        foreach (var message in Samples.Full.Values.Where(m => m.GetType() != target && !Indistinguishable(m.GetType(), target)))
         {
             var bytes = Serializer.ToBinary(message);
             var e = Record.Exception(() => Serializer.FromBinary(bytes, manifest));
@@ -165,8 +165,9 @@ public class ActorTrainMessageSerializerSpec(LocalSystemFixture fixture) : IClas
     /// NodeReady (long, string) and EndRun (int, string) look the same on the wire; nothing in a
     /// payload can tell them apart, only the manifest does.
     /// </summary>
-    private static bool SameWireShape(Type a, Type b) =>
-        new[] { a, b }.Order(Comparer<Type>.Create((x, y) => string.CompareOrdinal(x.Name, y.Name))).SequenceEqual([typeof(EndRun), typeof(NodeReady)]);
+    private static readonly HashSet<Type> SameWireShape = [typeof(NodeReady), typeof(EndRun)];
+
+    private static bool Indistinguishable(Type a, Type b) => SameWireShape.Contains(a) && SameWireShape.Contains(b);
 
     [Fact]
     public void Serializer_must_refuse_a_message_without_a_required_field()
@@ -228,7 +229,7 @@ public class ActorTrainMessageSerializerSpec(LocalSystemFixture fixture) : IClas
         var inDevices = Pack((ref MessagePackWriter w) =>
         {
             w.WriteArrayHeader(8);
-            foreach (var s in new[] { "job" }) w.Write(s);
+            w.Write("job");
             w.Write(1);
             w.Write("fp");
             w.Write("n");

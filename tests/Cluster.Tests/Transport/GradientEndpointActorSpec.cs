@@ -3,11 +3,13 @@ using ActorTrain.Cluster.Tests.Serialization;
 using ActorTrain.Cluster.Transport;
 using ActorTrain.Sync.Transport;
 using Akka.Actor;
+using Akka.TestKit;
+using Akka.TestKit.Xunit2;
 using static ActorTrain.Cluster.Transport.GradientEndpointActor;
 
 namespace ActorTrain.Cluster.Tests.Transport;
 
-public class GradientEndpointActorSpec : Akka.TestKit.Xunit2.TestKit
+public class GradientEndpointActorSpec : IClassFixture<LocalSystemFixture>
 {
     private const int ChunkSizeBytes = 1024;
     private const long Generation = 2;
@@ -15,10 +17,13 @@ public class GradientEndpointActorSpec : Akka.TestKit.Xunit2.TestKit
 
     private readonly ChunkMailbox _mailbox = new();
     private readonly IActorRef _endpoint;
+    private readonly TestProbe _probe;
 
-    public GradientEndpointActorSpec() : base(TestConfig.Local(), "endpoint-spec")
+    public GradientEndpointActorSpec(LocalSystemFixture fixture)
     {
-        _endpoint = Sys.ActorOf(Props(_mailbox, ChunkSizeBytes), Name);
+        // The fixture's system is shared; each test has its own endpoint and mailbox.
+        _endpoint = fixture.System.ActorOf(Props(_mailbox, ChunkSizeBytes));
+        _probe = new TestProbe(fixture.System, new XunitAssertions());
         _endpoint.Tell(new SetWorld(Generation, Peers));
     }
 
@@ -30,9 +35,9 @@ public class GradientEndpointActorSpec : Akka.TestKit.Xunit2.TestKit
     /// <summary>Messages from one sender are processed in order: the answer comes after every chunk sent before it.</summary>
     private Counters CountersAfterSending(params GradientChunk[] chunks)
     {
-        foreach (var c in chunks) _endpoint.Tell(c, TestActor);
-        _endpoint.Tell(GetCounters.Instance, TestActor);
-        return ExpectMsg<Counters>(TestConfig.Timeout);
+        foreach (var c in chunks) _endpoint.Tell(c, _probe.Ref);
+        _endpoint.Tell(GetCounters.Instance, _probe.Ref);
+        return _probe.ExpectMsg<Counters>(TestConfig.Timeout);
     }
 
     private async Task<float[]> ReceivedFloats(GradientChunk c)
