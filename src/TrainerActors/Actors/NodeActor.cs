@@ -113,17 +113,28 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
             if (fingerprints.Count != 1) { Fail("the trainers of this node built different models"); return; }
             Register();
             Timers.StartPeriodicTimer("register", RetryRegistration.Instance, _settings.RegistrationInterval);
+            if (_settings.StartupTimeout > TimeSpan.Zero)
+                Timers.StartSingleTimer("unanswered", RegistrationUnanswered.Instance, _settings.StartupTimeout);
         });
         Receive<RetryRegistration>(_ => Register());
+        Receive<RegistrationUnanswered>(_ =>
+        {
+            var seeds = string.Join(", ", Context.System.Settings.Config.GetStringList("akka.cluster.seed-nodes"));
+            Console.Error.WriteLine($"error: node {_nodeName}: no coordinator answered within {_settings.StartupTimeout.TotalSeconds:0}s " +
+                $"(actortrain.startup-timeout); is a seed node of job \"{_settings.JobId}\" running at {(seeds.Length > 0 ? seeds : "the configured seed nodes")}?");
+            EndLocally(2, "no coordinator answered");
+        });
         Receive<NodeRegistered>(r =>
         {
             Timers.Cancel("register");
+            Timers.Cancel("unanswered");
             _coordinatorRef = Sender;
             ProgressLine.Info("Registered with the coordinator as {0}; {1}/{2} node(s) so far", r.NodeName, r.NodesRegistered, r.MinNodes);
         });
         Receive<RegistrationRefused>(r =>
         {
             Timers.Cancel("register");
+            Timers.Cancel("unanswered");
             _log.Error("The coordinator refused this node: {0}", r.Reason);
             Console.Error.WriteLine($"error: the coordinator refused node {_nodeName}: {r.Reason}");
             EndLocally(2, $"refused: {r.Reason}");
@@ -145,6 +156,7 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
     {
         _coordinatorRef = Sender;
         Timers.Cancel("register");
+        Timers.Cancel("unanswered");
         var index = Array.FindIndex(w.Nodes, n => n.NodeName == _nodeName);
         if (index < 0) { Fail($"world generation {w.Generation} does not include this node"); return; }
         _world = w;
@@ -234,6 +246,7 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
         Receive<ClusterEvent.MemberRemoved>(m => OnMemberLost(m.Member, "removed"));
         Receive<ClusterEvent.IMemberEvent>(_ => { });
         Receive<RetryRegistration>(_ => { });
+        Receive<RegistrationUnanswered>(_ => { });
     }
 
     private void OnMemberLost(Member member, string how)
@@ -274,6 +287,12 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
     {
         public static readonly RetryRegistration Instance = new();
         private RetryRegistration() { }
+    }
+
+    private sealed class RegistrationUnanswered
+    {
+        public static readonly RegistrationUnanswered Instance = new();
+        private RegistrationUnanswered() { }
     }
 
     private sealed record EndpointsResolved(long Generation, int Index, IActorRef[] Endpoints, string? Error);

@@ -13,20 +13,19 @@ public sealed class UsageException(string message) : Exception(message);
 public static class ConfigLoader
 {
     public static (Config Config, ActorTrainSettings Settings) Load(string? configFile, string jobDefaults, string jobName,
+        IReadOnlyList<string> overrides) =>
+        Load(configFile, configFile is null ? null : ReadFile(configFile), jobDefaults, jobName, overrides);
+
+    /// <summary>Same, with the config file already read (it may be a pipe that reads only once).</summary>
+    public static (Config Config, ActorTrainSettings Settings) Load(string? configFile, string? configText, string jobDefaults, string jobName,
         IReadOnlyList<string> overrides)
     {
         var source = configFile ?? "(no --config file)";
         var layered = ConfigurationFactory.Empty;
         foreach (var line in overrides)
             layered = layered.WithFallback(Parse(line, "command line"));
-        if (configFile is not null)
-        {
-            if (!File.Exists(configFile)) throw new UsageException($"{configFile}: config file not found");
-            string text;
-            try { text = File.ReadAllText(configFile); }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new UsageException($"{configFile}: cannot read: {e.Message}"); }
-            layered = layered.WithFallback(Parse(text, configFile));
-        }
+        if (configFile is not null && configText is not null)
+            layered = layered.WithFallback(Parse(configText, configFile));
         if (!string.IsNullOrWhiteSpace(jobDefaults)) layered = layered.WithFallback(Parse(jobDefaults, $"defaults of job {jobName}"));
         var config = layered.WithFallback(ActorTrainSettings.DefaultConfig());
 
@@ -40,6 +39,13 @@ public static class ConfigLoader
         {
             throw new UsageException($"{source}: {e.Message}");
         }
+    }
+
+    public static string ReadFile(string configFile)
+    {
+        if (!File.Exists(configFile)) throw new UsageException($"{configFile}: config file not found");
+        try { return File.ReadAllText(configFile); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new UsageException($"{configFile}: cannot read: {e.Message}"); }
     }
 
     private static Config Parse(string text, string source)

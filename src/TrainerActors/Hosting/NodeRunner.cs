@@ -43,7 +43,8 @@ public static class NodeRunner
     internal static (Config Config, ActorTrainSettings Settings) LoadForRole(TrainingJob job, NodeRole role, string? configFile, IReadOnlyList<string> overrides)
     {
         var lines = overrides.ToList();
-        var (probe, _) = ConfigLoader.Load(configFile, job.DefaultConfig, job.Name, lines);
+        var text = configFile is null ? null : ConfigLoader.ReadFile(configFile);
+        var (probe, _) = ConfigLoader.Load(configFile, text, job.DefaultConfig, job.Name, lines);
         var train = probe.GetBoolean("actortrain.node.train", true);
         // The subcommand decides the roles: the coordinator singleton lives on seed-role nodes.
         var roles = role == NodeRole.Seed
@@ -56,7 +57,7 @@ public static class NodeRunner
             if (probe.GetStringList("akka.cluster.seed-nodes").Count == 0)
                 throw new UsageException($"{configFile ?? "command line"}: akka.cluster.seed-nodes is empty; a worker needs the seed's address (--seed-node host:port)");
         }
-        return ConfigLoader.Load(configFile, job.DefaultConfig, job.Name, lines);
+        return ConfigLoader.Load(configFile, text, job.DefaultConfig, job.Name, lines);
     }
 
     private static void WatchParent(ActorSystem system, RunOutcome outcome)
