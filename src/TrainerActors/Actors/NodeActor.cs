@@ -57,7 +57,9 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
         new OneForOneStrategy(0, TimeSpan.Zero, e =>
         {
             // A trainer that throws has a replica in an unknown state: the run cannot go on.
-            Self.Tell(new LocalFailure(e is TimeoutException ? e.Message : $"{e.GetType().Name}: {e.Message}"));
+            // One released from a collective because the run is ending is no failure of its own.
+            if (e is not TrainingCancelledException)
+                Self.Tell(new LocalFailure(e is TimeoutException ? e.Message : $"{e.GetType().Name}: {e.Message}"));
             return Directive.Stop;
         });
 
@@ -68,6 +70,15 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
         _endpoint = Context.ActorOf(GradientEndpointActor.Props(_mailbox, _settings.Sync.ChunkSizeBytes), GradientEndpointActor.Name);
         _cluster.Subscribe(Self, ClusterEvent.SubscriptionInitialStateMode.InitialStateAsEvents,
             typeof(ClusterEvent.MemberRemoved), typeof(ClusterEvent.UnreachableMember));
+
+        // However the process is asked to stop, release trainers blocked in a collective first:
+        // a pinned trainer stuck waiting for a dead peer would otherwise hold up the shutdown.
+        var runCancelled = _runCancelled;
+        CoordinatedShutdown.Get(Context.System).AddTask(CoordinatedShutdown.PhaseBeforeServiceUnbind, "cancel-training", () =>
+        {
+            runCancelled.Cancel();
+            return Task.FromResult(Akka.Done.Instance);
+        });
 
         if (!TorchRuntime.TrySetMkldnn(_settings.MkldnnEnabled, out var detail))
             _log.Warning("Cannot switch oneDNN {0}: {1}", _settings.MkldnnEnabled ? "on" : "off", detail);
@@ -240,7 +251,8 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
         Receive<LocalFailure>(f => Fail(f.Reason));
         Receive<Terminated>(t =>
         {
-            if (!_ending && _trainers.Contains(t.ActorRef)) Fail($"trainer {t.ActorRef.Path.Name} stopped");
+            if (!_ending && !_runCancelled.IsCancellationRequested && _trainers.Contains(t.ActorRef))
+                Fail($"trainer {t.ActorRef.Path.Name} stopped");
         });
         Receive<ClusterEvent.UnreachableMember>(m => OnMemberLost(m.Member, "unreachable"));
         Receive<ClusterEvent.MemberRemoved>(m => OnMemberLost(m.Member, "removed"));

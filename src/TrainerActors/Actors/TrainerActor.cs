@@ -117,7 +117,11 @@ public sealed class TrainerActor : ReceiveActor
         {
             return collective(timeout.Token);
         }
-        catch (OperationCanceledException) when (!_world.RunCancelled.IsCancellationRequested)
+        catch (OperationCanceledException) when (_world.RunCancelled.IsCancellationRequested)
+        {
+            throw new TrainingCancelledException();
+        }
+        catch (OperationCanceledException)
         {
             throw new TimeoutException(
                 $"rank {_world.GlobalRank}: step {step} was not reduced within {_world.StepTimeout.TotalSeconds:0}s " +
@@ -213,3 +217,6 @@ public sealed class TrainerActor : ReceiveActor
         private NextStep() { }
     }
 }
+
+/// <summary>The run was ended (by the coordinator, a failure elsewhere or a shutdown) while this trainer waited in a collective.</summary>
+public sealed class TrainingCancelledException() : Exception("the run was cancelled while a collective was in progress");

@@ -67,10 +67,26 @@ public static class NodeRunner
             try { while (Console.In.Read() >= 0) { } }
             catch (IOException) { }
             outcome.Set(130, "the launcher went away");
-            CoordinatedShutdown.Get(system).Run(CoordinatedShutdown.ClrExitReason.Instance);
+            ShutDown(system, outcome);
         }) { IsBackground = true, Name = "parent-watch" };
         thread.Start();
     }
+
+    /// <summary>
+    /// Leaves the cluster gracefully, but never lingers: a process told to stop exits within
+    /// <see cref="ShutdownDeadline"/> even if a peer it waits for is gone.
+    /// </summary>
+    private static void ShutDown(ActorSystem system, RunOutcome outcome)
+    {
+        CoordinatedShutdown.Get(system).Run(CoordinatedShutdown.ClrExitReason.Instance);
+        if (!system.WhenTerminated.Wait(ShutdownDeadline))
+        {
+            Console.Error.WriteLine($"error: the node did not shut down within {ShutdownDeadline.TotalSeconds:0} s; exiting");
+            Environment.Exit(outcome.ExitCode);
+        }
+    }
+
+    private static readonly TimeSpan ShutdownDeadline = TimeSpan.FromSeconds(30);
 
     /// <summary>Ctrl+C leaves the cluster gracefully; a second Ctrl+C kills the process.</summary>
     private sealed class CancelHandler : IDisposable
@@ -91,7 +107,7 @@ public static class NodeRunner
             if (Interlocked.Increment(ref _presses) > 1) return;
             e.Cancel = true;
             _outcome.Set(130, "interrupted");
-            CoordinatedShutdown.Get(_system).Run(CoordinatedShutdown.ClrExitReason.Instance);
+            Task.Run(() => ShutDown(_system, _outcome));
         }
 
         public void Dispose() => Console.CancelKeyPress -= OnCancel;
