@@ -91,6 +91,19 @@ public class ClusterTrainingTests
     }
 
     [Fact]
+    public async Task A_worker_whose_seed_never_answers_exits_with_an_error_naming_the_seed()
+    {
+        var config = Path.Combine(Repo.TempDir(), "impatient.conf");
+        File.WriteAllText(config, "actortrain.startup-timeout = 3s");
+        var nobody = NodeProcess.FreePort();
+        using var worker = NodeProcess.Start("worker", "worker", "--config", config, "--seed-node", $"127.0.0.1:{nobody}", "--intra-op-threads", "1");
+        var code = await worker.WaitForExitAsync(TimeSpan.FromSeconds(60));
+        Assert.Equal(2, code);
+        Assert.Contains("no coordinator answered", worker.Output);
+        Assert.Contains($"127.0.0.1:{nobody}", worker.Output);
+    }
+
+    [Fact]
     public async Task Losing_a_worker_ends_the_run_with_an_error_instead_of_hanging()
     {
         var outDir = Repo.TempDir();

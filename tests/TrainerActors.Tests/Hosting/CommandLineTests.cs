@@ -117,6 +117,23 @@ public class CommandLineTests
     }
 }
 
+public class HoconBracketTests
+{
+    [Theory]
+    [InlineData("a { b = 1 }", null)]
+    [InlineData("a { b = \"}\" } # { in a comment\n", null)]
+    [InlineData("a = [1, 2] // ] in a comment", null)]
+    [InlineData("a = \"\"\"{ [ \"\"\"", null)]
+    [InlineData("a { b = 1", "'{' opened on line 1 is never closed")]
+    [InlineData("a {\n b = [1, 2 }\n", "line 2: '}' closes the '[' opened on line 2")]
+    [InlineData("a = 1 }", "line 1: '}' without a matching '{'")]
+    [InlineData("a = \"open", "line 1: unterminated string")]
+    public void Unbalanced_brackets_are_found_outside_strings_and_comments(string text, string? problem)
+    {
+        Assert.Equal(problem, ConfigLoader.UnbalancedBrackets(text));
+    }
+}
+
 [CollectionDefinition(Name, DisableParallelization = true)]
 public class ConsoleCollection
 {

@@ -124,6 +124,15 @@ public class DataParallelTests
         Assert.All(losses, l => Assert.Equal(expected, l.AfterAveraging, 5));
     }
 
+    [Fact]
+    public void A_replica_is_reproducible_from_its_seed()
+    {
+        using var world = new SimulatedWorld(nodes: 1, localSize: 3, seedOfRank: rank => rank == 2 ? 8 : 7);
+        Assert.Equal(world.Replicas[0].Checksum(), world.Replicas[1].Checksum());
+        Assert.NotEqual(world.Replicas[0].Checksum(), world.Replicas[2].Checksum());
+        Assert.Equal(world.Replicas[0].Fingerprint, world.Replicas[2].Fingerprint);
+    }
+
     private static float[] Parameters(Replica replica) =>
         replica.Model.parameters().SelectMany(p => p.data<float>().ToArray()).ToArray();
 }
