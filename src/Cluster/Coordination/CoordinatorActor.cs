@@ -34,6 +34,8 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
     private readonly List<NodeFinished> _finished = [];
     private int _skippedSteps;
     private bool _ended;
+    private string _phase = "waiting-for-nodes";
+    private readonly Dictionary<string, (NodeProgress Latest, DateTime At, NodeProgress? Previous, DateTime PreviousAt)> _progress = [];
 
     public ITimerScheduler Timers { get; set; } = null!;
 
@@ -68,6 +70,7 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
 
     private void Forming()
     {
+        _phase = "forming";
         Receive<NodeReady>(r =>
         {
             if (r.Generation != _generation) return;
@@ -81,6 +84,7 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
 
     private void Training()
     {
+        _phase = "training";
         Receive<EpochCompleted>(OnEpochCompleted);
         Receive<NonFiniteGradientReported>(OnNonFinite);
         TrainingHandlers();
@@ -88,6 +92,7 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
 
     private void Finishing()
     {
+        _phase = "finishing";
         Receive<NodeFinished>(OnNodeFinished);
         TrainingHandlers();
     }
@@ -111,6 +116,8 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
 
     private void CommonHandlers()
     {
+        Receive<GetStatus>(g => Sender.Tell(BuildStatus(g.RequestId)));
+        Receive<NodeProgress>(OnProgress);
         Receive<NodeFailed>(f => EndRun(1, $"node {f.NodeName} failed: {f.Reason}"));
         Receive<ClusterEvent.IMemberEvent>(_ => { });
         Receive<ClusterEvent.CurrentClusterState>(_ => { });
@@ -225,7 +232,7 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         var skipped = _epochReports.Max(x => x.SkippedSteps);
         _skippedSteps += skipped;
         var meanLoss = lossCount > 0 ? lossSum / lossCount : double.NaN;
-        _history.Add(new ReportEpoch(_epoch, meanLoss, accuracy, skipped));
+        _history.Add(new ReportEpoch(_epoch, _epochReports.Max(x => x.Steps), meanLoss, accuracy, skipped));
         ProgressLine.Info("Epoch {0}/{1} done: mean training loss {2:F4}{3}{4}", _epoch, _world!.Plan.Epochs, meanLoss,
             accuracy >= 0 ? $", test accuracy {accuracy:F4}" : "", skipped > 0 ? $", {skipped} step(s) skipped" : "");
 
@@ -271,6 +278,7 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
             EndRun(5, "training completed but run-report.json could not be written");
             return;
         }
+        Context.System.EventStream.Publish(new RunReportWritten(report, Path.GetDirectoryName(where)!));
         ProgressLine.Info("Run complete: {0} steps, test accuracy {1:F4}, replicas {2}; report at {3}",
             report.Steps, report.TestAccuracy, report.ReplicasEqual ? "bitwise equal" : "DIFFER", where);
         EndRun(report.ReplicasEqual ? 0 : 6, report.ReplicasEqual ? "training complete" : "replica checksums differ");
@@ -307,6 +315,7 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
                 t => new ReportTimings(t.ComputeMs, t.IntraNodeMs, t.CrossNodeMs, t.StepMs)),
             WallSeconds = _wall.Elapsed.TotalSeconds,
             ModelPath = _finished.Select(f => f.ModelPath).FirstOrDefault(p => p is not null),
+            LossCurve = _finished.SelectMany(f => f.LossCurve).OrderBy(p => p.Step).Select(p => new ReportLossPoint(p.Step, p.Loss)).ToList(),
         };
     }
 
@@ -330,9 +339,64 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
 
     private void Ended()
     {
+        _phase = "ended";
+        Receive<GetStatus>(g => Sender.Tell(BuildStatus(g.RequestId)));
         Receive<RegisterNode>(_ => Sender.Tell(new RegistrationRefused("the run has ended")));
         ReceiveAny(_ => { });
     }
+
+    private void OnProgress(NodeProgress p)
+    {
+        if (p.Generation != _generation) return;
+        var now = DateTime.UtcNow;
+        _progress[p.NodeName] = _progress.TryGetValue(p.NodeName, out var old)
+            ? (p, now, old.Latest, old.At)
+            : (p, now, null, default);
+    }
+
+    /// <summary>The world for <c>status</c>: nodes, progress, the slowest rank and any rank the others wait for.</summary>
+    private ClusterStatus BuildStatus(string requestId)
+    {
+        var now = DateTime.UtcNow;
+        var nodes = new List<NodeStatus>();
+        var ranks = new List<(RankProgress Rank, string Node)>();
+        var members = _world?.Nodes.Select(n => (n.NodeName, n.FirstRank, n.TrainerCount, n.Devices, Address: AddressOf(n.NodeActorPath))).ToList()
+            ?? _registered.Select(r => (r.Message.NodeName, FirstRank: -1, r.Message.TrainerCount, r.Message.Devices, Address: r.Node.Path.Address.ToString())).ToList();
+        foreach (var (name, firstRank, trainers, devices, address) in members)
+        {
+            long step = 0;
+            double stepsPerSecond = 0, age = -1;
+            if (_progress.TryGetValue(name, out var p))
+            {
+                step = p.Latest.Ranks.Length > 0 ? p.Latest.Ranks.Min(r => r.Step) : 0;
+                age = (now - p.At).TotalSeconds;
+                if (p.Previous is { Ranks.Length: > 0 } prev && p.At > p.PreviousAt)
+                    stepsPerSecond = (step - prev.Ranks.Min(r => r.Step)) / (p.At - p.PreviousAt).TotalSeconds;
+                ranks.AddRange(p.Latest.Ranks.Select(r => (r, name)));
+            }
+            nodes.Add(new NodeStatus(name, address, firstRank, trainers, devices, step, stepsPerSecond, age));
+        }
+
+        var slowest = ranks.OrderByDescending(r => r.Rank.RecentComputeMs).FirstOrDefault();
+        var late = new List<LateRank>();
+        if (ranks.Count > 0)
+        {
+            var leading = ranks.Max(r => r.Rank.Step);
+            var typicalStep = ranks.Select(r => r.Rank.RecentStepMs).Order().ElementAt(ranks.Count / 2);
+            foreach (var (r, node) in ranks)
+            {
+                // Behind the others, or in a step far longer than steps usually take.
+                var stuck = typicalStep > 0 && r.CurrentStepMs > Math.Max(5 * typicalStep, 2000);
+                if (r.Step < leading || stuck) late.Add(new LateRank(r.Rank, node, r.Step, leading - r.Step, r.CurrentStepMs));
+            }
+        }
+        return new ClusterStatus(requestId, _settings.JobId, _phase, _generation, _epoch, _world?.Plan.Epochs ?? _settings.Training.Epochs,
+            _world?.WorldSize ?? 0, nodes.ToArray(), slowest.Node is null ? -1 : slowest.Rank.Rank, slowest.Node is null ? 0 : slowest.Rank.RecentComputeMs,
+            late.ToArray(), _registered.Count, _settings.MinNodes);
+    }
+
+    private static string AddressOf(string actorPath) =>
+        ActorPath.TryParse(actorPath, out var path) ? path.Address.ToString() : actorPath;
 
     private sealed record Registration(RegisterNode Message, IActorRef Node);
 

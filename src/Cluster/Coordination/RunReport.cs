@@ -24,6 +24,7 @@ public sealed record RunReport
     [JsonPropertyName("timings_ms_per_rank")] public required IReadOnlyDictionary<string, ReportTimings> TimingsMsPerRank { get; init; }
     [JsonPropertyName("wall_seconds")] public required double WallSeconds { get; init; }
     [JsonPropertyName("model_path")] public string? ModelPath { get; init; }
+    [JsonPropertyName("loss_curve")] public IReadOnlyList<ReportLossPoint> LossCurve { get; init; } = [];
 
     // A loss is NaN when no step of an epoch counted (e.g. all skipped); JSON has no number for it.
     private static readonly JsonSerializerOptions JsonOptions = new()
@@ -54,6 +55,7 @@ public sealed record ReportNode(
 
 public sealed record ReportEpoch(
     [property: JsonPropertyName("epoch")] int Epoch,
+    [property: JsonPropertyName("end_step")] long EndStep,
     [property: JsonPropertyName("mean_loss")] double MeanLoss,
     [property: JsonPropertyName("test_accuracy")] double TestAccuracy,
     [property: JsonPropertyName("skipped_steps")] int SkippedSteps);
@@ -63,3 +65,11 @@ public sealed record ReportTimings(
     [property: JsonPropertyName("intra_node")] double IntraNode,
     [property: JsonPropertyName("cross_node")] double CrossNode,
     [property: JsonPropertyName("step")] double Step);
+
+/// <summary>Rank 0's mean loss over all replicas for the log window ending at <see cref="Step"/>.</summary>
+public sealed record ReportLossPoint(
+    [property: JsonPropertyName("step")] long Step,
+    [property: JsonPropertyName("loss")] double Loss);
+
+/// <summary>Published on the coordinator's local event stream once run-report.json is written (e.g. for plots).</summary>
+public sealed record RunReportWritten(RunReport Report, string Directory);

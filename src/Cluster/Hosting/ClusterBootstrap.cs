@@ -1,6 +1,8 @@
 using ActorTrain.Cluster.Coordination;
 using ActorTrain.Cluster.Settings;
 using Akka.Actor;
+using Akka.Cluster.Tools.Client;
+using Akka.Cluster.Tools.PublishSubscribe;
 using Akka.Cluster.Tools.Singleton;
 using Akka.Configuration;
 
@@ -14,12 +16,22 @@ public static class ClusterBootstrap
     public const string TrainerRole = "trainer";
 
     /// <summary>
+    /// Akka.Cluster.Tools' serializers and settings, present from the start on every node: the
+    /// receptionist gossips through distributed pub-sub, and any node must be able to read
+    /// (and drop) what it is sent.
+    /// </summary>
+    public static Config WithClusterToolsDefaults(Config config) => config
+        .WithFallback(ClusterClientReceptionist.DefaultConfig())
+        .WithFallback(DistributedPubSub.DefaultConfig())
+        .WithFallback(ClusterSingleton.DefaultConfig());
+
+    /// <summary>
     /// Creates the ActorSystem from a fully layered config (see <see cref="ActorTrainSettings.DefaultConfig"/>),
     /// the coordinator singleton manager where this node has the seed role, and a proxy to it on every node.
     /// </summary>
     public static (ActorSystem System, IActorRef CoordinatorProxy) Start(Config config, ActorTrainSettings settings)
     {
-        var system = ActorSystem.Create(SystemName, config);
+        var system = ActorSystem.Create(SystemName, WithClusterToolsDefaults(config));
         var roles = Akka.Cluster.Cluster.Get(system).SelfRoles;
         if (roles.Contains(SeedRole))
         {
@@ -33,6 +45,11 @@ public static class ClusterBootstrap
                 "/user/coordinator-singleton",
                 ClusterSingletonProxySettings.Create(system).WithRole(SeedRole).WithSingletonName(CoordinatorActor.SingletonName)),
             "coordinator-proxy");
+        if (roles.Contains(SeedRole))
+        {
+            // Lets `status` ask the coordinator from outside the cluster, without joining it.
+            ClusterClientReceptionist.Get(system).RegisterService(proxy);
+        }
         return (system, proxy);
     }
 }

@@ -100,13 +100,82 @@ public sealed record TrainerSummary(
     [property: Key(5)] double CrossNodeMs,
     [property: Key(6)] double StepMs);
 
+/// <summary>One point of rank 0's loss curve: the mean loss over all replicas of the log window ending at Step.</summary>
+[MessagePackObject]
+public sealed record LossSample([property: Key(0)] long Step, [property: Key(1)] double Loss);
+
 /// <summary>Node → coordinator: final state of each of the node's trainers; rank 0's node has written the model.</summary>
+/// <param name="LossCurve">Rank 0's logged losses (empty on other nodes), at most a few thousand points.</param>
 [MessagePackObject]
 public sealed record NodeFinished(
     [property: Key(0)] long Generation,
     [property: Key(1)] string NodeName,
     [property: Key(2)] TrainerSummary[] Trainers,
-    [property: Key(3)] string? ModelPath) : IActorTrainMessage;
+    [property: Key(3)] string? ModelPath,
+    [property: Key(4)] LossSample[] LossCurve) : IActorTrainMessage;
+
+/// <summary>Where one trainer is, as its node last saw it.</summary>
+/// <param name="Step">Steps this rank has completed.</param>
+/// <param name="RecentStepMs">Mean wall time of its last steps.</param>
+/// <param name="RecentComputeMs">Mean forward/backward time of its last steps: its own speed, before waiting for others.</param>
+/// <param name="CurrentStepMs">How long the step in progress has been running (0 between steps).</param>
+[MessagePackObject]
+public sealed record RankProgress(
+    [property: Key(0)] int Rank,
+    [property: Key(1)] long Step,
+    [property: Key(2)] double RecentStepMs,
+    [property: Key(3)] double RecentComputeMs,
+    [property: Key(4)] double CurrentStepMs);
+
+/// <summary>Node → coordinator, every few seconds while training: its trainers' progress.</summary>
+[MessagePackObject]
+public sealed record NodeProgress(
+    [property: Key(0)] long Generation,
+    [property: Key(1)] string NodeName,
+    [property: Key(2)] int Epoch,
+    [property: Key(3)] RankProgress[] Ranks) : IActorTrainMessage;
+
+/// <summary>Client → coordinator (through the cluster client receptionist): what is the cluster doing?</summary>
+[MessagePackObject]
+public sealed record GetStatus([property: Key(0)] string RequestId) : IActorTrainMessage;
+
+[MessagePackObject]
+public sealed record NodeStatus(
+    [property: Key(0)] string NodeName,
+    [property: Key(1)] string Address,
+    [property: Key(2)] int FirstRank,
+    [property: Key(3)] int TrainerCount,
+    [property: Key(4)] string[] Devices,
+    [property: Key(5)] long Step,
+    [property: Key(6)] double StepsPerSecond,
+    [property: Key(7)] double SecondsSinceReport);
+
+/// <summary>A rank that the others are waiting for: behind on steps, or in a step for much longer than usual.</summary>
+[MessagePackObject]
+public sealed record LateRank(
+    [property: Key(0)] int Rank,
+    [property: Key(1)] string NodeName,
+    [property: Key(2)] long Step,
+    [property: Key(3)] long StepsBehind,
+    [property: Key(4)] double CurrentStepMs);
+
+/// <summary>Coordinator → client: the world as the coordinator sees it.</summary>
+/// <param name="SlowestRank">Rank with the longest recent compute time; -1 when unknown.</param>
+[MessagePackObject]
+public sealed record ClusterStatus(
+    [property: Key(0)] string RequestId,
+    [property: Key(1)] string JobId,
+    [property: Key(2)] string Phase,
+    [property: Key(3)] long Generation,
+    [property: Key(4)] int Epoch,
+    [property: Key(5)] int Epochs,
+    [property: Key(6)] int WorldSize,
+    [property: Key(7)] NodeStatus[] Nodes,
+    [property: Key(8)] int SlowestRank,
+    [property: Key(9)] double SlowestComputeMs,
+    [property: Key(10)] LateRank[] LateRanks,
+    [property: Key(11)] int RegisteredNodes,
+    [property: Key(12)] int MinNodes) : IActorTrainMessage;
 
 /// <summary>Coordinator → nodes: the run is over (successfully when ExitCode is 0); leave the cluster and exit.</summary>
 [MessagePackObject]

@@ -34,6 +34,9 @@ public sealed class ActorTrainMessageSerializer : SerializerWithStringManifest
         (typeof(EndRun), "end"),
         (typeof(NodeFailed), "failed"),
         (typeof(GradientChunk), "chunk"),
+        (typeof(NodeProgress), "progress"),
+        (typeof(GetStatus), "status?"),
+        (typeof(ClusterStatus), "status"),
     ];
 
     private static readonly Dictionary<Type, string> ManifestOf = Types.ToDictionary(t => t.Type, t => t.Manifest);

@@ -31,6 +31,8 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
     private readonly Dictionary<int, TrainerReady> _ready = [];
     private readonly Dictionary<int, object> _collected = [];
     private readonly CancellationTokenSource _runCancelled = new();
+    private TrainerProgress[] _progress = [];
+    private int _epoch;
     private IActorRef _endpoint = ActorRefs.Nobody;
     private IActorRef _coordinatorRef = ActorRefs.Nobody;
     private WorldAssignment? _world;
@@ -199,9 +201,11 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
         var myHost = HostOf(me.EndpointPath);
         var trainersOnHost = w.Nodes.Where(n => HostOf(n.EndpointPath) == myHost).Sum(n => n.TrainerCount);
         var threads = _settings.Node.EffectiveIntraOpThreads(trainersOnHost);
+        _progress = Enumerable.Range(0, LocalSize).Select(i => new TrainerProgress(me.FirstRank + i)).ToArray();
         for (var i = 0; i < LocalSize; i++)
             _trainers[i].Tell(new ConfigureTrainer(w.Generation, me.FirstRank + i, w.WorldSize, w.Plan, _intraNode, cross,
-                threads, _settings.Sync.StepTimeout, _runCancelled.Token));
+                threads, _progress[i], _settings.Sync.StepTimeout, _runCancelled.Token));
+        Timers.StartPeriodicTimer("progress", ReportProgress.Instance, ProgressInterval);
         ProgressLine.Info("Generation {0}: this node is {1} of {2} in the ring, global ranks {3}..{4}, intra-node {5}, {6} intra-op thread(s) per trainer ({7} trainer(s) on {8})",
             w.Generation, r.Index, w.Nodes.Length, me.FirstRank, me.FirstRank + LocalSize - 1, _intraNode.Name, threads, trainersOnHost, myHost);
         _coordinatorRef.Tell(new NodeReady(w.Generation, _nodeName));
@@ -214,6 +218,7 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
         {
             if (e.Generation != _world!.Generation) return;
             _collected.Clear();
+            _epoch = e.Epoch;
             foreach (var t in _trainers) t.Tell(new RunEpoch(e.Epoch));
         });
         Receive<TrainerEpochDone>(d =>
@@ -226,6 +231,8 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
             _coordinatorRef.Tell(new EpochCompleted(_world!.Generation, _nodeName, d.Epoch, all.Max(x => x.Steps),
                 first.LossSum, first.LossCount, all.Max(x => x.SkippedSteps), all.Select(x => x.TestAccuracy).Max()));
         });
+        Receive<ReportProgress>(_ =>
+            _coordinatorRef.Tell(new NodeProgress(_world!.Generation, _nodeName, _epoch, _progress.Select(p => p.Snapshot()).ToArray())));
         Receive<TrainerNonFinite>(n =>
             _coordinatorRef.Tell(new NonFiniteGradientReported(_world!.Generation, n.Step, n.GlobalRank, _nodeName, n.Count)));
         Receive<FinishTraining>(f =>
@@ -239,8 +246,9 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
             _collected[f.LocalRank] = f;
             if (_collected.Count < LocalSize) return;
             var all = _collected.Values.Cast<TrainerFinished>().OrderBy(x => x.LocalRank).ToList();
+            Timers.Cancel("progress");
             _coordinatorRef.Tell(new NodeFinished(_world!.Generation, _nodeName, all.Select(x => x.Summary).ToArray(),
-                all.Select(x => x.ModelPath).FirstOrDefault(p => p is not null)));
+                all.Select(x => x.ModelPath).FirstOrDefault(p => p is not null), all.SelectMany(x => x.LossCurve).ToArray()));
         });
         Common();
     }
@@ -259,6 +267,7 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
         Receive<ClusterEvent.IMemberEvent>(_ => { });
         Receive<RetryRegistration>(_ => { });
         Receive<RegistrationUnanswered>(_ => { });
+        Receive<ReportProgress>(_ => { });
     }
 
     private void OnMemberLost(Member member, string how)
@@ -299,6 +308,15 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
     {
         public static readonly RetryRegistration Instance = new();
         private RetryRegistration() { }
+    }
+
+    /// <summary>How often the node tells the coordinator where its trainers are (for status and hang reports).</summary>
+    private static readonly TimeSpan ProgressInterval = TimeSpan.FromSeconds(2);
+
+    private sealed class ReportProgress
+    {
+        public static readonly ReportProgress Instance = new();
+        private ReportProgress() { }
     }
 
     private sealed class RegistrationUnanswered

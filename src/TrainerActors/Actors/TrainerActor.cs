@@ -46,6 +46,8 @@ public sealed class TrainerActor : ReceiveActor
     private readonly List<double> _intraMs = [];
     private readonly List<double> _crossMs = [];
     private readonly List<double> _stepMs = [];
+    private readonly List<LossSample> _lossCurve = [];
+    private const int MaxLossCurvePoints = 2000;
 
     public TrainerActor(TrainingJob job, int localRank, Device device, int intraOpThreads, long bucketSizeBytes, int seed)
     {
@@ -136,6 +138,7 @@ public sealed class TrainerActor : ReceiveActor
     {
         if (_world.RunCancelled.IsCancellationRequested) return;
         var stepWatch = Stopwatch.StartNew();
+        _world.Progress.StepStarted(_epoch, _batchInEpoch, _batchesPerEpoch);
         var batch = _world.Plan.BatchSize;
         var indices = _epochIndices.AsSpan(_batchInEpoch * batch, batch);
         var loss = _replica.ForwardBackward(indices, _train);
@@ -164,13 +167,16 @@ public sealed class TrainerActor : ReceiveActor
         _intraMs.Add(sync.IntraNodeMs);
         _crossMs.Add(sync.CrossNodeMs);
         _stepMs.Add(stepWatch.Elapsed.TotalMilliseconds);
+        _world.Progress.StepFinished(_stepMs[^1], computeMs);
         _globalStep++;
         _batchInEpoch++;
 
         if (IsRankZero && _batchInEpoch % _world.Plan.LogInterval == 0)
         {
             // The seed's progress line: mean loss (over all replicas) since the last line.
-            Console.WriteLine(FormattableString.Invariant($"[{_epoch}, {_batchInEpoch,5}] loss: {(_windowCount > 0 ? _windowLoss / _windowCount : double.NaN):F3}"));
+            var windowMean = _windowCount > 0 ? _windowLoss / _windowCount : double.NaN;
+            Console.WriteLine(FormattableString.Invariant($"[{_epoch}, {_batchInEpoch,5}] loss: {windowMean:F3}"));
+            RecordLoss(windowMean);
             _windowLoss = 0;
             _windowCount = 0;
         }
@@ -201,7 +207,18 @@ public sealed class TrainerActor : ReceiveActor
         }
         var summary = new TrainerSummary(_world.GlobalRank, _replica.Checksum(), _globalStep,
             Median(_computeMs), Median(_intraMs), Median(_crossMs), Median(_stepMs));
-        Context.Parent.Tell(new TrainerFinished(_localRank, summary, modelPath));
+        Context.Parent.Tell(new TrainerFinished(_localRank, summary, modelPath, IsRankZero ? _lossCurve.ToArray() : []));
+    }
+
+    /// <summary>Keeps the curve within a message's size: past the cap, every other point is dropped.</summary>
+    private void RecordLoss(double loss)
+    {
+        if (!double.IsFinite(loss)) return;
+        _lossCurve.Add(new LossSample(_globalStep, loss));
+        if (_lossCurve.Count <= MaxLossCurvePoints) return;
+        var kept = _lossCurve.Where((_, i) => i % 2 == 1).ToList();
+        _lossCurve.Clear();
+        _lossCurve.AddRange(kept);
     }
 
     private static double Median(List<double> values)

@@ -18,6 +18,7 @@ public sealed record ConfigureTrainer(
     IIntraNodeCollective IntraNode,
     IRingTransport? CrossNode,
     int IntraOpThreads,
+    TrainerProgress Progress,
     TimeSpan StepTimeout,
     CancellationToken RunCancelled);
 
@@ -33,4 +34,4 @@ public sealed record TrainerNonFinite(int LocalRank, int GlobalRank, long Step, 
 /// <summary>Node → trainer: training is over; report the final state (rank 0 writes the model to OutDir).</summary>
 public sealed record FinishTrainer(string OutDir);
 
-public sealed record TrainerFinished(int LocalRank, TrainerSummary Summary, string? ModelPath);
+public sealed record TrainerFinished(int LocalRank, TrainerSummary Summary, string? ModelPath, LossSample[] LossCurve);

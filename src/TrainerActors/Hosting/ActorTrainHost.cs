@@ -42,7 +42,17 @@ public static class ActorTrainHost
         local.SetAction(r => Guard(() => LocalLauncher.Run(r.GetValue(nodes), r.GetValue(localOptions.Config), localOptions.Overrides(r),
             r.GetValue(localOptions.TrainersPerNode) ?? 1)));
 
+        var statusSeed = new Option<string>("--seed") { Description = "Address of a seed node, host:port", Required = true };
+        var statusHost = new Option<string>("--hostname") { Description = "This machine's address as the seed can reach it", DefaultValueFactory = _ => "127.0.0.1" };
+        var statusTimeout = new Option<int>("--timeout") { Description = "Seconds to wait for an answer", DefaultValueFactory = _ => 10 };
+        var status = new Command("status", "Ask a running cluster what it is doing: generation, nodes, progress, slow or late ranks");
+        status.Add(statusSeed);
+        status.Add(statusHost);
+        status.Add(statusTimeout);
+        status.SetAction(r => Guard(() => StatusCommand.Run(r.GetValue(statusSeed)!, r.GetValue(statusHost)!, TimeSpan.FromSeconds(Math.Max(1, r.GetValue(statusTimeout))))));
+
         root.Add(seed);
+        root.Add(status);
         root.Add(worker);
         root.Add(local);
 

@@ -47,7 +47,8 @@ public sealed class CoordinatorActorSpec(SeedSystem seed) : IClassFixture<SeedSy
         new(generation, node, epoch, Steps: 50, lossSum, lossCount, SkippedSteps: 0, accuracy);
 
     private static NodeFinished Finished(long generation, string node, int firstRank, string checksum = "sha256:same", string? model = null) =>
-        new(generation, node, Enumerable.Range(firstRank, Trainers).Select(r => new TrainerSummary(r, checksum, 100, 10 + r, 1, 2, 13 + r)).ToArray(), model);
+        new(generation, node, Enumerable.Range(firstRank, Trainers).Select(r => new TrainerSummary(r, checksum, 100, 10 + r, 1, 2, 13 + r)).ToArray(), model,
+            firstRank == 0 ? [new LossSample(20, 2.0), new LossSample(40, 1.5)] : []);
 
     /// <summary>Two nodes registered, a world formed and both ready: the coordinator has sent StartEpoch(1).</summary>
     private (IActorRef Coordinator, TestProbe A, TestProbe B, WorldAssignment World) Training(string hocon = "")
@@ -226,6 +227,32 @@ public sealed class CoordinatorActorSpec(SeedSystem seed) : IClassFixture<SeedSy
         Assert.Equal(["node-a", "node-b"], r.GetProperty("nodes").EnumerateArray().Select(n => n.GetProperty("name").GetString()));
         Assert.Equal("out/model.pth", r.GetProperty("model_path").GetString());
         Assert.Equal(100, r.GetProperty("steps").GetInt64());
+        Assert.Equal(50, r.GetProperty("epoch_history")[0].GetProperty("end_step").GetInt64());
+        Assert.Equal([20L, 40L], r.GetProperty("loss_curve").EnumerateArray().Select(p => p.GetProperty("step").GetInt64()));
+        Assert.Equal(1.5, r.GetProperty("loss_curve")[1].GetProperty("loss").GetDouble());
+    }
+
+    [Fact]
+    public void Coordinator_must_answer_a_status_query_with_progress_and_late_ranks()
+    {
+        var (coordinator, a, b, world) = Training();
+        a.Send(coordinator, new NodeProgress(1, "node-a", 1, [new RankProgress(0, 12, 40, 30, 5), new RankProgress(1, 12, 40, 35, 5)]));
+        b.Send(coordinator, new NodeProgress(1, "node-b", 1, [new RankProgress(2, 11, 40, 55, 9000), new RankProgress(3, 12, 40, 31, 5)]));
+        var probe = Node();
+        probe.Send(coordinator, new GetStatus("q"));
+        var status = probe.ExpectMsg<ClusterStatus>(TimeSpan.FromSeconds(5));
+        Assert.Equal("q", status.RequestId);
+        Assert.Equal("training", status.Phase);
+        Assert.Equal(1, status.Generation);
+        Assert.Equal(1, status.Epoch);
+        Assert.Equal(world.WorldSize, status.WorldSize);
+        Assert.Equal(["node-a", "node-b"], status.Nodes.Select(n => n.NodeName));
+        Assert.Equal(11, status.Nodes[1].Step);
+        Assert.Equal(2, status.SlowestRank);
+        var late = Assert.Single(status.LateRanks);
+        Assert.Equal(2, late.Rank);
+        Assert.Equal("node-b", late.NodeName);
+        Assert.Equal(1, late.StepsBehind);
     }
 
     [Fact]

@@ -23,16 +23,22 @@ internal static class Samples
         new EpochCompleted(7, "node-a", 3, 938, 123.456, 60032, 2, 0.9871),
         new NonFiniteGradientReported(7, 4711, 3, "node-b", 12),
         new FinishTraining(7),
-        new NodeFinished(7, "node-a", [new TrainerSummary(0, "sha256:ab", 9380, 11.5, 0.75, 3.25, 15.5), new TrainerSummary(1, "sha256:ab", 9380, 12.5, 0.5, 3.5, 16.25)], "out/model.pth"),
+        new NodeFinished(7, "node-a", [new TrainerSummary(0, "sha256:ab", 9380, 11.5, 0.75, 3.25, 15.5), new TrainerSummary(1, "sha256:ab", 9380, 12.5, 0.5, 3.5, 16.25)], "out/model.pth", [new LossSample(100, 2.25), new LossSample(200, 1.125)]),
         new EndRun(3, "node node-b was lost"),
         new NodeFailed("node-b", "CUDA out of memory"),
         new GradientChunk(7, 4711, 2, 1, 5, 3, 2, FloatBytes(1.5f, -2.25f, float.Epsilon, float.MaxValue)),
+        new NodeProgress(7, "node-a", 3, [new RankProgress(0, 120, 41.5, 30.25, 12.5), new RankProgress(1, 119, 42.5, 31.25, 2500.5)]),
+        new GetStatus("req-1"),
+        new ClusterStatus("req-1", "mnist", "training", 7, 3, 10, 4,
+            [new NodeStatus("node-a", "akka.tcp://actortrain@10.0.0.1:4053", 0, 2, ["cpu", "cpu"], 120, 23.5, 1.25)],
+            1, 31.25, [new LateRank(1, "node-a", 119, 1, 2500.5)], 2, 3),
     }.ToDictionary(m => m.GetType());
 
     /// <summary>Edge cases that must survive a round trip too.</summary>
     public static IEnumerable<object> Edges()
     {
-        yield return new NodeFinished(1, "node-b", [], null);
+        yield return new NodeFinished(1, "node-b", [], null, []);
+        yield return new ClusterStatus("", "", "waiting-for-nodes", 0, 0, 10, 0, [], -1, 0, [], 0, 1);
         yield return new WorldAssignment(1, [], 0, new TrainingPlan(1, 1, 0, 1, 1024, false));
         yield return new RegisterNode("", 1, "", "", 1, "", "", []);
         yield return new EpochCompleted(long.MaxValue, "n", int.MaxValue, long.MaxValue, double.NaN, 0, 0, -1);

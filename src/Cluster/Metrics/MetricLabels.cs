@@ -1,0 +1,36 @@
+namespace ActorTrain.Cluster.Metrics;
+
+/// <summary>
+/// Values of the <c>transport</c> label of <c>actortrain_transport_bytes_total</c>. Label values
+/// are a closed set: every distinct value is a time series kept forever by Prometheus.
+/// </summary>
+public static class TransportLabel
+{
+    /// <summary>Gradient chunks sent as Akka remoting messages.</summary>
+    public const string Akka = "akka";
+
+    /// <summary>Gradient chunks over a dedicated TCP connection.</summary>
+    public const string Tcp = "tcp";
+}
+
+/// <summary>Values of the <c>reason</c> label of <c>actortrain_dropped_messages_total</c>.</summary>
+public static class DropReason
+{
+    /// <summary>Could not be decoded, or its fields are out of range (no payload, negative ids, a payload that is not whole floats).</summary>
+    public const string Malformed = "malformed";
+
+    /// <summary>Belongs to an older generation of the world.</summary>
+    public const string Stale = "stale";
+
+    /// <summary>A chunk already delivered for the same key.</summary>
+    public const string Duplicate = "duplicate";
+
+    /// <summary>Larger than the configured chunk size.</summary>
+    public const string Oversized = "oversized";
+
+    /// <summary>From a peer index outside the current world.</summary>
+    public const string UnknownPeer = "unknown_peer";
+
+    /// <summary>The reasons exported at 0 from the start, so a rate query sees them before the first drop.</summary>
+    public static readonly IReadOnlyList<string> Known = [Malformed, Stale, Duplicate, Oversized, UnknownPeer];
+}

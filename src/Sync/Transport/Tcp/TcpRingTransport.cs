@@ -1,0 +1,598 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Security.Cryptography;
+
+namespace ActorTrain.Sync.Transport.Tcp;
+
+/// <summary>
+/// Sync's ring transport over plain TCP: the data plane that moves gradient chunks between nodes
+/// without Akka remoting. Each peer listens, connects to its right neighbour and is connected to
+/// by its left one, so every ring hop is one TCP connection used in one direction. A connection
+/// is admitted only after a handshake naming this protocol, the world generation, the connecting
+/// peer's ring position and the generation's token; after that it carries frames (a fixed
+/// header and the floats, see <see cref="TcpWireFormat"/>). Everything read from the network is
+/// checked: a refused handshake or a malformed frame is counted, its connection closed, and
+/// receives waiting on a lost connection fail instead of hanging.
+/// </summary>
+/// <remarks>
+/// One transport serves one generation. A new generation connects a new transport (with a new
+/// listener and token); the old one is disposed, which closes its connections and listener.
+/// </remarks>
+public sealed class TcpRingTransport : IRingTransport, IAsyncDisposable
+{
+    /// <summary>Longest token a handshake may carry.</summary>
+    public const int MaxTokenBytes = 256;
+
+    /// <summary>Largest chunk a transport may be configured for (256 MiB of floats).</summary>
+    public const int MaxChunkElementsLimit = 1 << 26;
+
+    private readonly TcpListener listener;
+    private readonly byte[] token;
+    private readonly ChunkMailbox mailbox = new();
+    private readonly Lock gate = new();
+
+    // Cancelled on dispose: stops accepting, handshakes and the receive loop.
+    private readonly CancellationTokenSource closing = new();
+
+    // Cancelled when receiving can no longer succeed (connection lost, malformed frame, dispose);
+    // waiting receives are linked to it.
+    private readonly CancellationTokenSource receiving = new();
+    private readonly TaskCompletionSource leftConnected = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    private TcpFrameWriter? writer;
+    private Socket? incoming;
+    private Exception? receiveFault;
+    private Task acceptLoop = Task.CompletedTask;
+    private Task receiveLoop = Task.CompletedTask;
+    private string? lastRejection;
+    private int disposed;
+    private long bytesReceived;
+    private long rejectedConnections;
+    private long droppedFrames;
+
+    private TcpRingTransport(int peerIndex, int peerCount, TcpListener listener, long generation, byte[] token, int maxChunkElements)
+    {
+        PeerIndex = peerIndex;
+        PeerCount = peerCount;
+        this.listener = listener;
+        Generation = generation;
+        this.token = token;
+        MaxChunkElements = maxChunkElements;
+        RightNeighbour = (peerIndex + 1) % peerCount;
+        LeftNeighbour = (peerIndex + peerCount - 1) % peerCount;
+        ListenEndPoint = (IPEndPoint)listener.LocalEndpoint;
+    }
+
+    /// <summary>How long an accepted connection may take to send its handshake before it is closed.</summary>
+    public static TimeSpan HandshakeTimeout { get; } = TimeSpan.FromSeconds(10);
+
+    /// <inheritdoc />
+    public int PeerIndex { get; }
+
+    /// <inheritdoc />
+    public int PeerCount { get; }
+
+    /// <inheritdoc />
+    public int MaxChunkElements { get; }
+
+    /// <summary>The world generation this transport's connections belong to; frames of any other are refused.</summary>
+    public long Generation { get; }
+
+    /// <summary>The only peer this one sends to.</summary>
+    public int RightNeighbour { get; }
+
+    /// <summary>The only peer this one receives from.</summary>
+    public int LeftNeighbour { get; }
+
+    /// <summary>Where this peer's listener is bound (the actual port when it was opened on port 0).</summary>
+    public IPEndPoint ListenEndPoint { get; }
+
+    /// <summary>Frame bytes (headers and floats) sent to the right neighbour.</summary>
+    public long BytesSent => writer?.BytesWritten ?? 0;
+
+    /// <summary>Frame bytes (headers and floats) received from the left neighbour.</summary>
+    public long BytesReceived => Interlocked.Read(ref bytesReceived);
+
+    /// <summary>Connections closed at the handshake: garbage, wrong version, generation, peer or token, or a second left neighbour.</summary>
+    public long RejectedConnections => Interlocked.Read(ref rejectedConnections);
+
+    /// <summary>Frames not delivered: malformed (which also closes the connection), cut off, duplicate or stale.</summary>
+    public long DroppedFrames => Interlocked.Read(ref droppedFrames);
+
+    /// <summary>Why the last connection was rejected, for diagnostics; null if none was.</summary>
+    public string? LastRejection
+    {
+        get { lock (gate) { return lastRejection; } }
+    }
+
+    /// <summary>Received chunks not yet taken by a receive (internal: for tests).</summary>
+    internal int PendingChunks => mailbox.PendingCount;
+
+    /// <summary>
+    /// Opens and starts the listener a transport will accept its left neighbour on. Port 0 picks a
+    /// free port; read it from <see cref="TcpListener.LocalEndpoint"/> and publish it to the peers
+    /// before anyone calls <see cref="ConnectAsync"/>.
+    /// </summary>
+    public static TcpListener Listen(IPAddress address, int port)
+    {
+        ArgumentNullException.ThrowIfNull(address);
+        var listener = new TcpListener(address, port);
+        listener.Server.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+        listener.Start();
+        return listener;
+    }
+
+    /// <summary>
+    /// Joins the ring as peer <paramref name="peerIndex"/>: connects to the right neighbour's address
+    /// in <paramref name="peers"/> (retrying while it is not listening yet) and waits until the left
+    /// neighbour has connected through <paramref name="listener"/>. The transport owns the listener
+    /// from here on and stops it when disposed. Every peer must pass the same generation and token.
+    /// Completes when both connections stand; bound the wait with <paramref name="cancellationToken"/>.
+    /// </summary>
+    /// <exception cref="TcpHandshakeRefusedException">The right neighbour refused the handshake.</exception>
+    public static async Task<TcpRingTransport> ConnectAsync(
+        int peerIndex,
+        IReadOnlyList<IPEndPoint> peers,
+        TcpListener listener,
+        long generation,
+        ReadOnlyMemory<byte> token,
+        int maxChunkElements,
+        CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(peers);
+        ArgumentNullException.ThrowIfNull(listener);
+        ArgumentOutOfRangeException.ThrowIfZero(peers.Count, $"{nameof(peers)}.{nameof(peers.Count)}");
+        if ((uint)peerIndex >= (uint)peers.Count)
+        {
+            throw new ArgumentOutOfRangeException(nameof(peerIndex), peerIndex, $"Peer index must be in 0..{peers.Count - 1}.");
+        }
+
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(maxChunkElements);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(maxChunkElements, MaxChunkElementsLimit);
+        if (token.Length > MaxTokenBytes)
+        {
+            throw new ArgumentException($"The token has {token.Length} bytes; at most {MaxTokenBytes} are allowed.", nameof(token));
+        }
+
+        if (peers.Any(p => p is null))
+        {
+            throw new ArgumentException("Every peer needs an address.", nameof(peers));
+        }
+
+        if (!listener.Server.IsBound)
+        {
+            throw new ArgumentException($"The listener must be started (use {nameof(TcpRingTransport)}.{nameof(Listen)}).", nameof(listener));
+        }
+
+        var transport = new TcpRingTransport(peerIndex, peers.Count, listener, generation, token.ToArray(), maxChunkElements);
+        transport.acceptLoop = transport.AcceptLoopAsync();
+        if (transport.PeerCount == 1)
+        {
+            return transport;
+        }
+
+        try
+        {
+            await transport.ConnectRightAsync(peers[transport.RightNeighbour], cancellationToken).ConfigureAwait(false);
+            await transport.leftConnected.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
+            return transport;
+        }
+        catch
+        {
+            await transport.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    /// <inheritdoc />
+    /// <remarks>
+    /// Only the right neighbour has a connection; sending elsewhere throws <see cref="InvalidOperationException"/>.
+    /// Cancelling a send that has started writing closes the connection, since the receiver would
+    /// otherwise read the rest of the stream out of step.
+    /// </remarks>
+    public ValueTask SendAsync(int peer, ChunkKey key, ReadOnlyMemory<float> data, CancellationToken cancellationToken)
+    {
+        if (cancellationToken.IsCancellationRequested)
+        {
+            return ValueTask.FromCanceled(cancellationToken);
+        }
+
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref disposed) != 0, this);
+        RequirePeer(peer);
+        if (peer != RightNeighbour || writer is null)
+        {
+            throw new InvalidOperationException(
+                $"Peer {PeerIndex} has a data-plane connection only to its right neighbour {RightNeighbour}" +
+                (PeerCount == 1 ? " (none: it is alone in the ring)" : "") + $"; it cannot send to peer {peer}.");
+        }
+
+        if (TcpWireFormat.Problem(key, data.Length, Generation, PeerCount, MaxChunkElements) is { } problem)
+        {
+            throw new ArgumentException($"Chunk {key} cannot be sent: {problem}.", nameof(data));
+        }
+
+        return writer.WriteAsync(key, data, cancellationToken);
+    }
+
+    /// <inheritdoc />
+    /// <remarks>
+    /// Only the left neighbour sends to this peer; receiving from another throws
+    /// <see cref="InvalidOperationException"/>. Fails with <see cref="IOException"/> once the left
+    /// neighbour's connection is lost and with <see cref="ObjectDisposedException"/> once the
+    /// transport is disposed, also while waiting.
+    /// </remarks>
+    public ValueTask<ReadOnlyMemory<float>> ReceiveAsync(int peer, ChunkKey key, CancellationToken cancellationToken)
+    {
+        RequirePeer(peer);
+        if (peer != LeftNeighbour || PeerCount == 1)
+        {
+            throw new InvalidOperationException(
+                $"Peer {PeerIndex} receives only from its left neighbour {LeftNeighbour}" +
+                (PeerCount == 1 ? " (none: it is alone in the ring)" : "") + $"; nothing can arrive from peer {peer}.");
+        }
+
+        return WaitForChunkAsync(peer, key, cancellationToken);
+    }
+
+    /// <summary>Stops the listener, closes both connections and fails receives still waiting.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref disposed, 1) != 0)
+        {
+            return;
+        }
+
+        closing.Cancel();
+        receiving.Cancel();
+        leftConnected.TrySetCanceled();
+        listener.Stop();
+        writer?.Dispose();
+        Socket? left;
+        lock (gate)
+        {
+            left = incoming;
+        }
+
+        if (left is not null)
+        {
+            SocketIo.Close(left);
+        }
+
+        // Both loops end on their own once their sockets are closed; they never throw.
+        await Task.WhenAll(acceptLoop, receiveLoop).ConfigureAwait(false);
+    }
+
+    private async ValueTask<ReadOnlyMemory<float>> WaitForChunkAsync(int peer, ChunkKey key, CancellationToken cancellationToken)
+    {
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, receiving.Token);
+        try
+        {
+            return await mailbox.ReceiveAsync(peer, key, linked.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested && receiving.IsCancellationRequested)
+        {
+            throw ReceiveFailure(key);
+        }
+    }
+
+    private Exception ReceiveFailure(ChunkKey key)
+    {
+        if (Volatile.Read(ref disposed) != 0)
+        {
+            return new ObjectDisposedException(nameof(TcpRingTransport), $"The transport was disposed; chunk {key} will not arrive.");
+        }
+
+        Exception? cause;
+        lock (gate)
+        {
+            cause = receiveFault;
+        }
+
+        return new IOException(
+            $"The data-plane connection from peer {LeftNeighbour} is lost ({cause?.Message ?? "closed"}); chunk {key} will not arrive.", cause);
+    }
+
+    /// <summary>Records why receiving stopped (first reason wins) and fails every receive.</summary>
+    private void FailReceiving(Exception cause)
+    {
+        lock (gate)
+        {
+            receiveFault ??= cause;
+        }
+
+        receiving.Cancel();
+    }
+
+    private async Task ConnectRightAsync(IPEndPoint endpoint, CancellationToken cancellationToken)
+    {
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, closing.Token);
+        var hello = new byte[TcpWireFormat.HelloSize(token.Length)];
+        TcpWireFormat.WriteHello(hello, TcpWireFormat.ProtocolVersion, Generation, PeerIndex, token);
+        for (int attempt = 1; ; attempt++)
+        {
+            var socket = new Socket(endpoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+            try
+            {
+                await socket.ConnectAsync(endpoint, linked.Token).ConfigureAwait(false);
+            }
+            catch (SocketException e) when (e.SocketErrorCode is SocketError.ConnectionRefused or SocketError.TimedOut or SocketError.TryAgain)
+            {
+                // The neighbour's listener is not up yet: retry until the caller's deadline.
+                socket.Dispose();
+                await Task.Delay(Math.Min(20 * attempt, 500), linked.Token).ConfigureAwait(false);
+                continue;
+            }
+            catch
+            {
+                socket.Dispose();
+                throw;
+            }
+
+            try
+            {
+                await HandshakeAsync(socket, hello, RightNeighbour, linked.Token).ConfigureAwait(false);
+                writer = new TcpFrameWriter(socket, RightNeighbour);
+                return;
+            }
+            catch
+            {
+                SocketIo.Close(socket);
+                throw;
+            }
+        }
+    }
+
+    /// <summary>The connecting side of the handshake: send the hello, require an accepting answer.</summary>
+    internal static async Task HandshakeAsync(Socket socket, byte[] hello, int peer, CancellationToken cancellationToken)
+    {
+        await SocketIo.SendAllAsync(socket, hello, cancellationToken).ConfigureAwait(false);
+        var answer = new byte[TcpWireFormat.AnswerSize];
+        if (!await SocketIo.ReceiveExactlyAsync(socket, answer, cancellationToken).ConfigureAwait(false))
+        {
+            throw new IOException($"Peer {peer} closed the data-plane connection during the handshake without answering.");
+        }
+
+        if (!TcpWireFormat.TryReadAnswer(answer, out int status))
+        {
+            throw new IOException($"Peer {peer} answered the data-plane handshake with bytes that are not this protocol.");
+        }
+
+        if (status != TcpWireFormat.Accepted)
+        {
+            var reason = (TcpRefusalReason)status;
+            throw new TcpHandshakeRefusedException(reason, $"Peer {peer} refused the data-plane connection: {reason}.");
+        }
+    }
+
+    private async Task AcceptLoopAsync()
+    {
+        while (!closing.IsCancellationRequested)
+        {
+            Socket socket;
+            try
+            {
+                socket = await listener.AcceptSocketAsync(closing.Token).ConfigureAwait(false);
+            }
+            catch (Exception) when (closing.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception e) when (e is ObjectDisposedException or InvalidOperationException)
+            {
+                // The listener was stopped under us: nothing more can connect.
+                return;
+            }
+            catch (SocketException)
+            {
+                // A connection that died in the backlog (or a transient resource shortage): keep serving.
+                try
+                {
+                    await Task.Delay(10, closing.Token).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                    return;
+                }
+
+                continue;
+            }
+
+            _ = AdmitAsync(socket);
+        }
+    }
+
+    /// <summary>The accepting side of the handshake. Never throws: whatever goes wrong closes the socket.</summary>
+    private async Task AdmitAsync(Socket socket)
+    {
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(closing.Token);
+        timeout.CancelAfter(HandshakeTimeout);
+        bool admitted = false;
+        try
+        {
+            socket.NoDelay = true;
+            var fixedPart = new byte[TcpWireFormat.HelloFixedSize];
+            if (!await SocketIo.ReceiveExactlyAsync(socket, fixedPart, timeout.Token).ConfigureAwait(false))
+            {
+                Reject("closed before the handshake");
+                return;
+            }
+
+            if (!TcpWireFormat.TryReadHello(fixedPart, out var hello))
+            {
+                // Not this protocol: do not talk back.
+                Reject("not a data-plane handshake (bad magic)");
+                return;
+            }
+
+            if (hello.Version != TcpWireFormat.ProtocolVersion)
+            {
+                await RefuseAsync(socket, TcpRefusalReason.UnsupportedVersion, $"protocol version {hello.Version}, expected {TcpWireFormat.ProtocolVersion}", timeout.Token)
+                    .ConfigureAwait(false);
+                return;
+            }
+
+            if (hello.TokenLength > MaxTokenBytes)
+            {
+                Reject($"token of {hello.TokenLength} bytes (at most {MaxTokenBytes})");
+                return;
+            }
+
+            var offered = new byte[hello.TokenLength];
+            if (offered.Length > 0 && !await SocketIo.ReceiveExactlyAsync(socket, offered, timeout.Token).ConfigureAwait(false))
+            {
+                Reject("closed during the handshake");
+                return;
+            }
+
+            if (hello.Generation != Generation)
+            {
+                await RefuseAsync(socket, TcpRefusalReason.WrongGeneration, $"generation {hello.Generation}, this ring is {Generation}", timeout.Token)
+                    .ConfigureAwait(false);
+                return;
+            }
+
+            if (PeerCount == 1 || hello.PeerIndex != LeftNeighbour)
+            {
+                await RefuseAsync(socket, TcpRefusalReason.UnexpectedPeer, $"peer {hello.PeerIndex} is not the left neighbour {LeftNeighbour}", timeout.Token)
+                    .ConfigureAwait(false);
+                return;
+            }
+
+            if (!CryptographicOperations.FixedTimeEquals(offered, token))
+            {
+                await RefuseAsync(socket, TcpRefusalReason.WrongToken, $"peer {hello.PeerIndex} sent a wrong token", timeout.Token).ConfigureAwait(false);
+                return;
+            }
+
+            lock (gate)
+            {
+                if (incoming is null && !closing.IsCancellationRequested)
+                {
+                    incoming = socket;
+                    admitted = true;
+                }
+            }
+
+            if (!admitted)
+            {
+                await RefuseAsync(socket, TcpRefusalReason.AlreadyConnected, $"peer {hello.PeerIndex} is already connected", timeout.Token)
+                    .ConfigureAwait(false);
+                return;
+            }
+
+            var answer = new byte[TcpWireFormat.AnswerSize];
+            TcpWireFormat.WriteAnswer(answer, TcpWireFormat.Accepted);
+            await SocketIo.SendAllAsync(socket, answer, timeout.Token).ConfigureAwait(false);
+            receiveLoop = ReceiveLoopAsync(socket);
+            leftConnected.TrySetResult();
+        }
+        catch (Exception e) when (e is OperationCanceledException or SocketException or IOException or ObjectDisposedException)
+        {
+            if (admitted)
+            {
+                // The left neighbour was chosen but the answer did not reach it: the ring cannot form.
+                FailReceiving(e);
+                leftConnected.TrySetException(new IOException($"Accepting the left neighbour {LeftNeighbour} failed: {e.Message}", e));
+            }
+            else
+            {
+                Reject(closing.IsCancellationRequested ? "transport closing" : $"handshake failed ({e.Message})");
+            }
+        }
+        finally
+        {
+            if (!admitted)
+            {
+                SocketIo.Close(socket);
+            }
+        }
+    }
+
+    private async Task RefuseAsync(Socket socket, TcpRefusalReason reason, string detail, CancellationToken cancellationToken)
+    {
+        Reject($"{reason}: {detail}");
+        var answer = new byte[TcpWireFormat.AnswerSize];
+        TcpWireFormat.WriteAnswer(answer, (int)reason);
+        await SocketIo.SendAllAsync(socket, answer, cancellationToken).ConfigureAwait(false);
+    }
+
+    private void Reject(string reason)
+    {
+        Interlocked.Increment(ref rejectedConnections);
+        lock (gate)
+        {
+            lastRejection = reason;
+        }
+    }
+
+    /// <summary>Reads frames from the left neighbour into the mailbox until the connection ends. Never throws.</summary>
+    private async Task ReceiveLoopAsync(Socket socket)
+    {
+        var header = new byte[TcpWireFormat.FrameHeaderSize];
+        var payloadView = new FloatBytes();
+        try
+        {
+            while (true)
+            {
+                if (!await SocketIo.ReceiveExactlyAsync(socket, header, closing.Token).ConfigureAwait(false))
+                {
+                    FailReceiving(new IOException($"peer {LeftNeighbour} closed the connection"));
+                    return;
+                }
+
+                var frame = TcpWireFormat.ReadFrameHeader(header);
+                string? problem = frame.Magic != TcpWireFormat.FrameMagic
+                    ? "bad frame magic"
+                    : TcpWireFormat.Problem(frame.Key, frame.ElementCount, Generation, PeerCount, MaxChunkElements);
+                if (problem is not null)
+                {
+                    Interlocked.Increment(ref droppedFrames);
+                    FailReceiving(new InvalidDataException($"malformed frame from peer {LeftNeighbour}: {problem}; connection closed"));
+                    return;
+                }
+
+                // The floats are read straight into the array the mailbox hands to the receive.
+                float[] data = frame.ElementCount == 0 ? [] : GC.AllocateUninitializedArray<float>(frame.ElementCount);
+                if (data.Length > 0)
+                {
+                    try
+                    {
+                        await SocketIo.ReceiveExactlyAsync(socket, payloadView.Over(data), closing.Token).ConfigureAwait(false);
+                    }
+                    finally
+                    {
+                        payloadView.Clear();
+                    }
+                }
+
+                Interlocked.Add(ref bytesReceived, TcpWireFormat.FrameHeaderSize + ((long)data.Length * sizeof(float)));
+                if (!mailbox.Deliver(LeftNeighbour, frame.Key, data))
+                {
+                    Interlocked.Increment(ref droppedFrames);
+                }
+            }
+        }
+        catch (Exception e) when (e is OperationCanceledException or SocketException or IOException or ObjectDisposedException)
+        {
+            if (e is EndOfStreamException)
+            {
+                // Cut off part way through a frame: that frame is lost.
+                Interlocked.Increment(ref droppedFrames);
+            }
+
+            FailReceiving(closing.IsCancellationRequested ? new ObjectDisposedException(nameof(TcpRingTransport)) : e);
+        }
+        finally
+        {
+            SocketIo.Close(socket);
+        }
+    }
+
+    private void RequirePeer(int peer)
+    {
+        if ((uint)peer >= (uint)PeerCount)
+        {
+            throw new ArgumentOutOfRangeException(nameof(peer), peer, $"Peer must be in 0..{PeerCount - 1}.");
+        }
+    }
+}

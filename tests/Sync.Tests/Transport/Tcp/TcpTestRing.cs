@@ -1,0 +1,102 @@
+using System.Net;
+using System.Net.Sockets;
+using ActorTrain.Sync.Transport.Tcp;
+
+namespace ActorTrain.Sync.Tests.Transport.Tcp;
+
+/// <summary>A ring of TCP transports in this process, each with its own loopback listener.</summary>
+internal sealed class TcpTestRing : IAsyncDisposable
+{
+    public static readonly byte[] Token = [0x5e, 0x11, 0xa7, 0x03, 0x42, 0x99, 0x10, 0xcd, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08];
+    public const long Generation = 7;
+
+    private TcpTestRing(TcpRingTransport[] peers)
+    {
+        Peers = peers;
+    }
+
+    public TcpRingTransport[] Peers { get; }
+
+    public static async Task<TcpTestRing> ConnectAsync(int peerCount, int maxChunkElements)
+    {
+        var listeners = Enumerable.Range(0, peerCount).Select(_ => TcpRingTransport.Listen(IPAddress.Loopback, 0)).ToArray();
+        var addresses = listeners.Select(l => (IPEndPoint)l.LocalEndpoint).ToArray();
+        using var cts = new CancellationTokenSource(TestData.Timeout);
+        var connecting = listeners
+            .Select((listener, p) => TcpRingTransport.ConnectAsync(p, addresses, listener, Generation, Token, maxChunkElements, cts.Token))
+            .ToArray();
+        try
+        {
+            return new TcpTestRing(await Task.WhenAll(connecting));
+        }
+        catch
+        {
+            foreach (var task in connecting.Where(t => t.IsCompletedSuccessfully))
+            {
+                await task.Result.DisposeAsync();
+            }
+
+            throw;
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var peer in Peers)
+        {
+            await peer.DisposeAsync();
+        }
+    }
+
+    /// <summary>Connects to <paramref name="target"/> and sends a handshake; returns the socket (the caller closes it).</summary>
+    public static async Task<Socket> HandshakeAsync(IPEndPoint target, long generation, int claimedPeer, byte[] token)
+    {
+        var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        try
+        {
+            using var cts = new CancellationTokenSource(TestData.Timeout);
+            await socket.ConnectAsync(target, cts.Token);
+            var hello = new byte[TcpWireFormat.HelloSize(token.Length)];
+            TcpWireFormat.WriteHello(hello, TcpWireFormat.ProtocolVersion, generation, claimedPeer, token);
+            await TcpRingTransport.HandshakeAsync(socket, hello, peer: -1, cts.Token);
+            return socket;
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Reads until the peer closes the connection (or resets it); fails the test after the timeout.</summary>
+    public static async Task AssertClosedByPeerAsync(Socket socket)
+    {
+        using var cts = new CancellationTokenSource(TestData.Timeout);
+        var buffer = new byte[256];
+        try
+        {
+            while (await socket.ReceiveAsync(buffer, SocketFlags.None, cts.Token) > 0)
+            {
+            }
+        }
+        catch (SocketException)
+        {
+            // Reset instead of an orderly close: closed all the same.
+        }
+    }
+
+    /// <summary>Polls <paramref name="condition"/> until it holds or the test times out.</summary>
+    public static async Task EventuallyAsync(Func<bool> condition, string what)
+    {
+        var deadline = DateTime.UtcNow + TestData.Timeout;
+        while (!condition())
+        {
+            if (DateTime.UtcNow > deadline)
+            {
+                Assert.Fail($"Timed out waiting until {what}.");
+            }
+
+            await Task.Delay(10);
+        }
+    }
+}
