@@ -91,6 +91,27 @@ public class ClusterTrainingTests
     }
 
     [Fact]
+    public async Task Status_prints_the_world_of_a_running_cluster_and_fails_clearly_without_one()
+    {
+        var outDir = Repo.TempDir();
+        using var launcher = NodeProcess.Start("local", "local", "--nodes", "2", "--epochs", "3", "--out", outDir);
+        await launcher.WaitForLineAsync("[1,    20] loss:", TimeSpan.FromSeconds(120));
+        var seed = System.Text.RegularExpressions.Regex.Match(launcher.Output, @"seed at (127\.0\.0\.1:\d+)").Groups[1].Value;
+
+        using var status = NodeProcess.Start("status", "status", "--seed", seed, "--timeout", "20");
+        Assert.Equal(0, await status.WaitForExitAsync(TimeSpan.FromSeconds(60)));
+        Assert.Contains("job mnist: training, generation 1", status.Output);
+        Assert.Contains("node0", status.Output);
+        Assert.Contains("node1", status.Output);
+        Assert.Contains("slowest rank", status.Output);
+        launcher.Kill();
+
+        using var nobody = NodeProcess.Start("status", "status", "--seed", $"127.0.0.1:{NodeProcess.FreePort()}", "--timeout", "2");
+        Assert.Equal(1, await nobody.WaitForExitAsync(TimeSpan.FromSeconds(60)));
+        Assert.Contains("no coordinator answered", nobody.Output);
+    }
+
+    [Fact]
     public async Task A_worker_whose_seed_never_answers_exits_with_an_error_naming_the_seed()
     {
         var config = Path.Combine(Repo.TempDir(), "impatient.conf");

@@ -24,6 +24,7 @@ public sealed record ActorTrainSettings
     public required TrainingSettings Training { get; init; }
     public required SyncSettings Sync { get; init; }
     public required bool MkldnnEnabled { get; init; }
+    public required MetricsSettings Metrics { get; init; }
 
     /// <summary>ActorTrain's embedded defaults (reference.conf) with Akka's below them.</summary>
     public static Config DefaultConfig() =>
@@ -82,6 +83,12 @@ public sealed record ActorTrainSettings
                 StepTimeout = c.Duration("actortrain.sync.step-timeout"),
             },
             MkldnnEnabled = c.Bool("actortrain.torch.mkldnn"),
+            Metrics = new MetricsSettings
+            {
+                Enabled = c.Bool("actortrain.metrics.enabled"),
+                Hostname = c.String("actortrain.metrics.hostname", allowEmpty: false),
+                Port = c.Int("actortrain.metrics.port", min: 0, max: 65535),
+            },
         };
     }
 
@@ -187,4 +194,12 @@ public sealed record SyncSettings
     public required string IntraNode { get; init; }
     public required NonFiniteGradientPolicy NonFiniteGradients { get; init; }
     public required TimeSpan StepTimeout { get; init; }
+}
+
+public sealed record MetricsSettings
+{
+    public required bool Enabled { get; init; }
+    public required string Hostname { get; init; }
+    /// <summary>0 picks a free port.</summary>
+    public required int Port { get; init; }
 }

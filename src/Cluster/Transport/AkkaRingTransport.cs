@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using ActorTrain.Cluster.Metrics;
 using ActorTrain.Cluster.Protocol;
 using ActorTrain.Sync.Transport;
 using Akka.Actor;
@@ -16,8 +17,11 @@ public sealed class AkkaRingTransport : IRingTransport
     private readonly IReadOnlyList<IActorRef> _endpoints;
     private readonly ChunkMailbox _mailbox;
 
-    public AkkaRingTransport(int peerIndex, IReadOnlyList<IActorRef> endpoints, ChunkMailbox mailbox, int chunkSizeBytes)
+    private readonly NodeMetrics? _metrics;
+
+    public AkkaRingTransport(int peerIndex, IReadOnlyList<IActorRef> endpoints, ChunkMailbox mailbox, int chunkSizeBytes, NodeMetrics? metrics = null)
     {
+        _metrics = metrics;
         if (peerIndex < 0 || peerIndex >= endpoints.Count) throw new ArgumentOutOfRangeException(nameof(peerIndex));
         PeerIndex = peerIndex;
         _endpoints = endpoints;
@@ -34,6 +38,7 @@ public sealed class AkkaRingTransport : IRingTransport
         cancellationToken.ThrowIfCancellationRequested();
         var payload = MemoryMarshal.AsBytes(data.Span).ToArray();
         _endpoints[peer].Tell(new GradientChunk(key.Generation, key.Step, key.Bucket, key.Lane, key.RingStep, key.Chunk, PeerIndex, payload));
+        _metrics?.AddBytes(TransportLabel.Akka, sent: true, payload.Length);
         return ValueTask.CompletedTask;
     }
 

@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using ActorTrain.Cluster.Metrics;
 using ActorTrain.Cluster.Protocol;
 using ActorTrain.Sync.Transport;
 using Akka.Actor;
@@ -17,14 +18,16 @@ public sealed class GradientEndpointActor : ReceiveActor
     public const string Name = "actortrain-endpoint";
 
     private readonly ChunkMailbox _mailbox;
+    private readonly NodeMetrics? _metrics;
     private readonly int _maxPayloadBytes;
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private int _peerCount;
     private long _generation;
 
-    public GradientEndpointActor(ChunkMailbox mailbox, int chunkSizeBytes)
+    public GradientEndpointActor(ChunkMailbox mailbox, int chunkSizeBytes, NodeMetrics? metrics = null)
     {
         _mailbox = mailbox;
+        _metrics = metrics;
         _maxPayloadBytes = chunkSizeBytes;
         Receive<GradientChunk>(OnChunk);
         Receive<SetWorld>(w =>
@@ -36,18 +39,20 @@ public sealed class GradientEndpointActor : ReceiveActor
         Receive<GetCounters>(_ => Sender.Tell(new Counters(Received, Dropped)));
     }
 
-    public static Props Props(ChunkMailbox mailbox, int chunkSizeBytes) =>
-        Akka.Actor.Props.Create(() => new GradientEndpointActor(mailbox, chunkSizeBytes));
+    public static Props Props(ChunkMailbox mailbox, int chunkSizeBytes, NodeMetrics? metrics = null) =>
+        Akka.Actor.Props.Create(() => new GradientEndpointActor(mailbox, chunkSizeBytes, metrics));
 
     public long Received { get; private set; }
     public long Dropped { get; private set; }
 
     private void OnChunk(GradientChunk chunk)
     {
-        var problem = Validate(chunk);
+        _metrics?.AddBytes(TransportLabel.Akka, sent: false, chunk.Payload?.Length ?? 0);
+        var (problem, reason) = Validate(chunk);
         if (problem is not null)
         {
             Dropped++;
+            _metrics?.Dropped(reason);
             // Log the first few and then every 1000th, so a flood cannot flood the log too.
             if (Dropped <= 10 || Dropped % 1000 == 0)
                 _log.Warning("Dropped gradient chunk from {0} ({1}); {2} dropped so far", Sender.Path.Address, problem, Dropped);
@@ -56,25 +61,27 @@ public sealed class GradientEndpointActor : ReceiveActor
 
         var data = MemoryMarshal.Cast<byte, float>(chunk.Payload.AsSpan()).ToArray();
         var key = new ChunkKey(chunk.Generation, chunk.Step, chunk.Bucket, chunk.Lane, chunk.RingStep, chunk.Chunk);
+        var staleBefore = _mailbox.StaleDropped;
         if (_mailbox.Deliver(chunk.FromPeer, key, data))
         {
             Received++;
             return;
         }
         Dropped++;
+        _metrics?.Dropped(_mailbox.StaleDropped > staleBefore ? DropReason.Stale : DropReason.Duplicate);
         if (Dropped <= 10 || Dropped % 1000 == 0)
             _log.Warning("Dropped gradient chunk {0} from peer {1}: duplicate or stale; {2} dropped so far", key, chunk.FromPeer, Dropped);
     }
 
-    private string? Validate(GradientChunk c)
+    private (string? Problem, string Reason) Validate(GradientChunk c)
     {
-        if (c.Generation < _generation) return $"stale generation {c.Generation}, current is {_generation}";
-        if (c.FromPeer < 0 || (c.Generation == _generation && c.FromPeer >= _peerCount)) return $"unknown peer index {c.FromPeer}";
-        if (c.Payload is null) return "no payload";
-        if (c.Payload.Length % sizeof(float) != 0) return $"payload of {c.Payload.Length} bytes is not a whole number of float32 values";
-        if (c.Payload.Length > _maxPayloadBytes) return $"payload of {c.Payload.Length} bytes exceeds the chunk size {_maxPayloadBytes}";
-        if (c.Bucket < 0 || c.Lane < 0 || c.RingStep < 0 || c.Chunk < 0) return "negative id";
-        return null;
+        if (c.Generation < _generation) return ($"stale generation {c.Generation}, current is {_generation}", DropReason.Stale);
+        if (c.FromPeer < 0 || (c.Generation == _generation && c.FromPeer >= _peerCount)) return ($"unknown peer index {c.FromPeer}", DropReason.UnknownPeer);
+        if (c.Payload is null) return ("no payload", DropReason.Malformed);
+        if (c.Payload.Length % sizeof(float) != 0) return ($"payload of {c.Payload.Length} bytes is not a whole number of float32 values", DropReason.Malformed);
+        if (c.Payload.Length > _maxPayloadBytes) return ($"payload of {c.Payload.Length} bytes exceeds the chunk size {_maxPayloadBytes}", DropReason.Oversized);
+        if (c.Bucket < 0 || c.Lane < 0 || c.RingStep < 0 || c.Chunk < 0) return ("negative id", DropReason.Malformed);
+        return (null, "");
     }
 
     /// <summary>Local: the world this endpoint now serves.</summary>

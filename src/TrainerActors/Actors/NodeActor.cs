@@ -1,4 +1,5 @@
 using ActorTrain.Cluster.Hosting;
+using ActorTrain.Cluster.Metrics;
 using ActorTrain.Cluster.Protocol;
 using ActorTrain.Cluster.Settings;
 using ActorTrain.Cluster.Transport;
@@ -27,6 +28,8 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private readonly Akka.Cluster.Cluster _cluster = Akka.Cluster.Cluster.Get(Context.System);
     private readonly ChunkMailbox _mailbox = new();
+    private readonly NodeMetrics _metrics;
+    private readonly HashSet<Address> _upMembers = [];
     private readonly List<IActorRef> _trainers = [];
     private readonly Dictionary<int, TrainerReady> _ready = [];
     private readonly Dictionary<int, object> _collected = [];
@@ -42,16 +45,17 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
 
     public ITimerScheduler Timers { get; set; } = null!;
 
-    public NodeActor(ActorTrainSettings settings, TrainingJob job, IActorRef coordinator)
+    public NodeActor(ActorTrainSettings settings, TrainingJob job, IActorRef coordinator, NodeMetrics metrics)
     {
+        _metrics = metrics;
         _settings = settings;
         _job = job;
         _coordinator = coordinator;
         Starting();
     }
 
-    public static Props Props(ActorTrainSettings settings, TrainingJob job, IActorRef coordinator) =>
-        Akka.Actor.Props.Create(() => new NodeActor(settings, job, coordinator));
+    public static Props Props(ActorTrainSettings settings, TrainingJob job, IActorRef coordinator, NodeMetrics metrics) =>
+        Akka.Actor.Props.Create(() => new NodeActor(settings, job, coordinator, metrics));
 
     private int LocalSize => _trainers.Count;
 
@@ -69,9 +73,9 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
     {
         var selfAddress = _cluster.SelfAddress;
         _nodeName = string.IsNullOrEmpty(_settings.NodeName) ? $"{selfAddress.Host}:{selfAddress.Port}" : _settings.NodeName;
-        _endpoint = Context.ActorOf(GradientEndpointActor.Props(_mailbox, _settings.Sync.ChunkSizeBytes), GradientEndpointActor.Name);
+        _endpoint = Context.ActorOf(GradientEndpointActor.Props(_mailbox, _settings.Sync.ChunkSizeBytes, _metrics), GradientEndpointActor.Name);
         _cluster.Subscribe(Self, ClusterEvent.SubscriptionInitialStateMode.InitialStateAsEvents,
-            typeof(ClusterEvent.MemberRemoved), typeof(ClusterEvent.UnreachableMember));
+            typeof(ClusterEvent.IMemberEvent), typeof(ClusterEvent.UnreachableMember));
 
         // However the process is asked to stop, release trainers blocked in a collective first:
         // a pinned trainer stuck waiting for a dead peer would otherwise hold up the shutdown.
@@ -190,11 +194,13 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
         if (r.Error is not null) { Fail($"cannot reach the gradient endpoints of the world's nodes: {r.Error}"); return; }
 
         _endpoint.Tell(new GradientEndpointActor.SetWorld(w.Generation, w.Nodes.Length));
+        _metrics.SetGeneration(w.Generation);
+        _metrics.SetWorldSize(w.WorldSize);
         var devicesAreCuda = _ready.Values.Any(x => x.Device.StartsWith("cuda", StringComparison.Ordinal));
         _intraNode?.Dispose();
         _intraNode = IntraNodeCollectives.Create(IntraNodeCollectives.Parse(_settings.Sync.IntraNode, "actortrain.sync.intra-node"), LocalSize, devicesAreCuda);
         IRingTransport? cross = w.Nodes.Length > 1
-            ? new AkkaRingTransport(r.Index, r.Endpoints, _mailbox, _settings.Sync.ChunkSizeBytes)
+            ? new AkkaRingTransport(r.Index, r.Endpoints, _mailbox, _settings.Sync.ChunkSizeBytes, _metrics)
             : null;
         var me = w.Nodes[r.Index];
         // Nodes started side by side on one machine share its cores.
@@ -204,7 +210,7 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
         _progress = Enumerable.Range(0, LocalSize).Select(i => new TrainerProgress(me.FirstRank + i)).ToArray();
         for (var i = 0; i < LocalSize; i++)
             _trainers[i].Tell(new ConfigureTrainer(w.Generation, me.FirstRank + i, w.WorldSize, w.Plan, _intraNode, cross,
-                threads, _progress[i], _settings.Sync.StepTimeout, _runCancelled.Token));
+                threads, _progress[i], _metrics, _settings.Sync.StepTimeout, _runCancelled.Token));
         Timers.StartPeriodicTimer("progress", ReportProgress.Instance, ProgressInterval);
         ProgressLine.Info("Generation {0}: this node is {1} of {2} in the ring, global ranks {3}..{4}, intra-node {5}, {6} intra-op thread(s) per trainer ({7} trainer(s) on {8})",
             w.Generation, r.Index, w.Nodes.Length, me.FirstRank, me.FirstRank + LocalSize - 1, _intraNode.Name, threads, trainersOnHost, myHost);
@@ -219,6 +225,7 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
             if (e.Generation != _world!.Generation) return;
             _collected.Clear();
             _epoch = e.Epoch;
+            _metrics.SetEpoch(e.Epoch);
             foreach (var t in _trainers) t.Tell(new RunEpoch(e.Epoch));
         });
         Receive<TrainerEpochDone>(d =>
@@ -234,7 +241,10 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
         Receive<ReportProgress>(_ =>
             _coordinatorRef.Tell(new NodeProgress(_world!.Generation, _nodeName, _epoch, _progress.Select(p => p.Snapshot()).ToArray())));
         Receive<TrainerNonFinite>(n =>
-            _coordinatorRef.Tell(new NonFiniteGradientReported(_world!.Generation, n.Step, n.GlobalRank, _nodeName, n.Count)));
+        {
+            _metrics.NonFiniteGradient();
+            _coordinatorRef.Tell(new NonFiniteGradientReported(_world!.Generation, n.Step, n.GlobalRank, _nodeName, n.Count));
+        });
         Receive<FinishTraining>(f =>
         {
             if (f.Generation != _world!.Generation) return;
@@ -263,8 +273,19 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
                 Fail($"trainer {t.ActorRef.Path.Name} stopped");
         });
         Receive<ClusterEvent.UnreachableMember>(m => OnMemberLost(m.Member, "unreachable"));
-        Receive<ClusterEvent.MemberRemoved>(m => OnMemberLost(m.Member, "removed"));
-        Receive<ClusterEvent.IMemberEvent>(_ => { });
+        Receive<ClusterEvent.MemberRemoved>(m =>
+        {
+            _upMembers.Remove(m.Member.Address);
+            _metrics.SetMembers(_upMembers.Count);
+            OnMemberLost(m.Member, "removed");
+        });
+        Receive<ClusterEvent.IMemberEvent>(e =>
+        {
+            // Counted from the events themselves: the cluster's state snapshot can lag behind them.
+            if (e is ClusterEvent.MemberUp or ClusterEvent.MemberWeaklyUp) _upMembers.Add(e.Member.Address);
+            else if (e is ClusterEvent.MemberRemoved or ClusterEvent.MemberExited or ClusterEvent.MemberLeft) _upMembers.Remove(e.Member.Address);
+            _metrics.SetMembers(_upMembers.Count);
+        });
         Receive<RetryRegistration>(_ => { });
         Receive<RegistrationUnanswered>(_ => { });
         Receive<ReportProgress>(_ => { });

@@ -152,8 +152,16 @@ public sealed class TrainerActor : ReceiveActor
 
         var sync = Guarded(_globalStep, ct => _replica.ReduceBuckets(_world.IntraNode, _localRank, _world.CrossNode, _world.Generation, _globalStep, ct));
 
-        if (_replica.BucketsToGradients(_world.WorldSize)) _replica.OptimizerStep();
-        else _epochSkipped++;
+        if (_replica.BucketsToGradients(_world.WorldSize))
+        {
+            _replica.OptimizerStep();
+            _world.Metrics.StepCompleted();
+        }
+        else
+        {
+            _epochSkipped++;
+            _world.Metrics.StepSkipped();
+        }
 
         var meanLoss = _replica.ReducedMeanLoss(_world.WorldSize);
         if (float.IsFinite(meanLoss))
@@ -168,6 +176,7 @@ public sealed class TrainerActor : ReceiveActor
         _crossMs.Add(sync.CrossNodeMs);
         _stepMs.Add(stepWatch.Elapsed.TotalMilliseconds);
         _world.Progress.StepFinished(_stepMs[^1], computeMs);
+        _world.Metrics.ObserveStep(computeMs, sync.IntraNodeMs, sync.CrossNodeMs, _stepMs[^1]);
         _globalStep++;
         _batchInEpoch++;
 

@@ -1,3 +1,4 @@
+using ActorTrain.Cluster.Metrics;
 using ActorTrain.Cluster.Protocol;
 using ActorTrain.Sync.Collectives;
 using ActorTrain.Sync.Transport;
@@ -19,6 +20,7 @@ public sealed record ConfigureTrainer(
     IRingTransport? CrossNode,
     int IntraOpThreads,
     TrainerProgress Progress,
+    NodeMetrics Metrics,
     TimeSpan StepTimeout,
     CancellationToken RunCancelled);
 

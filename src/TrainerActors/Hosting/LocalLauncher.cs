@@ -91,6 +91,7 @@ public static class LocalLauncher
                 "actortrain.training.seed" => "--seed",
                 "actortrain.node.trainers-per-node" => "--trainers-per-node",
                 "actortrain.node.intra-op-threads" => "--intra-op-threads",
+                "akka.loglevel" => "--log-level",
                 _ => null,
             };
             if (flag is not null) { yield return flag; yield return value; }
@@ -109,6 +110,7 @@ public static class LocalLauncher
         };
         foreach (var a in prefix.Concat(args)) psi.ArgumentList.Add(a);
         psi.Environment[NodeRunner.ExitWithParentVariable] = "1";
+        psi.Environment[Cluster.Logging.NodeLog.PrefixedByLauncherVariable] = "1";
         var process = Process.Start(psi) ?? throw new InvalidOperationException($"cannot start {file}");
         process.OutputDataReceived += (_, e) => { if (e.Data is not null) Console.Out.WriteLine($"[{name}] {e.Data}"); };
         process.ErrorDataReceived += (_, e) => { if (e.Data is not null) Console.Error.WriteLine($"[{name}] {e.Data}"); };

@@ -16,6 +16,7 @@ internal sealed class NodeOptions
     public readonly Option<int?> MinNodes = new("--min-nodes") { Description = "Nodes to wait for before training starts (actortrain.min-nodes)" };
     public readonly Option<int?> TrainersPerNode = new("--trainers-per-node") { Description = "CPU trainers in this node (actortrain.node.trainers-per-node)" };
     public readonly Option<int?> IntraOpThreads = new("--intra-op-threads") { Description = "Threads per trainer, 0 = cores shared among the trainers (actortrain.node.intra-op-threads)" };
+    public readonly Option<string?> LogLevel = new("--log-level") { Description = "Akka log level: DEBUG, INFO, WARNING or ERROR (akka.loglevel)" };
     public readonly Option<string?> NodeName = new("--node-name") { Description = "Name of this node in logs and reports (actortrain.node-name)" };
 
     public void AddTo(Command command, bool includeClusterAddress)
@@ -34,6 +35,8 @@ internal sealed class NodeOptions
         command.Add(Seed);
         command.Add(TrainersPerNode);
         command.Add(IntraOpThreads);
+        command.Add(LogLevel);
+        LogLevel.AcceptOnlyFromAmong("DEBUG", "INFO", "WARNING", "ERROR");
         Validate(command);
     }
 
@@ -78,6 +81,7 @@ internal sealed class NodeOptions
         if (r.GetResult(MinNodes) is not null && r.GetValue(MinNodes) is int minNodes) Add("actortrain.min-nodes", I(minNodes));
         if (r.GetResult(TrainersPerNode) is not null && r.GetValue(TrainersPerNode) is int tpn) Add("actortrain.node.trainers-per-node", I(tpn));
         if (r.GetResult(IntraOpThreads) is not null && r.GetValue(IntraOpThreads) is int threads) Add("actortrain.node.intra-op-threads", I(threads));
+        if (r.GetResult(LogLevel) is not null && r.GetValue(LogLevel) is { } level) Add("akka.loglevel", level);
         if (r.GetResult(NodeName) is not null && r.GetValue(NodeName) is { } name) Add("actortrain.node-name", ConfigLoader.Quote(name));
         return lines;
     }

@@ -1,4 +1,5 @@
 using ActorTrain.Cluster.Hosting;
+using ActorTrain.Cluster.Metrics;
 using ActorTrain.Cluster.Protocol;
 using ActorTrain.Cluster.Settings;
 using ActorTrain.TrainerActors.Actors;
@@ -27,10 +28,15 @@ public static class NodeRunner
         if (role == NodeRole.Seed && config.GetStringList("akka.cluster.seed-nodes").Count == 0)
             cluster.Join(cluster.SelfAddress);
 
-        Console.WriteLine($"{role.ToString().ToLowerInvariant()} node {cluster.SelfAddress} (job \"{settings.JobId}\")");
+        if (string.IsNullOrEmpty(settings.NodeName))
+            settings = settings with { NodeName = $"{cluster.SelfAddress.Host}:{cluster.SelfAddress.Port}" };
+        Cluster.Logging.NodeLog.NodeName = settings.NodeName;
+        Cluster.Hosting.ProgressLine.Info("{0} node {1} (job \"{2}\")", role.ToString().ToLowerInvariant(), cluster.SelfAddress, settings.JobId);
+        var metrics = new NodeMetrics(settings.NodeName);
+        using var metricsEndpoint = StartMetrics(settings, metrics, system);
         if (settings.Node.Train)
         {
-            system.ActorOf(NodeActor.Props(settings, job, proxy), "node");
+            system.ActorOf(NodeActor.Props(settings, job, proxy, metrics), "node");
         }
 
         using var cancel = new CancelHandler(system, outcome);
@@ -38,6 +44,22 @@ public static class NodeRunner
         system.WhenTerminated.Wait();
         if (outcome.ExitCode != 0) Console.Error.WriteLine($"run ended with exit code {outcome.ExitCode}: {outcome.Reason}");
         return outcome.ExitCode;
+    }
+
+    private static MetricsEndpoint? StartMetrics(ActorTrainSettings settings, NodeMetrics metrics, ActorSystem system)
+    {
+        if (!settings.Metrics.Enabled) return null;
+        try
+        {
+            var endpoint = MetricsEndpoint.Start(metrics, settings.Metrics.Hostname, settings.Metrics.Port);
+            Cluster.Hosting.ProgressLine.Info("metrics at {0}", endpoint.Url);
+            return endpoint;
+        }
+        catch (SettingsException e)
+        {
+            system.Terminate().Wait(TimeSpan.FromSeconds(10));
+            throw new UsageException(e.Message);
+        }
     }
 
     internal static (Config Config, ActorTrainSettings Settings) LoadForRole(TrainingJob job, NodeRole role, string? configFile, IReadOnlyList<string> overrides)

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
+using System.Runtime.InteropServices;
 using Spectre.Console;
 
 namespace ActorTrain.TrainerActors.Reporting;
@@ -16,18 +17,26 @@ namespace ActorTrain.TrainerActors.Reporting;
 /// through the console, so a line written there lands above the bar and the bar is redrawn below it.
 /// Output written to <see cref="Console"/> directly, bypassing Spectre, would garble the display
 /// while it is live: send such lines as <see cref="ProgressKinds.Message"/> events instead.
-/// Dispose (also run at process exit) prints the final state of the bar and shows the cursor again;
-/// events reported after that print their lines plainly.
+/// Dispose prints the final state of the bar and shows the cursor again (so does SIGINT, SIGTERM,
+/// SIGQUIT or process exit, without cancelling them); events reported after that print their
+/// lines plainly. Making the terminal narrower than the live area (about 65 columns) while it is
+/// shown makes Spectre.Console clear the screen and scrollback.
 /// </remarks>
 public sealed class LiveProgressSink : IProgressSink
 {
     private static readonly TimeSpan DefaultRefreshInterval = TimeSpan.FromMilliseconds(150);
     private static readonly TimeSpan StopTimeout = TimeSpan.FromSeconds(5);
+    private static readonly TimeSpan SignalStopTimeout = TimeSpan.FromSeconds(1);
+
+    // A narrow live area survives the terminal being made narrower: Spectre clears the screen and
+    // the scrollback when the terminal becomes narrower than what it last drew.
+    private const int MaxBarWidth = 24;
 
     private readonly IAnsiConsole _console;
     private readonly TimeSpan _refreshInterval;
     private readonly Thread _thread;
     private readonly EventHandler _onProcessExit;
+    private readonly List<PosixSignalRegistration> _signals = [];
 
     // Guards the queue and the flags below; Monitor.Pulse on it wakes the display thread.
     private readonly object _gate = new();
@@ -59,9 +68,21 @@ public sealed class LiveProgressSink : IProgressSink
         _thread = new Thread(RunDisplay) { IsBackground = true, Name = "actortrain-progress" };
         _thread.Start();
 
-        // A process that ends without disposing the sink would otherwise leave the cursor hidden.
-        _onProcessExit = (_, _) => Dispose();
+        // A process that ends without disposing the sink, or is interrupted, would otherwise leave
+        // the cursor hidden and the bar half drawn. The handlers do not cancel the signal.
+        _onProcessExit = (_, _) => Stop(StopTimeout);
         AppDomain.CurrentDomain.ProcessExit += _onProcessExit;
+        foreach (var signal in new[] { PosixSignal.SIGINT, PosixSignal.SIGTERM, PosixSignal.SIGQUIT })
+        {
+            try
+            {
+                _signals.Add(PosixSignalRegistration.Create(signal, _ => Stop(SignalStopTimeout)));
+            }
+            catch (PlatformNotSupportedException)
+            {
+                // Not on this platform: Dispose alone restores the console.
+            }
+        }
     }
 
     /// <summary>The error that ended the live display early, if any (its lines were then printed plainly).</summary>
@@ -95,6 +116,7 @@ public sealed class LiveProgressSink : IProgressSink
         }
     }
 
+    /// <summary>Applies what is queued, prints the bar's final state and gives the console back.</summary>
     public void Dispose()
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0)
@@ -103,6 +125,16 @@ public sealed class LiveProgressSink : IProgressSink
         }
 
         AppDomain.CurrentDomain.ProcessExit -= _onProcessExit;
+        foreach (var registration in _signals)
+        {
+            registration.Dispose();
+        }
+
+        Stop(StopTimeout);
+    }
+
+    private void Stop(TimeSpan timeout)
+    {
         lock (_gate)
         {
             _stopRequested = true;
@@ -111,7 +143,7 @@ public sealed class LiveProgressSink : IProgressSink
 
         if (Thread.CurrentThread != _thread)
         {
-            _thread.Join(StopTimeout);
+            _thread.Join(timeout);
         }
     }
 
@@ -171,9 +203,22 @@ public sealed class LiveProgressSink : IProgressSink
                 stop = _stopRequested;
             }
 
-            foreach (var e in batch)
+            for (var i = 0; i < batch.Length; i++)
             {
-                Apply(context, e);
+                try
+                {
+                    Apply(context, batch[i]);
+                }
+                catch
+                {
+                    // Hand what is left back, so that its lines are still printed plainly.
+                    lock (_gate)
+                    {
+                        _pending.InsertRange(0, batch[i..]);
+                    }
+
+                    throw;
+                }
             }
 
             FitBarToWidth();
@@ -190,17 +235,14 @@ public sealed class LiveProgressSink : IProgressSink
         switch (e.Kind)
         {
             case ProgressKinds.EpochStart:
-                Track(context, e, newEpoch: true);
+                Track(context, e, newEpoch: true, epochDone: false);
                 break;
             case ProgressKinds.Step:
             case ProgressKinds.LossLine:
-                Track(context, e, newEpoch: false);
+                Track(context, e, newEpoch: false, epochDone: false);
                 break;
             case ProgressKinds.EpochEnd:
-                var task = Track(context, e, newEpoch: false);
-                task.Value = task.MaxValue;
-                _state.MarkEpochDone(e);
-                task.Description = Describe(e.Epoch, e.Epochs, (long)task.MaxValue, (long)task.MaxValue);
+                Track(context, e, newEpoch: false, epochDone: true);
                 break;
         }
 
@@ -211,8 +253,8 @@ public sealed class LiveProgressSink : IProgressSink
         }
     }
 
-    /// <summary>The bar of the event's epoch, created (in place of the previous one) when it is a new epoch.</summary>
-    private ProgressTask Track(ProgressContext context, ProgressEvent e, bool newEpoch)
+    /// <summary>Moves the bar of the event's epoch, created (in place of the previous one) when it is a new epoch.</summary>
+    private void Track(ProgressContext context, ProgressEvent e, bool newEpoch, bool epochDone)
     {
         if (_task is null || newEpoch || e.Epoch != _state.Epoch)
         {
@@ -222,25 +264,24 @@ public sealed class LiveProgressSink : IProgressSink
             }
 
             _task = context.AddTask(Describe(e.Epoch, e.Epochs, 0, e.StepsPerEpoch), autoStart: true, maxValue: Math.Max(1, e.StepsPerEpoch));
-            _task.IsIndeterminate = e.StepsPerEpoch <= 0;
-            _state.Epoch = e.Epoch;
+            _state.StartEpoch(e.Epoch, e.Epochs, e.StepsPerEpoch);
         }
 
-        if (e.StepsPerEpoch > 0)
+        _state.Observe(e, epochDone);
+
+        // Without the epoch's length the bar cannot show a fraction; it pulses instead.
+        _task.IsIndeterminate = _state.StepsPerEpoch <= 0;
+        if (_state.StepsPerEpoch > 0)
         {
-            _task.MaxValue = e.StepsPerEpoch;
-            _task.IsIndeterminate = false;
+            _task.MaxValue = _state.StepsPerEpoch;
+            _task.Value = Math.Min(_state.Step, _state.StepsPerEpoch);
         }
-
-        // Steps only move forward within an epoch; an event without a step leaves the bar where it is.
-        if (e.Step > _task.Value)
+        else if (epochDone)
         {
-            _task.Value = Math.Min(e.Step, _task.MaxValue);
+            _task.Value = _task.MaxValue;
         }
 
-        _task.Description = Describe(e.Epoch, e.Epochs, (long)_task.Value, e.StepsPerEpoch > 0 ? e.StepsPerEpoch : (long)_task.MaxValue);
-        _state.Observe(e, (long)_task.Value);
-        return _task;
+        _task.Description = Describe(_state.Epoch, _state.Epochs, _state.Step, _state.StepsPerEpoch);
     }
 
     private string Describe(int epoch, int epochs, long step, long stepsPerEpoch)
@@ -252,12 +293,12 @@ public sealed class LiveProgressSink : IProgressSink
 
     private string Separator => _console.Profile.Capabilities.Unicode ? "·" : "-";
 
-    /// <summary>The bar takes what the row leaves of the console's width (it may have been resized), 8 to 40 cells.</summary>
+    /// <summary>The bar takes what the row leaves of the console's width (it may have been resized), 8 to <see cref="MaxBarWidth"/> cells.</summary>
     private void FitBarToWidth()
     {
         // description, then percentage (4) and remaining time (8), one cell of padding after each column but the last
         var others = (_task?.Description.Length ?? 24) + 1 + 1 + 4 + 1 + 8;
-        _bar.Width = Math.Clamp(_console.Profile.Width - others - 1, 8, 40);
+        _bar.Width = Math.Clamp(_console.Profile.Width - others - 1, 8, MaxBarWidth);
     }
 
     private void WriteLinePlain(ProgressEvent e)
@@ -277,7 +318,7 @@ public sealed class LiveProgressSink : IProgressSink
         }
     }
 
-    /// <summary>Latest throughput and loss, and the run's pace for its remaining time.</summary>
+    /// <summary>Where the run is, the latest throughput and loss, and the run's pace for its remaining time.</summary>
     private sealed class LiveState
     {
         private long _firstStepTimestamp;
@@ -285,14 +326,40 @@ public sealed class LiveProgressSink : IProgressSink
         private long _lastDone;
         private long _totalSteps;
 
-        public int Epoch { get; set; }
+        public int Epoch { get; private set; }
+
+        public int Epochs { get; private set; }
+
+        /// <summary>Steps done in the current epoch.</summary>
+        public long Step { get; private set; }
+
+        /// <summary>0 when not known.</summary>
+        public long StepsPerEpoch { get; private set; }
 
         public double Loss { get; private set; } = double.NaN;
 
         public double SamplesPerSecond { get; private set; } = double.NaN;
 
-        public void Observe(ProgressEvent e, long stepInEpoch)
+        public void StartEpoch(int epoch, int epochs, long stepsPerEpoch)
         {
+            Epoch = epoch;
+            Epochs = epochs;
+            Step = 0;
+            StepsPerEpoch = Math.Max(0, stepsPerEpoch);
+        }
+
+        public void Observe(ProgressEvent e, bool epochDone)
+        {
+            Epochs = e.Epochs > 0 ? e.Epochs : Epochs;
+            StepsPerEpoch = e.StepsPerEpoch > 0 ? e.StepsPerEpoch : StepsPerEpoch;
+
+            // Steps only move forward within an epoch; an event without a step leaves it where it is.
+            Step = Math.Max(Step, e.Step);
+            if (epochDone && StepsPerEpoch > 0)
+            {
+                Step = Math.Max(Step, StepsPerEpoch);
+            }
+
             if (double.IsFinite(e.Loss))
             {
                 Loss = e.Loss;
@@ -303,28 +370,20 @@ public sealed class LiveProgressSink : IProgressSink
                 SamplesPerSecond = e.SamplesPerSecond;
             }
 
-            if (e.StepsPerEpoch <= 0 || e.Epochs <= 0 || e.Epoch <= 0)
+            if (StepsPerEpoch <= 0 || Epochs <= 0 || Epoch <= 0)
             {
                 return;
             }
 
-            _totalSteps = (long)e.Epochs * e.StepsPerEpoch;
-            var done = ((long)(e.Epoch - 1) * e.StepsPerEpoch) + stepInEpoch;
-            if (_firstStepTimestamp == 0 && stepInEpoch > 0)
+            _totalSteps = (long)Epochs * StepsPerEpoch;
+            var done = ((long)(Epoch - 1) * StepsPerEpoch) + Math.Min(Step, StepsPerEpoch);
+            if (_firstStepTimestamp == 0 && Step > 0)
             {
                 _firstStepTimestamp = Stopwatch.GetTimestamp();
                 _firstStepDone = done;
             }
 
             _lastDone = Math.Max(_lastDone, done);
-        }
-
-        public void MarkEpochDone(ProgressEvent e)
-        {
-            if (e.StepsPerEpoch > 0 && e.Epoch > 0)
-            {
-                _lastDone = Math.Max(_lastDone, (long)e.Epoch * e.StepsPerEpoch);
-            }
         }
 
         /// <summary>From the pace since the first step seen, evaluation pauses included.</summary>
@@ -341,7 +400,7 @@ public sealed class LiveProgressSink : IProgressSink
             return seconds < TimeSpan.MaxValue.TotalSeconds / 2 ? TimeSpan.FromSeconds(Math.Round(seconds)) : null;
         }
 
-        /// <summary>E.g. <c>3,200 samples/s · loss 0.163 · run 2m05s left</c>, with "–" for what is not known yet.</summary>
+        /// <summary>E.g. <c>3,200 samples/s · loss 0.163 · run 2m05s left</c>, with "-" for what is not known yet.</summary>
         public string StatsMarkup(string separator)
         {
             var rate = double.IsFinite(SamplesPerSecond) ? SamplesPerSecond.ToString("N0", CultureInfo.InvariantCulture) : "-";

@@ -1,0 +1,104 @@
+using System.Globalization;
+using ActorTrain.Cluster.Settings;
+using ActorTrain.Cluster.Transport;
+using ActorTrain.Sync.Transport;
+using Akka.Actor;
+using Akka.Configuration;
+
+namespace ActorTrain.Bench.AllReduce;
+
+/// <summary>
+/// A ring peer over Akka remoting, set up as the framework does it: a remoting ActorSystem named
+/// "actortrain" on ActorTrain's defaults (so GradientChunk goes through the MessagePack serializer),
+/// a <see cref="GradientEndpointActor"/> feeding a <see cref="ChunkMailbox"/>, and
+/// <see cref="AkkaRingTransport"/> sending to the other peers' endpoints.
+/// </summary>
+internal sealed class AkkaWorker : IWorkerRun
+{
+    private const string SystemName = "actortrain";
+
+    private readonly RunSpec spec;
+    private readonly int rank;
+    private readonly ActorSystem system;
+    private readonly ChunkMailbox mailbox = new();
+    private readonly IActorRef endpoint;
+    private readonly int chunkBytes;
+    private AkkaRingTransport? transport;
+
+    public AkkaWorker(RunSpec spec, int rank)
+    {
+        this.spec = spec;
+        this.rank = rank;
+        var (chunk, frame) = ChunkAndFrame(spec);
+        var config = ConfigurationFactory.ParseString(string.Create(CultureInfo.InvariantCulture, $$"""
+            akka {
+              loglevel = ERROR
+              stdout-loglevel = ERROR
+              actor.provider = remote
+              remote.dot-netty.tcp {
+                hostname = "127.0.0.1"
+                port = 0
+                maximum-frame-size = {{frame}}b
+              }
+            }
+            actortrain.sync.chunk-size = {{chunk}}b
+            """)).WithFallback(ActorTrainSettings.DefaultConfig());
+        system = ActorSystem.Create(SystemName, config);
+        chunkBytes = ActorTrainSettings.Create(system).Sync.ChunkSizeBytes;
+        endpoint = system.ActorOf(GradientEndpointActor.Props(mailbox, chunkBytes), GradientEndpointActor.Name);
+        endpoint.Tell(new GradientEndpointActor.SetWorld(RingMeasurement.Generation, spec.Nodes));
+    }
+
+    public string Address => ((ExtendedActorSystem)system).Provider.DefaultAddress.Port?.ToString(CultureInfo.InvariantCulture)
+        ?? throw new InvalidOperationException("Akka remoting did not bind a port.");
+
+    /// <summary>
+    /// Chunk and frame size: the framework's defaults (64 KiB chunks below a 128,000-byte frame), or
+    /// --chunk-bytes, or for --akka-whole-bucket the largest ring segment (ceil(floats / N) floats) so
+    /// each segment is one message; the frame leaves room for the message's ids and envelope.
+    /// </summary>
+    private static (long Chunk, long Frame) ChunkAndFrame(RunSpec spec)
+    {
+        const long defaultFrame = 128_000;
+        const long envelope = 64 * 1024;
+        if (spec.AkkaWholeBucket)
+        {
+            long segment = ((spec.Floats + (long)spec.Nodes - 1) / spec.Nodes) * sizeof(float);
+            long chunk = Math.Max(segment, 1024);
+            return (chunk, Math.Max(defaultFrame, chunk + envelope));
+        }
+
+        if (spec.ChunkBytes > 0)
+        {
+            return (spec.ChunkBytes, Math.Max(defaultFrame, spec.ChunkBytes + envelope));
+        }
+
+        return (64 * 1024, defaultFrame);
+    }
+
+    public async Task ConnectAsync(string token, IReadOnlyList<string> peers, CancellationToken cancellationToken)
+    {
+        var endpoints = new IActorRef[peers.Count];
+        for (int p = 0; p < peers.Count; p++)
+        {
+            endpoints[p] = p == rank
+                ? endpoint
+                : await system.ActorSelection($"akka.tcp://{SystemName}@127.0.0.1:{peers[p]}/user/{GradientEndpointActor.Name}")
+                    .ResolveOne(TimeSpan.FromSeconds(30), cancellationToken);
+        }
+
+        transport = new AkkaRingTransport(rank, endpoints, mailbox, chunkBytes);
+    }
+
+    public async Task<WorkerResult> MeasureAsync(CancellationToken cancellationToken)
+    {
+        var ring = transport ?? throw new InvalidOperationException("Not connected.");
+        var times = await RingMeasurement.MeasureAsync(ring, spec, cancellationToken);
+        return new WorkerResult(rank, times, BytesSent: 0);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await system.Terminate().WaitAsync(TimeSpan.FromSeconds(10));
+    }
+}

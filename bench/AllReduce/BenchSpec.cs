@@ -1,0 +1,93 @@
+using System.Globalization;
+
+namespace ActorTrain.Bench.AllReduce;
+
+/// <summary>How the gradient bytes travel between the benchmark's processes.</summary>
+public enum BenchTransport
+{
+    /// <summary>AkkaRingTransport: GradientChunk messages over Akka remoting.</summary>
+    Akka,
+
+    /// <summary>TcpRingTransport: the direct TCP data plane.</summary>
+    Tcp,
+
+    /// <summary>The ceiling: one blocking socket stream from one process to another, no all-reduce.</summary>
+    Socket,
+}
+
+/// <summary>One benchmark run: N processes, one all-reduce size, one transport.</summary>
+public sealed record RunSpec
+{
+    public required int Nodes { get; init; }
+    public required long Bytes { get; init; }
+    public required BenchTransport Transport { get; init; }
+
+    /// <summary>Akka only: each ring segment as one message (chunk and frame size raised to fit).</summary>
+    public bool AkkaWholeBucket { get; init; }
+
+    public required int Iterations { get; init; }
+    public required int Warmup { get; init; }
+
+    /// <summary>Largest chunk in bytes; 0: the transport's default.</summary>
+    public int ChunkBytes { get; init; }
+
+    public required TimeSpan Timeout { get; init; }
+
+    public int Floats => checked((int)(Bytes / sizeof(float)));
+
+    /// <summary>Processes started: the socket ceiling always uses two.</summary>
+    public int Processes => Transport == BenchTransport.Socket ? 2 : Nodes;
+
+    public string Label => Transport switch
+    {
+        BenchTransport.Akka => AkkaWholeBucket ? "akka-whole" : "akka",
+        BenchTransport.Tcp => "tcp",
+        _ => "socket",
+    };
+
+    public void Validate()
+    {
+        if (Nodes is < 1 or > 64) throw new ArgumentException($"--nodes must be in 1..64, got {Nodes}");
+        if (Bytes <= 0 || Bytes % sizeof(float) != 0 || Bytes / sizeof(float) > int.MaxValue)
+            throw new ArgumentException($"--bytes must be a positive multiple of 4 (float32) below 8 GiB, got {Bytes}");
+        if (Iterations < 1) throw new ArgumentException($"--iterations must be at least 1, got {Iterations}");
+        if (Warmup < 0) throw new ArgumentException($"--warmup must not be negative, got {Warmup}");
+        if (ChunkBytes < 0 || ChunkBytes % sizeof(float) != 0) throw new ArgumentException($"--chunk-bytes must be a multiple of 4, got {ChunkBytes}");
+        if (AkkaWholeBucket && Transport != BenchTransport.Akka) throw new ArgumentException("--akka-whole-bucket applies to --transport akka only");
+    }
+}
+
+/// <summary>Byte sizes as people write them: 1724320, 64KiB, 16MiB, 16M (binary), 16MB (decimal).</summary>
+public static class ByteSize
+{
+    public static long Parse(string text)
+    {
+        var s = text.Trim();
+        int split = 0;
+        while (split < s.Length && (char.IsDigit(s[split]) || s[split] == '.')) split++;
+        if (split == 0 || !double.TryParse(s[..split], NumberStyles.Float, CultureInfo.InvariantCulture, out var number))
+            throw new FormatException($"'{text}' is not a byte size (examples: 1724320, 64KiB, 16MiB, 100MB)");
+
+        long unit = s[split..].Trim().ToUpperInvariant() switch
+        {
+            "" or "B" => 1,
+            "K" or "KIB" => 1L << 10,
+            "M" or "MIB" => 1L << 20,
+            "G" or "GIB" => 1L << 30,
+            "KB" => 1_000,
+            "MB" => 1_000_000,
+            "GB" => 1_000_000_000,
+            var u => throw new FormatException($"'{u}' is not a byte unit (B, KiB, MiB, GiB, KB, MB, GB)"),
+        };
+        return checked((long)Math.Round(number * unit));
+    }
+
+    public static string Format(long bytes) => bytes switch
+    {
+        >= 1L << 30 when bytes % (1L << 30) == 0 => $"{bytes >> 30} GiB",
+        >= 1L << 20 when bytes % (1L << 20) == 0 => $"{bytes >> 20} MiB",
+        >= 1L << 10 when bytes % (1L << 10) == 0 => $"{bytes >> 10} KiB",
+        >= 1_000_000 => string.Create(CultureInfo.InvariantCulture, $"{bytes / 1e6:0.##} MB"),
+        _ => $"{bytes} B",
+    };
+}

@@ -1,0 +1,102 @@
+using System.CommandLine;
+using System.Globalization;
+using ActorTrain.Bench.AllReduce;
+
+// allreduce: the launcher (one run, or --sweep). worker: one of the processes it starts.
+var root = new RootCommand("ActorTrain all-reduce benchmark: cross-node ring all-reduce between real processes on 127.0.0.1");
+
+var nodes = new Option<int>("--nodes") { Description = "Ring peers, one process each (the socket ceiling always uses 2)", DefaultValueFactory = _ => 3 };
+var bytes = new Option<string>("--bytes") { Description = "All-reduce size in bytes of float32: 1724320, 16MiB, 100MB, ...", DefaultValueFactory = _ => "16MiB" };
+var transport = new Option<string>("--transport") { Description = "akka | tcp | socket (the plain-socket ceiling)", DefaultValueFactory = _ => "tcp" };
+transport.AcceptOnlyFromAmong("akka", "tcp", "socket");
+var iterations = new Option<int?>("--iterations") { Description = "Timed iterations (default: by size and transport)" };
+var warmup = new Option<int?>("--warmup") { Description = "Untimed iterations first (default: by size and transport)" };
+var json = new Option<string?>("--json") { Description = "Append one JSON record per run to this file" };
+var wholeBucket = new Option<bool>("--akka-whole-bucket") { Description = "akka: send each ring segment as ONE message (chunk and frame size raised to fit)" };
+var chunkBytes = new Option<string?>("--chunk-bytes") { Description = $"Largest chunk (default: akka 64KiB as in reference.conf, tcp {TcpWorker.DefaultChunkBytes / 1024}KiB)" };
+var timeout = new Option<int?>("--timeout") { Description = "Seconds before a run is abandoned and its processes killed (default: by size)" };
+var sweep = new Option<bool>("--sweep") { Description = "Run the standard matrix (431,080 floats, 16 MiB, 100 MiB x 2,3,4 nodes x akka, akka-whole, tcp + socket ceiling) and print a table" };
+var verbose = new Option<bool>("--verbose") { Description = "Show the workers' own output" };
+
+var allreduce = new Command("allreduce", "Time ring all-reduces between worker processes over a transport");
+foreach (var option in new Option[] { nodes, bytes, transport, iterations, warmup, json, wholeBucket, chunkBytes, timeout, sweep, verbose })
+{
+    allreduce.Add(option);
+}
+
+allreduce.SetAction(async (r, cancellationToken) =>
+{
+    try
+    {
+        if (r.GetValue(sweep))
+        {
+            return await Sweep.RunAsync(r.GetValue(json), r.GetValue(verbose), cancellationToken);
+        }
+
+        long size = ByteSize.Parse(r.GetValue(bytes)!);
+        var kind = Enum.Parse<BenchTransport>(r.GetValue(transport)!, ignoreCase: true);
+        var spec = Sweep.Spec(r.GetValue(nodes), size, kind, r.GetValue(wholeBucket), r.GetValue(iterations), r.GetValue(warmup)) with
+        {
+            ChunkBytes = r.GetValue(chunkBytes) is { } c ? checked((int)ByteSize.Parse(c)) : 0,
+        };
+        if (r.GetValue(timeout) is { } seconds)
+        {
+            spec = spec with { Timeout = TimeSpan.FromSeconds(seconds) };
+        }
+
+        var result = await Launcher.RunAsync(spec, r.GetValue(verbose), cancellationToken);
+        Console.WriteLine(RunResult.CsvHeader);
+        Console.WriteLine(result.CsvLine);
+        if (r.GetValue(json) is { } file)
+        {
+            await File.AppendAllTextAsync(file, result.ToJson() + "\n", cancellationToken);
+        }
+
+        return result.Ok ? 0 : 1;
+    }
+    catch (Exception e) when (e is ArgumentException or FormatException or OverflowException)
+    {
+        Console.Error.WriteLine($"error: {e.Message}");
+        return 2;
+    }
+});
+
+var rank = new Option<int>("--rank") { Required = true };
+var workerNodes = new Option<int>("--nodes") { Required = true };
+var workerBytes = new Option<long>("--bytes") { Required = true };
+var workerTransport = new Option<BenchTransport>("--transport") { Required = true };
+var workerIterations = new Option<int>("--iterations") { Required = true };
+var workerWarmup = new Option<int>("--warmup") { Required = true };
+var workerChunk = new Option<int>("--chunk-bytes");
+var workerTimeout = new Option<int>("--timeout") { Required = true };
+var workerWhole = new Option<bool>("--akka-whole-bucket");
+var worker = new Command("worker", "Internal: one process of a run, started by allreduce") { Hidden = true };
+foreach (var option in new Option[] { rank, workerNodes, workerBytes, workerTransport, workerIterations, workerWarmup, workerChunk, workerTimeout, workerWhole })
+{
+    worker.Add(option);
+}
+
+worker.SetAction(async (r, _) =>
+{
+    var spec = new RunSpec
+    {
+        Nodes = r.GetValue(workerNodes),
+        Bytes = r.GetValue(workerBytes),
+        Transport = r.GetValue(workerTransport),
+        AkkaWholeBucket = r.GetValue(workerWhole),
+        Iterations = r.GetValue(workerIterations),
+        Warmup = r.GetValue(workerWarmup),
+        ChunkBytes = r.GetValue(workerChunk),
+        Timeout = TimeSpan.FromSeconds(r.GetValue(workerTimeout)),
+    };
+    int code = await Worker.RunAsync(spec, r.GetValue(rank));
+
+    // Akka and socket threads must not keep a finished worker alive.
+    Environment.Exit(code);
+    return code;
+});
+
+root.Add(allreduce);
+root.Add(worker);
+CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
+return await root.Parse(args).InvokeAsync();

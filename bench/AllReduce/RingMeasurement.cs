@@ -1,0 +1,90 @@
+using System.Diagnostics;
+using ActorTrain.Sync.Ring;
+using ActorTrain.Sync.Transport;
+
+namespace ActorTrain.Bench.AllReduce;
+
+/// <summary>
+/// The timed loop every ring transport runs: per iteration refill the buffer, pass a barrier (a
+/// tiny all-reduce, so all peers start together), time one all-reduce, check the result exactly.
+/// </summary>
+internal static class RingMeasurement
+{
+    public const long Generation = 1;
+    private const int DataBucket = 0;
+    private const int BarrierBucket = 1;
+
+    /// <summary>Element i of rank r: (r+1)·(i mod 7 + 1)·0.5 — small halves, so every sum is exact in float32.</summary>
+    public static float ValueOf(int rank, int i) => (rank + 1) * ((i % 7) + 1) * 0.5f;
+
+    public static float[] Pattern(int length, int rank)
+    {
+        var values = new float[length];
+        for (int i = 0, cycle = 0; i < length; i++, cycle = cycle == 6 ? 0 : cycle + 1)
+        {
+            values[i] = (rank + 1) * (cycle + 1) * 0.5f;
+        }
+
+        return values;
+    }
+
+    public static async Task<double[]> MeasureAsync(IRingTransport transport, RunSpec spec, CancellationToken cancellationToken)
+    {
+        int n = transport.PeerCount;
+        var input = Pattern(spec.Floats, transport.PeerIndex);
+        var buffer = new float[spec.Floats];
+        var barrier = new float[n];
+        var times = new List<double>(spec.Iterations);
+        int total = spec.Warmup + spec.Iterations;
+        for (int iteration = 0; iteration < total; iteration++)
+        {
+            input.AsSpan().CopyTo(buffer);
+            await BarrierAsync(transport, barrier, iteration, cancellationToken);
+
+            long start = Stopwatch.GetTimestamp();
+            await RingAllReduce.RunAsync(transport, buffer, Generation, iteration, DataBucket, lane: 0, cancellationToken);
+            var elapsed = Stopwatch.GetElapsedTime(start);
+
+            Verify(buffer, n, iteration);
+            if (iteration >= spec.Warmup)
+            {
+                times.Add(elapsed.TotalMilliseconds);
+            }
+        }
+
+        // Nobody tears down before everyone has everything.
+        await BarrierAsync(transport, barrier, total, cancellationToken);
+        return [.. times];
+    }
+
+    /// <summary>Every peer's sum depends on every peer's contribution: returning means all have arrived.</summary>
+    private static async Task BarrierAsync(IRingTransport transport, float[] barrier, long step, CancellationToken cancellationToken)
+    {
+        Array.Fill(barrier, 1f);
+        await RingAllReduce.RunAsync(transport, barrier, Generation, step, BarrierBucket, lane: 0, cancellationToken);
+        if (barrier.Any(v => v != transport.PeerCount))
+        {
+            throw new InvalidOperationException($"Barrier {step} summed to [{string.Join(", ", barrier)}], expected {transport.PeerCount} everywhere.");
+        }
+    }
+
+    /// <summary>Checks every element against the closed form Σ_r (r+1)·(i mod 7 + 1)·0.5 = (i mod 7 + 1)·0.5·N(N+1)/2.</summary>
+    public static void Verify(ReadOnlySpan<float> buffer, int peers, long iteration)
+    {
+        float ranksSum = peers * (peers + 1) / 2f;
+        Span<float> expected = stackalloc float[7];
+        for (int c = 0; c < 7; c++)
+        {
+            expected[c] = (c + 1) * 0.5f * ranksSum;
+        }
+
+        for (int i = 0, cycle = 0; i < buffer.Length; i++, cycle = cycle == 6 ? 0 : cycle + 1)
+        {
+            if (buffer[i] != expected[cycle])
+            {
+                throw new InvalidOperationException(
+                    $"Iteration {iteration}: element {i} is {buffer[i]}, expected {expected[cycle]} (the all-reduce result is wrong).");
+            }
+        }
+    }
+}

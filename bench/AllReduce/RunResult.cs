@@ -1,0 +1,75 @@
+using System.Globalization;
+using System.Text.Json;
+
+namespace ActorTrain.Bench.AllReduce;
+
+/// <summary>
+/// One run's figures, with nccl-tests' definitions: algbw = bytes / time; busbw = algbw · 2(N−1)/N,
+/// the rate each node's links must sustain in a ring all-reduce, comparable to a link's bandwidth.
+/// The time of an iteration is the slowest rank's (the collective is done when the last peer is);
+/// the reported time is the mean over the timed iterations. The socket ceiling is point to point:
+/// its busbw is its algbw.
+/// </summary>
+internal sealed record RunResult(RunSpec Spec, double[] TimesMs, string? Error)
+{
+    public bool Ok => Error is null && TimesMs.Length > 0;
+
+    public double MeanMs => Ok ? TimesMs.Average() : double.NaN;
+
+    public double MedianMs => Ok ? Median(TimesMs) : double.NaN;
+
+    public double MinMs => Ok ? TimesMs.Min() : double.NaN;
+
+    public double AlgBwGBps => Ok ? Spec.Bytes / (MeanMs / 1000) / 1e9 : double.NaN;
+
+    public double BusBwGBps => Spec.Transport == BenchTransport.Socket
+        ? AlgBwGBps
+        : AlgBwGBps * 2 * (Spec.Nodes - 1) / Spec.Nodes;
+
+    /// <summary>Combines the workers' reports: per iteration the slowest rank, or rank 0's for the socket ceiling.</summary>
+    public static RunResult From(RunSpec spec, IReadOnlyList<WorkerResult> workers)
+    {
+        var timed = workers.Where(w => w.TimesMs.Length > 0).ToArray();
+        if (timed.Length == 0 || timed.Any(w => w.TimesMs.Length != spec.Iterations))
+        {
+            return new RunResult(spec, [], $"workers reported {string.Join("/", workers.Select(w => w.TimesMs.Length))} times, expected {spec.Iterations}");
+        }
+
+        var perIteration = Enumerable.Range(0, spec.Iterations).Select(i => timed.Max(w => w.TimesMs[i])).ToArray();
+        return new RunResult(spec, perIteration, null);
+    }
+
+    public static string CsvHeader => "nodes, bytes, transport, mean_ms, algbw_GBps, busbw_GBps";
+
+    /// <summary>nodes, bytes, transport, mean_ms, algbw_GBps, busbw_GBps</summary>
+    public string CsvLine => Ok
+        ? string.Create(CultureInfo.InvariantCulture, $"{Spec.Processes}, {Spec.Bytes}, {Spec.Label}, {MeanMs:F3}, {AlgBwGBps:F4}, {BusBwGBps:F4}")
+        : string.Create(CultureInfo.InvariantCulture, $"{Spec.Processes}, {Spec.Bytes}, {Spec.Label}, failed: {Error}");
+
+    public string ToJson() => JsonSerializer.Serialize(new
+    {
+        timestamp = DateTimeOffset.UtcNow,
+        machine = new { cores = Environment.ProcessorCount, os = System.Runtime.InteropServices.RuntimeInformation.OSDescription, runtime = Environment.Version.ToString() },
+        nodes = Spec.Processes,
+        bytes = Spec.Bytes,
+        transport = Spec.Label,
+        chunk_bytes = Spec.ChunkBytes,
+        iterations = Spec.Iterations,
+        warmup = Spec.Warmup,
+        ok = Ok,
+        error = Error,
+        mean_ms = Ok ? MeanMs : (double?)null,
+        median_ms = Ok ? MedianMs : (double?)null,
+        min_ms = Ok ? MinMs : (double?)null,
+        algbw_GBps = Ok ? AlgBwGBps : (double?)null,
+        busbw_GBps = Ok ? BusBwGBps : (double?)null,
+        times_ms = TimesMs,
+    });
+
+    private static double Median(double[] values)
+    {
+        var sorted = values.Order().ToArray();
+        int mid = sorted.Length / 2;
+        return sorted.Length % 2 == 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+    }
+}

@@ -1,0 +1,52 @@
+using System.Net;
+using System.Net.Sockets;
+using ActorTrain.Sync.Transport.Tcp;
+
+namespace ActorTrain.Bench.AllReduce;
+
+/// <summary>A ring peer over <see cref="TcpRingTransport"/>.</summary>
+internal sealed class TcpWorker : IWorkerRun
+{
+    /// <summary>Chunk size when --chunk-bytes is not given (see docs/PERFORMANCE.md for how it was chosen).</summary>
+    public const int DefaultChunkBytes = 256 * 1024;
+
+    private readonly RunSpec spec;
+    private readonly int rank;
+    private readonly TcpListener listener;
+    private TcpRingTransport? transport;
+
+    public TcpWorker(RunSpec spec, int rank)
+    {
+        this.spec = spec;
+        this.rank = rank;
+        listener = TcpRingTransport.Listen(IPAddress.Loopback, 0);
+    }
+
+    public string Address => ((IPEndPoint)listener.LocalEndpoint).ToString();
+
+    public async Task ConnectAsync(string token, IReadOnlyList<string> peers, CancellationToken cancellationToken)
+    {
+        int chunkElements = (spec.ChunkBytes > 0 ? spec.ChunkBytes : DefaultChunkBytes) / sizeof(float);
+        transport = await TcpRingTransport.ConnectAsync(
+            rank, [.. peers.Select(IPEndPoint.Parse)], listener, RingMeasurement.Generation, Convert.FromHexString(token), chunkElements, cancellationToken);
+    }
+
+    public async Task<WorkerResult> MeasureAsync(CancellationToken cancellationToken)
+    {
+        var ring = transport ?? throw new InvalidOperationException("Not connected.");
+        var times = await RingMeasurement.MeasureAsync(ring, spec, cancellationToken);
+        return new WorkerResult(rank, times, ring.BytesSent);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (transport is not null)
+        {
+            await transport.DisposeAsync();
+        }
+        else
+        {
+            listener.Stop();
+        }
+    }
+}
