@@ -27,7 +27,9 @@ internal static class Protocol
 /// <param name="Rank">The worker's ring position.</param>
 /// <param name="TimesMs">Wall time of each timed iteration on this worker.</param>
 /// <param name="BytesSent">Bytes this worker's transport sent, where it counts them (tcp), else 0.</param>
-internal sealed record WorkerResult(int Rank, double[] TimesMs, long BytesSent);
+/// <param name="CpuSeconds">CPU time (user + system) this process used during warm-up and timed iterations.</param>
+/// <param name="WallSeconds">Wall time of warm-up and timed iterations, checks and barriers included.</param>
+internal sealed record WorkerResult(int Rank, double[] TimesMs, long BytesSent, double CpuSeconds = 0, double WallSeconds = 0);
 
 /// <summary>
 /// A worker's side of the protocol. The parent's end of stdin is the lifeline: when it closes

@@ -24,7 +24,13 @@ internal static class Worker
             }
 
             await run.ConnectAsync(peers[0], peers[1..], deadline.Token);
-            var result = await run.MeasureAsync(deadline.Token);
+            var cpuBefore = Environment.CpuUsage.TotalTime;
+            long start = System.Diagnostics.Stopwatch.GetTimestamp();
+            var result = await run.MeasureAsync(deadline.Token) with
+            {
+                CpuSeconds = (Environment.CpuUsage.TotalTime - cpuBefore).TotalSeconds,
+                WallSeconds = System.Diagnostics.Stopwatch.GetElapsedTime(start).TotalSeconds,
+            };
             link.SendResult(result);
 
             // Stay up until every worker has reported: Akka sends are fire-and-forget, and leaving

@@ -104,6 +104,14 @@ public class ClusterTrainingTests
         Assert.Contains("node0", status.Output);
         Assert.Contains("node1", status.Output);
         Assert.Contains("slowest rank", status.Output);
+
+        // Every node serves Prometheus metrics while it trains.
+        var metricsUrl = System.Text.RegularExpressions.Regex.Match(launcher.Output, @"\[node1\] metrics at (http://\S+)").Groups[1].Value;
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(10) };
+        var scraped = await http.GetStringAsync(metricsUrl);
+        Assert.Contains("actortrain_step_phase_seconds_count{phase=\"cross_node\",node=\"node1\"}", scraped);
+        Assert.Contains("actortrain_generation{node=\"node1\"} 1", scraped);
+        Assert.Matches(@"actortrain_transport_bytes_total\{transport=""akka"",direction=""sent"",node=""node1""\} [1-9]", scraped);
         launcher.Kill();
 
         using var nobody = NodeProcess.Start("status", "status", "--seed", $"127.0.0.1:{NodeProcess.FreePort()}", "--timeout", "2");

@@ -9,5 +9,5 @@ namespace ActorTrain.Cluster.Hosting;
 public static class ProgressLine
 {
     public static void Info(string format, params object?[] args) =>
-        Console.Out.WriteLine(Logging.NodeLog.Progress(string.Format(CultureInfo.InvariantCulture, format, args)));
+        Logging.NodeLog.Output(Logging.NodeLog.Progress(string.Format(CultureInfo.InvariantCulture, format, args)), false);
 }

@@ -18,6 +18,18 @@ public static class NodeLog
 
     private static volatile string _nodeName = "";
 
+    /// <summary>
+    /// Where lines go (text, isError). A live progress display replaces it so log lines are
+    /// printed above the bar instead of through it.
+    /// </summary>
+    public static Action<string, bool> Output { get; set; } = WriteToConsole;
+
+    public static void WriteToConsole(string line, bool isError)
+    {
+        if (isError) Console.Error.WriteLine(line);
+        else Console.Out.WriteLine(line);
+    }
+
     public static string NodeName
     {
         get => _nodeName;
@@ -60,7 +72,7 @@ public sealed class NodeLogger : ReceiveActor, IRequiresMessageQueue<ILoggerMess
         var text = e.Message?.ToString() ?? "";
         if (e is Error { Cause: { } cause }) text += $" ({cause.GetType().Name}: {cause.Message})";
         var source = ShortSource(e.LogSource);
-        Console.Error.WriteLine(NodeLog.Log(e.LogLevel(), e.Timestamp, source, text));
+        NodeLog.Output(NodeLog.Log(e.LogLevel(), e.Timestamp, source, text), true);
     }
 
     /// <summary>Actor paths are long; the last two segments say enough.</summary>

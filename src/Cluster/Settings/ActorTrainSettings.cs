@@ -24,6 +24,7 @@ public sealed record ActorTrainSettings
     public required TrainingSettings Training { get; init; }
     public required SyncSettings Sync { get; init; }
     public required bool MkldnnEnabled { get; init; }
+    public required bool ProgressBar { get; init; }
     public required MetricsSettings Metrics { get; init; }
 
     /// <summary>ActorTrain's embedded defaults (reference.conf) with Akka's below them.</summary>
@@ -83,6 +84,7 @@ public sealed record ActorTrainSettings
                 StepTimeout = c.Duration("actortrain.sync.step-timeout"),
             },
             MkldnnEnabled = c.Bool("actortrain.torch.mkldnn"),
+            ProgressBar = c.Bool("actortrain.progress-bar"),
             Metrics = new MetricsSettings
             {
                 Enabled = c.Bool("actortrain.metrics.enabled"),

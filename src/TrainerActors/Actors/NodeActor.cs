@@ -6,6 +6,8 @@ using ActorTrain.Cluster.Transport;
 using ActorTrain.Sync.Collectives;
 using ActorTrain.Sync.Transport;
 using ActorTrain.TrainerActors.Jobs;
+using ActorTrain.TrainerActors.Reporting;
+using ActorTrain.Cluster.Logging;
 using ActorTrain.TrainerActors.Torch;
 using Akka.Actor;
 using Akka.Cluster;
@@ -29,6 +31,10 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
     private readonly Akka.Cluster.Cluster _cluster = Akka.Cluster.Cluster.Get(Context.System);
     private readonly ChunkMailbox _mailbox = new();
     private readonly NodeMetrics _metrics;
+    private readonly IProgressSink _display;
+    private int _ticks;
+    private long _stepsAtLastStatus;
+    private DateTime _lastStatusAt;
     private readonly HashSet<Address> _upMembers = [];
     private readonly List<IActorRef> _trainers = [];
     private readonly Dictionary<int, TrainerReady> _ready = [];
@@ -45,17 +51,18 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
 
     public ITimerScheduler Timers { get; set; } = null!;
 
-    public NodeActor(ActorTrainSettings settings, TrainingJob job, IActorRef coordinator, NodeMetrics metrics)
+    public NodeActor(ActorTrainSettings settings, TrainingJob job, IActorRef coordinator, NodeMetrics metrics, IProgressSink display)
     {
         _metrics = metrics;
+        _display = display;
         _settings = settings;
         _job = job;
         _coordinator = coordinator;
         Starting();
     }
 
-    public static Props Props(ActorTrainSettings settings, TrainingJob job, IActorRef coordinator, NodeMetrics metrics) =>
-        Akka.Actor.Props.Create(() => new NodeActor(settings, job, coordinator, metrics));
+    public static Props Props(ActorTrainSettings settings, TrainingJob job, IActorRef coordinator, NodeMetrics metrics, IProgressSink display) =>
+        Akka.Actor.Props.Create(() => new NodeActor(settings, job, coordinator, metrics, display));
 
     private int LocalSize => _trainers.Count;
 
@@ -210,7 +217,7 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
         _progress = Enumerable.Range(0, LocalSize).Select(i => new TrainerProgress(me.FirstRank + i)).ToArray();
         for (var i = 0; i < LocalSize; i++)
             _trainers[i].Tell(new ConfigureTrainer(w.Generation, me.FirstRank + i, w.WorldSize, w.Plan, _intraNode, cross,
-                threads, _progress[i], _metrics, _settings.Sync.StepTimeout, _runCancelled.Token));
+                threads, _progress[i], _metrics, _display, _settings.Sync.StepTimeout, _runCancelled.Token));
         Timers.StartPeriodicTimer("progress", ReportProgress.Instance, ProgressInterval);
         ProgressLine.Info("Generation {0}: this node is {1} of {2} in the ring, global ranks {3}..{4}, intra-node {5}, {6} intra-op thread(s) per trainer ({7} trainer(s) on {8})",
             w.Generation, r.Index, w.Nodes.Length, me.FirstRank, me.FirstRank + LocalSize - 1, _intraNode.Name, threads, trainersOnHost, myHost);
@@ -239,7 +246,11 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
                 first.LossSum, first.LossCount, all.Max(x => x.SkippedSteps), all.Select(x => x.TestAccuracy).Max()));
         });
         Receive<ReportProgress>(_ =>
-            _coordinatorRef.Tell(new NodeProgress(_world!.Generation, _nodeName, _epoch, _progress.Select(p => p.Snapshot()).ToArray())));
+        {
+            var ranks = _progress.Select(p => p.Snapshot()).ToArray();
+            _coordinatorRef.Tell(new NodeProgress(_world!.Generation, _nodeName, _epoch, ranks));
+            if (++_ticks % StatusLineEvery == 0 && ranks.All(r => r.Rank != 0)) PrintStatusLine(ranks);
+        });
         Receive<TrainerNonFinite>(n =>
         {
             _metrics.NonFiniteGradient();
@@ -330,6 +341,20 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
         public static readonly RetryRegistration Instance = new();
         private RetryRegistration() { }
     }
+
+    /// <summary>Nodes without rank 0 print a compact status line now and then instead of a progress bar.</summary>
+    private void PrintStatusLine(RankProgress[] ranks)
+    {
+        var now = DateTime.UtcNow;
+        var steps = ranks.Min(r => r.Step);
+        var rate = _lastStatusAt == default ? 0 : (steps - _stepsAtLastStatus) / (now - _lastStatusAt).TotalSeconds;
+        _stepsAtLastStatus = steps;
+        _lastStatusAt = now;
+        var (epoch, stepInEpoch, stepsPerEpoch) = _progress[0].Position();
+        NodeLog.Output(StatusLine.Compact(_nodeName, epoch, _world!.Plan.Epochs, stepInEpoch, stepsPerEpoch, rate), false);
+    }
+
+    private const int StatusLineEvery = 5;
 
     /// <summary>How often the node tells the coordinator where its trainers are (for status and hang reports).</summary>
     private static readonly TimeSpan ProgressInterval = TimeSpan.FromSeconds(2);

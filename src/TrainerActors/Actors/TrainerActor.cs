@@ -2,6 +2,7 @@ using System.Diagnostics;
 using ActorTrain.Cluster.Protocol;
 using ActorTrain.TrainerActors.Data;
 using ActorTrain.TrainerActors.Jobs;
+using ActorTrain.TrainerActors.Reporting;
 using ActorTrain.TrainerActors.Training;
 using Akka.Actor;
 using Akka.Event;
@@ -104,6 +105,7 @@ public sealed class TrainerActor : ReceiveActor
         _epochSkipped = 0;
         _windowLoss = 0;
         _windowCount = 0;
+        if (IsRankZero) Display(ProgressKinds.EpochStart, 0, double.NaN, null);
         Self.Tell(NextStep.Instance);
     }
 
@@ -184,10 +186,16 @@ public sealed class TrainerActor : ReceiveActor
         {
             // The seed's progress line: mean loss (over all replicas) since the last line.
             var windowMean = _windowCount > 0 ? _windowLoss / _windowCount : double.NaN;
-            Console.WriteLine(FormattableString.Invariant($"[{_epoch}, {_batchInEpoch,5}] loss: {windowMean:F3}"));
+            Display(ProgressKinds.LossLine, _batchInEpoch, windowMean, FormattableString.Invariant($"[{_epoch}, {_batchInEpoch,5}] loss: {windowMean:F3}"));
             RecordLoss(windowMean);
             _windowLoss = 0;
             _windowCount = 0;
+        }
+
+        if (IsRankZero && Stopwatch.GetElapsedTime(_lastStepEvent) > StepEventInterval)
+        {
+            _lastStepEvent = Stopwatch.GetTimestamp();
+            Display(ProgressKinds.Step, _batchInEpoch, meanLoss, null);
         }
 
         if (_batchInEpoch < _batchesPerEpoch)
@@ -199,7 +207,11 @@ public sealed class TrainerActor : ReceiveActor
         if (IsRankZero && _test is not null)
         {
             accuracy = _job.Evaluate(_replica.Model, _test, _device);
-            Console.WriteLine(FormattableString.Invariant($"epoch {_epoch}: test accuracy {accuracy:F4} on {_test.Count} held-out samples"));
+        }
+        if (IsRankZero)
+        {
+            Display(ProgressKinds.EpochEnd, _batchInEpoch, _epochLossCount > 0 ? _epochLossSum / _epochLossCount : double.NaN,
+                accuracy >= 0 ? FormattableString.Invariant($"epoch {_epoch}: test accuracy {accuracy:F4} on {_test!.Count} held-out samples") : null);
         }
         Context.Parent.Tell(new TrainerEpochDone(_localRank, _epoch, _globalStep, _epochLossSum, _epochLossCount, _epochSkipped, accuracy));
     }
@@ -212,12 +224,23 @@ public sealed class TrainerActor : ReceiveActor
             Directory.CreateDirectory(f.OutDir);
             modelPath = Path.GetFullPath(Path.Combine(f.OutDir, "model.pth"));
             ModelFiles.SaveStateDict(_replica.Model, modelPath);
-            Console.WriteLine($"saved {modelPath}");
+            Display(ProgressKinds.Message, _batchInEpoch, double.NaN, $"saved {modelPath}");
         }
         var summary = new TrainerSummary(_world.GlobalRank, _replica.Checksum(), _globalStep,
             Median(_computeMs), Median(_intraMs), Median(_crossMs), Median(_stepMs));
         Context.Parent.Tell(new TrainerFinished(_localRank, summary, modelPath, IsRankZero ? _lossCurve.ToArray() : []));
     }
+
+    /// <summary>Rank 0's progress for the person watching: the loss lines, the epoch bar, the accuracy.</summary>
+    private void Display(string kind, long stepInEpoch, double loss, string? text)
+    {
+        var recent = _stepMs.Count == 0 ? 0 : _stepMs.TakeLast(20).Average();
+        var samplesPerSecond = recent > 0 ? _world.Plan.BatchSize * _world.WorldSize * 1000.0 / recent : 0;
+        _world.Display.Report(new ProgressEvent(kind, _epoch, _world.Plan.Epochs, stepInEpoch, _batchesPerEpoch, loss, samplesPerSecond, text));
+    }
+
+    private static readonly TimeSpan StepEventInterval = TimeSpan.FromMilliseconds(250);
+    private long _lastStepEvent;
 
     /// <summary>Keeps the curve within a message's size: past the cap, every other point is dropped.</summary>
     private void RecordLoss(double loss)

@@ -2,6 +2,7 @@ using ActorTrain.Cluster.Metrics;
 using ActorTrain.Cluster.Protocol;
 using ActorTrain.Sync.Collectives;
 using ActorTrain.Sync.Transport;
+using ActorTrain.TrainerActors.Reporting;
 
 namespace ActorTrain.TrainerActors.Actors;
 
@@ -21,6 +22,7 @@ public sealed record ConfigureTrainer(
     int IntraOpThreads,
     TrainerProgress Progress,
     NodeMetrics Metrics,
+    IProgressSink Display,
     TimeSpan StepTimeout,
     CancellationToken RunCancelled);
 

@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
 using System.Reflection;
+using ActorTrain.TrainerActors.Reporting;
 
 namespace ActorTrain.TrainerActors.Hosting;
 
@@ -18,7 +19,13 @@ public static class LocalLauncher
         if (configFile is not null && !File.Exists(configFile)) throw new UsageException($"{configFile}: config file not found");
         var ports = FreeLoopbackPorts(nodes);
         var seedAddress = $"127.0.0.1:{ports[0]}";
-        Console.WriteLine($"local: {nodes} node process(es) x {trainersPerNode} trainer(s), seed at {seedAddress}");
+        var noProgress = overrides.Contains("actortrain.progress-bar = off");
+        using var display = ProgressSinks.ForConsole(noProgress);
+        // With a live bar, the launcher draws it for the whole run from node0's (rank 0's)
+        // progress events, and prints every node's other lines above it.
+        var live = display is LiveProgressSink;
+        void Print(string line) => display.Report(new ProgressEvent(ProgressKinds.Message, 0, 0, 0, 0, double.NaN, 0, line));
+        Print($"local: {nodes} node process(es) x {trainersPerNode} trainer(s), seed at {seedAddress}");
 
         var children = new List<(string Name, Process Process)>();
         using var interrupted = new ManualResetEventSlim();
@@ -34,7 +41,7 @@ public static class LocalLauncher
                 args.AddRange(["--hostname", "127.0.0.1", "--port", ports[i].ToString(CultureInfo.InvariantCulture),
                     "--seed-node", seedAddress, "--min-nodes", nodes.ToString(CultureInfo.InvariantCulture), "--node-name", name]);
                 args.AddRange(OverridesAsArguments(overrides));
-                children.Add((name, Start(name, args)));
+                children.Add((name, Start(name, args, renderProgress: live && i == 0, display)));
             }
 
             var exited = children.Select(c => c.Process.WaitForExitAsync()).ToArray();
@@ -44,7 +51,7 @@ public static class LocalLauncher
             {
                 if (interrupted.IsSet)
                 {
-                    Console.Error.WriteLine("local: interrupted; stopping all nodes");
+                    Print("local: interrupted; stopping all nodes");
                     KillAll(children);
                     return 130;
                 }
@@ -54,7 +61,7 @@ public static class LocalLauncher
                 {
                     firstFailure = failed.Process.ExitCode;
                     failedAt = DateTime.UtcNow;
-                    Console.Error.WriteLine($"local: {failed.Name} exited with code {firstFailure}; the others get 20 s to end");
+                    Print($"local: {failed.Name} exited with code {firstFailure}; the others get 20 s to end");
                 }
                 if (DateTime.UtcNow - failedAt > TimeSpan.FromSeconds(20))
                 {
@@ -66,7 +73,7 @@ public static class LocalLauncher
             foreach (var c in children) c.Process.WaitForExit();
             var codes = children.Select(c => c.Process.ExitCode).ToList();
             var result = firstFailure >= 0 ? firstFailure : codes.FirstOrDefault(c => c != 0);
-            Console.WriteLine($"local: all nodes ended (exit codes {string.Join(", ", codes)})");
+            Print($"local: all nodes ended (exit codes {string.Join(", ", codes)})");
             return result;
         }
         finally
@@ -92,13 +99,15 @@ public static class LocalLauncher
                 "actortrain.node.trainers-per-node" => "--trainers-per-node",
                 "actortrain.node.intra-op-threads" => "--intra-op-threads",
                 "akka.loglevel" => "--log-level",
+                "actortrain.progress-bar" => "--no-progress",
                 _ => null,
             };
-            if (flag is not null) { yield return flag; yield return value; }
+            if (flag == "--no-progress") yield return flag;
+            else if (flag is not null) { yield return flag; yield return value; }
         }
     }
 
-    private static Process Start(string name, IReadOnlyList<string> args)
+    private static Process Start(string name, IReadOnlyList<string> args, bool renderProgress, IProgressSink display)
     {
         var (file, prefix) = SelfCommand();
         var psi = new ProcessStartInfo(file)
@@ -111,9 +120,18 @@ public static class LocalLauncher
         foreach (var a in prefix.Concat(args)) psi.ArgumentList.Add(a);
         psi.Environment[NodeRunner.ExitWithParentVariable] = "1";
         psi.Environment[Cluster.Logging.NodeLog.PrefixedByLauncherVariable] = "1";
+        if (renderProgress) psi.Environment[NodeRunner.ProgressProtocolVariable] = "1";
         var process = Process.Start(psi) ?? throw new InvalidOperationException($"cannot start {file}");
-        process.OutputDataReceived += (_, e) => { if (e.Data is not null) Console.Out.WriteLine($"[{name}] {e.Data}"); };
-        process.ErrorDataReceived += (_, e) => { if (e.Data is not null) Console.Error.WriteLine($"[{name}] {e.Data}"); };
+        void OnLine(string? line)
+        {
+            if (line is null) return;
+            if (ProgressProtocol.TryDecode(line, out var e) && e is not null)
+                display.Report(e.Text is null ? e : e with { Text = $"[{name}] {e.Text}" });
+            else
+                display.Report(new ProgressEvent(ProgressKinds.Message, 0, 0, 0, 0, double.NaN, 0, $"[{name}] {line}"));
+        }
+        process.OutputDataReceived += (_, e) => OnLine(e.Data);
+        process.ErrorDataReceived += (_, e) => OnLine(e.Data);
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
         return process;

@@ -16,6 +16,7 @@ internal sealed class NodeOptions
     public readonly Option<int?> MinNodes = new("--min-nodes") { Description = "Nodes to wait for before training starts (actortrain.min-nodes)" };
     public readonly Option<int?> TrainersPerNode = new("--trainers-per-node") { Description = "CPU trainers in this node (actortrain.node.trainers-per-node)" };
     public readonly Option<int?> IntraOpThreads = new("--intra-op-threads") { Description = "Threads per trainer, 0 = cores shared among the trainers (actortrain.node.intra-op-threads)" };
+    public readonly Option<bool> NoProgress = new("--no-progress") { Description = "Plain progress lines instead of a live bar (actortrain.progress-bar = off)" };
     public readonly Option<string?> LogLevel = new("--log-level") { Description = "Akka log level: DEBUG, INFO, WARNING or ERROR (akka.loglevel)" };
     public readonly Option<string?> NodeName = new("--node-name") { Description = "Name of this node in logs and reports (actortrain.node-name)" };
 
@@ -36,6 +37,7 @@ internal sealed class NodeOptions
         command.Add(TrainersPerNode);
         command.Add(IntraOpThreads);
         command.Add(LogLevel);
+        command.Add(NoProgress);
         LogLevel.AcceptOnlyFromAmong("DEBUG", "INFO", "WARNING", "ERROR");
         Validate(command);
     }
@@ -82,6 +84,7 @@ internal sealed class NodeOptions
         if (r.GetResult(TrainersPerNode) is not null && r.GetValue(TrainersPerNode) is int tpn) Add("actortrain.node.trainers-per-node", I(tpn));
         if (r.GetResult(IntraOpThreads) is not null && r.GetValue(IntraOpThreads) is int threads) Add("actortrain.node.intra-op-threads", I(threads));
         if (r.GetResult(LogLevel) is not null && r.GetValue(LogLevel) is { } level) Add("akka.loglevel", level);
+        if (r.GetValue(NoProgress)) Add("actortrain.progress-bar", "off");
         if (r.GetResult(NodeName) is not null && r.GetValue(NodeName) is { } name) Add("actortrain.node-name", ConfigLoader.Quote(name));
         return lines;
     }

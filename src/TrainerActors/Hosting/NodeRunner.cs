@@ -1,5 +1,7 @@
 using ActorTrain.Cluster.Hosting;
+using ActorTrain.Cluster.Coordination;
 using ActorTrain.Cluster.Metrics;
+using ActorTrain.TrainerActors.Reporting;
 using ActorTrain.Cluster.Protocol;
 using ActorTrain.Cluster.Settings;
 using ActorTrain.TrainerActors.Actors;
@@ -34,9 +36,11 @@ public static class NodeRunner
         Cluster.Hosting.ProgressLine.Info("{0} node {1} (job \"{2}\")", role.ToString().ToLowerInvariant(), cluster.SelfAddress, settings.JobId);
         var metrics = new NodeMetrics(settings.NodeName);
         using var metricsEndpoint = StartMetrics(settings, metrics, system);
+        using var display = CreateDisplay(settings);
+        if (role == NodeRole.Seed) system.ActorOf(Props.Create(() => new PlotWriter()), "plots");
         if (settings.Node.Train)
         {
-            system.ActorOf(NodeActor.Props(settings, job, proxy, metrics), "node");
+            system.ActorOf(NodeActor.Props(settings, job, proxy, metrics, display), "node");
         }
 
         using var cancel = new CancelHandler(system, outcome);
@@ -44,6 +48,22 @@ public static class NodeRunner
         system.WhenTerminated.Wait();
         if (outcome.ExitCode != 0) Console.Error.WriteLine($"run ended with exit code {outcome.ExitCode}: {outcome.Reason}");
         return outcome.ExitCode;
+    }
+
+    /// <summary>Set by the local launcher for the node it renders the progress bar of.</summary>
+    public const string ProgressProtocolVariable = "ACTORTRAIN_PROGRESS_PROTOCOL";
+
+    /// <summary>
+    /// Rank 0's progress goes to a live bar on an interactive terminal, as plain lines otherwise,
+    /// or as protocol lines to the local launcher, which draws the bar for the whole run.
+    /// </summary>
+    private static IProgressSink CreateDisplay(ActorTrainSettings settings)
+    {
+        if (Environment.GetEnvironmentVariable(ProgressProtocolVariable) == "1") return new ProtocolProgressSink(Console.Out);
+        var sink = ProgressSinks.ForConsole(noProgress: !settings.ProgressBar);
+        if (sink is LiveProgressSink)
+            Cluster.Logging.NodeLog.Output = (line, _) => sink.Report(new ProgressEvent(ProgressKinds.Message, 0, 0, 0, 0, double.NaN, 0, line));
+        return sink;
     }
 
     private static MetricsEndpoint? StartMetrics(ActorTrainSettings settings, NodeMetrics metrics, ActorSystem system)
@@ -134,6 +154,31 @@ public static class NodeRunner
 
         public void Dispose() => Console.CancelKeyPress -= OnCancel;
     }
+}
+
+/// <summary>On the seed: draws loss.png and accuracy.png beside run-report.json when the coordinator has written it.</summary>
+internal sealed class PlotWriter : ReceiveActor
+{
+    public PlotWriter()
+    {
+        Receive<RunReportWritten>(r =>
+        {
+            try
+            {
+                var (loss, accuracy) = RunPlots.Write(r.Directory,
+                    r.Report.LossCurve.Select(p => new LossPoint(p.Step, p.Loss)).ToList(),
+                    r.Report.EpochHistory.Select(e => new EpochPoint(e.Epoch, e.EndStep, e.MeanLoss, e.TestAccuracy)).ToList());
+                Cluster.Hosting.ProgressLine.Info("plots: {0}, {1}", loss, accuracy);
+            }
+            catch (Exception e)
+            {
+                // A plot is a convenience: the run's results are in run-report.json already.
+                Cluster.Hosting.ProgressLine.Info("could not draw the plots: {0}", e.Message);
+            }
+        });
+    }
+
+    protected override void PreStart() => Context.System.EventStream.Subscribe(Self, typeof(RunReportWritten));
 }
 
 /// <summary>How the run ended, for the process exit code. The first reason recorded wins.</summary>
