@@ -24,13 +24,15 @@ internal static class Launcher
 
             var addresses = await AllOrFirstFailure(children.Select(c => c.Ready).ToArray(), linked.Token);
             string token = Convert.ToHexString(RandomNumberGenerator.GetBytes(32));
+            var before = MachineLoad.Now();
             foreach (var child in children)
             {
                 child.SendLine($"{Protocol.Peers} {token} {string.Join(' ', addresses)}");
             }
 
             var results = await AllOrFirstFailure(children.Select(c => c.Result).ToArray(), linked.Token);
-            return RunResult.From(spec, results);
+            var (busy, wall) = MachineLoad.Now().Since(before);
+            return RunResult.From(spec, results) with { MachineBusySeconds = busy, WindowSeconds = wall };
         }
         catch (OperationCanceledException) when (timeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
         {

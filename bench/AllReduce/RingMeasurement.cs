@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Runtime.InteropServices;
 using ActorTrain.Sync.Ring;
 using ActorTrain.Sync.Transport;
 
@@ -33,6 +34,7 @@ internal static class RingMeasurement
         int n = transport.PeerCount;
         var input = Pattern(spec.Floats, transport.PeerIndex);
         var buffer = new float[spec.Floats];
+        var expected = ExpectedSum(spec.Floats, n);
         var barrier = new float[n];
         var times = new List<double>(spec.Iterations);
         int total = spec.Warmup + spec.Iterations;
@@ -45,7 +47,7 @@ internal static class RingMeasurement
             await RingAllReduce.RunAsync(transport, buffer, Generation, iteration, DataBucket, lane: 0, cancellationToken);
             var elapsed = Stopwatch.GetElapsedTime(start);
 
-            Verify(buffer, n, iteration);
+            Verify(buffer, expected, iteration);
             if (iteration >= spec.Warmup)
             {
                 times.Add(elapsed.TotalMilliseconds);
@@ -68,22 +70,36 @@ internal static class RingMeasurement
         }
     }
 
-    /// <summary>Checks every element against the closed form Σ_r (r+1)·(i mod 7 + 1)·0.5 = (i mod 7 + 1)·0.5·N(N+1)/2.</summary>
-    public static void Verify(ReadOnlySpan<float> buffer, int peers, long iteration)
+    /// <summary>
+    /// The closed form of the all-reduce result over <paramref name="peers"/> peers:
+    /// Σ_r (r+1)·(i mod 7 + 1)·0.5 = (i mod 7 + 1)·0.5·N(N+1)/2, exact in float32.
+    /// </summary>
+    public static float[] ExpectedSum(int length, int peers)
     {
+        var expected = Pattern(length, rank: 0);
         float ranksSum = peers * (peers + 1) / 2f;
-        Span<float> expected = stackalloc float[7];
-        for (int c = 0; c < 7; c++)
+        for (int i = 0; i < expected.Length; i++)
         {
-            expected[c] = (c + 1) * 0.5f * ranksSum;
+            expected[i] *= ranksSum;
         }
 
-        for (int i = 0, cycle = 0; i < buffer.Length; i++, cycle = cycle == 6 ? 0 : cycle + 1)
+        return expected;
+    }
+
+    /// <summary>Requires <paramref name="buffer"/> to equal <paramref name="expected"/> bit for bit (a vectorized compare).</summary>
+    public static void Verify(ReadOnlySpan<float> buffer, ReadOnlySpan<float> expected, long iteration)
+    {
+        if (MemoryMarshal.AsBytes(buffer).SequenceEqual(MemoryMarshal.AsBytes(expected)))
         {
-            if (buffer[i] != expected[cycle])
+            return;
+        }
+
+        for (int i = 0; i < buffer.Length; i++)
+        {
+            if (BitConverter.SingleToInt32Bits(buffer[i]) != BitConverter.SingleToInt32Bits(expected[i]))
             {
                 throw new InvalidOperationException(
-                    $"Iteration {iteration}: element {i} is {buffer[i]}, expected {expected[cycle]} (the all-reduce result is wrong).");
+                    $"Iteration {iteration}: element {i} is {buffer[i]}, expected {expected[i]} (the all-reduce result is wrong).");
             }
         }
     }

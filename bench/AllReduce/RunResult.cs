@@ -14,6 +14,21 @@ internal sealed record RunResult(RunSpec Spec, double[] TimesMs, string? Error)
 {
     public bool Ok => Error is null && TimesMs.Length > 0;
 
+    /// <summary>CPU seconds the workers used over their measurement (all of them together).</summary>
+    public double WorkerCpuSeconds { get; init; } = double.NaN;
+
+    /// <summary>CPU seconds the whole machine was busy while the workers measured (from /proc/stat).</summary>
+    public double MachineBusySeconds { get; init; } = double.NaN;
+
+    /// <summary>Wall seconds of that window.</summary>
+    public double WindowSeconds { get; init; } = double.NaN;
+
+    /// <summary>Cores' worth of CPU that everything else on the machine used meanwhile (0 on a quiet machine).</summary>
+    public double OtherLoadCores => Math.Max(0, (MachineBusySeconds - WorkerCpuSeconds) / WindowSeconds);
+
+    /// <summary>Cores' worth of CPU the workers used while measuring.</summary>
+    public double WorkerCores => WorkerCpuSeconds / WindowSeconds;
+
     public double MeanMs => Ok ? TimesMs.Average() : double.NaN;
 
     public double MedianMs => Ok ? Median(TimesMs) : double.NaN;
@@ -36,7 +51,7 @@ internal sealed record RunResult(RunSpec Spec, double[] TimesMs, string? Error)
         }
 
         var perIteration = Enumerable.Range(0, spec.Iterations).Select(i => timed.Max(w => w.TimesMs[i])).ToArray();
-        return new RunResult(spec, perIteration, null);
+        return new RunResult(spec, perIteration, null) { WorkerCpuSeconds = workers.Sum(w => w.CpuSeconds) };
     }
 
     public static string CsvHeader => "nodes, bytes, transport, mean_ms, algbw_GBps, busbw_GBps";
@@ -45,6 +60,10 @@ internal sealed record RunResult(RunSpec Spec, double[] TimesMs, string? Error)
     public string CsvLine => Ok
         ? string.Create(CultureInfo.InvariantCulture, $"{Spec.Processes}, {Spec.Bytes}, {Spec.Label}, {MeanMs:F3}, {AlgBwGBps:F4}, {BusBwGBps:F4}")
         : string.Create(CultureInfo.InvariantCulture, $"{Spec.Processes}, {Spec.Bytes}, {Spec.Label}, failed: {Error}");
+
+    /// <summary>Where the CPU went while measuring, for stderr.</summary>
+    public string LoadNote => string.Create(CultureInfo.InvariantCulture,
+        $"# {Spec.Label}: workers used {WorkerCores:0.00} cores, everything else {OtherLoadCores:0.00} cores (of {Environment.ProcessorCount}) over {WindowSeconds:0.0} s");
 
     public string ToJson() => JsonSerializer.Serialize(new
     {
@@ -63,8 +82,15 @@ internal sealed record RunResult(RunSpec Spec, double[] TimesMs, string? Error)
         min_ms = Ok ? MinMs : (double?)null,
         algbw_GBps = Ok ? AlgBwGBps : (double?)null,
         busbw_GBps = Ok ? BusBwGBps : (double?)null,
+        worker_cpu_s = Round(WorkerCpuSeconds),
+        window_s = Round(WindowSeconds),
+        worker_cores = Round(WorkerCores),
+        other_load_cores = Round(OtherLoadCores),
+        load_average = File.Exists("/proc/loadavg") ? File.ReadAllText("/proc/loadavg").Trim() : null,
         times_ms = TimesMs,
     });
+
+    private static double? Round(double value) => double.IsFinite(value) ? Math.Round(value, 3) : null;
 
     private static double Median(double[] values)
     {

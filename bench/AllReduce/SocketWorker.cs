@@ -59,6 +59,7 @@ internal sealed class SocketWorker : IWorkerRun
         var s = socket ?? throw new InvalidOperationException("Not connected.");
         var floats = rank == 0 ? RingMeasurement.Pattern(spec.Floats, rank: 0) : new float[spec.Floats];
         var bytes = MemoryMarshal.AsBytes(floats.AsSpan());
+        var expected = rank == 1 ? RingMeasurement.ExpectedSum(spec.Floats, peers: 1) : [];
         var signal = new byte[1];
         var times = new List<double>(spec.Iterations);
         int total = spec.Warmup + spec.Iterations;
@@ -84,7 +85,7 @@ internal sealed class SocketWorker : IWorkerRun
                 SendAll(s, signal);
 
                 // What rank 0 sends is its own input, i.e. the "sum" over one peer.
-                RingMeasurement.Verify(floats, peers: 1, iteration);
+                RingMeasurement.Verify(floats, expected, iteration);
             }
         }
 
