@@ -86,7 +86,7 @@ internal sealed class ChildProcess : IDisposable
     {
         lock (tail)
         {
-            return tail.Count == 0 ? "(no output)" : string.Join(Environment.NewLine, tail.Select(l => $"    [rank {Rank}] {l}"));
+            return tail.Count == 0 ? $"    [rank {Rank}] (no output)" : string.Join(Environment.NewLine, tail.Select(l => $"    [rank {Rank}] {l}"));
         }
     }
 

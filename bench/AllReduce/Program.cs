@@ -47,7 +47,11 @@ allreduce.SetAction(async (r, cancellationToken) =>
         var result = await Launcher.RunAsync(spec, r.GetValue(verbose), cancellationToken);
         Console.WriteLine(RunResult.CsvHeader);
         Console.WriteLine(result.CsvLine);
-        Console.Error.WriteLine(result.LoadNote);
+        if (result.Ok)
+        {
+            Console.Error.WriteLine(result.LoadNote);
+        }
+
         if (r.GetValue(json) is { } file)
         {
             await File.AppendAllTextAsync(file, result.ToJson() + "\n", cancellationToken);

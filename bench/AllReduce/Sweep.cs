@@ -76,7 +76,11 @@ internal static class Sweep
             var result = await Launcher.RunAsync(spec, verbose, cancellationToken);
             results.Add(result);
             Console.WriteLine(result.CsvLine);
-            Console.Error.WriteLine(result.LoadNote);
+            if (result.Ok)
+            {
+                Console.Error.WriteLine(result.LoadNote);
+            }
+
             if (jsonFile is not null)
             {
                 await File.AppendAllTextAsync(jsonFile, result.ToJson() + "\n", cancellationToken);
