@@ -47,6 +47,14 @@ public class ClusterTrainingTests
         Assert.True(r.GetProperty("timings_ms").GetProperty("cross_node").GetDouble() > 0, "three nodes must sync across nodes");
 
         Assert.True(File.Exists(Path.Combine(outDir, "model.pth")));
+        foreach (var plot in new[] { "loss.png", "accuracy.png" })
+        {
+            var bytes = File.ReadAllBytes(Path.Combine(outDir, plot));
+            Assert.Equal(new byte[] { 0x89, (byte)'P', (byte)'N', (byte)'G' }, bytes[..4]);
+            Assert.Equal(800, System.Buffers.Binary.BinaryPrimitives.ReadInt32BigEndian(bytes.AsSpan(16)));
+            Assert.Equal(500, System.Buffers.Binary.BinaryPrimitives.ReadInt32BigEndian(bytes.AsSpan(20)));
+        }
+        Assert.True(r.GetProperty("loss_curve").GetArrayLength() >= 2);
         Assert.Contains("[1,    20] loss:", seed.Output);
         Assert.Contains("test accuracy", seed.Output);
         Assert.DoesNotContain("loss:", worker1.Output);
