@@ -9,6 +9,25 @@ namespace ActorTrain.Bench.AllReduce;
 /// </summary>
 internal static class Launcher
 {
+    /// <summary>
+    /// Runs <paramref name="spec"/> <paramref name="repeat"/> times and keeps the fastest successful
+    /// run: on a shared machine, other work only ever slows a run down.
+    /// </summary>
+    public static async Task<RunResult> RunBestOfAsync(RunSpec spec, int repeat, bool verbose, CancellationToken cancellationToken)
+    {
+        RunResult? best = null;
+        for (int attempt = 0; attempt < Math.Max(1, repeat); attempt++)
+        {
+            var result = await RunAsync(spec, verbose, cancellationToken);
+            if (best is null || (result.Ok && (!best.Ok || result.MeanMs < best.MeanMs)))
+            {
+                best = result;
+            }
+        }
+
+        return best!;
+    }
+
     public static async Task<RunResult> RunAsync(RunSpec spec, bool verbose, CancellationToken cancellationToken)
     {
         spec.Validate();

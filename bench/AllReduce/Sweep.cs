@@ -65,15 +65,15 @@ internal static class Sweep
         return TimeSpan.FromSeconds(Math.Min(seconds, 900));
     }
 
-    public static async Task<int> RunAsync(string? jsonFile, bool verbose, CancellationToken cancellationToken)
+    public static async Task<int> RunAsync(int repeat, string? jsonFile, bool verbose, CancellationToken cancellationToken)
     {
         var specs = Specs().ToList();
         var results = new List<RunResult>();
         Console.WriteLine(RunResult.CsvHeader);
         foreach (var spec in specs)
         {
-            Console.Error.WriteLine($"-- {spec.Label}, {spec.Processes} processes, {ByteSize.Format(spec.Bytes)} ({spec.Bytes} B), {spec.Warmup}+{spec.Iterations} iterations");
-            var result = await Launcher.RunAsync(spec, verbose, cancellationToken);
+            Console.Error.WriteLine($"-- {spec.Label}, {spec.Processes} processes, {ByteSize.Format(spec.Bytes)} ({spec.Bytes} B), {spec.Warmup}+{spec.Iterations} iterations, best of {repeat}");
+            var result = await Launcher.RunBestOfAsync(spec, repeat, verbose, cancellationToken);
             results.Add(result);
             Console.WriteLine(result.CsvLine);
             if (result.Ok)

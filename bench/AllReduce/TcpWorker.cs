@@ -7,8 +7,11 @@ namespace ActorTrain.Bench.AllReduce;
 /// <summary>A ring peer over <see cref="TcpRingTransport"/>.</summary>
 internal sealed class TcpWorker : IWorkerRun
 {
-    /// <summary>Chunk size when --chunk-bytes is not given (see docs/PERFORMANCE.md for how it was chosen).</summary>
-    public const int DefaultChunkBytes = 256 * 1024;
+    /// <summary>
+    /// Chunk size when --chunk-bytes is not given: the largest that keeps each received chunk's array
+    /// (allocated per chunk) out of the large object heap; see docs/PERFORMANCE.md.
+    /// </summary>
+    public const int DefaultChunkBytes = 80 * 1024;
 
     private readonly RunSpec spec;
     private readonly int rank;

@@ -199,7 +199,7 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         var t = _settings.Training;
         _world = new WorldAssignment(_generation, nodes.ToArray(), rank,
             new TrainingPlan(t.Epochs, t.BatchSize, t.Seed, t.LogInterval, _settings.Sync.BucketSizeBytes,
-                _settings.Sync.NonFiniteGradients == NonFiniteGradientPolicy.Fail));
+                _settings.Sync.NonFiniteGradients == NonFiniteGradientPolicy.Fail, _settings.Sync.ChunkSizeBytes));
         ProgressLine.Info("Generation {0}: world size {1} on {2} node(s): {3}", _generation, rank, nodes.Count,
             string.Join(", ", nodes.Select(n => $"{n.NodeName} (ranks {n.FirstRank}..{n.FirstRank + n.TrainerCount - 1})")));
         _pending.Clear();

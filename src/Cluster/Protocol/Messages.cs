@@ -39,7 +39,7 @@ public sealed record WorldNode(
     [property: Key(4)] int TrainerCount,
     [property: Key(5)] string[] Devices);
 
-/// <summary>What every replica must agree on; the coordinator's configuration decides it.</summary>
+/// <summary>What every replica must agree on (the bucket layout and chunking included); the coordinator's configuration decides it.</summary>
 [MessagePackObject]
 public sealed record TrainingPlan(
     [property: Key(0)] int Epochs,
@@ -47,9 +47,10 @@ public sealed record TrainingPlan(
     [property: Key(2)] int Seed,
     [property: Key(3)] int LogInterval,
     [property: Key(4)] long BucketSizeBytes,
-    [property: Key(5)] bool FailOnNonFinite);
+    [property: Key(5)] bool FailOnNonFinite,
+    [property: Key(6)] int ChunkSizeBytes);
 
-/// <summary>Coordinator → nodes: the world of one generation. Nodes set up their rings and broadcast rank 0's parameters.</summary>
+/// <summary>Coordinator → nodes: the world of one generation. Nodes set up their rings and answer <see cref="NodeReady"/>.</summary>
 [MessagePackObject]
 public sealed record WorldAssignment(
     [property: Key(0)] long Generation,
@@ -57,7 +58,7 @@ public sealed record WorldAssignment(
     [property: Key(2)] int WorldSize,
     [property: Key(3)] TrainingPlan Plan) : IActorTrainMessage;
 
-/// <summary>Node → coordinator: rings are up and parameters equal rank 0's.</summary>
+/// <summary>Node → coordinator: the node's rings are set up; rank 0's parameters are broadcast at the start of epoch 1.</summary>
 [MessagePackObject]
 public sealed record NodeReady([property: Key(0)] long Generation, [property: Key(1)] string NodeName) : IActorTrainMessage;
 

@@ -207,7 +207,7 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
         _intraNode?.Dispose();
         _intraNode = IntraNodeCollectives.Create(IntraNodeCollectives.Parse(_settings.Sync.IntraNode, "actortrain.sync.intra-node"), LocalSize, devicesAreCuda);
         IRingTransport? cross = w.Nodes.Length > 1
-            ? new AkkaRingTransport(r.Index, r.Endpoints, _mailbox, _settings.Sync.ChunkSizeBytes, _metrics)
+            ? new AkkaRingTransport(r.Index, r.Endpoints, _mailbox, w.Plan.ChunkSizeBytes, _metrics)
             : null;
         var me = w.Nodes[r.Index];
         // Nodes started side by side on one machine share its cores.
@@ -305,9 +305,10 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
     private void OnMemberLost(Member member, string how)
     {
         if (_ending || member.Address == _cluster.SelfAddress) return;
-        if (member.HasRole(Cluster.Hosting.ClusterBootstrap.SeedRole) && _world is not null)
+        // Once registered, the node depends on the coordinator on the seed: without it nobody forms
+        // the world or ends the run, so stop rather than wait forever.
+        if (member.HasRole(Cluster.Hosting.ClusterBootstrap.SeedRole) && (_world is not null || !_coordinatorRef.IsNobody()))
         {
-            // Without the coordinator nobody can end the run; stop rather than wait forever.
             Console.Error.WriteLine($"error: node {_nodeName}: the seed node {member.Address} is {how}; the coordinator is gone");
             EndLocally(3, $"the seed node {member.Address} is {how}");
         }

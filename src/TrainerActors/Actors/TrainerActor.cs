@@ -87,6 +87,7 @@ public sealed class TrainerActor : ReceiveActor
     {
         _world = c;
         torch.set_num_threads(c.IntraOpThreads);
+        _replica.UseBucketSize(c.Plan.BucketSizeBytes);
         _sampler = new DistributedSampler(_train.Count, c.WorldSize, c.GlobalRank, c.Plan.Seed);
         _batchesPerEpoch = _sampler.BatchesPerEpoch(c.Plan.BatchSize);
         if (_batchesPerEpoch == 0)

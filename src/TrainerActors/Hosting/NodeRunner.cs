@@ -8,6 +8,7 @@ using ActorTrain.TrainerActors.Actors;
 using ActorTrain.TrainerActors.Jobs;
 using Akka.Actor;
 using Akka.Configuration;
+using System.Runtime.InteropServices;
 
 namespace ActorTrain.TrainerActors.Hosting;
 
@@ -44,8 +45,18 @@ public static class NodeRunner
         }
 
         using var cancel = new CancelHandler(system, outcome);
+        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, context =>
+        {
+            // Leave the cluster gracefully, as for Ctrl+C, and say so in the exit code.
+            context.Cancel = true;
+            outcome.Set(143, "terminated (SIGTERM)");
+            Task.Run(() => ShutDown(system, outcome));
+        });
         if (Environment.GetEnvironmentVariable(ExitWithParentVariable) == "1") WatchParent(system, outcome);
         system.WhenTerminated.Wait();
+        // Nothing recorded why the system stopped: the cluster removed this node (the split-brain
+        // resolver downed it, e.g. after its seed died) before any run outcome.
+        outcome.Set(3, "this node was removed from the cluster before the run ended (its seed or the majority of nodes was lost)");
         if (outcome.ExitCode != 0) Console.Error.WriteLine($"run ended with exit code {outcome.ExitCode}: {outcome.Reason}");
         return outcome.ExitCode;
     }

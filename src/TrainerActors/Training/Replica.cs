@@ -45,16 +45,26 @@ public sealed class Replica : IDisposable
         _parameters = named.Select(p => p.parameter).ToList();
         Specs = named.Select(p => new ParameterSpec(p.name, checked((int)p.parameter.numel()))).ToList();
         Fingerprint = ComputeFingerprint(named);
-        Layout = BucketLayout.Create(Specs, bucketSizeBytes, extraElements: 2);
-        Buffers = Layout.Buckets.Select(b => new float[b.Length]).ToArray();
+        UseBucketSize(bucketSizeBytes);
     }
 
     public Device Device { get; }
     public nn.Module<Tensor, Tensor> Model { get; }
     public optim.Optimizer Optimizer { get; }
     public IReadOnlyList<ParameterSpec> Specs { get; }
-    public BucketLayout Layout { get; }
-    public float[][] Buffers { get; }
+    public BucketLayout Layout { get; private set; } = null!;
+    public float[][] Buffers { get; private set; } = null!;
+
+    /// <summary>
+    /// Lays the gradients out in buckets of at most <paramref name="bucketSizeBytes"/>. Every
+    /// replica of a world must use the same layout, so nodes take the size from the world's plan.
+    /// </summary>
+    public void UseBucketSize(long bucketSizeBytes)
+    {
+        if (Layout is not null && Layout.BucketCapacityBytes == bucketSizeBytes) return;
+        Layout = BucketLayout.Create(Specs, bucketSizeBytes, extraElements: 2);
+        Buffers = Layout.Buckets.Select(b => new float[b.Length]).ToArray();
+    }
 
     /// <summary>Hash of parameter names, shapes and dtypes; equal for equal model definitions.</summary>
     public string Fingerprint { get; }

@@ -165,7 +165,7 @@ public sealed class CoordinatorActorSpec(SeedSystem seed) : IClassFixture<SeedSy
         Assert.All(world.Nodes, n => Assert.Equal(Trainers, n.TrainerCount));
         Assert.Equal(Registration("node-b").EndpointPath, world.Nodes[1].EndpointPath);
         Assert.Equal(Registration("node-b").NodeActorPath, world.Nodes[1].NodeActorPath);
-        Assert.Equal(new TrainingPlan(2, 16, 42, 100, 4 << 20, false), world.Plan);
+        Assert.Equal(new TrainingPlan(2, 16, 42, 100, 4 << 20, false, 64 * 1024), world.Plan);
         var other = Expect<WorldAssignment>(b);
         Assert.Equal(world.Generation, other.Generation);
         Assert.Equal(world.Nodes.Select(n => n.NodeName), other.Nodes.Select(n => n.NodeName));

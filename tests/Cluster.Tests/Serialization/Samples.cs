@@ -17,7 +17,7 @@ internal static class Samples
         new RegisterNode("mnist", 1, "fp-9c1e", "node-a", 2, "akka.tcp://actortrain@10.0.0.1:4053/user/node", "akka.tcp://actortrain@10.0.0.1:4053/user/actortrain-endpoint", ["cpu", "cpu"]),
         new NodeRegistered("node-a", 1, 3),
         new RegistrationRefused("job id \"x\" differs from the coordinator's \"y\""),
-        new WorldAssignment(7, [NodeA, NodeB], 4, new TrainingPlan(10, 64, -3, 100, 4 << 20, true)),
+        new WorldAssignment(7, [NodeA, NodeB], 4, new TrainingPlan(10, 64, -3, 100, 4 << 20, true, 32 * 1024)),
         new NodeReady(7, "node-b"),
         new StartEpoch(7, 3),
         new EpochCompleted(7, "node-a", 3, 938, 123.456, 60032, 2, 0.9871),
@@ -39,7 +39,7 @@ internal static class Samples
     {
         yield return new NodeFinished(1, "node-b", [], null, []);
         yield return new ClusterStatus("", "", "waiting-for-nodes", 0, 0, 10, 0, [], -1, 0, [], 0, 1);
-        yield return new WorldAssignment(1, [], 0, new TrainingPlan(1, 1, 0, 1, 1024, false));
+        yield return new WorldAssignment(1, [], 0, new TrainingPlan(1, 1, 0, 1, 1024, false, 1024));
         yield return new RegisterNode("", 1, "", "", 1, "", "", []);
         yield return new EpochCompleted(long.MaxValue, "n", int.MaxValue, long.MaxValue, double.NaN, 0, 0, -1);
         yield return new EpochCompleted(-1, "n", 0, 0, double.PositiveInfinity, 0, 0, double.NegativeInfinity);
