@@ -29,8 +29,7 @@ internal sealed class AkkaWorker : IWorkerRun
     {
         this.spec = spec;
         this.rank = rank;
-        var (chunk, frame) = ChunkAndFrame(spec);
-        var config = ConfigurationFactory.ParseString(string.Create(CultureInfo.InvariantCulture, $$"""
+        var config = ConfigurationFactory.ParseString("""
             akka {
               loglevel = ERROR
               stdout-loglevel = ERROR
@@ -38,11 +37,16 @@ internal sealed class AkkaWorker : IWorkerRun
               remote.dot-netty.tcp {
                 hostname = "127.0.0.1"
                 port = 0
-                maximum-frame-size = {{frame}}b
               }
             }
-            actortrain.sync.chunk-size = {{chunk}}b
-            """)).WithFallback(ActorTrainSettings.DefaultConfig());
+            """);
+        if (ChunkAndFrame(spec) is { } sizes)
+        {
+            config = ConfigurationFactory.ParseString(string.Create(CultureInfo.InvariantCulture,
+                $"akka.remote.dot-netty.tcp.maximum-frame-size = {sizes.Frame}b\nactortrain.sync.chunk-size = {sizes.Chunk}b")).WithFallback(config);
+        }
+
+        config = config.WithFallback(ActorTrainSettings.DefaultConfig());
         system = ActorSystem.Create(SystemName, config);
         chunkBytes = ActorTrainSettings.Create(system).Sync.ChunkSizeBytes;
         endpoint = system.ActorOf(GradientEndpointActor.Props(mailbox, chunkBytes), GradientEndpointActor.Name);
@@ -53,27 +57,17 @@ internal sealed class AkkaWorker : IWorkerRun
         ?? throw new InvalidOperationException("Akka remoting did not bind a port.");
 
     /// <summary>
-    /// Chunk and frame size: the framework's defaults (64 KiB chunks below a 128,000-byte frame), or
-    /// --chunk-bytes, or for --akka-whole-bucket the largest ring segment (ceil(floats / N) floats) so
-    /// each segment is one message; the frame leaves room for the message's ids and envelope.
+    /// Chunk and frame size when they differ from the framework's defaults (reference.conf: 64 KiB
+    /// chunks below Akka's 128,000-byte frame): --chunk-bytes, or for --akka-whole-bucket the largest
+    /// ring segment (ceil(floats / N) floats) so each segment is one message. The frame leaves room
+    /// for the message's ids and Akka's envelope.
     /// </summary>
-    private static (long Chunk, long Frame) ChunkAndFrame(RunSpec spec)
+    private static (long Chunk, long Frame)? ChunkAndFrame(RunSpec spec)
     {
         const long defaultFrame = 128_000;
         const long envelope = 64 * 1024;
-        if (spec.AkkaWholeBucket)
-        {
-            long segment = ((spec.Floats + (long)spec.Nodes - 1) / spec.Nodes) * sizeof(float);
-            long chunk = Math.Max(segment, 1024);
-            return (chunk, Math.Max(defaultFrame, chunk + envelope));
-        }
-
-        if (spec.ChunkBytes > 0)
-        {
-            return (spec.ChunkBytes, Math.Max(defaultFrame, spec.ChunkBytes + envelope));
-        }
-
-        return (64 * 1024, defaultFrame);
+        long? chunk = spec.AkkaWholeBucket ? Math.Max(1024, spec.EffectiveChunkBytes) : spec.ChunkBytes > 0 ? spec.ChunkBytes : null;
+        return chunk is { } c ? (c, Math.Max(defaultFrame, c + envelope)) : null;
     }
 
     public async Task ConnectAsync(string token, IReadOnlyList<string> peers, CancellationToken cancellationToken)

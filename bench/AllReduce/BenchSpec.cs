@@ -35,6 +35,16 @@ public sealed record RunSpec
 
     public int Floats => checked((int)(Bytes / sizeof(float)));
 
+    /// <summary>The largest chunk this run sends: --chunk-bytes, else the transport's default; a whole segment for akka-whole.</summary>
+    public long EffectiveChunkBytes => Transport switch
+    {
+        BenchTransport.Akka when AkkaWholeBucket => ((Floats + (long)Nodes - 1) / Nodes) * sizeof(float),
+        _ when ChunkBytes > 0 => ChunkBytes,
+        BenchTransport.Akka => ActorTrain.Cluster.Settings.ActorTrainSettings.Create(ActorTrain.Cluster.Settings.ActorTrainSettings.DefaultConfig()).Sync.ChunkSizeBytes,
+        BenchTransport.Tcp => TcpWorker.DefaultChunkBytes,
+        _ => Bytes,
+    };
+
     /// <summary>Processes started: the socket ceiling always uses two.</summary>
     public int Processes => Transport == BenchTransport.Socket ? 2 : Nodes;
 

@@ -72,7 +72,7 @@ internal sealed record RunResult(RunSpec Spec, double[] TimesMs, string? Error)
         nodes = Spec.Processes,
         bytes = Spec.Bytes,
         transport = Spec.Label,
-        chunk_bytes = Spec.ChunkBytes,
+        chunk_bytes = Spec.EffectiveChunkBytes,
         iterations = Spec.Iterations,
         warmup = Spec.Warmup,
         ok = Ok,

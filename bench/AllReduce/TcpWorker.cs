@@ -11,7 +11,7 @@ internal sealed class TcpWorker : IWorkerRun
     /// Chunk size when --chunk-bytes is not given: the largest that keeps each received chunk's array
     /// (allocated per chunk) out of the large object heap; see docs/PERFORMANCE.md.
     /// </summary>
-    public const int DefaultChunkBytes = 80 * 1024;
+    public const int DefaultChunkBytes = TcpRingTransport.RecommendedMaxChunkElements * sizeof(float);
 
     private readonly RunSpec spec;
     private readonly int rank;

@@ -193,15 +193,17 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         var rank = 0;
         foreach (var r in ordered)
         {
-            nodes.Add(new WorldNode(r.Message.NodeName, r.Message.NodeActorPath, r.Message.EndpointPath, rank, r.Message.TrainerCount, r.Message.Devices));
+            nodes.Add(new WorldNode(r.Message.NodeName, r.Message.NodeActorPath, r.Message.EndpointPath, rank, r.Message.TrainerCount, r.Message.Devices,
+                r.Message.DataPlaneEndpoint));
             rank += r.Message.TrainerCount;
         }
         var t = _settings.Training;
         _world = new WorldAssignment(_generation, nodes.ToArray(), rank,
             new TrainingPlan(t.Epochs, t.BatchSize, t.Seed, t.LogInterval, _settings.Sync.BucketSizeBytes,
-                _settings.Sync.NonFiniteGradients == NonFiniteGradientPolicy.Fail, _settings.Sync.ChunkSizeBytes));
-        ProgressLine.Info("Generation {0}: world size {1} on {2} node(s): {3}", _generation, rank, nodes.Count,
-            string.Join(", ", nodes.Select(n => $"{n.NodeName} (ranks {n.FirstRank}..{n.FirstRank + n.TrainerCount - 1})")));
+                _settings.Sync.NonFiniteGradients == NonFiniteGradientPolicy.Fail, _settings.Sync.TransportChunkSizeBytes,
+                _settings.Sync.Transport, System.Security.Cryptography.RandomNumberGenerator.GetBytes(32)));
+        ProgressLine.Info("Generation {0}: world size {1} on {2} node(s), gradients over {4}: {3}", _generation, rank, nodes.Count,
+            string.Join(", ", nodes.Select(n => $"{n.NodeName} (ranks {n.FirstRank}..{n.FirstRank + n.TrainerCount - 1})")), _settings.Sync.Transport);
         _pending.Clear();
         foreach (var r in ordered)
         {

@@ -12,6 +12,7 @@ public interface IActorTrainMessage;
 /// <param name="ModelFingerprint">Hash of parameter names, shapes and dtypes: every replica must hold the same model.</param>
 /// <param name="NodeActorPath">Full remote path of the node actor (the coordinator talks to it).</param>
 /// <param name="EndpointPath">Full remote path of the node's gradient endpoint.</param>
+/// <param name="DataPlaneEndpoint">host:port of the node's TCP data-plane listener.</param>
 [MessagePackObject]
 public sealed record RegisterNode(
     [property: Key(0)] string JobId,
@@ -21,7 +22,8 @@ public sealed record RegisterNode(
     [property: Key(4)] int TrainerCount,
     [property: Key(5)] string NodeActorPath,
     [property: Key(6)] string EndpointPath,
-    [property: Key(7)] string[] Devices) : IActorTrainMessage;
+    [property: Key(7)] string[] Devices,
+    [property: Key(8)] string DataPlaneEndpoint) : IActorTrainMessage;
 
 [MessagePackObject]
 public sealed record NodeRegistered([property: Key(0)] string NodeName, [property: Key(1)] int NodesRegistered, [property: Key(2)] int MinNodes) : IActorTrainMessage;
@@ -37,9 +39,14 @@ public sealed record WorldNode(
     [property: Key(2)] string EndpointPath,
     [property: Key(3)] int FirstRank,
     [property: Key(4)] int TrainerCount,
-    [property: Key(5)] string[] Devices);
+    [property: Key(5)] string[] Devices,
+    [property: Key(6)] string DataPlaneEndpoint);
 
-/// <summary>What every replica must agree on (the bucket layout and chunking included); the coordinator's configuration decides it.</summary>
+/// <summary>
+/// What every replica must agree on (the bucket layout, the transport and its chunking included);
+/// the coordinator's configuration decides it. <see cref="DataPlaneToken"/> is fresh for every
+/// generation: TCP data-plane peers prove with it that they belong to this world.
+/// </summary>
 [MessagePackObject]
 public sealed record TrainingPlan(
     [property: Key(0)] int Epochs,
@@ -48,7 +55,9 @@ public sealed record TrainingPlan(
     [property: Key(3)] int LogInterval,
     [property: Key(4)] long BucketSizeBytes,
     [property: Key(5)] bool FailOnNonFinite,
-    [property: Key(6)] int ChunkSizeBytes);
+    [property: Key(6)] int ChunkSizeBytes,
+    [property: Key(7)] string Transport,
+    [property: Key(8)] byte[] DataPlaneToken);
 
 /// <summary>Coordinator → nodes: the world of one generation. Nodes set up their rings and answer <see cref="NodeReady"/>.</summary>
 [MessagePackObject]

@@ -82,6 +82,9 @@ public sealed record ActorTrainSettings
                     ["skip"] = NonFiniteGradientPolicy.Skip, ["fail"] = NonFiniteGradientPolicy.Fail,
                 }),
                 StepTimeout = c.Duration("actortrain.sync.step-timeout"),
+                Transport = c.Enum("actortrain.sync.transport", new Dictionary<string, string> { ["akka"] = "akka", ["tcp"] = "tcp" }),
+                TcpChunkSizeBytes = (int)c.Bytes("actortrain.sync.tcp-chunk-size", min: 1024, max: 64L << 20),
+                TcpPort = c.Int("actortrain.sync.tcp-port", min: 0, max: 65535),
             },
             MkldnnEnabled = c.Bool("actortrain.torch.mkldnn"),
             ProgressBar = c.Bool("actortrain.progress-bar"),
@@ -135,7 +138,7 @@ public sealed record ActorTrainSettings
             };
         }
 
-        public long Bytes(string path, long min)
+        public long Bytes(string path, long min, long max = long.MaxValue)
         {
             var raw = Raw(path);
             long? value;
@@ -143,6 +146,7 @@ public sealed record ActorTrainSettings
             catch (Exception) { value = null; }
             if (value is null) throw new SettingsException(path, $"expected a size such as 64KiB or 4MiB, got \"{raw}\"");
             if (value < min) throw new SettingsException(path, $"must be at least {min} bytes, got {value}");
+            if (value > max) throw new SettingsException(path, $"must be at most {max} bytes, got {value}");
             return value.Value;
         }
 
@@ -196,6 +200,12 @@ public sealed record SyncSettings
     public required string IntraNode { get; init; }
     public required NonFiniteGradientPolicy NonFiniteGradients { get; init; }
     public required TimeSpan StepTimeout { get; init; }
+    public required string Transport { get; init; }
+    public required int TcpChunkSizeBytes { get; init; }
+    public required int TcpPort { get; init; }
+
+    /// <summary>Chunk size of the chosen cross-node transport.</summary>
+    public int TransportChunkSizeBytes => Transport == "tcp" ? TcpChunkSizeBytes : ChunkSizeBytes;
 }
 
 public sealed record MetricsSettings

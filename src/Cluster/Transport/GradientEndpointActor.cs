@@ -19,7 +19,7 @@ public sealed class GradientEndpointActor : ReceiveActor
 
     private readonly ChunkMailbox _mailbox;
     private readonly NodeMetrics? _metrics;
-    private readonly int _maxPayloadBytes;
+    private int _maxPayloadBytes;
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private int _peerCount;
     private long _generation;
@@ -33,6 +33,7 @@ public sealed class GradientEndpointActor : ReceiveActor
         Receive<SetWorld>(w =>
         {
             _peerCount = w.PeerCount;
+            if (w.MaxPayloadBytes > 0) _maxPayloadBytes = w.MaxPayloadBytes;
             _generation = w.Generation;
             _mailbox.DropGenerationsBefore(w.Generation);
         });
@@ -84,8 +85,8 @@ public sealed class GradientEndpointActor : ReceiveActor
         return (null, "");
     }
 
-    /// <summary>Local: the world this endpoint now serves.</summary>
-    public sealed record SetWorld(long Generation, int PeerCount);
+    /// <summary>Local: the world this endpoint now serves; a positive MaxPayloadBytes replaces the chunk size.</summary>
+    public sealed record SetWorld(long Generation, int PeerCount, int MaxPayloadBytes = 0);
 
     public sealed class GetCounters
     {

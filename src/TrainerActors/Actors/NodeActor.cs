@@ -5,6 +5,9 @@ using ActorTrain.Cluster.Settings;
 using ActorTrain.Cluster.Transport;
 using ActorTrain.Sync.Collectives;
 using ActorTrain.Sync.Transport;
+using ActorTrain.Sync.Transport.Tcp;
+using System.Net;
+using System.Net.Sockets;
 using ActorTrain.TrainerActors.Jobs;
 using ActorTrain.TrainerActors.Reporting;
 using ActorTrain.Cluster.Logging;
@@ -46,6 +49,11 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
     private IActorRef _coordinatorRef = ActorRefs.Nobody;
     private WorldAssignment? _world;
     private IIntraNodeCollective? _intraNode;
+    private TcpListener? _dataPlaneListener;
+    private string _dataPlaneEndpoint = "";
+    private TcpRingTransport? _dataPlane;
+    private long _tcpSentReported;
+    private long _tcpReceivedReported;
     private string _nodeName = "";
     private bool _ending;
 
@@ -72,7 +80,12 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
             // A trainer that throws has a replica in an unknown state: the run cannot go on.
             // One released from a collective because the run is ending is no failure of its own.
             if (e is not TrainingCancelledException)
-                Self.Tell(new LocalFailure(e is TimeoutException ? e.Message : $"{e.GetType().Name}: {e.Message}"));
+                Self.Tell(new LocalFailure(e switch
+                {
+                    TimeoutException => e.Message,
+                    IOException when _dataPlane is not null => $"lost the TCP data plane to a ring neighbour ({NeighbourNames()}): {e.Message}",
+                    _ => $"{e.GetType().Name}: {e.Message}",
+                }));
             return Directive.Stop;
         });
 
@@ -81,6 +94,7 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
         var selfAddress = _cluster.SelfAddress;
         _nodeName = string.IsNullOrEmpty(_settings.NodeName) ? $"{selfAddress.Host}:{selfAddress.Port}" : _settings.NodeName;
         _endpoint = Context.ActorOf(GradientEndpointActor.Props(_mailbox, _settings.Sync.ChunkSizeBytes, _metrics), GradientEndpointActor.Name);
+        OpenDataPlaneListener(selfAddress);
         _cluster.Subscribe(Self, ClusterEvent.SubscriptionInitialStateMode.InitialStateAsEvents,
             typeof(ClusterEvent.IMemberEvent), typeof(ClusterEvent.UnreachableMember));
 
@@ -111,6 +125,29 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
         _runCancelled.Cancel();
         _cluster.Unsubscribe(Self);
         _intraNode?.Dispose();
+        _dataPlaneListener?.Stop();
+        _dataPlane?.DisposeAsync().AsTask().Wait(TimeSpan.FromSeconds(2));
+    }
+
+    /// <summary>
+    /// The TCP data plane listens on the address Akka remoting binds; whether it is used is the
+    /// seed's choice (actortrain.sync.transport), made known with the world.
+    /// </summary>
+    private void OpenDataPlaneListener(Address selfAddress)
+    {
+        var bindHost = Context.System.Settings.Config.GetString("akka.remote.dot-netty.tcp.hostname", "127.0.0.1");
+        try
+        {
+            var ip = IPAddress.TryParse(bindHost, out var parsed) ? parsed
+                : Dns.GetHostAddresses(bindHost).FirstOrDefault(a => a.AddressFamily == AddressFamily.InterNetwork) ?? IPAddress.Loopback;
+            _dataPlaneListener = TcpRingTransport.Listen(ip, _settings.Sync.TcpPort);
+            _dataPlaneEndpoint = $"{selfAddress.Host}:{((IPEndPoint)_dataPlaneListener.LocalEndpoint).Port}";
+        }
+        catch (Exception e) when (e is SocketException or ArgumentException)
+        {
+            throw new InvalidOperationException(
+                $"cannot open the TCP data-plane port {bindHost}:{_settings.Sync.TcpPort} ({e.Message}); set actortrain.sync.tcp-port to a free port", e);
+        }
     }
 
     private List<Device> ChooseDevices()
@@ -165,6 +202,7 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
         });
         Receive<WorldAssignment>(OnWorld);
         Receive<EndpointsResolved>(OnEndpointsResolved);
+        Receive<DataPlaneConnected>(OnDataPlaneConnected);
         Common();
     }
 
@@ -173,7 +211,7 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
         var address = _cluster.SelfAddress;
         var devices = _ready.Values.OrderBy(r => r.LocalRank).Select(r => r.Device).ToArray();
         _coordinator.Tell(new RegisterNode(_settings.JobId, ActorTrainSettings.ProtocolVersion, _ready[0].Fingerprint, _nodeName,
-            LocalSize, Self.Path.ToStringWithAddress(address), _endpoint.Path.ToStringWithAddress(address), devices));
+            LocalSize, Self.Path.ToStringWithAddress(address), _endpoint.Path.ToStringWithAddress(address), devices, _dataPlaneEndpoint));
     }
 
     private void OnWorld(WorldAssignment w)
@@ -199,17 +237,63 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
         var w = _world!;
         if (r.Generation != w.Generation) return;
         if (r.Error is not null) { Fail($"cannot reach the gradient endpoints of the world's nodes: {r.Error}"); return; }
+        // Akka chunks are as large as the seed says (its chunk-size may differ from this node's).
+        _endpoint.Tell(new GradientEndpointActor.SetWorld(w.Generation, w.Nodes.Length, w.Plan.Transport == "akka" ? w.Plan.ChunkSizeBytes : 0));
 
-        _endpoint.Tell(new GradientEndpointActor.SetWorld(w.Generation, w.Nodes.Length));
+        if (w.Plan.Transport == "tcp" && w.Nodes.Length > 1)
+        {
+            // Connect to the ring neighbours' data-plane listeners; training starts once both stand.
+            var self = Self;
+            var listener = _dataPlaneListener ?? throw new InvalidOperationException("the data-plane listener is not open");
+            _dataPlaneListener = null; // the transport owns it from here on
+            ConnectDataPlane(w, r.Index, listener).ContinueWith(t => t.IsCompletedSuccessfully
+                    ? new DataPlaneConnected(w.Generation, r.Index, t.Result, null)
+                    : new DataPlaneConnected(w.Generation, r.Index, null, t.Exception?.GetBaseException().Message ?? "cancelled"))
+                .PipeTo(self);
+            return;
+        }
+        StartGeneration(r.Index, w.Nodes.Length > 1 ? new AkkaRingTransport(r.Index, r.Endpoints, _mailbox, w.Plan.ChunkSizeBytes, _metrics) : null);
+    }
+
+    private static async Task<TcpRingTransport> ConnectDataPlane(WorldAssignment w, int index, TcpListener listener)
+    {
+        var peers = new List<IPEndPoint>();
+        foreach (var n in w.Nodes) peers.Add(await ResolveEndpoint(n.DataPlaneEndpoint, n.NodeName));
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        return await TcpRingTransport.ConnectAsync(index, peers, listener, w.Generation, w.Plan.DataPlaneToken,
+            Math.Max(1, w.Plan.ChunkSizeBytes / sizeof(float)), timeout.Token);
+    }
+
+    private static async Task<IPEndPoint> ResolveEndpoint(string hostAndPort, string nodeName)
+    {
+        var colon = hostAndPort.LastIndexOf(':');
+        if (colon <= 0 || !int.TryParse(hostAndPort[(colon + 1)..], System.Globalization.CultureInfo.InvariantCulture, out var port))
+            throw new InvalidOperationException($"node {nodeName} sent a malformed data-plane address \"{hostAndPort}\"");
+        var host = hostAndPort[..colon];
+        if (IPAddress.TryParse(host, out var ip)) return new IPEndPoint(ip, port);
+        var addresses = await Dns.GetHostAddressesAsync(host);
+        var chosen = addresses.FirstOrDefault(a => a.AddressFamily == AddressFamily.InterNetwork) ?? addresses.FirstOrDefault()
+            ?? throw new InvalidOperationException($"cannot resolve {host}, the data-plane host of node {nodeName}");
+        return new IPEndPoint(chosen, port);
+    }
+
+    private void OnDataPlaneConnected(DataPlaneConnected c)
+    {
+        if (c.Generation != _world!.Generation) return;
+        if (c.Transport is null) { Fail($"cannot connect the TCP data plane of generation {c.Generation}: {c.Error}"); return; }
+        _dataPlane = c.Transport;
+        StartGeneration(c.Index, c.Transport);
+    }
+
+    private void StartGeneration(int index, IRingTransport? cross)
+    {
+        var w = _world!;
         _metrics.SetGeneration(w.Generation);
         _metrics.SetWorldSize(w.WorldSize);
         var devicesAreCuda = _ready.Values.Any(x => x.Device.StartsWith("cuda", StringComparison.Ordinal));
         _intraNode?.Dispose();
         _intraNode = IntraNodeCollectives.Create(IntraNodeCollectives.Parse(_settings.Sync.IntraNode, "actortrain.sync.intra-node"), LocalSize, devicesAreCuda);
-        IRingTransport? cross = w.Nodes.Length > 1
-            ? new AkkaRingTransport(r.Index, r.Endpoints, _mailbox, w.Plan.ChunkSizeBytes, _metrics)
-            : null;
-        var me = w.Nodes[r.Index];
+        var me = w.Nodes[index];
         // Nodes started side by side on one machine share its cores.
         var myHost = HostOf(me.EndpointPath);
         var trainersOnHost = w.Nodes.Where(n => HostOf(n.EndpointPath) == myHost).Sum(n => n.TrainerCount);
@@ -220,7 +304,7 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
                 threads, _progress[i], _metrics, _display, _settings.Sync.StepTimeout, _runCancelled.Token));
         Timers.StartPeriodicTimer("progress", ReportProgress.Instance, ProgressInterval);
         ProgressLine.Info("Generation {0}: this node is {1} of {2} in the ring, global ranks {3}..{4}, intra-node {5}, {6} intra-op thread(s) per trainer ({7} trainer(s) on {8})",
-            w.Generation, r.Index, w.Nodes.Length, me.FirstRank, me.FirstRank + LocalSize - 1, _intraNode.Name, threads, trainersOnHost, myHost);
+            w.Generation, index, w.Nodes.Length, me.FirstRank, me.FirstRank + LocalSize - 1, _intraNode.Name, threads, trainersOnHost, myHost);
         _coordinatorRef.Tell(new NodeReady(w.Generation, _nodeName));
         Become(Training);
     }
@@ -248,6 +332,7 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
         Receive<ReportProgress>(_ =>
         {
             var ranks = _progress.Select(p => p.Snapshot()).ToArray();
+            ReportDataPlaneBytes();
             _coordinatorRef.Tell(new NodeProgress(_world!.Generation, _nodeName, _epoch, ranks));
             if (++_ticks % StatusLineEvery == 0 && ranks.All(r => r.Rank != 0)) PrintStatusLine(ranks);
         });
@@ -343,6 +428,22 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
         private RetryRegistration() { }
     }
 
+    private string NeighbourNames()
+    {
+        if (_world is null || _dataPlane is null) return "unknown";
+        return $"left {_world.Nodes[_dataPlane.LeftNeighbour].NodeName}, right {_world.Nodes[_dataPlane.RightNeighbour].NodeName}";
+    }
+
+    /// <summary>The TCP transport counts its own bytes; the metrics get the difference since the last report.</summary>
+    private void ReportDataPlaneBytes()
+    {
+        if (_dataPlane is null) return;
+        var (sent, received) = (_dataPlane.BytesSent, _dataPlane.BytesReceived);
+        _metrics.AddBytes(TransportLabel.Tcp, sent: true, sent - _tcpSentReported);
+        _metrics.AddBytes(TransportLabel.Tcp, sent: false, received - _tcpReceivedReported);
+        (_tcpSentReported, _tcpReceivedReported) = (sent, received);
+    }
+
     /// <summary>Nodes without rank 0 print a compact status line now and then instead of a progress bar.</summary>
     private void PrintStatusLine(RankProgress[] ranks)
     {
@@ -371,6 +472,8 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
         public static readonly RegistrationUnanswered Instance = new();
         private RegistrationUnanswered() { }
     }
+
+    private sealed record DataPlaneConnected(long Generation, int Index, TcpRingTransport? Transport, string? Error);
 
     private sealed record EndpointsResolved(long Generation, int Index, IActorRef[] Endpoints, string? Error);
 

@@ -39,7 +39,7 @@ public sealed class CoordinatorActorSpec(SeedSystem seed) : IClassFixture<SeedSy
     private static RegisterNode Registration(string name, string job = JobId, int version = ActorTrainSettings.ProtocolVersion,
         string fingerprint = Fingerprint, int trainers = Trainers) =>
         new(job, version, fingerprint, name, trainers, $"akka.tcp://actortrain@{name}:4053/user/node",
-            $"akka.tcp://actortrain@{name}:4053/user/actortrain-endpoint", Enumerable.Repeat("cpu", trainers).ToArray());
+            $"akka.tcp://actortrain@{name}:4053/user/actortrain-endpoint", Enumerable.Repeat("cpu", trainers).ToArray(), $"{name}:4054");
 
     private static T Expect<T>(TestProbe probe) => probe.ExpectMsg<T>(TestConfig.Timeout);
 
@@ -165,7 +165,12 @@ public sealed class CoordinatorActorSpec(SeedSystem seed) : IClassFixture<SeedSy
         Assert.All(world.Nodes, n => Assert.Equal(Trainers, n.TrainerCount));
         Assert.Equal(Registration("node-b").EndpointPath, world.Nodes[1].EndpointPath);
         Assert.Equal(Registration("node-b").NodeActorPath, world.Nodes[1].NodeActorPath);
-        Assert.Equal(new TrainingPlan(2, 16, 42, 100, 4 << 20, false, 64 * 1024), world.Plan);
+        // The coordinator's defaults: the tcp transport with its chunk size and a fresh 32-byte token.
+        Assert.Equal((2, 16, 42, 100, 4L << 20, false, 1 << 20, "tcp"),
+            (world.Plan.Epochs, world.Plan.BatchSize, world.Plan.Seed, world.Plan.LogInterval, world.Plan.BucketSizeBytes, world.Plan.FailOnNonFinite,
+             world.Plan.ChunkSizeBytes, world.Plan.Transport));
+        Assert.Equal(32, world.Plan.DataPlaneToken.Length);
+        Assert.Equal("node-b:4054", world.Nodes[1].DataPlaneEndpoint);
         var other = Expect<WorldAssignment>(b);
         Assert.Equal(world.Generation, other.Generation);
         Assert.Equal(world.Nodes.Select(n => n.NodeName), other.Nodes.Select(n => n.NodeName));

@@ -101,7 +101,7 @@ public class ActorTrainMessageSerializerSpec(LocalSystemFixture fixture) : IClas
     public void Serializer_must_refuse_to_write_anything_but_wire_messages()
     {
         Assert.Throws<ArgumentException>(() => Serializer.Manifest("a string"));
-        Assert.Throws<ArgumentException>(() => Serializer.ToBinary(new WorldNode("n", "p", "e", 0, 1, [])));
+        Assert.Throws<ArgumentException>(() => Serializer.ToBinary(new WorldNode("n", "p", "e", 0, 1, [], "h:1")));
     }
 
     [Theory]
@@ -177,11 +177,11 @@ public class ActorTrainMessageSerializerSpec(LocalSystemFixture fixture) : IClas
     [Fact]
     public void Serializer_must_refuse_a_message_without_a_required_field()
     {
-        var noDevices = Serializer.ToBinary(new RegisterNode("job", 1, "fp", "n", 1, "p", "e", null!));
-        var noNode = Serializer.ToBinary(new WorldAssignment(1, [null!], 1, new TrainingPlan(1, 1, 1, 1, 1024, false, 1024)));
+        var noDevices = Serializer.ToBinary(new RegisterNode("job", 1, "fp", "n", 1, "p", "e", null!, "h:1"));
+        var noNode = Serializer.ToBinary(new WorldAssignment(1, [null!], 1, new TrainingPlan(1, 1, 1, 1, 1024, false, 1024, "akka", [1])));
         var noPlan = Serializer.ToBinary(new WorldAssignment(1, [], 0, null!));
         var noPayload = Serializer.ToBinary(new GradientChunk(1, 1, 0, 0, 0, 0, 0, null!));
-        var noDevice = Serializer.ToBinary(new WorldAssignment(1, [new WorldNode("n", "p", "e", 0, 1, [null!])], 1, new TrainingPlan(1, 1, 1, 1, 1024, false, 1024)));
+        var noDevice = Serializer.ToBinary(new WorldAssignment(1, [new WorldNode("n", "p", "e", 0, 1, [null!], "h:1")], 1, new TrainingPlan(1, 1, 1, 1, 1024, false, 1024, "akka", [1])));
 
         Assert.Contains("Devices", Assert.Throws<SerializationException>(() => Serializer.FromBinary(noDevices, "reg")).Message);
         Assert.Contains("Nodes[0]", Assert.Throws<SerializationException>(() => Serializer.FromBinary(noNode, "world")).Message);

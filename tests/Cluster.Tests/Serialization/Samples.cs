@@ -8,16 +8,16 @@ namespace ActorTrain.Cluster.Tests.Serialization;
 /// </summary>
 internal static class Samples
 {
-    private static readonly WorldNode NodeA = new("node-a", "akka.tcp://actortrain@10.0.0.1:4053/user/node", "akka.tcp://actortrain@10.0.0.1:4053/user/actortrain-endpoint", 0, 2, ["cpu", "cpu"]);
-    private static readonly WorldNode NodeB = new("node-b", "akka.tcp://actortrain@10.0.0.2:4053/user/node", "akka.tcp://actortrain@10.0.0.2:4053/user/actortrain-endpoint", 2, 2, ["cuda:0", "cuda:1"]);
+    private static readonly WorldNode NodeA = new("node-a", "akka.tcp://actortrain@10.0.0.1:4053/user/node", "akka.tcp://actortrain@10.0.0.1:4053/user/actortrain-endpoint", 0, 2, ["cpu", "cpu"], "10.0.0.1:4054");
+    private static readonly WorldNode NodeB = new("node-b", "akka.tcp://actortrain@10.0.0.2:4053/user/node", "akka.tcp://actortrain@10.0.0.2:4053/user/actortrain-endpoint", 2, 2, ["cuda:0", "cuda:1"], "10.0.0.2:4054");
 
     /// <summary>One message per wire type, every field set to something other than its default.</summary>
     public static readonly IReadOnlyDictionary<Type, object> Full = new object[]
     {
-        new RegisterNode("mnist", 1, "fp-9c1e", "node-a", 2, "akka.tcp://actortrain@10.0.0.1:4053/user/node", "akka.tcp://actortrain@10.0.0.1:4053/user/actortrain-endpoint", ["cpu", "cpu"]),
+        new RegisterNode("mnist", 1, "fp-9c1e", "node-a", 2, "akka.tcp://actortrain@10.0.0.1:4053/user/node", "akka.tcp://actortrain@10.0.0.1:4053/user/actortrain-endpoint", ["cpu", "cpu"], "10.0.0.1:4054"),
         new NodeRegistered("node-a", 1, 3),
         new RegistrationRefused("job id \"x\" differs from the coordinator's \"y\""),
-        new WorldAssignment(7, [NodeA, NodeB], 4, new TrainingPlan(10, 64, -3, 100, 4 << 20, true, 32 * 1024)),
+        new WorldAssignment(7, [NodeA, NodeB], 4, new TrainingPlan(10, 64, -3, 100, 4 << 20, true, 32 * 1024, "tcp", [7, 1, 255])),
         new NodeReady(7, "node-b"),
         new StartEpoch(7, 3),
         new EpochCompleted(7, "node-a", 3, 938, 123.456, 60032, 2, 0.9871),
@@ -39,8 +39,8 @@ internal static class Samples
     {
         yield return new NodeFinished(1, "node-b", [], null, []);
         yield return new ClusterStatus("", "", "waiting-for-nodes", 0, 0, 10, 0, [], -1, 0, [], 0, 1);
-        yield return new WorldAssignment(1, [], 0, new TrainingPlan(1, 1, 0, 1, 1024, false, 1024));
-        yield return new RegisterNode("", 1, "", "", 1, "", "", []);
+        yield return new WorldAssignment(1, [], 0, new TrainingPlan(1, 1, 0, 1, 1024, false, 1024, "akka", []));
+        yield return new RegisterNode("", 1, "", "", 1, "", "", [], "");
         yield return new EpochCompleted(long.MaxValue, "n", int.MaxValue, long.MaxValue, double.NaN, 0, 0, -1);
         yield return new EpochCompleted(-1, "n", 0, 0, double.PositiveInfinity, 0, 0, double.NegativeInfinity);
         yield return new GradientChunk(1, -5, 0, 0, 0, 0, 0, []);

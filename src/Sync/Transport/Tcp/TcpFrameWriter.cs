@@ -5,29 +5,34 @@ namespace ActorTrain.Sync.Transport.Tcp;
 
 /// <summary>
 /// The sending half of one data-plane connection. Writes are serialized (one frame at a time, in
-/// the order the callers get the lock) and allocate nothing per chunk: the header goes through a
-/// reused buffer, small payloads are copied behind it into one send, large ones are sent from the
-/// caller's memory. A frame that was cut off (cancelled or failed part way) leaves the peer's stream
+/// the order the callers get the lock) and allocate nothing per chunk: header and payload go out
+/// together from a reused buffer, or, for payloads above 256 KiB, the payload is sent from the
+/// caller's memory after the header. A frame that was cut off (cancelled or failed part way) leaves the peer's stream
 /// out of step, so the connection is then closed for good and later sends fail.
 /// </summary>
 internal sealed class TcpFrameWriter : IDisposable
 {
-    // Below this a second system call costs more than copying the floats behind the header.
-    private const int CoalesceBytes = 16 * 1024;
+    // Payloads up to this size are copied behind the header and go out in one send: a header sent
+    // alone (TCP_NODELAY is on) is a packet of its own and an extra wake-up for the receiver, which
+    // costs more than copying the floats. Larger payloads are sent from the caller's memory.
+    private const int MaxCoalesceBytes = 256 * 1024;
 
     private readonly Socket socket;
     private readonly SemaphoreSlim writeLock = new(1, 1);
-    private readonly byte[] frame = new byte[TcpWireFormat.FrameHeaderSize + CoalesceBytes];
+    private readonly byte[] frame;
+    private readonly int coalesceBytes;
     private readonly FloatBytes payloadView = new();
     private readonly Lock gate = new();
     private Exception? fault;
     private bool disposed;
     private long bytesWritten;
 
-    public TcpFrameWriter(Socket socket, int peer)
+    public TcpFrameWriter(Socket socket, int peer, int maxChunkElements)
     {
         this.socket = socket;
         Peer = peer;
+        coalesceBytes = (int)Math.Min(MaxCoalesceBytes, (long)maxChunkElements * sizeof(float));
+        frame = new byte[TcpWireFormat.FrameHeaderSize + coalesceBytes];
     }
 
     /// <summary>The peer at the other end.</summary>
@@ -47,7 +52,7 @@ internal sealed class TcpFrameWriter : IDisposable
             TcpWireFormat.WriteFrameHeader(frame, key, data.Length);
             try
             {
-                if (payloadBytes <= CoalesceBytes)
+                if (payloadBytes <= coalesceBytes)
                 {
                     MemoryMarshal.AsBytes(data.Span).CopyTo(frame.AsSpan(TcpWireFormat.FrameHeaderSize));
                     await SocketIo.SendAllAsync(socket, frame.AsMemory(0, TcpWireFormat.FrameHeaderSize + payloadBytes), cancellationToken)

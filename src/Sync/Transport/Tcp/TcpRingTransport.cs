@@ -17,11 +17,18 @@ namespace ActorTrain.Sync.Transport.Tcp;
 /// <remarks>
 /// One transport serves one generation. A new generation connects a new transport (with a new
 /// listener and token); the old one is disposed, which closes its connections and listener.
+/// Every received chunk is read straight into a new array that the receive then owns. Keep
+/// <see cref="MaxChunkElements"/> at or below <see cref="RecommendedMaxChunkElements"/>: larger
+/// arrays land on the large object heap, whose fresh pages cost a page fault each when the socket
+/// fills them (about a tenth of the CPU time in a measured ring, see docs/PERFORMANCE.md).
 /// </remarks>
 public sealed class TcpRingTransport : IRingTransport, IAsyncDisposable
 {
     /// <summary>Longest token a handshake may carry.</summary>
     public const int MaxTokenBytes = 256;
+
+    /// <summary>Largest chunk (20,480 floats, 80 KiB) whose receive array stays below the large object heap's 85,000-byte threshold.</summary>
+    public const int RecommendedMaxChunkElements = 20_480;
 
     /// <summary>Largest chunk a transport may be configured for (256 MiB of floats).</summary>
     public const int MaxChunkElementsLimit = 1 << 26;
@@ -331,7 +338,7 @@ public sealed class TcpRingTransport : IRingTransport, IAsyncDisposable
             try
             {
                 await HandshakeAsync(socket, hello, RightNeighbour, linked.Token).ConfigureAwait(false);
-                writer = new TcpFrameWriter(socket, RightNeighbour);
+                writer = new TcpFrameWriter(socket, RightNeighbour, MaxChunkElements);
                 return;
             }
             catch

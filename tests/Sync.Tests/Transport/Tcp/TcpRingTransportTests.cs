@@ -13,14 +13,15 @@ public class TcpRingTransportTests
     private const int ChunkElements = 16_384;
 
     [Theory]
-    [InlineData(2)]
-    [InlineData(3)]
-    [InlineData(4)]
-    public async Task Ring_all_reduce_over_tcp_sums_across_peers_and_leaves_them_bitwise_identical(int n)
+    [InlineData(2, Length, ChunkElements)]
+    [InlineData(3, Length, ChunkElements)]
+    [InlineData(4, Length, ChunkElements)]
+    [InlineData(2, 300_007, 70_000)] // 280 KB chunks: sent from the caller's memory instead of copied behind the header
+    public async Task Ring_all_reduce_over_tcp_sums_across_peers_and_leaves_them_bitwise_identical(int n, int length, int maxChunk)
     {
-        await using var ring = await TcpTestRing.ConnectAsync(n, ChunkElements);
-        var buffers = Enumerable.Range(0, n).Select(p => TestData.RandomFloats(Length, seed: (p * 17) + n)).ToArray();
-        var expected = TestData.ReferenceSum(buffers, Length);
+        await using var ring = await TcpTestRing.ConnectAsync(n, maxChunk);
+        var buffers = Enumerable.Range(0, n).Select(p => TestData.RandomFloats(length, seed: (p * 17) + n)).ToArray();
+        var expected = TestData.ReferenceSum(buffers, length);
 
         await RunRing(ring.Peers, buffers, step: 1);
 
