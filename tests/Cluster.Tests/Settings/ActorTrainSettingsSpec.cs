@@ -32,6 +32,14 @@ public class ActorTrainSettingsSpec
         Assert.Equal(NonFiniteGradientPolicy.Skip, s.Sync.NonFiniteGradients);
         Assert.Equal(TimeSpan.FromSeconds(120), s.Sync.StepTimeout);
         Assert.False(s.MkldnnEnabled);
+        Assert.True(s.ProgressBar);
+        Assert.Equal("tcp", s.Sync.Transport);
+        Assert.Equal(1 << 20, s.Sync.TcpChunkSizeBytes);
+        Assert.Equal(1 << 20, s.Sync.TransportChunkSizeBytes);
+        Assert.Equal(0, s.Sync.TcpPort);
+        Assert.True(s.Metrics.Enabled);
+        Assert.Equal("127.0.0.1", s.Metrics.Hostname);
+        Assert.Equal(0, s.Metrics.Port);
     }
 
     [Fact]
@@ -92,6 +100,12 @@ public class ActorTrainSettingsSpec
         { "actortrain.node.device", "gpu" },
         { "actortrain.sync.intra-node", "mpi" },
         { "actortrain.sync.non-finite-gradients", "ignore" },
+        { "actortrain.sync.transport", "udp" },
+        { "actortrain.sync.tcp-chunk-size", "1TiB" },
+        { "actortrain.sync.tcp-port", "65536" },
+        { "actortrain.metrics.port", "-1" },
+        { "actortrain.metrics.enabled", "sometimes" },
+        { "actortrain.progress-bar", "fancy" },
         // not a size, or too small
         { "actortrain.sync.bucket-size", "lots" },
         { "actortrain.sync.bucket-size", "12" },
