@@ -166,7 +166,7 @@ public sealed class CoordinatorActorSpec(SeedSystem seed) : IClassFixture<SeedSy
         Assert.Equal(Registration("node-b").EndpointPath, world.Nodes[1].EndpointPath);
         Assert.Equal(Registration("node-b").NodeActorPath, world.Nodes[1].NodeActorPath);
         // The coordinator's defaults: the tcp transport with its chunk size and a fresh 32-byte token.
-        Assert.Equal((2, 16, 42, 100, 4L << 20, false, 1 << 20, "tcp"),
+        Assert.Equal((2, 16, 42, 100, 4L << 20, false, 80 * 1024, "tcp"),
             (world.Plan.Epochs, world.Plan.BatchSize, world.Plan.Seed, world.Plan.LogInterval, world.Plan.BucketSizeBytes, world.Plan.FailOnNonFinite,
              world.Plan.ChunkSizeBytes, world.Plan.Transport));
         Assert.Equal(32, world.Plan.DataPlaneToken.Length);

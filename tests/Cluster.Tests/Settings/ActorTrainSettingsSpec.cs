@@ -34,8 +34,8 @@ public class ActorTrainSettingsSpec
         Assert.False(s.MkldnnEnabled);
         Assert.True(s.ProgressBar);
         Assert.Equal("tcp", s.Sync.Transport);
-        Assert.Equal(1 << 20, s.Sync.TcpChunkSizeBytes);
-        Assert.Equal(1 << 20, s.Sync.TransportChunkSizeBytes);
+        Assert.Equal(80 * 1024, s.Sync.TcpChunkSizeBytes);
+        Assert.Equal(80 * 1024, s.Sync.TransportChunkSizeBytes);
         Assert.Equal(0, s.Sync.TcpPort);
         Assert.True(s.Metrics.Enabled);
         Assert.Equal("127.0.0.1", s.Metrics.Hostname);
