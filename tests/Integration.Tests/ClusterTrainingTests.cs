@@ -150,6 +150,17 @@ public class ClusterTrainingTests
     }
 
     [Fact]
+    public async Task A_node_that_cannot_start_says_why_and_exits_2()
+    {
+        var config = Path.Combine(Repo.TempDir(), "nccl.conf");
+        File.WriteAllText(config, "actortrain.sync.intra-node = nccl");
+        using var seed = NodeProcess.Start("seed", "seed", "--config", config, "--intra-op-threads", "1");
+        Assert.Equal(2, await seed.WaitForExitAsync(TimeSpan.FromSeconds(60)));
+        Assert.Contains("cannot start", seed.Output);
+        Assert.Contains("NCCL", seed.Output);
+    }
+
+    [Fact]
     public async Task A_worker_whose_seed_never_answers_exits_with_an_error_naming_the_seed()
     {
         var config = Path.Combine(Repo.TempDir(), "impatient.conf");

