@@ -24,7 +24,7 @@ public static class LocalLauncher
         // With a live bar, the launcher draws it for the whole run from node0's (rank 0's)
         // progress events, and prints every node's other lines above it.
         var live = display is LiveProgressSink;
-        void Print(string line) => display.Report(new ProgressEvent(ProgressKinds.Message, 0, 0, 0, 0, double.NaN, 0, line));
+        void Print(string line) => display.Report(ProgressEvent.Line(line));
         Print($"local: {nodes} node process(es) x {trainersPerNode} trainer(s), seed at {seedAddress}");
 
         var children = new List<(string Name, Process Process)>();
@@ -128,7 +128,7 @@ public static class LocalLauncher
             if (ProgressProtocol.TryDecode(line, out var e) && e is not null)
                 display.Report(e.Text is null ? e : e with { Text = $"[{name}] {e.Text}" });
             else
-                display.Report(new ProgressEvent(ProgressKinds.Message, 0, 0, 0, 0, double.NaN, 0, $"[{name}] {line}"));
+                display.Report(ProgressEvent.Line($"[{name}] {line}"));
         }
         process.OutputDataReceived += (_, e) => OnLine(e.Data);
         process.ErrorDataReceived += (_, e) => OnLine(e.Data);

@@ -73,7 +73,7 @@ public static class NodeRunner
         if (Environment.GetEnvironmentVariable(ProgressProtocolVariable) == "1") return new ProtocolProgressSink(Console.Out);
         var sink = ProgressSinks.ForConsole(noProgress: !settings.ProgressBar);
         if (sink is LiveProgressSink)
-            Cluster.Logging.NodeLog.Output = (line, _) => sink.Report(new ProgressEvent(ProgressKinds.Message, 0, 0, 0, 0, double.NaN, 0, line));
+            Cluster.Logging.NodeLog.Output = (line, _) => sink.Report(ProgressEvent.Line(line));
         return sink;
     }
 

@@ -19,7 +19,11 @@ public sealed record ProgressEvent(
     long StepsPerEpoch,
     double Loss,
     double SamplesPerSecond,
-    string? Text);
+    string? Text)
+{
+    /// <summary>A plain line to show (above the bar when one is live).</summary>
+    public static ProgressEvent Line(string text) => new(ProgressKinds.Message, 0, 0, 0, 0, double.NaN, 0, text);
+}
 
 /// <summary>The values of <see cref="ProgressEvent.Kind"/>.</summary>
 public static class ProgressKinds
