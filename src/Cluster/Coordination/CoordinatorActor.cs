@@ -289,12 +289,6 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
     private RunReport BuildReport(string status)
     {
         var trainers = _finished.SelectMany(f => f.Trainers).OrderBy(t => t.Rank).ToList();
-        static double Median(IEnumerable<double> values)
-        {
-            var v = values.Order().ToArray();
-            if (v.Length == 0) return 0;
-            return v.Length % 2 == 1 ? v[v.Length / 2] : (v[v.Length / 2 - 1] + v[v.Length / 2]) / 2;
-        }
         return new RunReport
         {
             JobId = _settings.JobId,
@@ -311,8 +305,8 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
             EpochHistory = _history.ToList(),
             ReplicaChecksums = trainers.ToDictionary(t => t.Rank.ToString(System.Globalization.CultureInfo.InvariantCulture), t => t.Checksum),
             ReplicasEqual = trainers.Count > 0 && trainers.All(t => t.Checksum == trainers[0].Checksum),
-            TimingsMs = new ReportTimings(Median(trainers.Select(t => t.ComputeMs)), Median(trainers.Select(t => t.IntraNodeMs)),
-                Median(trainers.Select(t => t.CrossNodeMs)), Median(trainers.Select(t => t.StepMs))),
+            TimingsMs = new ReportTimings(ReportTimings.Median(trainers.Select(t => t.ComputeMs)), ReportTimings.Median(trainers.Select(t => t.IntraNodeMs)),
+                ReportTimings.Median(trainers.Select(t => t.CrossNodeMs)), ReportTimings.Median(trainers.Select(t => t.StepMs))),
             TimingsMsPerRank = trainers.ToDictionary(t => t.Rank.ToString(System.Globalization.CultureInfo.InvariantCulture),
                 t => new ReportTimings(t.ComputeMs, t.IntraNodeMs, t.CrossNodeMs, t.StepMs)),
             WallSeconds = _wall.Elapsed.TotalSeconds,

@@ -64,7 +64,16 @@ public sealed record ReportTimings(
     [property: JsonPropertyName("compute")] double Compute,
     [property: JsonPropertyName("intra_node")] double IntraNode,
     [property: JsonPropertyName("cross_node")] double CrossNode,
-    [property: JsonPropertyName("step")] double Step);
+    [property: JsonPropertyName("step")] double Step)
+{
+    /// <summary>The median (mean of the middle two for an even count); 0 for no values.</summary>
+    public static double Median(IEnumerable<double> values)
+    {
+        var v = values.Order().ToArray();
+        if (v.Length == 0) return 0;
+        return v.Length % 2 == 1 ? v[v.Length / 2] : (v[v.Length / 2 - 1] + v[v.Length / 2]) / 2;
+    }
+}
 
 /// <summary>Rank 0's mean loss over all replicas for the log window ending at <see cref="Step"/>.</summary>
 public sealed record ReportLossPoint(

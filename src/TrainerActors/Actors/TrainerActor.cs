@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using ActorTrain.Cluster.Coordination;
 using ActorTrain.Cluster.Protocol;
 using ActorTrain.TrainerActors.Data;
 using ActorTrain.TrainerActors.Jobs;
@@ -228,7 +229,7 @@ public sealed class TrainerActor : ReceiveActor
             Display(ProgressKinds.Message, _batchInEpoch, double.NaN, $"saved {modelPath}");
         }
         var summary = new TrainerSummary(_world.GlobalRank, _replica.Checksum(), _globalStep,
-            Median(_computeMs), Median(_intraMs), Median(_crossMs), Median(_stepMs));
+            ReportTimings.Median(_computeMs), ReportTimings.Median(_intraMs), ReportTimings.Median(_crossMs), ReportTimings.Median(_stepMs));
         Context.Parent.Tell(new TrainerFinished(_localRank, summary, modelPath, IsRankZero ? _lossCurve.ToArray() : []));
     }
 
@@ -254,12 +255,6 @@ public sealed class TrainerActor : ReceiveActor
         _lossCurve.AddRange(kept);
     }
 
-    private static double Median(List<double> values)
-    {
-        if (values.Count == 0) return 0;
-        var v = values.Order().ToArray();
-        return v.Length % 2 == 1 ? v[v.Length / 2] : (v[v.Length / 2 - 1] + v[v.Length / 2]) / 2;
-    }
 
     private sealed class NextStep
     {
