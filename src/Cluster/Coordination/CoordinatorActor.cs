@@ -14,6 +14,16 @@ namespace ActorTrain.Cluster.Coordination;
 /// collects the final state of every replica, writes run-report.json and ends the run on
 /// every node. Phases: waiting for nodes → forming (nodes set up rings) → training → finishing.
 /// </summary>
+/// <remarks>
+/// Elastic runs (actortrain.elastic.enabled): a lost node, a broken collective or a node that
+/// registers mid-run ends the generation. The coordinator asks the nodes to stop at a step
+/// boundary (<see cref="Regroup"/>), takes the states they report (<see cref="NodeHalted"/>),
+/// leaves out those that do not answer within regroup-timeout, and forms the next generation:
+/// the survivors and any new nodes, re-ranked, starting from the furthest replica's state,
+/// which every replica takes first. When the coordinator itself moves to another seed node, the
+/// nodes register again with what they hold (<see cref="NodeRejoin"/>) and the new coordinator
+/// regroups from that.
+/// </remarks>
 public sealed class CoordinatorActor : ReceiveActor, IWithTimers
 {
     public const string SingletonName = "coordinator";
@@ -21,21 +31,34 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
     private readonly ActorTrainSettings _settings;
     private readonly Akka.Cluster.Cluster _cluster = Akka.Cluster.Cluster.Get(Context.System);
     private readonly ILoggingAdapter _log = Context.GetLogger();
-    private readonly List<Registration> _registered = [];
+    private readonly List<Registration> _members = [];
+    private readonly List<Registration> _joiners = [];
     private readonly Stopwatch _wall = new();
+    private double _wallBefore;
     private string? _fingerprint;
     private int _trainersPerNode;
     private long _generation;
     private WorldAssignment? _world;
+    private TrainingPlan? _plan;
     private readonly HashSet<string> _pending = [];
     private int _epoch;
     private readonly List<EpochCompleted> _epochReports = [];
-    private readonly List<ReportEpoch> _history = [];
+    private readonly List<EpochRecord> _epochs = [];
+    private readonly List<GenerationRecord> _generations = [];
     private readonly List<NodeFinished> _finished = [];
-    private int _skippedSteps;
     private bool _ended;
     private string _phase = "waiting-for-nodes";
     private readonly Dictionary<string, (NodeProgress Latest, DateTime At, NodeProgress? Previous, DateTime PreviousAt)> _progress = [];
+
+    // The regroup in progress: the generation it forms, why, and the nodes' reports so far.
+    private long _regroupFor;
+    private string _regroupReason = "";
+    private long _regroupStarted;
+    private readonly Dictionary<string, NodeHalted> _halts = [];
+    private readonly HashSet<string> _regroupExpected = [];
+    private bool _recovering;
+    private (string Reason, int StepsRedone, long Started) _nextRecord = ("start", 0, 0);
+    private long _lastHangReport;
 
     public ITimerScheduler Timers { get; set; } = null!;
 
@@ -58,10 +81,13 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
 
     protected override void PostStop() => _cluster.Unsubscribe(Self);
 
+    private bool Elastic => _settings.Elastic.Enabled;
+
     private void WaitingForNodes()
     {
         Receive<RegisterNode>(OnRegister);
-        Receive<StartupTimedOut>(_ => EndRun(2, $"only {_registered.Count} of {_settings.MinNodes} node(s) registered within {_settings.StartupTimeout.TotalSeconds:0}s (actortrain.startup-timeout)"));
+        Receive<StartupTimedOut>(_ => EndRun(2, $"only {_members.Count} of {_settings.MinNodes} node(s) registered within {_settings.StartupTimeout.TotalSeconds:0}s (actortrain.startup-timeout)"));
+        Receive<RegroupTimedOut>(t => { if (t.Generation == _regroupFor && _recovering) FinishRegroup(); });
         Receive<Terminated>(t => Forget(t.ActorRef.Path.Address, "its node actor stopped"));
         Receive<ClusterEvent.MemberRemoved>(m => Forget(m.Member.Address, "it left the cluster"));
         Receive<ClusterEvent.UnreachableMember>(m => Forget(m.Member.Address, "it became unreachable"));
@@ -76,8 +102,7 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
             if (r.Generation != _generation) return;
             _pending.Remove(r.NodeName);
             if (_pending.Count > 0) return;
-            _wall.Start();
-            StartNextEpoch();
+            GenerationStarted();
         });
         TrainingHandlers();
     }
@@ -85,6 +110,17 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
     private void Training()
     {
         _phase = "training";
+        Receive<EpochCompleted>(OnEpochCompleted);
+        Receive<NonFiniteGradientReported>(OnNonFinite);
+        Receive<HangCheck>(_ => ReportHangs());
+        TrainingHandlers();
+    }
+
+    private void Regrouping()
+    {
+        _phase = "regrouping";
+        Receive<NodeHalted>(OnNodeHalted);
+        Receive<RegroupTimedOut>(t => { if (t.Generation == _regroupFor) FinishRegroup(); });
         Receive<EpochCompleted>(OnEpochCompleted);
         Receive<NonFiniteGradientReported>(OnNonFinite);
         TrainingHandlers();
@@ -99,18 +135,19 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
 
     private void TrainingHandlers()
     {
-        Receive<RegisterNode>(r =>
+        Receive<RegisterNode>(OnRegisterWhileTraining);
+        Receive<GenerationBroken>(b =>
         {
-            // A node retries until it hears back, so a retry sent before the world formed may arrive after it.
-            if (_registered.Any(x => x.Message.NodeName == r.NodeName && x.Node.Equals(Sender)))
-                Sender.Tell(new NodeRegistered(r.NodeName, _registered.Count, _settings.MinNodes));
-            else
-                Sender.Tell(new RegistrationRefused(
-                    $"training of job \"{_settings.JobId}\" is already running with {_registered.Count} node(s); joining a running job is not supported yet"));
+            if (b.Generation != _generation || _phase == "regrouping") return;
+            _log.Warning("Node {0} reports generation {1} broken: {2}", b.NodeName, b.Generation, b.Reason);
+            NodeLost(null, $"a collective failed on {b.NodeName}: {b.Reason}");
         });
         Receive<Terminated>(t => NodeLost(t.ActorRef.Path.Address, "its node actor stopped"));
         Receive<ClusterEvent.UnreachableMember>(m => NodeLost(m.Member.Address, "it became unreachable"));
         Receive<ClusterEvent.MemberRemoved>(m => NodeLost(m.Member.Address, "it left the cluster"));
+        Receive<HangCheck>(_ => { });
+        Receive<RegroupTimedOut>(_ => { });
+        Receive<NodeHalted>(_ => { });
         CommonHandlers();
     }
 
@@ -129,23 +166,98 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         var refusal = CheckRegistration(r);
         if (refusal is not null)
         {
-            _log.Warning("Refused node {0} at {1}: {2}", r.NodeName, Sender.Path.Address, refusal);
-            Sender.Tell(new RegistrationRefused(refusal));
+            Refuse(r, refusal);
             return;
         }
-
-        if (_registered.All(x => x.Message.NodeName != r.NodeName))
+        if (r.Rejoin is not null && Elastic)
         {
-            _fingerprint ??= r.ModelFingerprint;
-            if (_trainersPerNode == 0) _trainersPerNode = r.TrainerCount;
-            _registered.Add(new Registration(r, Sender));
-            Context.Watch(Sender);
-            ProgressLine.Info("Node {0} registered ({1} trainer(s) on {2}); {3}/{4} node(s)",
-                r.NodeName, r.TrainerCount, string.Join(",", r.Devices), _registered.Count, _settings.MinNodes);
+            OnRejoin(r);
+            return;
         }
-        Sender.Tell(new NodeRegistered(r.NodeName, _registered.Count, _settings.MinNodes));
-        if (_registered.Count >= _settings.MinNodes) FormWorld();
+        if (_recovering)
+        {
+            AdmitJoiner(r);
+            return;
+        }
+        if (_members.All(x => x.Message.NodeName != r.NodeName))
+        {
+            Admit(r, _members);
+            ProgressLine.Info("Node {0} registered ({1} trainer(s) on {2}); {3}/{4} node(s)",
+                r.NodeName, r.TrainerCount, string.Join(",", r.Devices), _members.Count, _settings.MinNodes);
+        }
+        Sender.Tell(new NodeRegistered(r.NodeName, _members.Count, _settings.MinNodes));
+        if (_members.Count >= _settings.MinNodes)
+        {
+            Timers.Cancel("startup");
+            var t = _settings.Training;
+            _plan = new TrainingPlan(t.Epochs, t.BatchSize, t.Seed, t.LogInterval, _settings.Sync.BucketSizeBytes,
+                _settings.Sync.NonFiniteGradients == NonFiniteGradientPolicy.Fail, _settings.Sync.TransportChunkSizeBytes,
+                _settings.Sync.Transport, []);
+            _nextRecord = ("start", 0, Stopwatch.GetTimestamp());
+            FormWorld(_members.ToList(), FreshStart(0));
+        }
     }
+
+    private void Refuse(RegisterNode r, string refusal)
+    {
+        _log.Warning("Refused node {0} at {1}: {2}", r.NodeName, Sender.Path.Address, refusal);
+        Sender.Tell(new RegistrationRefused(refusal));
+    }
+
+    private void Admit(RegisterNode r, List<Registration> into)
+    {
+        _fingerprint ??= r.ModelFingerprint;
+        if (_trainersPerNode == 0) _trainersPerNode = r.TrainerCount;
+        into.Add(new Registration(r, Sender));
+        Context.Watch(Sender);
+    }
+
+    /// <summary>A node registers while a world exists: a retry of a member, or a new node that joins at the next step boundary.</summary>
+    private void OnRegisterWhileTraining(RegisterNode r)
+    {
+        // A node retries until it hears back, so a retry sent before the world formed may arrive after it.
+        if (AllKnown().Any(x => x.Message.NodeName == r.NodeName && x.Node.Equals(Sender)))
+        {
+            Sender.Tell(new NodeRegistered(r.NodeName, _members.Count, _settings.MinNodes));
+            return;
+        }
+        if (!Elastic)
+        {
+            Sender.Tell(new RegistrationRefused(
+                $"training of job \"{_settings.JobId}\" is already running with {_members.Count} node(s), and actortrain.elastic.enabled is off"));
+            return;
+        }
+        if (r.Rejoin is not null)
+        {
+            Refuse(r, $"node {r.NodeName} comes back from generation {r.Rejoin.Generation}, but this coordinator is running generation {_generation}; it was left out");
+            return;
+        }
+        var refusal = CheckRegistration(r);
+        if (refusal is not null)
+        {
+            Refuse(r, refusal);
+            return;
+        }
+        AdmitJoiner(r);
+        if (_phase is "training") BeginRegroup($"node {r.NodeName} joins", graceful: true);
+        // Forming or regrouping: the joiner enters with the next generation that forms.
+        // Finishing: too late to take part; it is told when the run ends.
+    }
+
+    private void AdmitJoiner(RegisterNode r)
+    {
+        if (_settings.MaxNodes > 0 && _members.Count + _joiners.Count >= _settings.MaxNodes)
+        {
+            Refuse(r, $"the job already has {_members.Count + _joiners.Count} node(s), actortrain.max-nodes = {_settings.MaxNodes}");
+            return;
+        }
+        Admit(r, _joiners);
+        ProgressLine.Info("Node {0} registered mid-run ({1} trainer(s) on {2}); it joins at the next step boundary",
+            r.NodeName, r.TrainerCount, string.Join(",", r.Devices));
+        Sender.Tell(new NodeRegistered(r.NodeName, _members.Count + _joiners.Count, _settings.MinNodes));
+    }
+
+    private IEnumerable<Registration> AllKnown() => _members.Concat(_joiners);
 
     private string? CheckRegistration(RegisterNode r)
     {
@@ -159,7 +271,7 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
             return "a node needs at least one trainer";
         if (_trainersPerNode != 0 && r.TrainerCount != _trainersPerNode)
             return $"{r.TrainerCount} trainer(s) per node, but the registered nodes have {_trainersPerNode}; hierarchical all-reduce needs the same number on every node";
-        var existing = _registered.FirstOrDefault(x => x.Message.NodeName == r.NodeName);
+        var existing = AllKnown().FirstOrDefault(x => x.Message.NodeName == r.NodeName);
         if (existing is not null && !existing.Node.Equals(Sender))
             return $"node name \"{r.NodeName}\" is already taken by {existing.Node.Path.Address}; give each node its own actortrain.node-name";
         return null;
@@ -167,44 +279,94 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
 
     private void Forget(Address address, string why)
     {
-        var gone = _registered.Where(r => r.Node.Path.Address == address).ToList();
-        foreach (var g in gone)
+        foreach (var list in new[] { _members, _joiners })
         {
-            _registered.Remove(g);
-            _log.Warning("Node {0} dropped from registration: {1}", g.Message.NodeName, why);
+            foreach (var g in list.Where(r => r.Node.Path.Address == address).ToList())
+            {
+                list.Remove(g);
+                _halts.Remove(g.Message.NodeName);
+                _regroupExpected.Remove(g.Message.NodeName);
+                _log.Warning("Node {0} dropped from registration: {1}", g.Message.NodeName, why);
+            }
         }
-        if (_registered.Count == 0)
+        if (_members.Count == 0 && _joiners.Count == 0 && !_recovering)
         {
             _fingerprint = null;
             _trainersPerNode = 0;
         }
+        if (_recovering && _regroupExpected.Count > 0 && _regroupExpected.All(_halts.ContainsKey)) FinishRegroup();
     }
 
-    private void FormWorld()
+    /// <summary>
+    /// This coordinator took over from one that was lost (the singleton moved): a node that was
+    /// training registers with the states its trainers hold. The first such node sets the plan and
+    /// history; the regroup completes when every node of the last generation still in the cluster
+    /// has come back, or after regroup-timeout.
+    /// </summary>
+    private void OnRejoin(RegisterNode r)
     {
-        Timers.Cancel("startup");
-        _generation++;
+        var rejoin = r.Rejoin!;
+        if (!_recovering)
+        {
+            _recovering = true;
+            Timers.Cancel("startup");
+            _plan = rejoin.Plan;
+            _generation = rejoin.Generation;
+            _regroupFor = rejoin.Generation + 1;
+            _regroupReason = "the coordinator moved to another seed node";
+            _regroupStarted = Stopwatch.GetTimestamp();
+            _halts.Clear();
+            _regroupExpected.Clear();
+            var lastMembers = rejoin.History.Generations.LastOrDefault()?.Members ?? [];
+            foreach (var name in lastMembers) _regroupExpected.Add(name);
+            ProgressLine.Info("Coordinator taking over generation {0} of job \"{1}\" on {2}; waiting up to {3:0}s for its nodes ({4}) to report",
+                rejoin.Generation, _settings.JobId, _cluster.SelfAddress, _settings.Elastic.RegroupTimeout.TotalSeconds, string.Join(", ", lastMembers));
+            Timers.StartSingleTimer("regroup", new RegroupTimedOut(_regroupFor), _settings.Elastic.RegroupTimeout);
+        }
+        if (rejoin.History.Generations.Length >= _generations.Count && rejoin.History.Generations.Length > 0)
+        {
+            _generations.Clear();
+            _generations.AddRange(rejoin.History.Generations);
+            _epochs.Clear();
+            _epochs.AddRange(rejoin.History.Epochs);
+            _wallBefore = rejoin.History.WallSeconds;
+        }
+        if (_members.All(x => x.Message.NodeName != r.NodeName)) Admit(r, _members);
+        _halts[r.NodeName] = new NodeHalted(_regroupFor, r.NodeName, rejoin.Trainers, r.DataPlaneEndpoint);
+        _regroupExpected.Add(r.NodeName);
+        Sender.Tell(new NodeRegistered(r.NodeName, _members.Count, _settings.MinNodes));
+        if (_regroupExpected.All(_halts.ContainsKey)) FinishRegroup();
+    }
+
+    private static ResumePoint FreshStart(int sourceRank) => new(sourceRank, 1, 0, 0, 0, false, 0, 0, 0, 0, "");
+
+    /// <summary>Ranks the nodes (those on the coordinator's own process first, then in the given order) and sends the world.</summary>
+    private void FormWorld(List<Registration> nodes, ResumePoint resume, string? sourceNode = null, int sourceLocalRank = 0)
+    {
+        _generation = Math.Max(_generation + 1, _regroupFor);
         // Nodes on the coordinator's own process come first, so rank 0 trains beside the
-        // coordinator when the seed trains; the rest keep their registration order.
-        var ordered = _registered
+        // coordinator when the seed trains; the rest keep their order.
+        var ordered = nodes
             .OrderBy(r => r.Node.Path.Address.HasLocalScope || r.Node.Path.Address == _cluster.SelfAddress ? 0 : 1)
             .ToList();
-        var nodes = new List<WorldNode>();
+        var worldNodes = new List<WorldNode>();
         var rank = 0;
+        var sourceRank = resume.SourceRank;
         foreach (var r in ordered)
         {
-            nodes.Add(new WorldNode(r.Message.NodeName, r.Message.NodeActorPath, r.Message.EndpointPath, rank, r.Message.TrainerCount, r.Message.Devices,
+            if (r.Message.NodeName == sourceNode) sourceRank = rank + sourceLocalRank;
+            worldNodes.Add(new WorldNode(r.Message.NodeName, r.Message.NodeActorPath, r.Message.EndpointPath, rank, r.Message.TrainerCount, r.Message.Devices,
                 r.Message.DataPlaneEndpoint));
             rank += r.Message.TrainerCount;
         }
-        var t = _settings.Training;
-        _world = new WorldAssignment(_generation, nodes.ToArray(), rank,
-            new TrainingPlan(t.Epochs, t.BatchSize, t.Seed, t.LogInterval, _settings.Sync.BucketSizeBytes,
-                _settings.Sync.NonFiniteGradients == NonFiniteGradientPolicy.Fail, _settings.Sync.TransportChunkSizeBytes,
-                _settings.Sync.Transport, System.Security.Cryptography.RandomNumberGenerator.GetBytes(32)));
-        ProgressLine.Info("Generation {0}: world size {1} on {2} node(s), gradients over {4}: {3}", _generation, rank, nodes.Count,
-            string.Join(", ", nodes.Select(n => $"{n.NodeName} (ranks {n.FirstRank}..{n.FirstRank + n.TrainerCount - 1})")), _settings.Sync.Transport);
+        _members.Clear();
+        _members.AddRange(ordered);
+        var plan = _plan! with { DataPlaneToken = System.Security.Cryptography.RandomNumberGenerator.GetBytes(32) };
+        _world = new WorldAssignment(_generation, worldNodes.ToArray(), rank, plan, resume with { SourceRank = sourceRank }, History());
+        ProgressLine.Info("Generation {0}: world size {1} on {2} node(s), gradients over {4}: {3}", _generation, rank, worldNodes.Count,
+            string.Join(", ", worldNodes.Select(n => $"{n.NodeName} (ranks {n.FirstRank}..{n.FirstRank + n.TrainerCount - 1})")), plan.Transport);
         _pending.Clear();
+        _progress.Clear();
         foreach (var r in ordered)
         {
             _pending.Add(r.Message.NodeName);
@@ -213,11 +375,33 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         Become(Forming);
     }
 
+    /// <summary>Every node of the generation is set up: record it and go on from its resume point.</summary>
+    private void GenerationStarted()
+    {
+        var w = _world!;
+        var recovery = _generations.Count == 0 ? 0 : Stopwatch.GetElapsedTime(_nextRecord.Started).TotalSeconds;
+        _generations.Add(new GenerationRecord(w.Generation, w.Nodes.Select(n => n.NodeName).ToArray(), w.WorldSize, w.Resume.GlobalStep,
+            _nextRecord.Reason, _nextRecord.StepsRedone, Math.Round(recovery, 3)));
+        if (_generations.Count > 1)
+            ProgressLine.Info("Generation {0} trains from step {1} (epoch {2}), {3:0.0}s after {4}; {5} step(s) redone",
+                w.Generation, w.Resume.GlobalStep, w.Resume.Epoch, recovery, _nextRecord.Reason, _nextRecord.StepsRedone);
+        _wall.Start();
+        var next = w.Resume.EpochFinished ? w.Resume.Epoch + 1 : w.Resume.Epoch;
+        if (next > w.Plan.Epochs)
+        {
+            Finish();
+            return;
+        }
+        _epoch = next - 1;
+        StartNextEpoch();
+    }
+
     private void StartNextEpoch()
     {
         _epoch++;
         _epochReports.Clear();
-        foreach (var r in _registered) r.Node.Tell(new StartEpoch(_generation, _epoch));
+        foreach (var r in _members) r.Node.Tell(new StartEpoch(_generation, _epoch));
+        Timers.StartPeriodicTimer("hang-check", HangCheck.Instance, TimeSpan.FromSeconds(1));
         Become(Training);
     }
 
@@ -226,25 +410,41 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         if (e.Generation != _generation || e.Epoch != _epoch) return;
         _epochReports.RemoveAll(x => x.NodeName == e.NodeName);
         _epochReports.Add(e);
-        if (_epochReports.Count < _registered.Count) return;
+        if (_epochReports.Count < _members.Count) return;
 
         var lossSum = _epochReports.Sum(x => x.LossSum);
         var lossCount = _epochReports.Sum(x => x.LossCount);
         var accuracy = _epochReports.Select(x => x.TestAccuracy).Where(a => a >= 0).DefaultIfEmpty(-1).First();
-        var skipped = _epochReports.Max(x => x.SkippedSteps);
-        _skippedSteps += skipped;
-        var meanLoss = lossCount > 0 ? lossSum / lossCount : double.NaN;
-        _history.Add(new ReportEpoch(_epoch, _epochReports.Max(x => x.Steps), meanLoss, accuracy, skipped));
-        ProgressLine.Info("Epoch {0}/{1} done: mean training loss {2:F4}{3}{4}", _epoch, _world!.Plan.Epochs, meanLoss,
-            accuracy >= 0 ? $", test accuracy {accuracy:F4}" : "", skipped > 0 ? $", {skipped} step(s) skipped" : "");
+        RecordEpoch(_epoch, _epochReports.Max(x => x.Steps), lossCount > 0 ? lossSum / lossCount : double.NaN, accuracy, _epochReports.Max(x => x.SkippedSteps));
+        _epochReports.Clear();
+        if (_phase == "regrouping") return; // the regroup decides what comes next
 
-        if (_epoch < _world.Plan.Epochs)
+        if (_epoch < _world!.Plan.Epochs)
         {
             StartNextEpoch();
             return;
         }
+        Finish();
+    }
+
+    private void RecordEpoch(int epoch, long endStep, double meanLoss, double accuracy, int skipped)
+    {
+        if (_epochs.Any(x => x.Epoch == epoch)) return;
+        _epochs.Add(new EpochRecord(epoch, endStep, meanLoss, accuracy, skipped));
+        ProgressLine.Info("Epoch {0}/{1} done: mean training loss {2:F4}{3}{4}", epoch, _plan!.Epochs, meanLoss,
+            accuracy >= 0 ? $", test accuracy {accuracy:F4}" : "", skipped > 0 ? $", {skipped} step(s) skipped" : "");
+        var update = new HistoryUpdate(History());
+        foreach (var r in _members) r.Node.Tell(update);
+    }
+
+    private RunHistory History() => new(_generations.ToArray(), _epochs.ToArray(), _wallBefore + _wall.Elapsed.TotalSeconds);
+
+    private void Finish()
+    {
+        Timers.Cancel("hang-check");
         _pending.Clear();
-        foreach (var r in _registered)
+        _finished.Clear();
+        foreach (var r in _members)
         {
             _pending.Add(r.Message.NodeName);
             r.Node.Tell(new FinishTraining(_generation));
@@ -295,31 +495,146 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
             Status = status,
             WorldSize = _world!.WorldSize,
             Nodes = _world.Nodes.Select(n => new ReportNode(n.NodeName, n.FirstRank, n.TrainerCount, n.Devices)).ToList(),
-            Epochs = _history.Count,
+            Epochs = _epochs.Count,
             Steps = trainers.Count > 0 ? trainers.Max(t => t.Steps) : 0,
-            SkippedSteps = _skippedSteps,
+            SkippedSteps = _epochs.Sum(e => e.SkippedSteps),
             GlobalBatch = _world.Plan.BatchSize * _world.WorldSize,
             Seed = _world.Plan.Seed,
-            FinalLoss = _history.Count > 0 ? _history[^1].MeanLoss : double.NaN,
-            TestAccuracy = _history.Count > 0 ? _history[^1].TestAccuracy : -1,
-            EpochHistory = _history.ToList(),
+            FinalLoss = _epochs.Count > 0 ? _epochs[^1].MeanLoss : double.NaN,
+            TestAccuracy = _epochs.Count > 0 ? _epochs[^1].TestAccuracy : -1,
+            EpochHistory = _epochs.Select(e => new ReportEpoch(e.Epoch, e.Steps, e.MeanLoss, e.TestAccuracy, e.SkippedSteps)).ToList(),
+            Generations = _generations.Select(g => new ReportGeneration(g.Generation, g.Members, g.WorldSize, g.StartStep, g.Reason, g.StepsRedone, g.RecoverySeconds)).ToList(),
+            StepsRedone = _generations.Sum(g => g.StepsRedone),
             ReplicaChecksums = trainers.ToDictionary(t => t.Rank.ToString(System.Globalization.CultureInfo.InvariantCulture), t => t.Checksum),
             ReplicasEqual = trainers.Count > 0 && trainers.All(t => t.Checksum == trainers[0].Checksum),
             TimingsMs = new ReportTimings(ReportTimings.Median(trainers.Select(t => t.ComputeMs)), ReportTimings.Median(trainers.Select(t => t.IntraNodeMs)),
                 ReportTimings.Median(trainers.Select(t => t.CrossNodeMs)), ReportTimings.Median(trainers.Select(t => t.StepMs))),
             TimingsMsPerRank = trainers.ToDictionary(t => t.Rank.ToString(System.Globalization.CultureInfo.InvariantCulture),
                 t => new ReportTimings(t.ComputeMs, t.IntraNodeMs, t.CrossNodeMs, t.StepMs)),
-            WallSeconds = _wall.Elapsed.TotalSeconds,
+            WallSeconds = _wallBefore + _wall.Elapsed.TotalSeconds,
             ModelPath = _finished.Select(f => f.ModelPath).FirstOrDefault(p => p is not null),
             LossCurve = _finished.SelectMany(f => f.LossCurve).OrderBy(p => p.Step).Select(p => new ReportLossPoint(p.Step, p.Loss)).ToList(),
         };
     }
 
-    private void NodeLost(Address address, string why)
+    /// <summary>A node of the world is gone (<paramref name="address"/>), or a collective failed somewhere (null: who is gone is found by the regroup).</summary>
+    private void NodeLost(Address? address, string why)
     {
-        var lost = _registered.FirstOrDefault(r => r.Node.Path.Address == address);
-        if (lost is null || _ended) return;
-        EndRun(3, $"node {lost.Message.NodeName} was lost during training ({why}); recovering from a lost node is not supported yet, restart the job");
+        if (_ended) return;
+        if (address is not null)
+        {
+            var joiner = _joiners.FirstOrDefault(r => r.Node.Path.Address == address);
+            if (joiner is not null)
+            {
+                _joiners.Remove(joiner);
+                _log.Warning("Node {0}, waiting to join, is gone: {1}", joiner.Message.NodeName, why);
+            }
+        }
+        var lost = address is null ? null : _members.FirstOrDefault(r => r.Node.Path.Address == address);
+        if (address is not null && lost is null) return;
+        var what = lost is null ? why : $"node {lost.Message.NodeName} was lost ({why})";
+        if (!Elastic)
+        {
+            EndRun(3, $"{what} during training; actortrain.elastic.enabled is off, so the run ends");
+            return;
+        }
+        if (_phase == "finishing")
+        {
+            // Training is over: the others' final states still make a report.
+            if (lost is null) return;
+            _members.Remove(lost);
+            _pending.Remove(lost.Message.NodeName);
+            _log.Warning("{0} while the run was finishing; the report leaves it out", what);
+            if (_pending.Count == 0 && _finished.Count > 0) OnNodeFinished(_finished[^1]);
+            return;
+        }
+        if (_phase == "regrouping")
+        {
+            if (lost is null) return;
+            _members.Remove(lost);
+            _regroupExpected.Remove(lost.Message.NodeName);
+            _halts.Remove(lost.Message.NodeName);
+            _log.Warning("{0} during the regroup; it is left out", what);
+            if (_regroupExpected.All(_halts.ContainsKey)) FinishRegroup();
+            return;
+        }
+        if (lost is not null)
+        {
+            _members.Remove(lost);
+            _log.Warning("{0}; the others regroup without it", what);
+        }
+        BeginRegroup(what, graceful: false);
+    }
+
+    /// <summary>Asks every node of the world to stop and report, for the next generation.</summary>
+    private void BeginRegroup(string reason, bool graceful)
+    {
+        Timers.Cancel("hang-check");
+        _regroupFor = _generation + 1;
+        _regroupReason = reason;
+        _regroupStarted = Stopwatch.GetTimestamp();
+        _halts.Clear();
+        _regroupExpected.Clear();
+        foreach (var r in _members)
+        {
+            _regroupExpected.Add(r.Message.NodeName);
+            r.Node.Tell(new Regroup(_generation, _regroupFor, graceful, reason));
+        }
+        ProgressLine.Info("Regrouping for generation {0}: {1}; waiting up to {2:0}s for {3} node(s) to stop at a step boundary",
+            _regroupFor, reason, _settings.Elastic.RegroupTimeout.TotalSeconds, _members.Count);
+        Timers.StartSingleTimer("regroup", new RegroupTimedOut(_regroupFor), _settings.Elastic.RegroupTimeout);
+        Become(Regrouping);
+        if (_members.Count == 0) FinishRegroup();
+    }
+
+    private void OnNodeHalted(NodeHalted h)
+    {
+        if (h.NextGeneration != _regroupFor || !_regroupExpected.Contains(h.NodeName)) return;
+        _halts[h.NodeName] = h;
+        if (_regroupExpected.All(_halts.ContainsKey)) FinishRegroup();
+    }
+
+    /// <summary>Forms the next generation from the nodes that reported and those waiting to join.</summary>
+    private void FinishRegroup()
+    {
+        Timers.Cancel("regroup");
+        _recovering = false;
+        foreach (var silent in _members.Where(m => !_halts.ContainsKey(m.Message.NodeName)).ToList())
+        {
+            _log.Warning("Node {0} did not stop and report within {1:0}s (actortrain.elastic.regroup-timeout); generation {2} goes on without it",
+                silent.Message.NodeName, _settings.Elastic.RegroupTimeout.TotalSeconds, _regroupFor);
+            silent.Node.Tell(new EndRun(3, $"left out of generation {_regroupFor}: it did not report within the regroup timeout"));
+            _members.Remove(silent);
+        }
+        // The data-plane address a node reports with its halt is the one its new listener has.
+        var survivors = _members.Select(m => m with { Message = m.Message with { DataPlaneEndpoint = _halts[m.Message.NodeName].DataPlaneEndpoint } }).ToList();
+        var states = _halts.Values.SelectMany(h => h.Trainers.Select(t => (Node: h.NodeName, State: t))).ToList();
+        if (survivors.Count == 0 || states.All(s => s.State.GlobalStep < 0) && _generations.Count > 0)
+        {
+            EndRun(3, $"no node holding the model's state is left after {_regroupReason}");
+            return;
+        }
+        var incoming = _joiners.ToList();
+        _joiners.Clear();
+        if (survivors.Count + incoming.Count < _settings.Elastic.MinSurvivingNodes)
+        {
+            EndRun(3, $"{_regroupReason}: only {survivors.Count + incoming.Count} node(s) remain, fewer than actortrain.elastic.min-surviving-nodes = {_settings.Elastic.MinSurvivingNodes}");
+            return;
+        }
+        // The source is the replica that got furthest; a tie goes to one whose last step completed.
+        var source = states.OrderByDescending(s => s.State.GlobalStep).ThenBy(s => s.State.InFlight).ThenBy(s => s.State.Rank).First();
+        var stepsRedone = states.Any(s => s.State.InFlight && s.State.GlobalStep == source.State.GlobalStep) ? 1 : 0;
+        var sourceNode = _halts[source.Node];
+        var sourceLocal = Array.IndexOf(sourceNode.Trainers, source.State);
+        var s = source.State;
+        var resume = s.GlobalStep < 0
+            ? FreshStart(0)
+            : new ResumePoint(0, s.Epoch, s.SamplesDone, s.StepsInEpoch, s.GlobalStep, s.EpochFinished, s.LossSum, s.LossCount, s.SkippedInEpoch,
+                s.OptimizerStateBytes, "");
+        if (s.EpochFinished && _epochs.All(x => x.Epoch != s.Epoch) && s.GlobalStep >= 0)
+            RecordEpoch(s.Epoch, s.GlobalStep, s.LossCount > 0 ? s.LossSum / s.LossCount : double.NaN, -1, s.SkippedInEpoch);
+        _nextRecord = (_regroupReason, stepsRedone, _regroupStarted);
+        FormWorld(survivors.Concat(incoming).ToList(), resume, s.GlobalStep < 0 ? null : source.Node, Math.Max(0, sourceLocal));
     }
 
     private void EndRun(int exitCode, string reason)
@@ -328,7 +643,7 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         _ended = true;
         if (exitCode == 0) ProgressLine.Info("Ending the run: {0}", reason);
         else _log.Error("Ending the run (exit code {0}): {1}", exitCode, reason);
-        foreach (var r in _registered) r.Node.Tell(new EndRun(exitCode, reason));
+        foreach (var r in AllKnown()) r.Node.Tell(new EndRun(exitCode, reason));
         Context.System.EventStream.Publish(new EndRun(exitCode, reason));
         Become(Ended);
     }
@@ -350,6 +665,38 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
             : (p, now, null, default);
     }
 
+    /// <summary>
+    /// A step that has waited past hang-report-after for its contributions: name the ranks that
+    /// wait (and the bucket) and the ranks they wait for (behind, computing, or silent).
+    /// </summary>
+    private void ReportHangs()
+    {
+        var deadline = _settings.Elastic.HangReportAfter;
+        if (_world is null || Stopwatch.GetElapsedTime(_lastHangReport) < deadline) return;
+        var now = DateTime.UtcNow;
+        var waiting = _progress.SelectMany(p => p.Value.Latest.Ranks.Where(r => r.WaitingBucket >= 0 && r.CurrentStepMs > deadline.TotalMilliseconds)
+            .Select(r => (Node: p.Key, Rank: r))).ToList();
+        if (waiting.Count == 0) return;
+        var step = waiting.Max(w => w.Rank.Step);
+        var missing = new List<string>();
+        foreach (var node in _world.Nodes)
+        {
+            if (!_progress.TryGetValue(node.NodeName, out var p) || (now - p.At) > TimeSpan.FromSeconds(5))
+            {
+                var age = _progress.TryGetValue(node.NodeName, out var q) ? $"{(now - q.At).TotalSeconds:0}s ago" : "never";
+                missing.Add($"ranks {node.FirstRank}..{node.FirstRank + node.TrainerCount - 1} on node {node.NodeName} (no progress report since {age})");
+                continue;
+            }
+            foreach (var r in p.Latest.Ranks.Where(r => r.WaitingBucket < 0 || r.Step < step))
+                missing.Add($"rank {r.Rank} on node {node.NodeName} ({(r.Step < step ? $"at step {r.Step}" : "not in the reduction")})");
+        }
+        _lastHangReport = Stopwatch.GetTimestamp();
+        _log.Warning("Step {0} has waited {1:0}s: {2} wait in bucket(s) {3}; missing: {4}", step,
+            waiting.Max(w => w.Rank.CurrentStepMs) / 1000, string.Join(", ", waiting.Select(w => $"rank {w.Rank.Rank} ({w.Node})")),
+            string.Join(",", waiting.Select(w => w.Rank.WaitingBucket).Distinct().Order()),
+            missing.Count > 0 ? string.Join("; ", missing) : "none found (a slow network?)");
+    }
+
     /// <summary>The world for <c>status</c>: nodes, progress, the slowest rank and any rank the others wait for.</summary>
     private ClusterStatus BuildStatus(string requestId)
     {
@@ -357,7 +704,7 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         var nodes = new List<NodeStatus>();
         var ranks = new List<(RankProgress Rank, string Node)>();
         var members = _world?.Nodes.Select(n => (n.NodeName, n.FirstRank, n.TrainerCount, n.Devices, Address: AddressOf(n.NodeActorPath))).ToList()
-            ?? _registered.Select(r => (r.Message.NodeName, FirstRank: -1, r.Message.TrainerCount, r.Message.Devices, Address: r.Node.Path.Address.ToString())).ToList();
+            ?? _members.Select(r => (r.Message.NodeName, FirstRank: -1, r.Message.TrainerCount, r.Message.Devices, Address: r.Node.Path.Address.ToString())).ToList();
         foreach (var (name, firstRank, trainers, devices, address) in members)
         {
             long step = 0;
@@ -388,7 +735,7 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         }
         return new ClusterStatus(requestId, _settings.JobId, _phase, _generation, _epoch, _world?.Plan.Epochs ?? _settings.Training.Epochs,
             _world?.WorldSize ?? 0, nodes.ToArray(), slowest.Node is null ? -1 : slowest.Rank.Rank, slowest.Node is null ? 0 : slowest.Rank.RecentComputeMs,
-            late.ToArray(), _registered.Count, _settings.MinNodes);
+            late.ToArray(), _members.Count, _settings.MinNodes);
     }
 
     private static string AddressOf(string actorPath) =>
@@ -396,9 +743,17 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
 
     private sealed record Registration(RegisterNode Message, IActorRef Node);
 
+    private sealed record RegroupTimedOut(long Generation);
+
     private sealed class StartupTimedOut
     {
         public static readonly StartupTimedOut Instance = new();
         private StartupTimedOut() { }
+    }
+
+    private sealed class HangCheck
+    {
+        public static readonly HangCheck Instance = new();
+        private HangCheck() { }
     }
 }

@@ -18,6 +18,8 @@ public sealed record RunReport
     [JsonPropertyName("final_loss")] public required double FinalLoss { get; init; }
     [JsonPropertyName("test_accuracy")] public required double TestAccuracy { get; init; }
     [JsonPropertyName("epoch_history")] public required IReadOnlyList<ReportEpoch> EpochHistory { get; init; }
+    [JsonPropertyName("generations")] public IReadOnlyList<ReportGeneration> Generations { get; init; } = [];
+    [JsonPropertyName("steps_redone")] public int StepsRedone { get; init; }
     [JsonPropertyName("replica_checksums")] public required IReadOnlyDictionary<string, string> ReplicaChecksums { get; init; }
     [JsonPropertyName("replicas_equal")] public required bool ReplicasEqual { get; init; }
     [JsonPropertyName("timings_ms")] public required ReportTimings TimingsMs { get; init; }
@@ -59,6 +61,16 @@ public sealed record ReportEpoch(
     [property: JsonPropertyName("mean_loss")] double MeanLoss,
     [property: JsonPropertyName("test_accuracy")] double TestAccuracy,
     [property: JsonPropertyName("skipped_steps")] int SkippedSteps);
+
+/// <summary>One generation of the world: who trained, from which step, and why it began.</summary>
+public sealed record ReportGeneration(
+    [property: JsonPropertyName("generation")] long Generation,
+    [property: JsonPropertyName("members")] IReadOnlyList<string> Members,
+    [property: JsonPropertyName("world_size")] int WorldSize,
+    [property: JsonPropertyName("start_step")] long StartStep,
+    [property: JsonPropertyName("reason")] string Reason,
+    [property: JsonPropertyName("steps_redone")] int StepsRedone,
+    [property: JsonPropertyName("recovery_seconds")] double RecoverySeconds);
 
 public sealed record ReportTimings(
     [property: JsonPropertyName("compute")] double Compute,

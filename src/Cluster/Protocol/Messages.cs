@@ -23,7 +23,24 @@ public sealed record RegisterNode(
     [property: Key(5)] string NodeActorPath,
     [property: Key(6)] string EndpointPath,
     [property: Key(7)] string[] Devices,
-    [property: Key(8)] string DataPlaneEndpoint) : IActorTrainMessage;
+    [property: Key(8)] string DataPlaneEndpoint,
+    [property: Key(9)] NodeRejoin? Rejoin) : IActorTrainMessage;
+
+/// <summary>
+/// Sent with a registration by a node that was already training when its coordinator was lost
+/// (the coordinator singleton moved to another seed node): what it held, so the new coordinator
+/// can go on from there.
+/// </summary>
+/// <param name="Generation">The last generation the node took part in.</param>
+/// <param name="Trainers">Its trainers' states, halted at a step boundary.</param>
+/// <param name="History">The run's history as the old coordinator last sent it.</param>
+/// <param name="Plan">The plan the run was using (epochs, batch size, seed, sync settings).</param>
+[MessagePackObject]
+public sealed record NodeRejoin(
+    [property: Key(0)] long Generation,
+    [property: Key(1)] TrainerHaltState[] Trainers,
+    [property: Key(2)] RunHistory History,
+    [property: Key(3)] TrainingPlan Plan);
 
 [MessagePackObject]
 public sealed record NodeRegistered([property: Key(0)] string NodeName, [property: Key(1)] int NodesRegistered, [property: Key(2)] int MinNodes) : IActorTrainMessage;
@@ -59,13 +76,126 @@ public sealed record TrainingPlan(
     [property: Key(7)] string Transport,
     [property: Key(8)] byte[] DataPlaneToken);
 
-/// <summary>Coordinator → nodes: the world of one generation. Nodes set up their rings and answer <see cref="NodeReady"/>.</summary>
+/// <summary>
+/// Coordinator → nodes: the world of one generation. Nodes set up their rings and answer
+/// <see cref="NodeReady"/>. Before its first step the generation makes every replica equal to
+/// <see cref="ResumePoint.SourceRank"/>'s, and goes on from the point it names.
+/// </summary>
 [MessagePackObject]
 public sealed record WorldAssignment(
     [property: Key(0)] long Generation,
     [property: Key(1)] WorldNode[] Nodes,
     [property: Key(2)] int WorldSize,
-    [property: Key(3)] TrainingPlan Plan) : IActorTrainMessage;
+    [property: Key(3)] TrainingPlan Plan,
+    [property: Key(4)] ResumePoint Resume,
+    [property: Key(5)] RunHistory History) : IActorTrainMessage;
+
+/// <summary>
+/// Where a generation starts: the source rank (in the new world) whose parameters and optimizer
+/// state every replica takes, and the position in the run that rank had reached.
+/// </summary>
+/// <param name="SamplesDone">Samples of the epoch's shuffled order already trained on (the epoch's cursor).</param>
+/// <param name="StepsInEpoch">Steps already taken in the epoch (for the loss lines).</param>
+/// <param name="EpochFinished">The epoch is complete; the generation starts with the next one.</param>
+/// <param name="OptimizerStateBytes">Length of the source's serialized optimizer state, broadcast after the parameters (0: none).</param>
+/// <param name="CheckpointFile">When not empty, the source first loads its replica from this checkpoint file.</param>
+[MessagePackObject]
+public sealed record ResumePoint(
+    [property: Key(0)] int SourceRank,
+    [property: Key(1)] int Epoch,
+    [property: Key(2)] long SamplesDone,
+    [property: Key(3)] long StepsInEpoch,
+    [property: Key(4)] long GlobalStep,
+    [property: Key(5)] bool EpochFinished,
+    [property: Key(6)] double LossSum,
+    [property: Key(7)] long LossCount,
+    [property: Key(8)] int SkippedInEpoch,
+    [property: Key(9)] int OptimizerStateBytes,
+    [property: Key(10)] string CheckpointFile);
+
+/// <summary>One trainer's state once it stopped for a regroup (or, for a checkpoint, when it was saved).</summary>
+/// <param name="Rank">Its global rank in the generation it stopped in.</param>
+/// <param name="GlobalStep">Steps completed (applied to its parameters).</param>
+/// <param name="InFlight">It had computed a step whose reduction was cut off: that step's work is lost.</param>
+[MessagePackObject]
+public sealed record TrainerHaltState(
+    [property: Key(0)] int Rank,
+    [property: Key(1)] long GlobalStep,
+    [property: Key(2)] int Epoch,
+    [property: Key(3)] long SamplesDone,
+    [property: Key(4)] long StepsInEpoch,
+    [property: Key(5)] bool EpochFinished,
+    [property: Key(6)] double LossSum,
+    [property: Key(7)] long LossCount,
+    [property: Key(8)] int SkippedInEpoch,
+    [property: Key(9)] bool InFlight,
+    [property: Key(10)] int OptimizerStateBytes,
+    [property: Key(11)] string Checksum);
+
+/// <summary>One generation of the world, as the run report lists it.</summary>
+/// <param name="StartStep">Global step the generation started from.</param>
+/// <param name="StepsRedone">Steps whose work was lost when the previous generation ended (0 or 1).</param>
+/// <param name="RecoverySeconds">From the event that ended the previous generation to this one's first step (0 for the first).</param>
+[MessagePackObject]
+public sealed record GenerationRecord(
+    [property: Key(0)] long Generation,
+    [property: Key(1)] string[] Members,
+    [property: Key(2)] int WorldSize,
+    [property: Key(3)] long StartStep,
+    [property: Key(4)] string Reason,
+    [property: Key(5)] int StepsRedone,
+    [property: Key(6)] double RecoverySeconds);
+
+/// <summary>One finished epoch, as the run report lists it.</summary>
+[MessagePackObject]
+public sealed record EpochRecord(
+    [property: Key(0)] int Epoch,
+    [property: Key(1)] long Steps,
+    [property: Key(2)] double MeanLoss,
+    [property: Key(3)] double TestAccuracy,
+    [property: Key(4)] int SkippedSteps);
+
+/// <summary>What the coordinator knows of the run so far; nodes keep the latest copy so a new coordinator can take over.</summary>
+[MessagePackObject]
+public sealed record RunHistory(
+    [property: Key(0)] GenerationRecord[] Generations,
+    [property: Key(1)] EpochRecord[] Epochs,
+    [property: Key(2)] double WallSeconds)
+{
+    public static readonly RunHistory Empty = new([], [], 0);
+}
+
+/// <summary>
+/// Coordinator → nodes of generation <see cref="Generation"/>: stop at a step boundary and report
+/// (<see cref="NodeHalted"/>) for <see cref="NextGeneration"/>. Graceful (a node joins): every
+/// replica finishes the same step, agreed inside the gradient reduction. Not graceful (a node was
+/// lost): the step in flight is dropped.
+/// </summary>
+[MessagePackObject]
+public sealed record Regroup(
+    [property: Key(0)] long Generation,
+    [property: Key(1)] long NextGeneration,
+    [property: Key(2)] bool Graceful,
+    [property: Key(3)] string Reason) : IActorTrainMessage;
+
+/// <summary>Node → coordinator: its trainers have stopped; here are their states and the node's new data-plane address.</summary>
+[MessagePackObject]
+public sealed record NodeHalted(
+    [property: Key(0)] long NextGeneration,
+    [property: Key(1)] string NodeName,
+    [property: Key(2)] TrainerHaltState[] Trainers,
+    [property: Key(3)] string DataPlaneEndpoint) : IActorTrainMessage;
+
+/// <summary>Node → coordinator: a collective of this generation failed (a neighbour's connection broke, a deadline passed).</summary>
+[MessagePackObject]
+public sealed record GenerationBroken(
+    [property: Key(0)] long Generation,
+    [property: Key(1)] string NodeName,
+    [property: Key(2)] string Reason) : IActorTrainMessage;
+
+/// <summary>Coordinator → nodes: the run's history after a change (an epoch or a generation).</summary>
+[MessagePackObject]
+public sealed record HistoryUpdate([property: Key(0)] RunHistory History) : IActorTrainMessage;
 
 /// <summary>Node → coordinator: the node's rings are set up; rank 0's parameters are broadcast at the start of epoch 1.</summary>
 [MessagePackObject]
@@ -129,13 +259,15 @@ public sealed record NodeFinished(
 /// <param name="RecentStepMs">Mean wall time of its last steps.</param>
 /// <param name="RecentComputeMs">Mean forward/backward time of its last steps: its own speed, before waiting for others.</param>
 /// <param name="CurrentStepMs">How long the step in progress has been running (0 between steps).</param>
+/// <param name="WaitingBucket">The bucket whose reduction it is waiting in; -1 when it is not in a reduction.</param>
 [MessagePackObject]
 public sealed record RankProgress(
     [property: Key(0)] int Rank,
     [property: Key(1)] long Step,
     [property: Key(2)] double RecentStepMs,
     [property: Key(3)] double RecentComputeMs,
-    [property: Key(4)] double CurrentStepMs);
+    [property: Key(4)] double CurrentStepMs,
+    [property: Key(5)] int WaitingBucket);
 
 /// <summary>Node → coordinator, every few seconds while training: its trainers' progress.</summary>
 [MessagePackObject]

@@ -37,6 +37,10 @@ public sealed class ActorTrainMessageSerializer : SerializerWithStringManifest
         (typeof(NodeProgress), "progress"),
         (typeof(GetStatus), "status?"),
         (typeof(ClusterStatus), "status"),
+        (typeof(Regroup), "regroup"),
+        (typeof(NodeHalted), "halted"),
+        (typeof(GenerationBroken), "broken"),
+        (typeof(HistoryUpdate), "history"),
     ];
 
     private static readonly Dictionary<Type, string> ManifestOf = Types.ToDictionary(t => t.Type, t => t.Manifest);

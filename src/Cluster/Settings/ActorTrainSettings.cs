@@ -13,11 +13,13 @@ public enum DeviceKind { Auto, Cpu, Cuda }
 /// </summary>
 public sealed record ActorTrainSettings
 {
-    public const int ProtocolVersion = 1;
+    public const int ProtocolVersion = 2;
 
     public required string JobId { get; init; }
     public required string NodeName { get; init; }
     public required int MinNodes { get; init; }
+    public required int MaxNodes { get; init; }
+    public required ElasticSettings Elastic { get; init; }
     public required TimeSpan StartupTimeout { get; init; }
     public required TimeSpan RegistrationInterval { get; init; }
     public required NodeSettings Node { get; init; }
@@ -49,6 +51,14 @@ public sealed record ActorTrainSettings
             JobId = c.String("actortrain.job-id", allowEmpty: true),
             NodeName = c.String("actortrain.node-name", allowEmpty: true),
             MinNodes = c.Int("actortrain.min-nodes", min: 1, max: 4096),
+            MaxNodes = c.Int("actortrain.max-nodes", min: 0, max: 4096),
+            Elastic = new ElasticSettings
+            {
+                Enabled = c.Bool("actortrain.elastic.enabled"),
+                RegroupTimeout = c.Duration("actortrain.elastic.regroup-timeout"),
+                MinSurvivingNodes = c.Int("actortrain.elastic.min-surviving-nodes", min: 1, max: 4096),
+                HangReportAfter = c.Duration("actortrain.elastic.hang-report-after"),
+            },
             StartupTimeout = c.Duration("actortrain.startup-timeout", allowZero: true),
             RegistrationInterval = c.Duration("actortrain.registration-interval"),
             Node = new NodeSettings
@@ -214,4 +224,20 @@ public sealed record MetricsSettings
     public required string Hostname { get; init; }
     /// <summary>0 picks a free port.</summary>
     public required int Port { get; init; }
+}
+
+/// <summary>How the run survives lost nodes and takes in new ones (actortrain.elastic).</summary>
+public sealed record ElasticSettings
+{
+    /// <summary>Off: a lost node ends the run (exit 3) and nodes cannot join a running job.</summary>
+    public required bool Enabled { get; init; }
+
+    /// <summary>How long the coordinator waits for the nodes of a world to stop and report before it leaves out those that did not.</summary>
+    public required TimeSpan RegroupTimeout { get; init; }
+
+    /// <summary>The run goes on after a loss only while at least this many nodes remain.</summary>
+    public required int MinSurvivingNodes { get; init; }
+
+    /// <summary>A step still waiting for contributions after this long is reported, naming the missing rank.</summary>
+    public required TimeSpan HangReportAfter { get; init; }
 }

@@ -43,6 +43,17 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
     private readonly Dictionary<int, TrainerReady> _ready = [];
     private readonly Dictionary<int, object> _collected = [];
     private readonly CancellationTokenSource _runCancelled = new();
+    private CancellationTokenSource _generationCancelled = new();
+    private long _haltingFor = -1;
+    private readonly Dictionary<int, TrainerHaltState> _halted = [];
+    private NodeHalted? _lastHalted;
+    private bool _brokenReported;
+    private bool _intraNodeUsed;
+    private RunHistory _history = RunHistory.Empty;
+    private bool _rejoinPending;
+    private NodeRejoin? _rejoin;
+    private readonly ITrainerCheckpoints? _checkpoints = null;
+    private readonly HashSet<Address> _seedsUp = [];
     private TrainerProgress[] _progress = [];
     private int _epoch;
     private IActorRef _endpoint = ActorRefs.Nobody;
@@ -229,7 +240,7 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
         var address = _cluster.SelfAddress;
         var devices = _ready.Values.OrderBy(r => r.LocalRank).Select(r => r.Device).ToArray();
         _coordinator.Tell(new RegisterNode(_settings.JobId, ActorTrainSettings.ProtocolVersion, _ready[0].Fingerprint, _nodeName,
-            LocalSize, Self.Path.ToStringWithAddress(address), _endpoint.Path.ToStringWithAddress(address), devices, _dataPlaneEndpoint));
+            LocalSize, Self.Path.ToStringWithAddress(address), _endpoint.Path.ToStringWithAddress(address), devices, _dataPlaneEndpoint, _rejoin));
     }
 
     private void OnWorld(WorldAssignment w)
@@ -237,9 +248,21 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
         _coordinatorRef = Sender;
         Timers.Cancel("register");
         Timers.Cancel("unanswered");
+        if (_world is not null && w.Generation <= _world.Generation) return;
         var index = Array.FindIndex(w.Nodes, n => n.NodeName == _nodeName);
         if (index < 0) { Fail($"world generation {w.Generation} does not include this node"); return; }
+        // The previous generation's rings are over; its chunks can no longer be used.
+        _generationCancelled.Cancel();
+        _generationCancelled = CancellationTokenSource.CreateLinkedTokenSource(_runCancelled.Token);
+        _mailbox.DropGenerationsBefore(w.Generation);
+        _brokenReported = false;
+        _collected.Clear();
+        _rejoin = null;
+        Timers.Cancel("register");
+        CloseDataPlane();
         _world = w;
+        _history = w.History;
+        Become(Training);
         var self = Self;
         var paths = w.Nodes.Select(n => n.EndpointPath).ToList();
         var timeout = TimeSpan.FromSeconds(30);
@@ -250,10 +273,13 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
             .PipeTo(self);
     }
 
+    /// <summary>A generation the coordinator already ended (a regroup while the node was still setting it up) never starts.</summary>
+    private bool Superseded(long generation) => generation != _world!.Generation || _haltingFor > generation;
+
     private void OnEndpointsResolved(EndpointsResolved r)
     {
         var w = _world!;
-        if (r.Generation != w.Generation) return;
+        if (Superseded(r.Generation)) return;
         if (r.Error is not null) { Fail($"cannot reach the gradient endpoints of the world's nodes: {r.Error}"); return; }
         // Akka chunks are as large as the seed says (its chunk-size may differ from this node's).
         _endpoint.Tell(new GradientEndpointActor.SetWorld(w.Generation, w.Nodes.Length, w.Plan.Transport == "akka" ? w.Plan.ChunkSizeBytes : 0));
@@ -264,7 +290,7 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
             var self = Self;
             var listener = _dataPlaneListener ?? throw new InvalidOperationException("the data-plane listener is not open");
             _dataPlaneListener = null; // the transport owns it from here on
-            ConnectDataPlane(w, r.Index, listener).ContinueWith(t => t.IsCompletedSuccessfully
+            ConnectDataPlane(w, r.Index, listener, _generationCancelled.Token).ContinueWith(t => t.IsCompletedSuccessfully
                     ? new DataPlaneConnected(w.Generation, r.Index, t.Result, null)
                     : new DataPlaneConnected(w.Generation, r.Index, null, t.Exception?.GetBaseException().Message
                         ?? "the ring neighbours did not connect within 30 s (is actortrain.sync.tcp-port open between the nodes?)"))
@@ -274,11 +300,12 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
         StartGeneration(r.Index, w.Nodes.Length > 1 ? new AkkaRingTransport(r.Index, r.Endpoints, _mailbox, w.Plan.ChunkSizeBytes, _metrics) : null);
     }
 
-    private static async Task<TcpRingTransport> ConnectDataPlane(WorldAssignment w, int index, TcpListener listener)
+    private static async Task<TcpRingTransport> ConnectDataPlane(WorldAssignment w, int index, TcpListener listener, CancellationToken generationEnded)
     {
         var peers = new List<IPEndPoint>();
         foreach (var n in w.Nodes) peers.Add(await ResolveEndpoint(n.DataPlaneEndpoint, n.NodeName));
-        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(generationEnded);
+        timeout.CancelAfter(TimeSpan.FromSeconds(30));
         return await TcpRingTransport.ConnectAsync(index, peers, listener, w.Generation, w.Plan.DataPlaneToken,
             Math.Max(1, w.Plan.ChunkSizeBytes / sizeof(float)), timeout.Token);
     }
@@ -298,7 +325,11 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
 
     private void OnDataPlaneConnected(DataPlaneConnected c)
     {
-        if (c.Generation != _world!.Generation) return;
+        if (Superseded(c.Generation))
+        {
+            c.Transport?.DisposeAsync().AsTask().Wait(TimeSpan.FromSeconds(2));
+            return;
+        }
         if (c.Transport is null) { Fail($"cannot connect the TCP data plane of generation {c.Generation}: {c.Error}"); return; }
         _dataPlane = c.Transport;
         StartGeneration(c.Index, c.Transport);
@@ -309,6 +340,14 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
         var w = _world!;
         _metrics.SetGeneration(w.Generation);
         _metrics.SetWorldSize(w.WorldSize);
+        if (_intraNodeUsed)
+        {
+            // A generation that ended mid-step may have left the old one's participants out of step.
+            _intraNode?.Dispose();
+            _intraNode = IntraNodeCollectives.Create(IntraNodeCollectives.Parse(_settings.Sync.IntraNode, "actortrain.sync.intra-node"), LocalSize,
+                _ready.Values.Any(r => r.Device.StartsWith("cuda", StringComparison.OrdinalIgnoreCase)));
+        }
+        _intraNodeUsed = true;
         var intraNode = _intraNode ?? throw new InvalidOperationException("the intra-node collective was not created at start-up");
         var me = w.Nodes[index];
         // Nodes started side by side on one machine share its cores.
@@ -318,16 +357,44 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
         _progress = Enumerable.Range(0, LocalSize).Select(i => new TrainerProgress(me.FirstRank + i)).ToArray();
         for (var i = 0; i < LocalSize; i++)
             _trainers[i].Tell(new ConfigureTrainer(w.Generation, me.FirstRank + i, w.WorldSize, w.Plan, intraNode, cross,
-                threads, _progress[i], _metrics, _display, _settings.Sync.StepTimeout, _runCancelled.Token));
+                threads, _progress[i], _metrics, _display, _settings.Sync.StepTimeout, _runCancelled.Token, w.Resume, _generationCancelled.Token,
+                _checkpoints));
         Timers.StartPeriodicTimer("progress", ReportProgress.Instance, ProgressInterval);
         ProgressLine.Info("Generation {0}: this node is {1} of {2} in the ring, global ranks {3}..{4}, intra-node {5}, {6} intra-op thread(s) per trainer ({7} trainer(s) on {8})",
             w.Generation, index, w.Nodes.Length, me.FirstRank, me.FirstRank + LocalSize - 1, intraNode.Name, threads, trainersOnHost, myHost);
         _coordinatorRef.Tell(new NodeReady(w.Generation, _nodeName));
-        Become(Training);
     }
 
     private void Training()
     {
+        Receive<WorldAssignment>(OnWorld);
+        Receive<EndpointsResolved>(OnEndpointsResolved);
+        Receive<DataPlaneConnected>(OnDataPlaneConnected);
+        Receive<Regroup>(OnRegroup);
+        Receive<TrainerHalted>(OnTrainerHalted);
+        Receive<TrainerBroken>(b =>
+        {
+            if (b.Generation != _world!.Generation || _brokenReported) return;
+            _brokenReported = true;
+            // The generation cannot go on: release this node's other trainers now, and let the
+            // coordinator decide who is still there.
+            _generationCancelled.Cancel();
+            _coordinatorRef.Tell(new GenerationBroken(b.Generation, _nodeName, b.Reason));
+        });
+        Receive<HistoryUpdate>(h => _history = h.History);
+        Receive<RetryRegistration>(_ => { if (_rejoin is not null) Register(); });
+        Receive<NodeRegistered>(r =>
+        {
+            Timers.Cancel("register");
+            _coordinatorRef = Sender;
+            ProgressLine.Info("Registered again with the coordinator at {0}", Sender.Path.Address);
+        });
+        Receive<RegistrationRefused>(r =>
+        {
+            Timers.Cancel("register");
+            Console.Error.WriteLine($"error: the coordinator refused node {_nodeName}: {r.Reason}");
+            EndLocally(3, $"refused: {r.Reason}");
+        });
         Receive<StartEpoch>(e =>
         {
             if (e.Generation != _world!.Generation) return;
@@ -376,6 +443,67 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
         Common();
     }
 
+    /// <summary>
+    /// The coordinator ends this generation: stop the trainers at a step boundary (or now, when
+    /// the step in flight cannot finish), then report their states and a fresh data-plane address.
+    /// </summary>
+    private void OnRegroup(Regroup r)
+    {
+        if (_haltingFor == r.NextGeneration)
+        {
+            // The coordinator asks again (a retry): answer with what was already reported.
+            if (_lastHalted?.NextGeneration == r.NextGeneration) _coordinatorRef.Tell(_lastHalted);
+            return;
+        }
+        if (_world is null || r.Generation != _world.Generation) return;
+        _coordinatorRef = Sender;
+        _haltingFor = r.NextGeneration;
+        _halted.Clear();
+        Timers.Cancel("progress");
+        ProgressLine.Info("Generation {0} ends ({1}); {2}", r.Generation, r.Reason,
+            r.Graceful ? "stopping after the next step every replica agrees on" : "dropping the step in flight");
+        if (!r.Graceful) _generationCancelled.Cancel();
+        foreach (var t in _trainers) t.Tell(new HaltTrainer(r.NextGeneration, r.Graceful));
+    }
+
+    private void OnTrainerHalted(TrainerHalted h)
+    {
+        if (h.NextGeneration != _haltingFor) return;
+        _halted[h.LocalRank] = h.State;
+        if (_halted.Count < LocalSize) return;
+        _generationCancelled.Cancel();
+        CloseDataPlane();
+        try
+        {
+            if (_dataPlaneListener is null) OpenDataPlaneListener(_cluster.SelfAddress);
+        }
+        catch (InvalidOperationException e)
+        {
+            Fail(e.Message);
+            return;
+        }
+        var states = _halted.OrderBy(x => x.Key).Select(x => x.Value).ToArray();
+        if (_rejoinPending)
+        {
+            _rejoinPending = false;
+            _rejoin = new NodeRejoin(_world!.Generation, states, _history, _world.Plan);
+            Register();
+            Timers.StartPeriodicTimer("register", RetryRegistration.Instance, _settings.RegistrationInterval);
+            return;
+        }
+        _lastHalted = new NodeHalted(_haltingFor, _nodeName, states, _dataPlaneEndpoint);
+        _coordinatorRef.Tell(_lastHalted);
+    }
+
+    private void CloseDataPlane()
+    {
+        if (_dataPlane is null) return;
+        ReportDataPlaneBytes();
+        _dataPlane.DisposeAsync().AsTask().Wait(TimeSpan.FromSeconds(2));
+        _dataPlane = null;
+        (_tcpSentReported, _tcpReceivedReported) = (0, 0);
+    }
+
     private void Common()
     {
         Receive<EndRun>(e => EndLocally(e.ExitCode, e.Reason));
@@ -395,7 +523,11 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
         Receive<ClusterEvent.IMemberEvent>(e =>
         {
             // Counted from the events themselves: the cluster's state snapshot can lag behind them.
-            if (e is ClusterEvent.MemberUp or ClusterEvent.MemberWeaklyUp) _upMembers.Add(e.Member.Address);
+            if (e is ClusterEvent.MemberUp or ClusterEvent.MemberWeaklyUp)
+            {
+                _upMembers.Add(e.Member.Address);
+                if (e.Member.HasRole(Cluster.Hosting.ClusterBootstrap.SeedRole)) _seedsUp.Add(e.Member.Address);
+            }
             else if (e is ClusterEvent.MemberRemoved or ClusterEvent.MemberExited or ClusterEvent.MemberLeft) _upMembers.Remove(e.Member.Address);
             _metrics.SetMembers(_upMembers.Count);
         });
@@ -406,14 +538,31 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
 
     private void OnMemberLost(Member member, string how)
     {
-        if (_ending || member.Address == _cluster.SelfAddress) return;
-        // Once registered, the node depends on the coordinator on the seed: without it nobody forms
-        // the world or ends the run, so stop rather than wait forever.
-        if (member.HasRole(Cluster.Hosting.ClusterBootstrap.SeedRole) && (_world is not null || !_coordinatorRef.IsNobody()))
+        if (_ending || member.Address == _cluster.SelfAddress || !member.HasRole(Cluster.Hosting.ClusterBootstrap.SeedRole)) return;
+        _seedsUp.Remove(member.Address);
+        if (_world is null && _coordinatorRef.IsNobody()) return;
+        var coordinatorThere = _coordinatorRef.IsNobody() || _coordinatorRef.Path.Address == member.Address;
+        if (!coordinatorThere) return;
+        if (_seedsUp.Count == 0 || !_settings.Elastic.Enabled || _world is null)
         {
-            Console.Error.WriteLine($"error: node {_nodeName}: the seed node {member.Address} is {how}; the coordinator is gone");
+            // Without a seed node nobody forms the world or ends the run: stop rather than wait forever.
+            Console.Error.WriteLine($"error: node {_nodeName}: the seed node {member.Address} is {how}; the coordinator is gone" +
+                (_seedsUp.Count == 0 ? " and no other seed node is up" : ""));
             EndLocally(3, $"the seed node {member.Address} is {how}");
+            return;
         }
+        if (_rejoin is not null || _haltingFor > _world.Generation && _coordinatorRef.IsNobody()) return;
+        // The coordinator singleton moves to another seed node once this one is removed: stop the
+        // trainers and register again with what they hold, so the new coordinator goes on from it.
+        ProgressLine.Info("Node {0}: the coordinator's seed node {1} is {2}; stopping and registering with the coordinator that takes over on {3}",
+            _nodeName, member.Address, how, string.Join(", ", _seedsUp));
+        _coordinatorRef = ActorRefs.Nobody;
+        _rejoinPending = true;
+        _haltingFor = _world.Generation + 1;
+        _halted.Clear();
+        Timers.Cancel("progress");
+        _generationCancelled.Cancel();
+        foreach (var t in _trainers) t.Tell(new HaltTrainer(_haltingFor, false));
     }
 
     private void Fail(string reason)

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using ActorTrain.Cluster.Coordination;
 using ActorTrain.Cluster.Protocol;
+using ActorTrain.Sync;
 using ActorTrain.TrainerActors.Data;
 using ActorTrain.TrainerActors.Jobs;
 using ActorTrain.TrainerActors.Reporting;
@@ -34,14 +35,28 @@ public sealed class TrainerActor : ReceiveActor
     private ConfigureTrainer _world = null!;
     private DistributedSampler _sampler = null!;
 
+    // Where this replica is in the run. Adopted from the generation's resume point only once the
+    // replica holds the source's state, so a halted trainer always reports what it really holds.
+    // A replica that has never taken part in a step reports GlobalStep -1.
+    private long _globalStep = -1;
     private int _epoch;
-    private int[] _epochIndices = [];
-    private int _batchInEpoch;
-    private int _batchesPerEpoch;
-    private long _globalStep;
+    private long _samplesDone;
+    private long _stepsInEpoch;
+    private bool _epochFinished;
     private double _epochLossSum;
     private long _epochLossCount;
     private int _epochSkipped;
+
+    private int[] _order = [];
+    private int _orderEpoch = -1;
+    private int _stepsThisEpoch;
+    private bool _needsSync;
+    private bool _running;
+    private bool _stopped;
+    private bool _inFlight;
+    private bool _pauseRequested;
+    private HaltTrainer? _haltRequest;
+    private long _reportedHaltFor = -1;
     private double _windowLoss;
     private int _windowCount;
     private readonly List<double> _computeMs = [];
@@ -63,6 +78,7 @@ public sealed class TrainerActor : ReceiveActor
         Receive<ConfigureTrainer>(OnConfigure);
         Receive<RunEpoch>(OnRunEpoch);
         Receive<NextStep>(_ => RunStep());
+        Receive<HaltTrainer>(OnHalt);
         Receive<FinishTrainer>(OnFinish);
     }
 
@@ -79,6 +95,7 @@ public sealed class TrainerActor : ReceiveActor
         _replica = new Replica(_job, _seed, _device, _bucketSizeBytes);
         _train = _job.LoadTrainingData();
         _test = _job.LoadTestData();
+        _sampler = new DistributedSampler(_train.Count, _seed);
         Context.Parent.Tell(new TrainerReady(_localRank, _replica.Fingerprint, _device.ToString()));
     }
 
@@ -89,64 +106,157 @@ public sealed class TrainerActor : ReceiveActor
         _world = c;
         torch.set_num_threads(c.IntraOpThreads);
         _replica.UseBucketSize(c.Plan.BucketSizeBytes);
-        _sampler = new DistributedSampler(_train.Count, c.WorldSize, c.GlobalRank, c.Plan.Seed);
-        _batchesPerEpoch = _sampler.BatchesPerEpoch(c.Plan.BatchSize);
-        if (_batchesPerEpoch == 0)
+        if (_sampler.Seed != c.Plan.Seed) _sampler = new DistributedSampler(_train.Count, c.Plan.Seed);
+        if (_sampler.StepsLeft(0, c.WorldSize, c.Plan.BatchSize) == 0)
             throw new InvalidOperationException(
-                $"{_train.Count} training samples over {c.WorldSize} rank(s) leave {_sampler.NumSamples} per rank, less than one batch of {c.Plan.BatchSize}");
+                $"{_train.Count} training samples do not fill one global batch of {c.WorldSize} rank(s) x {c.Plan.BatchSize}");
+        _needsSync = true;
+        _running = false;
+        _stopped = false;
+        _inFlight = false;
+        _pauseRequested = false;
+        _haltRequest = null;
+        if (c.Resume.CheckpointFile.Length > 0 && c.GlobalRank == c.Resume.SourceRank)
+        {
+            // This replica starts the run from a checkpoint; the broadcast hands it to the others.
+            var checkpoints = c.Checkpoints ?? throw new InvalidOperationException("a checkpoint to resume from, but no checkpoint store");
+            checkpoints.Load(c.Resume.CheckpointFile, _replica);
+            if (_replica.SaveOptimizerState().Length != c.Resume.OptimizerStateBytes)
+                throw new InvalidOperationException($"checkpoint {c.Resume.CheckpointFile} changed while it was being loaded");
+        }
+    }
+
+    /// <summary>
+    /// The first collective of a generation: every replica takes the source rank's parameters and
+    /// optimizer state, and the run's position from the resume point.
+    /// </summary>
+    private bool SyncWithSource()
+    {
+        if (!_needsSync) return true;
+        var r = _world.Resume;
+        if (!TryCollective(Replica.BroadcastStep, ct =>
+                _replica.BroadcastState(_world.GlobalRank == r.SourceRank, r.OptimizerStateBytes, _world.IntraNode, _localRank, _world.CrossNode, _world.Generation, ct)))
+            return false;
+        _needsSync = false;
+        _globalStep = r.GlobalStep;
+        _epoch = r.Epoch;
+        _samplesDone = r.SamplesDone;
+        _stepsInEpoch = r.StepsInEpoch;
+        _epochFinished = r.EpochFinished;
+        _epochLossSum = r.LossSum;
+        _epochLossCount = r.LossCount;
+        _epochSkipped = r.SkippedInEpoch;
+        return true;
     }
 
     private void OnRunEpoch(RunEpoch e)
     {
-        if (e.Epoch == 1) BroadcastParameters();
-        _epoch = e.Epoch;
-        _epochIndices = _sampler.Indices(e.Epoch);
-        _batchInEpoch = 0;
-        _epochLossSum = 0;
-        _epochLossCount = 0;
-        _epochSkipped = 0;
+        if (_stopped || !SyncWithSource()) return;
+        if (e.Epoch != _epoch || _epochFinished)
+        {
+            _epoch = e.Epoch;
+            _samplesDone = 0;
+            _stepsInEpoch = 0;
+            _epochFinished = false;
+            _epochLossSum = 0;
+            _epochLossCount = 0;
+            _epochSkipped = 0;
+        }
+        if (_orderEpoch != _epoch)
+        {
+            _order = _sampler.Order(_epoch);
+            _orderEpoch = _epoch;
+        }
+        _stepsThisEpoch = (int)_stepsInEpoch + _sampler.StepsLeft(_samplesDone, _world.WorldSize, _world.Plan.BatchSize);
         _windowLoss = 0;
         _windowCount = 0;
-        if (IsRankZero) Display(ProgressKinds.EpochStart, 0, double.NaN, null);
-        Self.Tell(NextStep.Instance);
+        _running = true;
+        if (IsRankZero) Display(_stepsInEpoch == 0 ? ProgressKinds.EpochStart : ProgressKinds.Step, _stepsInEpoch, double.NaN, null);
+        if (_stepsInEpoch >= _stepsThisEpoch) EndEpoch();
+        else Self.Tell(NextStep.Instance);
     }
 
-    private void BroadcastParameters() =>
-        Guarded(Replica.BroadcastStep, ct => _replica.BroadcastParameters(_world.GlobalRank == 0, _world.IntraNode, _localRank, _world.CrossNode, _world.Generation, ct));
-
-    /// <summary>Runs a collective under the step timeout, turning a timeout into an error that says what was missing.</summary>
-    private T Guarded<T>(long step, Func<CancellationToken, T> collective)
+    /// <summary>
+    /// Graceful: finish steps until every replica has agreed (inside a reduction) to stop after the
+    /// same one. Otherwise stop now; a collective in progress was already released by the node.
+    /// </summary>
+    private void OnHalt(HaltTrainer h)
     {
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(_world.RunCancelled);
+        _haltRequest = h;
+        if (!h.Graceful || !_running) _stopped = true;
+        else _pauseRequested = true;
+        ReportHaltIfStopped();
+    }
+
+    private void ReportHaltIfStopped()
+    {
+        if (!_stopped || _haltRequest is null || _reportedHaltFor == _haltRequest.NextGeneration) return;
+        _running = false;
+        _reportedHaltFor = _haltRequest.NextGeneration;
+        _world?.Progress.SetWaitingBucket(-1);
+        Context.Parent.Tell(new TrainerHalted(_localRank, _haltRequest.NextGeneration, CurrentState()));
+    }
+
+    // A trainer that never had a world (its node is still joining) holds no rank and no progress.
+    private TrainerHaltState CurrentState() =>
+        new(_world?.GlobalRank ?? -1, _globalStep, _epoch, _samplesDone, _stepsInEpoch, _epochFinished, _epochLossSum, _epochLossCount, _epochSkipped,
+            _inFlight, _replica.SaveOptimizerState().Length, _replica.Checksum());
+
+    /// <summary>
+    /// Runs a collective of this generation under the step timeout. False when the generation
+    /// ended under it (the node released it, a neighbour's connection broke, or the deadline
+    /// passed): this trainer then stops and waits to be told the next generation.
+    /// </summary>
+    private bool TryCollective(long step, Action<CancellationToken> collective)
+    {
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(_world.GenerationCancelled);
         timeout.CancelAfter(_world.StepTimeout);
+        string? broken = null;
         try
         {
-            return collective(timeout.Token);
+            collective(timeout.Token);
+            return true;
         }
         catch (OperationCanceledException) when (_world.RunCancelled.IsCancellationRequested)
         {
             throw new TrainingCancelledException();
         }
+        catch (OperationCanceledException) when (_world.GenerationCancelled.IsCancellationRequested)
+        {
+            // The node ended this generation (a regroup); nothing to report beyond the halt.
+        }
         catch (OperationCanceledException)
         {
-            throw new TimeoutException(
-                $"rank {_world.GlobalRank}: step {step} was not reduced within {_world.StepTimeout.TotalSeconds:0}s " +
-                "(actortrain.sync.step-timeout); a peer node or a local trainer is not taking part");
+            broken = $"rank {_world.GlobalRank}: step {step} was not reduced within {_world.StepTimeout.TotalSeconds:0}s " +
+                "(actortrain.sync.step-timeout); a peer node or a local trainer is not taking part";
         }
+        catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException or ObjectDisposedException)
+        {
+            broken = $"rank {_world.GlobalRank}: the data plane failed at step {step}: {e.Message}";
+        }
+        _stopped = true;
+        _inFlight = step >= 0;
+        _running = false;
+        _world.Progress.StepAbandoned();
+        if (broken is not null)
+        {
+            _log.Warning("{0}", broken);
+            Context.Parent.Tell(new TrainerBroken(_localRank, _world.Generation, broken));
+        }
+        ReportHaltIfStopped();
+        return false;
     }
-
-    private void Guarded(long step, Action<CancellationToken> collective) =>
-        Guarded(step, ct => { collective(ct); return 0; });
 
     private void RunStep()
     {
-        if (_world.RunCancelled.IsCancellationRequested) return;
+        if (_world.RunCancelled.IsCancellationRequested || _stopped || !_running) return;
         var stepWatch = Stopwatch.StartNew();
-        _world.Progress.StepStarted(_epoch, _batchInEpoch, _batchesPerEpoch);
+        _world.Progress.StepStarted(_epoch, _stepsInEpoch, _stepsThisEpoch, _globalStep);
         var batch = _world.Plan.BatchSize;
-        var indices = _epochIndices.AsSpan(_batchInEpoch * batch, batch);
+        var indices = DistributedSampler.Batch(_order, _samplesDone, _world.WorldSize, _world.GlobalRank, batch);
         var loss = _replica.ForwardBackward(indices, _train);
         var nonFinite = _replica.GradientsToBuckets(loss);
+        _replica.VoteToPause(_pauseRequested);
         var computeMs = stepWatch.Elapsed.TotalMilliseconds;
         if (nonFinite > 0)
         {
@@ -154,7 +264,11 @@ public sealed class TrainerActor : ReceiveActor
             Context.Parent.Tell(new TrainerNonFinite(_localRank, _world.GlobalRank, _globalStep, nonFinite));
         }
 
-        var sync = Guarded(_globalStep, ct => _replica.ReduceBuckets(_world.IntraNode, _localRank, _world.CrossNode, _world.Generation, _globalStep, ct));
+        var sync = default(SyncTimings);
+        if (!TryCollective(_globalStep, ct => sync = _replica.ReduceBuckets(_world.IntraNode, _localRank, _world.CrossNode, _world.Generation, _globalStep, ct,
+                _world.Progress.SetWaitingBucket)))
+            return;
+        _world.Progress.SetWaitingBucket(-1);
 
         if (_replica.BucketsToGradients(_world.WorldSize))
         {
@@ -182,13 +296,14 @@ public sealed class TrainerActor : ReceiveActor
         _world.Progress.StepFinished(_stepMs[^1], computeMs);
         _world.Metrics.ObserveStep(computeMs, sync.IntraNodeMs, sync.CrossNodeMs, _stepMs[^1]);
         _globalStep++;
-        _batchInEpoch++;
+        _samplesDone += (long)_world.WorldSize * batch;
+        _stepsInEpoch++;
 
-        if (IsRankZero && _batchInEpoch % _world.Plan.LogInterval == 0)
+        if (IsRankZero && _stepsInEpoch % _world.Plan.LogInterval == 0)
         {
             // The seed's progress line: mean loss (over all replicas) since the last line.
             var windowMean = _windowCount > 0 ? _windowLoss / _windowCount : double.NaN;
-            Display(ProgressKinds.LossLine, _batchInEpoch, windowMean, FormattableString.Invariant($"[{_epoch}, {_batchInEpoch,5}] loss: {windowMean:F3}"));
+            Display(ProgressKinds.LossLine, _stepsInEpoch, windowMean, FormattableString.Invariant($"[{_epoch}, {_stepsInEpoch,5}] loss: {windowMean:F3}"));
             RecordLoss(windowMean);
             _windowLoss = 0;
             _windowCount = 0;
@@ -197,14 +312,26 @@ public sealed class TrainerActor : ReceiveActor
         if (IsRankZero && Stopwatch.GetElapsedTime(_lastStepEvent) > StepEventInterval)
         {
             _lastStepEvent = Stopwatch.GetTimestamp();
-            Display(ProgressKinds.Step, _batchInEpoch, meanLoss, null);
+            Display(ProgressKinds.Step, _stepsInEpoch, meanLoss, null);
         }
+        SaveCheckpointIfDue(endOfEpoch: false);
 
-        if (_batchInEpoch < _batchesPerEpoch)
+        // Every replica saw the same sum of pause votes, so all stop after this same step.
+        var pause = _replica.PauseVoted;
+        if (_stepsInEpoch < _stepsThisEpoch)
         {
-            Self.Tell(NextStep.Instance);
+            if (pause) { _stopped = true; ReportHaltIfStopped(); }
+            else Self.Tell(NextStep.Instance);
             return;
         }
+        EndEpoch();
+        if (pause || _pauseRequested) { _stopped = true; ReportHaltIfStopped(); }
+    }
+
+    private void EndEpoch()
+    {
+        _running = false;
+        _epochFinished = true;
         var accuracy = -1.0;
         if (IsRankZero && _test is not null)
         {
@@ -212,21 +339,30 @@ public sealed class TrainerActor : ReceiveActor
         }
         if (IsRankZero)
         {
-            Display(ProgressKinds.EpochEnd, _batchInEpoch, _epochLossCount > 0 ? _epochLossSum / _epochLossCount : double.NaN,
+            Display(ProgressKinds.EpochEnd, _stepsInEpoch, _epochLossCount > 0 ? _epochLossSum / _epochLossCount : double.NaN,
                 accuracy >= 0 ? FormattableString.Invariant($"epoch {_epoch}: test accuracy {accuracy:F4} on {_test!.Count} held-out samples") : null);
         }
+        SaveCheckpointIfDue(endOfEpoch: true);
         Context.Parent.Tell(new TrainerEpochDone(_localRank, _epoch, _globalStep, _epochLossSum, _epochLossCount, _epochSkipped, accuracy));
+    }
+
+    /// <summary>Rank 0 writes the checkpoints (every replica holds the same state); a failed write is logged and training goes on.</summary>
+    private void SaveCheckpointIfDue(bool endOfEpoch)
+    {
+        if (IsRankZero && _world.Checkpoints is { } checkpoints && checkpoints.Due(_globalStep, endOfEpoch))
+            checkpoints.Save(CurrentState(), _replica);
     }
 
     private void OnFinish(FinishTrainer f)
     {
+        if (!SyncWithSource()) return;
         string? modelPath = null;
         if (IsRankZero)
         {
             Directory.CreateDirectory(f.OutDir);
             modelPath = Path.GetFullPath(Path.Combine(f.OutDir, "model.pth"));
             ModelFiles.SaveStateDict(_replica.Model, modelPath);
-            Display(ProgressKinds.Message, _batchInEpoch, double.NaN, $"saved {modelPath}");
+            Display(ProgressKinds.Message, _stepsInEpoch, double.NaN, $"saved {modelPath}");
         }
         var summary = new TrainerSummary(_world.GlobalRank, _replica.Checksum(), _globalStep,
             ReportTimings.Median(_computeMs), ReportTimings.Median(_intraMs), ReportTimings.Median(_crossMs), ReportTimings.Median(_stepMs));
@@ -238,7 +374,7 @@ public sealed class TrainerActor : ReceiveActor
     {
         var recent = _stepMs.Count == 0 ? 0 : _stepMs.TakeLast(20).Average();
         var samplesPerSecond = recent > 0 ? _world.Plan.BatchSize * _world.WorldSize * 1000.0 / recent : 0;
-        _world.Display.Report(new ProgressEvent(kind, _epoch, _world.Plan.Epochs, stepInEpoch, _batchesPerEpoch, loss, samplesPerSecond, text));
+        _world.Display.Report(new ProgressEvent(kind, _epoch, _world.Plan.Epochs, stepInEpoch, _stepsThisEpoch, loss, samplesPerSecond, text));
     }
 
     private static readonly TimeSpan StepEventInterval = TimeSpan.FromMilliseconds(250);

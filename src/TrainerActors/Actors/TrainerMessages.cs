@@ -3,6 +3,7 @@ using ActorTrain.Cluster.Protocol;
 using ActorTrain.Sync.Collectives;
 using ActorTrain.Sync.Transport;
 using ActorTrain.TrainerActors.Reporting;
+using ActorTrain.TrainerActors.Training;
 
 namespace ActorTrain.TrainerActors.Actors;
 
@@ -24,10 +25,39 @@ public sealed record ConfigureTrainer(
     NodeMetrics Metrics,
     IProgressSink Display,
     TimeSpan StepTimeout,
-    CancellationToken RunCancelled);
+    CancellationToken RunCancelled,
+    ResumePoint Resume,
+    CancellationToken GenerationCancelled,
+    ITrainerCheckpoints? Checkpoints);
 
-/// <summary>Node → trainer: run one epoch (broadcasting rank 0's parameters first in epoch 1).</summary>
+/// <summary>
+/// Node → trainer: run epoch <see cref="Epoch"/> (going on from the resume point when the
+/// generation started inside it). The first epoch or finish of a generation first makes the
+/// replica equal to the resume point's source rank.
+/// </summary>
 public sealed record RunEpoch(int Epoch);
+
+/// <summary>Node → trainer: stop for the generation <see cref="NextGeneration"/> (see <see cref="Regroup"/>).</summary>
+public sealed record HaltTrainer(long NextGeneration, bool Graceful);
+
+/// <summary>Trainer → node: stopped at a step boundary, holding <see cref="State"/>.</summary>
+public sealed record TrainerHalted(int LocalRank, long NextGeneration, TrainerHaltState State);
+
+/// <summary>Trainer → node: a collective of the generation failed; the trainer stopped and waits for a regroup.</summary>
+public sealed record TrainerBroken(int LocalRank, long Generation, string Reason);
+
+/// <summary>Where rank 0 writes checkpoints, and how the source of a resumed run reads one.</summary>
+public interface ITrainerCheckpoints
+{
+    /// <summary>Whether a checkpoint is due after <paramref name="globalStep"/> completed steps.</summary>
+    bool Due(long globalStep, bool endOfEpoch);
+
+    /// <summary>Writes one; a failure is logged, never thrown: training goes on.</summary>
+    void Save(TrainerHaltState state, Replica replica);
+
+    /// <summary>Loads the replica's parameters and optimizer state from <paramref name="file"/>.</summary>
+    void Load(string file, Replica replica);
+}
 
 /// <summary>Trainer → node.</summary>
 public sealed record TrainerEpochDone(int LocalRank, int Epoch, long Steps, double LossSum, long LossCount, int SkippedSteps, double TestAccuracy);

@@ -19,15 +19,18 @@ public sealed class TrainerProgress
     private int _epoch;
     private long _stepInEpoch;
     private long _stepsPerEpoch;
+    private int _waitingBucket = -1;
 
     public TrainerProgress(int rank) => Rank = rank;
 
     public int Rank { get; set; }
 
-    public void StepStarted(int epoch, long stepInEpoch, long stepsPerEpoch)
+    /// <param name="completedSteps">The run's steps this replica has completed (its global step).</param>
+    public void StepStarted(int epoch, long stepInEpoch, long stepsPerEpoch, long completedSteps)
     {
         lock (_gate)
         {
+            _steps = completedSteps;
             _stepStarted = Stopwatch.GetTimestamp();
             _epoch = epoch;
             _stepInEpoch = stepInEpoch;
@@ -48,13 +51,29 @@ public sealed class TrainerProgress
         }
     }
 
+    /// <summary>The bucket whose reduction the trainer is waiting in (-1: none).</summary>
+    public void SetWaitingBucket(int bucket)
+    {
+        lock (_gate) _waitingBucket = bucket;
+    }
+
+    /// <summary>The step in progress was dropped (its generation ended).</summary>
+    public void StepAbandoned()
+    {
+        lock (_gate)
+        {
+            _stepStarted = 0;
+            _waitingBucket = -1;
+        }
+    }
+
     public RankProgress Snapshot()
     {
         lock (_gate)
         {
             var n = Math.Min(_count, Window);
             var current = _stepStarted == 0 ? 0 : Stopwatch.GetElapsedTime(_stepStarted).TotalMilliseconds;
-            return new RankProgress(Rank, _steps, n == 0 ? 0 : _stepMs.Take(n).Average(), n == 0 ? 0 : _computeMs.Take(n).Average(), current);
+            return new RankProgress(Rank, _steps, n == 0 ? 0 : _stepMs.Take(n).Average(), n == 0 ? 0 : _computeMs.Take(n).Average(), current, _waitingBucket);
         }
     }
 

@@ -1,82 +1,67 @@
 namespace ActorTrain.TrainerActors.Data;
 
 /// <summary>
-/// Splits a dataset among the ranks of a data-parallel job, like PyTorch's <c>DistributedSampler</c>.
+/// Splits a dataset among the ranks of a data-parallel job so that the world may change in the
+/// middle of an epoch. Every epoch has one shuffled order of the whole dataset, the same on every
+/// rank; the epoch is consumed front to back, one global batch of worldSize × batchSize samples
+/// per step, rank r taking the r-th slice of batchSize. The epoch's position is one number (the
+/// samples done), so a new world (ranks lost or joined) goes on from it with its own size: no
+/// sample is trained on twice in an epoch and the shards of a step are disjoint. An epoch ends
+/// when less than a full global batch is left (those samples are dropped, like
+/// <c>drop_last</c>).
 /// </summary>
 /// <remarks>
-/// <para>
-/// For each epoch the indices 0..datasetSize−1 are permuted (when <c>shuffle</c> is set) by a
-/// Fisher–Yates shuffle driven by the SplitMix64 generator; the generator state starts at
-/// <c>Mix64(((ulong)(uint)seed &lt;&lt; 32) | (uint)epoch)</c>, so every rank computes the same
-/// permutation from (seed, epoch) alone, on any platform and .NET version. (System.Random is not used:
-/// its algorithm is not a documented contract.) The permutation is then padded, by wrapping around
-/// from its start, to <see cref="TotalSize"/> = <see cref="NumSamples"/> × worldSize, and rank r takes
-/// positions r, r + worldSize, r + 2·worldSize, …
-/// </para>
-/// <para>
-/// Every rank therefore gets exactly <see cref="NumSamples"/> = ⌈datasetSize / worldSize⌉ indices;
-/// the shards are disjoint and together cover the dataset when datasetSize is divisible by worldSize
-/// (otherwise a few indices appear twice across ranks).
-/// </para>
+/// The permutation is a Fisher–Yates shuffle driven by the SplitMix64 generator; the generator
+/// state starts at <c>Mix64(((ulong)(uint)seed &lt;&lt; 32) | (uint)epoch)</c>, so every rank computes
+/// the same permutation from (seed, epoch) alone, on any platform and .NET version. (System.Random
+/// is not used: its algorithm is not a documented contract.)
 /// </remarks>
 public sealed class DistributedSampler
 {
-    public DistributedSampler(int datasetSize, int worldSize, int rank, int seed, bool shuffle = true)
+    public DistributedSampler(int datasetSize, int seed, bool shuffle = true)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(datasetSize);
-        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(worldSize);
-        if (rank < 0 || rank >= worldSize)
-        {
-            throw new ArgumentOutOfRangeException(nameof(rank), rank, $"The rank must be in 0..{worldSize - 1} for a world size of {worldSize}.");
-        }
-
         DatasetSize = datasetSize;
-        WorldSize = worldSize;
-        Rank = rank;
         Seed = seed;
         Shuffle = shuffle;
-        NumSamples = (int)(((long)datasetSize + worldSize - 1) / worldSize);
     }
 
     public int DatasetSize { get; }
-
-    public int WorldSize { get; }
-
-    public int Rank { get; }
 
     public int Seed { get; }
 
     public bool Shuffle { get; }
 
-    /// <summary>Indices each rank gets per epoch: ⌈DatasetSize / WorldSize⌉.</summary>
-    public int NumSamples { get; }
-
-    /// <summary>Length of the padded index list shared out among the ranks: NumSamples × WorldSize.</summary>
-    public long TotalSize => (long)NumSamples * WorldSize;
-
-    /// <summary>This rank's indices for <paramref name="epoch"/> (length <see cref="NumSamples"/>).</summary>
-    public int[] Indices(int epoch)
+    /// <summary>The epoch's order of the whole dataset, the same on every rank.</summary>
+    public int[] Order(int epoch)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(epoch);
-        int[] order = Shuffle ? Permutation(DatasetSize, Seed, epoch) : Identity(DatasetSize);
-        var mine = new int[NumSamples];
-        for (int i = 0; i < mine.Length; i++)
-        {
-            long position = Rank + ((long)i * WorldSize); // position in the padded list
-            mine[i] = order[(int)(position % DatasetSize)]; // padding wraps around from the start
-        }
+        return Shuffle ? Permutation(DatasetSize, Seed, epoch) : Identity(DatasetSize);
+    }
 
-        return mine;
+    /// <summary>Full global batches left in the epoch after <paramref name="samplesDone"/> samples.</summary>
+    public int StepsLeft(long samplesDone, int worldSize, int batchSize)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(samplesDone);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(worldSize);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(batchSize);
+        var left = DatasetSize - samplesDone;
+        return left <= 0 ? 0 : (int)(left / ((long)worldSize * batchSize));
     }
 
     /// <summary>
-    /// Full batches of <paramref name="batchSize"/> per epoch on every rank: NumSamples / batchSize
-    /// (an incomplete last batch is dropped, so all ranks take the same number of equal-size steps).
+    /// Rank <paramref name="rank"/>'s samples of the step that starts after
+    /// <paramref name="samplesDone"/> samples of <paramref name="order"/>.
     /// </summary>
-    public int BatchesPerEpoch(int batchSize)
+    public static ReadOnlySpan<int> Batch(int[] order, long samplesDone, int worldSize, int rank, int batchSize)
     {
-        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(batchSize);
-        return NumSamples / batchSize;
+        if (rank < 0 || rank >= worldSize)
+            throw new ArgumentOutOfRangeException(nameof(rank), rank, $"The rank must be in 0..{worldSize - 1} for a world size of {worldSize}.");
+        var start = samplesDone + (long)rank * batchSize;
+        if (samplesDone < 0 || samplesDone + (long)worldSize * batchSize > order.Length)
+            throw new ArgumentOutOfRangeException(nameof(samplesDone), samplesDone,
+                $"A step of {worldSize} x {batchSize} samples after {samplesDone} does not fit an epoch of {order.Length}.");
+        return order.AsSpan((int)start, batchSize);
     }
 
     /// <summary>

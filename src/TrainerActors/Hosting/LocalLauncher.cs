@@ -10,7 +10,9 @@ namespace ActorTrain.TrainerActors.Hosting;
 /// <summary>
 /// <c>local --nodes N</c>: a seed and N-1 workers, each a separate OS process of this same
 /// program, talking Akka remoting over 127.0.0.1 on free ports. Their output is prefixed with
-/// the node name. All of them end at the end of the run, when one fails, or on Ctrl+C.
+/// the node name. The seed (node0) holds the coordinator and decides the run: the launcher
+/// returns its exit code once it ends, and stops the others 20 s after it, or all at once on
+/// Ctrl+C. A worker that dies does not end the run when the others can regroup without it.
 /// </summary>
 public static class LocalLauncher
 {
@@ -45,8 +47,9 @@ public static class LocalLauncher
             }
 
             var exited = children.Select(c => c.Process.WaitForExitAsync()).ToArray();
-            var firstFailure = -1;
-            var failedAt = DateTime.MaxValue;
+            var seed = children[0];
+            var seedEndedAt = DateTime.MaxValue;
+            var reported = new HashSet<string>();
             while (true)
             {
                 if (interrupted.IsSet)
@@ -56,14 +59,19 @@ public static class LocalLauncher
                     return 130;
                 }
                 if (exited.All(t => t.IsCompleted)) break;
-                var failed = children.FirstOrDefault(c => c.Process.HasExited && c.Process.ExitCode != 0);
-                if (failed.Process is not null && firstFailure < 0)
+                foreach (var (name, process) in children.Where(c => c.Process.HasExited && !reported.Contains(c.Name)))
                 {
-                    firstFailure = failed.Process.ExitCode;
-                    failedAt = DateTime.UtcNow;
-                    Print($"local: {failed.Name} exited with code {firstFailure}; the others get 20 s to end");
+                    reported.Add(name);
+                    if (process.ExitCode != 0 && name != seed.Name)
+                        Print($"local: {name} exited with code {process.ExitCode}; the run goes on without it if the others can regroup (actortrain.elastic)");
                 }
-                if (DateTime.UtcNow - failedAt > TimeSpan.FromSeconds(20))
+                // The seed's coordinator decides the run: once it has ended, the others get 20 s to follow.
+                if (seed.Process.HasExited && seedEndedAt == DateTime.MaxValue)
+                {
+                    seedEndedAt = DateTime.UtcNow;
+                    if (seed.Process.ExitCode != 0) Print($"local: {seed.Name} (the seed) exited with code {seed.Process.ExitCode}; the others get 20 s to end");
+                }
+                if (DateTime.UtcNow - seedEndedAt > TimeSpan.FromSeconds(20))
                 {
                     KillAll(children);
                     break;
@@ -72,9 +80,8 @@ public static class LocalLauncher
             }
             foreach (var c in children) c.Process.WaitForExit();
             var codes = children.Select(c => c.Process.ExitCode).ToList();
-            var result = firstFailure >= 0 ? firstFailure : codes.FirstOrDefault(c => c != 0);
             Print($"local: all nodes ended (exit codes {string.Join(", ", codes)})");
-            return result;
+            return seed.Process.ExitCode;
         }
         finally
         {

@@ -17,13 +17,16 @@ namespace ActorTrain.TrainerActors.Training;
 /// One model replica and its gradient fusion buffers: forward/backward, gradients into
 /// buckets, averaged buckets back into gradients, optimizer step. No actors and no network
 /// here, so the data-parallel arithmetic can be tested on its own.
-/// Two floats ride at the end of the last bucket and are sum-reduced with the gradients:
-/// the number of replicas whose gradient was not finite, and the replicas' losses.
+/// Three floats ride at the end of the last bucket and are sum-reduced with the gradients:
+/// the number of replicas whose gradient was not finite, the replicas' losses, and the number of
+/// replicas asked to pause (so that every replica stops after the same step).
 /// </summary>
 public sealed class Replica : IDisposable
 {
     private const int NonFiniteSlot = 0;
     private const int LossSlot = 1;
+    private const int PauseSlot = 2;
+    private const int ExtraSlots = 3;
     private static readonly object InitGate = new();
     private readonly TrainingJob _job;
     private readonly IReadOnlyList<Parameter> _parameters;
@@ -63,7 +66,7 @@ public sealed class Replica : IDisposable
     public void UseBucketSize(long bucketSizeBytes)
     {
         if (Layout is not null && Layout.BucketCapacityBytes == bucketSizeBytes) return;
-        Layout = BucketLayout.Create(Specs, bucketSizeBytes, extraElements: 2);
+        Layout = BucketLayout.Create(Specs, bucketSizeBytes, extraElements: ExtraSlots);
         Buffers = Layout.Buckets.Select(b => new float[b.Length]).ToArray();
     }
 
@@ -73,7 +76,7 @@ public sealed class Replica : IDisposable
     private Span<float> GradientPart(int bucket) =>
         bucket == Layout.ExtraOffset.Bucket ? Buffers[bucket].AsSpan(0, Layout.ExtraOffset.Offset) : Buffers[bucket];
 
-    private Span<float> Extra => Buffers[Layout.ExtraOffset.Bucket].AsSpan(Layout.ExtraOffset.Offset, 2);
+    private Span<float> Extra => Buffers[Layout.ExtraOffset.Bucket].AsSpan(Layout.ExtraOffset.Offset, ExtraSlots);
 
     /// <summary>Forward and backward on one mini-batch; returns the loss. Leaves gradients in the parameters.</summary>
     public float ForwardBackward(ReadOnlySpan<int> indices, IBatchSource data)
@@ -113,6 +116,12 @@ public sealed class Replica : IDisposable
         return 0;
     }
 
+    /// <summary>Before the reduction (after <see cref="GradientsToBuckets"/>): this replica's vote to pause after the step.</summary>
+    public void VoteToPause(bool pause) => Extra[PauseSlot] = pause ? 1 : 0;
+
+    /// <summary>After the sum-reduction: whether any replica voted to pause after this step.</summary>
+    public bool PauseVoted => Extra[PauseSlot] > 0.5f;
+
     /// <summary>After the sum-reduction: number of replicas that reported a non-finite gradient.</summary>
     public int ReducedNonFiniteReplicas => (int)MathF.Round(Extra[NonFiniteSlot]);
 
@@ -133,7 +142,7 @@ public sealed class Replica : IDisposable
         var scale = 1f / worldSize;
         for (var b = 0; b < Buffers.Length; b++)
         {
-            // Only the gradients are averaged; the two counters after them stay sums.
+            // Only the gradients are averaged; the counters after them stay sums.
             Kernels.Scale(GradientPart(b), scale);
             foreach (var e in Layout.Buckets[b].Entries)
                 CopyIn(Buffers[b].AsSpan(e.Offset, e.Count), _parameters[e.ParameterIndex].grad);
@@ -147,11 +156,12 @@ public sealed class Replica : IDisposable
     /// Blocks the calling thread, which must be this replica's own.
     /// </summary>
     public SyncTimings ReduceBuckets(IIntraNodeCollective intraNode, int localRank, IRingTransport? crossNode,
-        long generation, long step, CancellationToken cancellationToken)
+        long generation, long step, CancellationToken cancellationToken, Action<int>? bucketStarted = null)
     {
         double intra = 0, cross = 0;
         for (var b = 0; b < Buffers.Length; b++)
         {
+            bucketStarted?.Invoke(b);
             var t = HierarchicalAllReduce.Run(intraNode, localRank, crossNode, Buffers[b], generation, step, b, cancellationToken);
             intra += t.IntraNodeMs;
             cross += t.CrossNodeMs;
@@ -168,8 +178,60 @@ public sealed class Replica : IDisposable
         BucketsToParameters();
     }
 
+    /// <summary>
+    /// Makes every replica equal to the source's: its parameters, then (when
+    /// <paramref name="optimizerStateBytes"/> &gt; 0) its serialized optimizer state. The state's
+    /// bytes travel one per float, so the sum with the others' zeros is exact whatever the bytes.
+    /// </summary>
+    public void BroadcastState(bool isSource, int optimizerStateBytes, IIntraNodeCollective intraNode, int localRank,
+        IRingTransport? crossNode, long generation, CancellationToken cancellationToken)
+    {
+        BroadcastParameters(isSource, intraNode, localRank, crossNode, generation, cancellationToken);
+        if (optimizerStateBytes <= 0) return;
+        var blob = new float[optimizerStateBytes];
+        if (isSource)
+        {
+            var bytes = SaveOptimizerState();
+            if (bytes.Length != optimizerStateBytes)
+                throw new InvalidOperationException($"the optimizer state is {bytes.Length} bytes, but the world was told {optimizerStateBytes}");
+            for (var i = 0; i < bytes.Length; i++) blob[i] = bytes[i];
+        }
+        HierarchicalAllReduce.Run(intraNode, localRank, crossNode, blob, generation, OptimizerStateStep, 0, cancellationToken);
+        if (isSource) return;
+        var received = new byte[blob.Length];
+        for (var i = 0; i < blob.Length; i++) received[i] = checked((byte)blob[i]);
+        LoadOptimizerState(received);
+    }
+
     /// <summary>Step id of the parameter broadcast in chunk keys (training steps count from 0).</summary>
     public const long BroadcastStep = -1;
+
+    /// <summary>Step id of the optimizer-state broadcast that follows the parameters'.</summary>
+    public const long OptimizerStateStep = -2;
+
+    /// <summary>The optimizer's state (momentum buffers and the like) as bytes; empty for an optimizer TorchSharp cannot save.</summary>
+    public byte[] SaveOptimizerState()
+    {
+        if (Optimizer is not OptimizerHelper helper) return [];
+        using var stream = new MemoryStream();
+        using (var writer = new BinaryWriter(stream, Encoding.UTF8, leaveOpen: true))
+        {
+            using var scope = torch.NewDisposeScope();
+            helper.save_state_dict(writer);
+        }
+        return stream.ToArray();
+    }
+
+    /// <summary>Restores what <see cref="SaveOptimizerState"/> wrote.</summary>
+    public void LoadOptimizerState(byte[] state)
+    {
+        if (state.Length == 0) return;
+        if (Optimizer is not OptimizerHelper helper)
+            throw new InvalidOperationException($"received optimizer state, but {Optimizer.GetType().Name} cannot load state");
+        using var reader = new BinaryReader(new MemoryStream(state), Encoding.UTF8);
+        using var scope = torch.NewDisposeScope();
+        helper.load_state_dict(reader);
+    }
 
     public void OptimizerStep()
     {

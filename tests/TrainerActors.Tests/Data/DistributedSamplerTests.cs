@@ -4,102 +4,79 @@ namespace ActorTrain.TrainerActors.Tests.Data;
 
 public sealed class DistributedSamplerTests
 {
-    private static DistributedSampler[] Ranks(int datasetSize, int worldSize, int seed = 42, bool shuffle = true) =>
-        Enumerable.Range(0, worldSize).Select(r => new DistributedSampler(datasetSize, worldSize, r, seed, shuffle)).ToArray();
-
-    public static TheoryData<int> WorldSizes => new() { 1, 2, 3, 4, 5 };
-
-    [Theory]
-    [MemberData(nameof(WorldSizes))]
-    public void ShardsAreDisjointAndCoverDivisibleDatasets(int worldSize)
+    /// <summary>Every rank's samples of every step of one epoch, with the world changing at the given steps.</summary>
+    private static List<int> EpochSamples(DistributedSampler sampler, int epoch, int batch, params (int AfterSteps, int World)[] worlds)
     {
-        int datasetSize = 60 * worldSize;
-        DistributedSampler[] ranks = Ranks(datasetSize, worldSize);
-
-        foreach (int epoch in new[] { 0, 1, 7 })
+        var order = sampler.Order(epoch);
+        var seen = new List<int>();
+        long done = 0;
+        var steps = 0;
+        var w = 0;
+        while (true)
         {
-            int[][] shards = ranks.Select(s => s.Indices(epoch)).ToArray();
-            Assert.All(shards, s => Assert.Equal(datasetSize / worldSize, s.Length));
-
-            int[] all = shards.SelectMany(s => s).ToArray();
-            Assert.Equal(datasetSize, all.Length);
-            Assert.Equal(Enumerable.Range(0, datasetSize), all.Order());
+            while (w + 1 < worlds.Length && steps >= worlds[w + 1].AfterSteps) w++;
+            var world = worlds[w].World;
+            if (sampler.StepsLeft(done, world, batch) == 0) break;
+            for (var r = 0; r < world; r++) seen.AddRange(DistributedSampler.Batch(order, done, world, r, batch).ToArray());
+            done += (long)world * batch;
+            steps++;
         }
+        return seen;
     }
 
     [Theory]
-    [InlineData(10, 3)]
-    [InlineData(9001, 4)]
-    [InlineData(7, 5)]
-    [InlineData(3, 5)]
-    [InlineData(1, 2)]
-    public void ShardsHaveEqualLengthOnNonDivisibleDatasets(int datasetSize, int worldSize)
+    [InlineData(1)]
+    [InlineData(2)]
+    [InlineData(3)]
+    [InlineData(4)]
+    public void AnEpochTrainsOnDistinctSamplesAndDropsOnlyTheLastPartialGlobalBatch(int worldSize)
     {
-        DistributedSampler[] ranks = Ranks(datasetSize, worldSize);
-        int expected = (datasetSize + worldSize - 1) / worldSize;
+        var sampler = new DistributedSampler(9000, seed: 42);
+        var seen = EpochSamples(sampler, 1, 64, (0, worldSize));
 
-        int[][] shards = ranks.Select(s => s.Indices(3)).ToArray();
-
-        Assert.All(ranks, s => Assert.Equal(expected, s.NumSamples));
-        Assert.All(shards, s => Assert.Equal(expected, s.Length));
-        int[] all = shards.SelectMany(s => s).ToArray();
-        Assert.Equal(expected * worldSize, all.Length);
-        Assert.All(all, i => Assert.InRange(i, 0, datasetSize - 1));
-        Assert.Equal(Enumerable.Range(0, datasetSize), all.Distinct().Order()); // all covered
+        Assert.Equal(seen.Count, seen.Distinct().Count());
+        Assert.Equal(9000 / (64 * worldSize) * 64 * worldSize, seen.Count);
+        Assert.All(seen, i => Assert.InRange(i, 0, 8999));
     }
 
     [Fact]
-    public void PaddingWrapsAroundFromTheStartOfThePermutation()
+    public void AWorldThatChangesMidEpochNeverRepeatsASample()
     {
-        // 10 indices, 4 ranks: padded list = perm[0..9] + perm[0..1]; rank r takes r, r+4, r+8.
-        int[] perm = DistributedSampler.Permutation(10, 5, 2);
-        int[] padded = [.. perm, perm[0], perm[1]];
+        var sampler = new DistributedSampler(9000, seed: 7);
+        // Three nodes, one lost after 10 steps, a new one joins after 30.
+        var seen = EpochSamples(sampler, 2, 64, (0, 3), (10, 2), (30, 3));
 
-        for (int rank = 0; rank < 4; rank++)
-        {
-            int[] expected = [padded[rank], padded[rank + 4], padded[rank + 8]];
-            Assert.Equal(expected, new DistributedSampler(10, 4, rank, 5).Indices(2));
-        }
+        Assert.Equal(seen.Count, seen.Distinct().Count());
+        Assert.True(9000 - seen.Count < 3 * 64, $"{9000 - seen.Count} samples left untrained, more than one global batch");
     }
 
     [Fact]
-    public void OrderChangesEveryEpoch()
+    public void TheShardsOfAStepAreDisjointEqualSlices()
     {
-        var sampler = new DistributedSampler(1000, 2, 1, seed: 7);
-        int[][] epochs = Enumerable.Range(0, 5).Select(sampler.Indices).ToArray();
+        var order = new DistributedSampler(1000, seed: 3).Order(0);
+        var a = DistributedSampler.Batch(order, 128, 3, 0, 32).ToArray();
+        var b = DistributedSampler.Batch(order, 128, 3, 1, 32).ToArray();
+        var c = DistributedSampler.Batch(order, 128, 3, 2, 32).ToArray();
 
-        for (int a = 0; a < epochs.Length; a++)
-        {
-            for (int b = a + 1; b < epochs.Length; b++)
-            {
-                Assert.NotEqual(epochs[a], epochs[b]);
-            }
-        }
+        Assert.Equal(order.Skip(128).Take(96), a.Concat(b).Concat(c));
+        Assert.Empty(a.Intersect(b));
     }
 
     [Fact]
-    public void SameSeedAndEpochGiveSameOrder()
+    public void OrderChangesEveryEpochAndDependsOnTheSeedAlone()
     {
-        var a = new DistributedSampler(9000, 3, 2, seed: 123);
-        var b = new DistributedSampler(9000, 3, 2, seed: 123);
+        var a = new DistributedSampler(9000, seed: 123);
+        var b = new DistributedSampler(9000, seed: 123);
 
-        Assert.Equal(a.Indices(4), b.Indices(4));
-        Assert.Equal(a.Indices(4), a.Indices(4));
-    }
-
-    [Fact]
-    public void DifferentSeedsGiveDifferentOrders()
-    {
-        var a = new DistributedSampler(9000, 3, 0, seed: 1);
-        var b = new DistributedSampler(9000, 3, 0, seed: 2);
-
-        Assert.NotEqual(a.Indices(0), b.Indices(0));
+        Assert.Equal(a.Order(4), b.Order(4));
+        Assert.NotEqual(a.Order(4), a.Order(5));
+        Assert.NotEqual(a.Order(0), new DistributedSampler(9000, seed: 124).Order(0));
     }
 
     [Fact]
     public void ShuffleIsActuallyShuffled()
     {
-        int[] order = new DistributedSampler(1000, 1, 0, seed: 0).Indices(0);
+        int[] order = new DistributedSampler(1000, seed: 0).Order(0);
 
         Assert.NotEqual(Enumerable.Range(0, 1000), order);
         Assert.Equal(Enumerable.Range(0, 1000), order.Order());
@@ -137,39 +114,36 @@ public sealed class DistributedSamplerTests
     [Fact]
     public void NoShuffleKeepsDatasetOrder()
     {
-        DistributedSampler[] ranks = Ranks(10, 3, shuffle: false);
+        var order = new DistributedSampler(10, seed: 1, shuffle: false).Order(3);
 
-        Assert.Equal([0, 3, 6, 9], ranks[0].Indices(0));
-        Assert.Equal([1, 4, 7, 0], ranks[1].Indices(5));
-        Assert.Equal([2, 5, 8, 1], ranks[2].Indices(9));
+        Assert.Equal(Enumerable.Range(0, 10), order);
+        Assert.Equal([4, 5], DistributedSampler.Batch(order, 2, 2, 1, 2).ToArray());
     }
 
     [Fact]
-    public void BatchesPerEpochDropsTheIncompleteBatch()
+    public void StepsLeftCountsFullGlobalBatches()
     {
-        var sampler = new DistributedSampler(9000, 4, 3, seed: 0);
+        var sampler = new DistributedSampler(9000, seed: 0);
 
-        Assert.Equal(2250, sampler.NumSamples);
-        Assert.Equal(9000, sampler.TotalSize);
-        Assert.Equal(35, sampler.BatchesPerEpoch(64)); // 2250 / 64 = 35.16
-        Assert.Equal(2250, sampler.BatchesPerEpoch(1));
-        Assert.Equal(0, sampler.BatchesPerEpoch(4096));
-        Assert.Throws<ArgumentOutOfRangeException>(() => sampler.BatchesPerEpoch(0));
+        Assert.Equal(35, sampler.StepsLeft(0, 4, 64)); // 9000 / 256 = 35.2
+        Assert.Equal(70, sampler.StepsLeft(0, 2, 64));
+        Assert.Equal(1, sampler.StepsLeft(9000 - 128, 2, 64));
+        Assert.Equal(0, sampler.StepsLeft(9000 - 127, 2, 64));
+        Assert.Equal(0, sampler.StepsLeft(9000, 1, 1));
+        Assert.Equal(0, sampler.StepsLeft(0, 1, 9001));
     }
 
     [Fact]
     public void ValidatesArguments()
     {
-        Assert.Throws<ArgumentOutOfRangeException>(() => new DistributedSampler(0, 1, 0, 0));
-        Assert.Throws<ArgumentOutOfRangeException>(() => new DistributedSampler(-1, 1, 0, 0));
-        Assert.Throws<ArgumentOutOfRangeException>(() => new DistributedSampler(10, 0, 0, 0));
-        Assert.Throws<ArgumentOutOfRangeException>(() => new DistributedSampler(10, 2, 2, 0));
-        Assert.Throws<ArgumentOutOfRangeException>(() => new DistributedSampler(10, 2, -1, 0));
-        Assert.Throws<ArgumentOutOfRangeException>(() => new DistributedSampler(10, 2, 0, 0).Indices(-1));
-
-        var ok = new DistributedSampler(10, 2, 1, -5);
-        Assert.Equal(1, ok.Rank);
-        Assert.Equal(2, ok.WorldSize);
-        Assert.Equal(-5, ok.Seed);
+        Assert.Throws<ArgumentOutOfRangeException>(() => new DistributedSampler(0, 0));
+        Assert.Throws<ArgumentOutOfRangeException>(() => new DistributedSampler(-1, 0));
+        var sampler = new DistributedSampler(10, 0);
+        Assert.Throws<ArgumentOutOfRangeException>(() => sampler.Order(-1));
+        Assert.Throws<ArgumentOutOfRangeException>(() => sampler.StepsLeft(0, 0, 1));
+        Assert.Throws<ArgumentOutOfRangeException>(() => sampler.StepsLeft(0, 1, 0));
+        var order = sampler.Order(0);
+        Assert.Throws<ArgumentOutOfRangeException>(() => DistributedSampler.Batch(order, 0, 2, 2, 2).ToArray());
+        Assert.Throws<ArgumentOutOfRangeException>(() => DistributedSampler.Batch(order, 8, 2, 0, 2).ToArray());
     }
 }
