@@ -39,7 +39,7 @@ public sealed class CoordinatorActorSpec(SeedSystem seed) : IClassFixture<SeedSy
     private static RegisterNode Registration(string name, string job = JobId, int version = ActorTrainSettings.ProtocolVersion,
         string fingerprint = Fingerprint, int trainers = Trainers) =>
         new(job, version, fingerprint, name, trainers, $"akka.tcp://actortrain@{name}:4053/user/node",
-            $"akka.tcp://actortrain@{name}:4053/user/actortrain-endpoint", Enumerable.Repeat("cpu", trainers).ToArray(), $"{name}:4054");
+            $"akka.tcp://actortrain@{name}:4053/user/actortrain-endpoint", Enumerable.Repeat("cpu", trainers).ToArray(), $"{name}:4054", null);
 
     private static T Expect<T>(TestProbe probe) => probe.ExpectMsg<T>(TestConfig.Timeout);
 
@@ -241,8 +241,8 @@ public sealed class CoordinatorActorSpec(SeedSystem seed) : IClassFixture<SeedSy
     public void Coordinator_must_answer_a_status_query_with_progress_and_late_ranks()
     {
         var (coordinator, a, b, world) = Training();
-        a.Send(coordinator, new NodeProgress(1, "node-a", 1, [new RankProgress(0, 12, 40, 30, 5), new RankProgress(1, 12, 40, 35, 5)]));
-        b.Send(coordinator, new NodeProgress(1, "node-b", 1, [new RankProgress(2, 11, 40, 55, 9000), new RankProgress(3, 12, 40, 31, 5)]));
+        a.Send(coordinator, new NodeProgress(1, "node-a", 1, [new RankProgress(0, 12, 40, 30, 5, -1), new RankProgress(1, 12, 40, 35, 5, -1)]));
+        b.Send(coordinator, new NodeProgress(1, "node-b", 1, [new RankProgress(2, 11, 40, 55, 9000, -1), new RankProgress(3, 12, 40, 31, 5, -1)]));
         var probe = Node();
         probe.Send(coordinator, new GetStatus("q"));
         var status = probe.ExpectMsg<ClusterStatus>(TimeSpan.FromSeconds(5));

@@ -174,14 +174,16 @@ public class ActorTrainMessageSerializerSpec(LocalSystemFixture fixture) : IClas
 
     private static bool Indistinguishable(Type a, Type b) => SameWireShape.Any(g => g.Contains(a) && g.Contains(b));
 
+    private static readonly ResumePoint Resume = new(0, 1, 0, 0, 0, false, 0, 0, 0, 0, "");
+
     [Fact]
     public void Serializer_must_refuse_a_message_without_a_required_field()
     {
-        var noDevices = Serializer.ToBinary(new RegisterNode("job", 1, "fp", "n", 1, "p", "e", null!, "h:1"));
-        var noNode = Serializer.ToBinary(new WorldAssignment(1, [null!], 1, new TrainingPlan(1, 1, 1, 1, 1024, false, 1024, "akka", [1])));
-        var noPlan = Serializer.ToBinary(new WorldAssignment(1, [], 0, null!));
+        var noDevices = Serializer.ToBinary(new RegisterNode("job", 1, "fp", "n", 1, "p", "e", null!, "h:1", null));
+        var noNode = Serializer.ToBinary(new WorldAssignment(1, [null!], 1, new TrainingPlan(1, 1, 1, 1, 1024, false, 1024, "akka", [1]), Resume, RunHistory.Empty));
+        var noPlan = Serializer.ToBinary(new WorldAssignment(1, [], 0, null!, Resume, RunHistory.Empty));
         var noPayload = Serializer.ToBinary(new GradientChunk(1, 1, 0, 0, 0, 0, 0, null!));
-        var noDevice = Serializer.ToBinary(new WorldAssignment(1, [new WorldNode("n", "p", "e", 0, 1, [null!], "h:1")], 1, new TrainingPlan(1, 1, 1, 1, 1024, false, 1024, "akka", [1])));
+        var noDevice = Serializer.ToBinary(new WorldAssignment(1, [new WorldNode("n", "p", "e", 0, 1, [null!], "h:1")], 1, new TrainingPlan(1, 1, 1, 1, 1024, false, 1024, "akka", [1]), Resume, RunHistory.Empty));
 
         Assert.Contains("Devices", Assert.Throws<SerializationException>(() => Serializer.FromBinary(noDevices, "reg")).Message);
         Assert.Contains("Nodes[0]", Assert.Throws<SerializationException>(() => Serializer.FromBinary(noNode, "world")).Message);

@@ -11,13 +11,23 @@ internal static class Samples
     private static readonly WorldNode NodeA = new("node-a", "akka.tcp://actortrain@10.0.0.1:4053/user/node", "akka.tcp://actortrain@10.0.0.1:4053/user/actortrain-endpoint", 0, 2, ["cpu", "cpu"], "10.0.0.1:4054");
     private static readonly WorldNode NodeB = new("node-b", "akka.tcp://actortrain@10.0.0.2:4053/user/node", "akka.tcp://actortrain@10.0.0.2:4053/user/actortrain-endpoint", 2, 2, ["cuda:0", "cuda:1"], "10.0.0.2:4054");
 
+    private static readonly TrainingPlan Plan = new(10, 64, -3, 100, 4 << 20, true, 32 * 1024, "tcp", [7, 1, 255]);
+
+    private static readonly TrainerHaltState Halt = new(3, 158, 4, 1280, 20, true, 41.5, 20, 1, true, 377, "c0ffee");
+
+    private static readonly RunHistory History = new(
+        [new GenerationRecord(1, ["node-a", "node-b"], 4, 0, "start", 0, 0), new GenerationRecord(2, ["node-a"], 2, 157, "node node-b was lost", 1, 2.5)],
+        [new EpochRecord(1, 70, 1.25, 0.875, 2)], 33.5);
+
+    private static readonly NodeRejoin Rejoin = new(7, [Halt], History, Plan);
+
     /// <summary>One message per wire type, every field set to something other than its default.</summary>
     public static readonly IReadOnlyDictionary<Type, object> Full = new object[]
     {
-        new RegisterNode("mnist", 1, "fp-9c1e", "node-a", 2, "akka.tcp://actortrain@10.0.0.1:4053/user/node", "akka.tcp://actortrain@10.0.0.1:4053/user/actortrain-endpoint", ["cpu", "cpu"], "10.0.0.1:4054"),
+        new RegisterNode("mnist", 1, "fp-9c1e", "node-a", 2, "akka.tcp://actortrain@10.0.0.1:4053/user/node", "akka.tcp://actortrain@10.0.0.1:4053/user/actortrain-endpoint", ["cpu", "cpu"], "10.0.0.1:4054", Rejoin),
         new NodeRegistered("node-a", 1, 3),
         new RegistrationRefused("job id \"x\" differs from the coordinator's \"y\""),
-        new WorldAssignment(7, [NodeA, NodeB], 4, new TrainingPlan(10, 64, -3, 100, 4 << 20, true, 32 * 1024, "tcp", [7, 1, 255])),
+        new WorldAssignment(7, [NodeA, NodeB], 4, Plan, new ResumePoint(3, 4, 1280, 20, 158, true, 41.5, 20, 1, 377, "ckpt/ckpt-000000158.atc"), History),
         new NodeReady(7, "node-b"),
         new StartEpoch(7, 3),
         new EpochCompleted(7, "node-a", 3, 938, 123.456, 60032, 2, 0.9871),
@@ -27,11 +37,15 @@ internal static class Samples
         new EndRun(3, "node node-b was lost"),
         new NodeFailed("node-b", "CUDA out of memory"),
         new GradientChunk(7, 4711, 2, 1, 5, 3, 2, FloatBytes(1.5f, -2.25f, float.Epsilon, float.MaxValue)),
-        new NodeProgress(7, "node-a", 3, [new RankProgress(0, 120, 41.5, 30.25, 12.5), new RankProgress(1, 119, 42.5, 31.25, 2500.5)]),
+        new NodeProgress(7, "node-a", 3, [new RankProgress(0, 120, 41.5, 30.25, 12.5, -1), new RankProgress(1, 119, 42.5, 31.25, 2500.5, 3)]),
         new GetStatus("req-1"),
         new ClusterStatus("req-1", "mnist", "training", 7, 3, 10, 4,
             [new NodeStatus("node-a", "akka.tcp://actortrain@10.0.0.1:4053", 0, 2, ["cpu", "cpu"], 120, 23.5, 1.25)],
             1, 31.25, [new LateRank(1, "node-a", 119, 1, 2500.5)], 2, 3),
+        new Regroup(7, 8, true, "node node-c joins"),
+        new NodeHalted(8, "node-b", [Halt], "10.0.0.2:4999"),
+        new GenerationBroken(7, "node-a", "the data plane failed at step 158"),
+        new HistoryUpdate(History),
     }.ToDictionary(m => m.GetType());
 
     /// <summary>Edge cases that must survive a round trip too.</summary>
@@ -39,8 +53,8 @@ internal static class Samples
     {
         yield return new NodeFinished(1, "node-b", [], null, []);
         yield return new ClusterStatus("", "", "waiting-for-nodes", 0, 0, 10, 0, [], -1, 0, [], 0, 1);
-        yield return new WorldAssignment(1, [], 0, new TrainingPlan(1, 1, 0, 1, 1024, false, 1024, "akka", []));
-        yield return new RegisterNode("", 1, "", "", 1, "", "", [], "");
+        yield return new WorldAssignment(1, [], 0, new TrainingPlan(1, 1, 0, 1, 1024, false, 1024, "akka", []), new ResumePoint(0, 1, 0, 0, 0, false, 0, 0, 0, 0, ""), RunHistory.Empty);
+        yield return new RegisterNode("", 1, "", "", 1, "", "", [], "", null);
         yield return new EpochCompleted(long.MaxValue, "n", int.MaxValue, long.MaxValue, double.NaN, 0, 0, -1);
         yield return new EpochCompleted(-1, "n", 0, 0, double.PositiveInfinity, 0, 0, double.NegativeInfinity);
         yield return new GradientChunk(1, -5, 0, 0, 0, 0, 0, []);
