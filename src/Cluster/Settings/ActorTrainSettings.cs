@@ -28,6 +28,7 @@ public sealed record ActorTrainSettings
     public required bool MkldnnEnabled { get; init; }
     public required bool ProgressBar { get; init; }
     public required MetricsSettings Metrics { get; init; }
+    public required CheckpointSettings Checkpoint { get; init; }
 
     /// <summary>ActorTrain's embedded defaults (reference.conf) with Akka's below them.</summary>
     public static Config DefaultConfig() =>
@@ -103,6 +104,13 @@ public sealed record ActorTrainSettings
                 Enabled = c.Bool("actortrain.metrics.enabled"),
                 Hostname = c.String("actortrain.metrics.hostname", allowEmpty: false),
                 Port = c.Int("actortrain.metrics.port", min: 0, max: 65535),
+            },
+            Checkpoint = new CheckpointSettings
+            {
+                Dir = c.String("actortrain.checkpoint.dir", allowEmpty: true),
+                EverySteps = c.Int("actortrain.checkpoint.every-steps", min: 0, max: int.MaxValue),
+                AtEpochEnd = c.Bool("actortrain.checkpoint.at-epoch-end"),
+                Keep = c.Int("actortrain.checkpoint.keep", min: 1, max: 10_000),
             },
         };
     }
@@ -240,4 +248,16 @@ public sealed record ElasticSettings
 
     /// <summary>A step still waiting for contributions after this long is reported, naming the missing rank.</summary>
     public required TimeSpan HangReportAfter { get; init; }
+}
+
+public sealed record CheckpointSettings
+{
+    /// <summary>Empty means <c>&lt;out-dir&gt;/checkpoints</c>: see <see cref="ResolveDir"/>.</summary>
+    public required string Dir { get; init; }
+    /// <summary>0 means no periodic checkpoints.</summary>
+    public required int EverySteps { get; init; }
+    public required bool AtEpochEnd { get; init; }
+    public required int Keep { get; init; }
+
+    public string ResolveDir(string outDir) => string.IsNullOrWhiteSpace(Dir) ? Path.Combine(outDir, "checkpoints") : Dir;
 }
