@@ -51,7 +51,7 @@ public static class IntraNodeCollectives
                 if (!devicesAreCuda)
                 {
                     throw new InvalidOperationException(
-                        $"{Setting} = nccl needs CUDA trainers, but this node's trainers run on the CPU; use shared-memory or auto");
+                        $"the NCCL intra-node backend ({Setting} = nccl) needs CUDA trainers, but this node's trainers run on the CPU; use shared-memory or auto");
                 }
 
                 return TryNccl(localSize, ncclLibraryPath, locations, out var nccl, out var why)
