@@ -168,7 +168,15 @@ public static class NativeLibraryProbe
             }
             catch (Exception e) when (e is DllNotFoundException or BadImageFormatException)
             {
-                failures.Add($"{candidate.Path} ({candidate.Source}): {OneLine(e.Message)}");
+                var error = LoaderError(e.Message);
+                if (candidate.IsBareName && error.Contains("cannot open shared object file", StringComparison.Ordinal))
+                {
+                    missing.Add($"{candidate.Path} ({ProbeCandidate.SystemLoader})");
+                }
+                else
+                {
+                    failures.Add($"{candidate.Path} ({candidate.Source}): {error}");
+                }
             }
         }
 
@@ -234,5 +242,12 @@ public static class NativeLibraryProbe
         }
     }
 
-    private static string OneLine(string message) => message.ReplaceLineEndings(" ").Trim();
+    /// <summary>The loader's own words (dlerror) without .NET's advice around them.</summary>
+    private static string LoaderError(string message)
+    {
+        const string Marker = "LD_DEBUG environment variable:";
+        var at = message.IndexOf(Marker, StringComparison.Ordinal);
+        var text = at >= 0 ? message[(at + Marker.Length)..] : message;
+        return text.ReplaceLineEndings(" ").Trim();
+    }
 }
