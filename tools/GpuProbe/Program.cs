@@ -53,6 +53,30 @@ public static class Program
             "nccl-comm-init-all", "abort-on-cancel", "intra-node-auto-selects-nccl",
         };
 
+        // The CUDA runtime first (often beside NCCL: the configured folder is probed too), so versions
+        // and devices are reported even where NCCL is missing.
+        var configuredFolder = ncclLibrary is null ? null : Directory.Exists(ncclLibrary) ? ncclLibrary : Path.GetDirectoryName(ncclLibrary);
+        if (!CudaRuntime.TryLoad(configuredFolder, out var cuda, out var cudaReport))
+        {
+            Skip("load-cudart", cudaReport);
+        }
+        else
+        {
+            var driver = cuda!.DriverVersion();
+            Pass("load-cudart", $"CUDA runtime {CudaRuntime.FormatVersion(cuda.RuntimeVersion())}, driver supports CUDA {(driver == 0 ? "none (no driver)" : CudaRuntime.FormatVersion(driver))}, from {cuda.Path}");
+        }
+
+        var deviceReason = "";
+        var count = cuda?.TryGetDeviceCount(out deviceReason) ?? 0;
+        if (cuda is null)
+        {
+            Skip("devices", "the CUDA runtime does not load");
+        }
+        else if (count == 0)
+        {
+            Skip("devices", deviceReason);
+        }
+
         if (!NcclLibrary.TryLoad(ncclLibrary, out var nccl, out var ncclReport))
         {
             Skip("load-nccl", ncclReport);
@@ -61,20 +85,10 @@ public static class Program
         }
 
         Pass("load-nccl", ncclReport);
-        if (!CudaRuntime.TryLoad(Path.GetDirectoryName(nccl!.Path), out var cuda, out var cudaReport))
+        var library = nccl!;
+        if (cuda is null || count == 0)
         {
-            Skip("load-cudart", cudaReport);
-            SkipAll(gpuChecks, "the CUDA runtime does not load");
-            return;
-        }
-
-        var driver = cuda!.DriverVersion();
-        Pass("load-cudart", $"CUDA runtime {CudaRuntime.FormatVersion(cuda.RuntimeVersion())}, driver supports CUDA {(driver == 0 ? "none (no driver)" : CudaRuntime.FormatVersion(driver))}, from {cuda.Path}");
-        var count = cuda.TryGetDeviceCount(out var deviceReason);
-        if (count == 0)
-        {
-            Skip("devices", deviceReason);
-            SkipAll(gpuChecks, "no CUDA device");
+            SkipAll(gpuChecks, cuda is null ? "the CUDA runtime does not load" : "no CUDA device");
             return;
         }
 
@@ -89,7 +103,7 @@ public static class Program
         NcclUniqueId id = default;
         Check("nccl-unique-id", () =>
         {
-            var made = nccl.GetUniqueId();
+            var made = library.GetUniqueId();
             var bytes = made.ToBytes();
             id = NcclUniqueId.FromBytes(bytes);
             Require(id == made && bytes.Length == 128 && bytes.Any(b => b != 0), "the id does not survive ToBytes/FromBytes or is all zeros");
@@ -99,7 +113,7 @@ public static class Program
         NcclCollective? collective = null;
         Check("nccl-comm-init", () =>
         {
-            collective = NcclCollective.Create(nccl, cuda, devices, id);
+            collective = NcclCollective.Create(library, cuda, devices, id);
             return collective.Description + " (ncclCommInitRank per rank inside ncclGroupStart/End)";
         });
 
@@ -123,13 +137,13 @@ public static class Program
 
         Check("nccl-comm-init-all", () =>
         {
-            using var all = NcclCollective.CreateWithInitAll(nccl, cuda, devices);
+            using var all = NcclCollective.CreateWithInitAll(library, cuda, devices);
             return "ncclCommInitAll, then " + HostCheck(all, elements, Op.AllReduce);
         });
 
         Check("abort-on-cancel", () =>
         {
-            using var doomed = NcclCollective.Create(nccl, cuda, devices);
+            using var doomed = NcclCollective.Create(library, cuda, devices);
             using var cancelled = new CancellationTokenSource();
             cancelled.Cancel();
             try

@@ -41,7 +41,7 @@ public enum NcclRedOp
 public static class NcclResults
 {
     /// <summary>The nccl.h name of <paramref name="code"/> (<c>ncclInvalidUsage</c>), or <c>ncclResult 42</c> for a code this build does not know.</summary>
-    public static string Name(int code) => Enum.IsDefined(typeof(NcclResult), code)
+    public static string Name(int code) => Enum.IsDefined((NcclResult)code)
         ? "nccl" + (NcclResult)code
         : $"ncclResult {code}";
 
