@@ -138,8 +138,7 @@ public sealed class NcclCollective : IIntraNodeCollective, IDeviceIntraNodeColle
         Run(localRank, "ncclReduceScatter", cancellationToken, rank =>
         {
             var chunk = StageAllSlices(rank, buffer.Span);
-            var stream = rank.Stream;
-            WithComm(rank, comm => _nccl.ReduceScatter(rank.Staging, rank.Staging + SliceBytes(localRank, chunk), chunk, NcclDataType.Float32, NcclRedOp.Sum, comm, stream));
+            WithComm(rank, comm => _nccl.ReduceScatter(rank.Staging, rank.Staging + SliceBytes(localRank, chunk), chunk, NcclDataType.Float32, NcclRedOp.Sum, comm, rank.Stream));
             Wait(localRank, rank, "ncclReduceScatter", cancellationToken);
             var (offset, count) = Partition.Slice(buffer.Length, LocalSize, localRank);
             _cuda.CopyToHost(rank.Staging + SliceBytes(localRank, chunk), buffer.Span.Slice(offset, count));
@@ -398,7 +397,7 @@ public sealed class NcclCollective : IIntraNodeCollective, IDeviceIntraNodeColle
         _commGate.EnterReadLock();
         try
         {
-            ThrowIfAborted("NCCL call");
+            ThrowIfAborted("the NCCL call");
             call(rank.Comm);
         }
         finally
