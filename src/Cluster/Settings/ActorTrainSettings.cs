@@ -88,6 +88,7 @@ public sealed record ActorTrainSettings
                 {
                     ["auto"] = "auto", ["shared-memory"] = "shared-memory", ["nccl"] = "nccl",
                 }),
+                NcclLibrary = c.String("actortrain.sync.nccl-library", allowEmpty: true),
                 NonFiniteGradients = c.Enum("actortrain.sync.non-finite-gradients", new Dictionary<string, NonFiniteGradientPolicy>
                 {
                     ["skip"] = NonFiniteGradientPolicy.Skip, ["fail"] = NonFiniteGradientPolicy.Fail,
@@ -216,6 +217,8 @@ public sealed record SyncSettings
     public required long BucketSizeBytes { get; init; }
     public required int ChunkSizeBytes { get; init; }
     public required string IntraNode { get; init; }
+    /// <summary>libnccl.so.2's path or folder, probed first; empty: probe the usual places only.</summary>
+    public required string NcclLibrary { get; init; }
     public required NonFiniteGradientPolicy NonFiniteGradients { get; init; }
     public required TimeSpan StepTimeout { get; init; }
     public required string Transport { get; init; }

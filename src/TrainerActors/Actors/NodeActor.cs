@@ -139,7 +139,10 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
         // The intra-node collective depends on this node's devices only: choose it now, so an
         // impossible choice (nccl without CUDA) is a start-up error rather than a failed world.
         var devicesAreCuda = devices.Any(d => d.type == DeviceType.CUDA);
-        _intraNode = IntraNodeCollectives.Create(IntraNodeCollectives.Parse(_settings.Sync.IntraNode, "actortrain.sync.intra-node"), devices.Count, devicesAreCuda);
+        var intra = IntraNodeCollectives.Select(IntraNodeCollectives.Parse(_settings.Sync.IntraNode, "actortrain.sync.intra-node"), devices.Count, devicesAreCuda, _settings.Sync.NcclLibrary);
+        _intraNode = intra.Collective;
+        if (devicesAreCuda) ProgressLine.Info("Node {0}: intra-node collective {1} ({2})", _nodeName, intra.Collective.Name, intra.Reason);
+        else _log.Info("Intra-node collective: {0} ({1})", intra.Collective.Name, intra.Reason);
         // Until the world tells how many trainers share this machine, assume only this node's.
         var threads = _settings.Node.EffectiveIntraOpThreads(devices.Count);
         for (var i = 0; i < devices.Count; i++)

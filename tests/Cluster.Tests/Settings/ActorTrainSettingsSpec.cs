@@ -29,6 +29,7 @@ public class ActorTrainSettingsSpec
         Assert.Equal(4L * 1024 * 1024, s.Sync.BucketSizeBytes);
         Assert.Equal(64 * 1024, s.Sync.ChunkSizeBytes);
         Assert.Equal("auto", s.Sync.IntraNode);
+        Assert.Equal("", s.Sync.NcclLibrary);
         Assert.Equal(NonFiniteGradientPolicy.Skip, s.Sync.NonFiniteGradients);
         Assert.Equal(TimeSpan.FromSeconds(120), s.Sync.StepTimeout);
         Assert.False(s.MkldnnEnabled);
@@ -55,6 +56,7 @@ public class ActorTrainSettingsSpec
             actortrain.sync.bucket-size = 1MiB
             actortrain.sync.chunk-size = 32KiB
             actortrain.sync.intra-node = shared-memory
+            actortrain.sync.nccl-library = "/opt/nccl/lib"
             actortrain.sync.non-finite-gradients = fail
             actortrain.startup-timeout = 0s
             actortrain.torch.mkldnn = on
@@ -69,6 +71,7 @@ public class ActorTrainSettingsSpec
         Assert.Equal(1024L * 1024, s.Sync.BucketSizeBytes);
         Assert.Equal(32 * 1024, s.Sync.ChunkSizeBytes);
         Assert.Equal("shared-memory", s.Sync.IntraNode);
+        Assert.Equal("/opt/nccl/lib", s.Sync.NcclLibrary);
         Assert.Equal(NonFiniteGradientPolicy.Fail, s.Sync.NonFiniteGradients);
         Assert.Equal(TimeSpan.Zero, s.StartupTimeout);
         Assert.True(s.MkldnnEnabled);

@@ -38,14 +38,11 @@ public class IntraNodeCollectivesTests
         Assert.Equal(IntraNodeCollectives.ToSettingValue(IntraNodeBackend.SharedMemory), collective.Name);
     }
 
-    [Theory]
-    [InlineData(IntraNodeBackend.Nccl, false)]
-    [InlineData(IntraNodeBackend.Nccl, true)]
-    [InlineData(IntraNodeBackend.Auto, true)]
-    public void Nccl_is_not_part_of_this_build_yet(IntraNodeBackend backend, bool cuda)
+    [Fact]
+    public void Nccl_for_cpu_trainers_is_refused_at_creation()
     {
-        var error = Assert.Throws<NotSupportedException>(() => IntraNodeCollectives.Create(backend, 2, cuda));
+        var error = Assert.Throws<InvalidOperationException>(() => IntraNodeCollectives.Create(IntraNodeBackend.Nccl, 2, devicesAreCuda: false));
 
-        Assert.Contains("intra-node = shared-memory", error.Message);
+        Assert.Contains("needs CUDA trainers", error.Message);
     }
 }
