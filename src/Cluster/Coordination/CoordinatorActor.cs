@@ -56,6 +56,7 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
     private long _regroupStarted;
     private readonly Dictionary<string, NodeHalted> _halts = [];
     private readonly HashSet<string> _regroupExpected = [];
+    private readonly HashSet<string> _suspects = [];
     private bool _recovering;
     private (string Reason, int StepsRedone, long Started) _nextRecord = ("start", 0, 0);
     private long _lastHangReport;
@@ -138,9 +139,15 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         Receive<RegisterNode>(OnRegisterWhileTraining);
         Receive<GenerationBroken>(b =>
         {
-            if (b.Generation != _generation || _phase == "regrouping") return;
+            if (b.Generation != _generation) return;
+            if (_phase == "regrouping")
+            {
+                if (b.Suspect.Length > 0 && b.Suspect != b.NodeName && _suspects.Add(b.Suspect)) CheckRegroupComplete();
+                return;
+            }
             _log.Warning("Node {0} reports generation {1} broken: {2}", b.NodeName, b.Generation, b.Reason);
-            NodeLost(null, $"a collective failed on {b.NodeName}: {b.Reason}");
+            if (b.Suspect.Length > 0 && b.Suspect != b.NodeName) _suspects.Add(b.Suspect);
+            NodeLost(null, b.Suspect.Length > 0 ? $"{b.NodeName} lost its data-plane connection to {b.Suspect}" : $"a collective failed on {b.NodeName}: {b.Reason}");
         });
         Receive<Terminated>(t => NodeLost(t.ActorRef.Path.Address, "its node actor stopped"));
         Receive<ClusterEvent.UnreachableMember>(m => NodeLost(m.Member.Address, "it became unreachable"));
@@ -555,7 +562,7 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
             _regroupExpected.Remove(lost.Message.NodeName);
             _halts.Remove(lost.Message.NodeName);
             _log.Warning("{0} during the regroup; it is left out", what);
-            if (_regroupExpected.All(_halts.ContainsKey)) FinishRegroup();
+            CheckRegroupComplete();
             return;
         }
         if (lost is not null)
@@ -591,21 +598,47 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
     {
         if (h.NextGeneration != _regroupFor || !_regroupExpected.Contains(h.NodeName)) return;
         _halts[h.NodeName] = h;
-        if (_regroupExpected.All(_halts.ContainsKey)) FinishRegroup();
+        CheckRegroupComplete();
     }
+
+    /// <summary>
+    /// Complete once every node has reported. A node another reported unreachable on the data
+    /// plane (a suspect) gets only a short grace once all the others have answered: a live node
+    /// answers a regroup within one step's compute, a dead one never does.
+    /// </summary>
+    private void CheckRegroupComplete()
+    {
+        if (_regroupExpected.All(_halts.ContainsKey))
+        {
+            FinishRegroup();
+            return;
+        }
+        if (_regroupExpected.Where(n => !_suspects.Contains(n)).All(_halts.ContainsKey) && !Timers.IsTimerActive("suspect-grace"))
+            Timers.StartSingleTimer("suspect-grace", new RegroupTimedOut(_regroupFor), SuspectGrace);
+    }
+
+    /// <summary>How long a regroup waits for a suspect once every other node has answered.</summary>
+    private TimeSpan SuspectGrace => TimeSpan.FromTicks(Math.Min(_settings.Elastic.RegroupTimeout.Ticks, TimeSpan.FromSeconds(2).Ticks));
 
     /// <summary>Forms the next generation from the nodes that reported and those waiting to join.</summary>
     private void FinishRegroup()
     {
         Timers.Cancel("regroup");
+        Timers.Cancel("suspect-grace");
         _recovering = false;
         foreach (var silent in _members.Where(m => !_halts.ContainsKey(m.Message.NodeName)).ToList())
         {
-            _log.Warning("Node {0} did not stop and report within {1:0}s (actortrain.elastic.regroup-timeout); generation {2} goes on without it",
-                silent.Message.NodeName, _settings.Elastic.RegroupTimeout.TotalSeconds, _regroupFor);
-            silent.Node.Tell(new EndRun(3, $"left out of generation {_regroupFor}: it did not report within the regroup timeout"));
+            var why = _suspects.Contains(silent.Message.NodeName)
+                ? $"its ring neighbour lost the data-plane connection to it, and it did not answer within {SuspectGrace.TotalSeconds:0}s"
+                : $"it did not stop and report within {_settings.Elastic.RegroupTimeout.TotalSeconds:0}s (actortrain.elastic.regroup-timeout)";
+            _log.Warning("Node {0} is left out of generation {1}: {2}", silent.Message.NodeName, _regroupFor, why);
+            silent.Node.Tell(new EndRun(3, $"left out of generation {_regroupFor}: {why}"));
             _members.Remove(silent);
+            // Taken out of the cluster too, so membership converges (new nodes can become Up, and
+            // leaving at the end does not wait for the failure detector and the split-brain resolver).
+            _cluster.Down(silent.Node.Path.Address);
         }
+        _suspects.Clear();
         // The data-plane address a node reports with its halt is the one its new listener has.
         var survivors = _members.Select(m => m with { Message = m.Message with { DataPlaneEndpoint = _halts[m.Message.NodeName].DataPlaneEndpoint } }).ToList();
         var states = _halts.Values.SelectMany(h => h.Trainers.Select(t => (Node: h.NodeName, State: t))).ToList();

@@ -187,11 +187,13 @@ public sealed record NodeHalted(
     [property: Key(3)] string DataPlaneEndpoint) : IActorTrainMessage;
 
 /// <summary>Node → coordinator: a collective of this generation failed (a neighbour's connection broke, a deadline passed).</summary>
+/// <param name="Suspect">The node whose data-plane connection broke, when known (else empty): the coordinator waits for it only briefly.</param>
 [MessagePackObject]
 public sealed record GenerationBroken(
     [property: Key(0)] long Generation,
     [property: Key(1)] string NodeName,
-    [property: Key(2)] string Reason) : IActorTrainMessage;
+    [property: Key(2)] string Reason,
+    [property: Key(3)] string Suspect) : IActorTrainMessage;
 
 /// <summary>Coordinator → nodes: the run's history after a change (an epoch or a generation).</summary>
 [MessagePackObject]

@@ -49,6 +49,8 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
     private NodeHalted? _lastHalted;
     private bool _brokenReported;
     private bool _intraNodeUsed;
+    private IntraNodeBackend _intraNodeBackend;
+    private bool _devicesAreCuda;
     private RunHistory _history = RunHistory.Empty;
     private bool _rejoinPending;
     private NodeRejoin? _rejoin;
@@ -141,6 +143,8 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
         var devicesAreCuda = devices.Any(d => d.type == DeviceType.CUDA);
         var intra = IntraNodeCollectives.Select(IntraNodeCollectives.Parse(_settings.Sync.IntraNode, "actortrain.sync.intra-node"), devices.Count, devicesAreCuda, _settings.Sync.NcclLibrary);
         _intraNode = intra.Collective;
+        _intraNodeBackend = intra.Backend;
+        _devicesAreCuda = devicesAreCuda;
         if (devicesAreCuda) ProgressLine.Info("Node {0}: intra-node collective {1} ({2})", _nodeName, intra.Collective.Name, intra.Reason);
         else _log.Info("Intra-node collective: {0} ({1})", intra.Collective.Name, intra.Reason);
         // Until the world tells how many trainers share this machine, assume only this node's.
@@ -347,8 +351,7 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
         {
             // A generation that ended mid-step may have left the old one's participants out of step.
             _intraNode?.Dispose();
-            _intraNode = IntraNodeCollectives.Create(IntraNodeCollectives.Parse(_settings.Sync.IntraNode, "actortrain.sync.intra-node"), LocalSize,
-                _ready.Values.Any(r => r.Device.StartsWith("cuda", StringComparison.OrdinalIgnoreCase)));
+            _intraNode = IntraNodeCollectives.Select(_intraNodeBackend, LocalSize, _devicesAreCuda, _settings.Sync.NcclLibrary).Collective;
         }
         _intraNodeUsed = true;
         var intraNode = _intraNode ?? throw new InvalidOperationException("the intra-node collective was not created at start-up");
@@ -382,7 +385,7 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
             // The generation cannot go on: release this node's other trainers now, and let the
             // coordinator decide who is still there.
             _generationCancelled.Cancel();
-            _coordinatorRef.Tell(new GenerationBroken(b.Generation, _nodeName, b.Reason));
+            _coordinatorRef.Tell(new GenerationBroken(b.Generation, _nodeName, b.Reason, SuspectNeighbour()));
         });
         Receive<HistoryUpdate>(h => _history = h.History);
         Receive<RetryRegistration>(_ => { if (_rejoin is not null) Register(); });
@@ -595,6 +598,13 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
     {
         public static readonly RetryRegistration Instance = new();
         private RetryRegistration() { }
+    }
+
+    /// <summary>The ring neighbour whose data-plane connection failed, when the TCP transport knows.</summary>
+    private string SuspectNeighbour()
+    {
+        if (_world is null || _dataPlane is null) return "";
+        return _world.Nodes[_dataPlane.ReceiveFaulted ? _dataPlane.LeftNeighbour : _dataPlane.RightNeighbour].NodeName;
     }
 
     private string NeighbourNames()

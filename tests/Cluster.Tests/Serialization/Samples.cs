@@ -44,7 +44,7 @@ internal static class Samples
             1, 31.25, [new LateRank(1, "node-a", 119, 1, 2500.5)], 2, 3),
         new Regroup(7, 8, true, "node node-c joins"),
         new NodeHalted(8, "node-b", [Halt], "10.0.0.2:4999"),
-        new GenerationBroken(7, "node-a", "the data plane failed at step 158"),
+        new GenerationBroken(7, "node-a", "the data plane failed at step 158", "node-b"),
         new HistoryUpdate(History),
     }.ToDictionary(m => m.GetType());
 

@@ -91,6 +91,18 @@ public sealed class TcpRingTransport : IRingTransport, IAsyncDisposable
     /// <summary>The only peer this one receives from.</summary>
     public int LeftNeighbour { get; }
 
+    /// <summary>Whether the connection from the left neighbour failed (otherwise a failure was on the way to the right one).</summary>
+    public bool ReceiveFaulted
+    {
+        get
+        {
+            lock (gate)
+            {
+                return receiveFault is not null;
+            }
+        }
+    }
+
     /// <summary>Where this peer's listener is bound (the actual port when it was opened on port 0).</summary>
     public IPEndPoint ListenEndPoint { get; }
 
