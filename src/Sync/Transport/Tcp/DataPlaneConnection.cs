@@ -109,24 +109,15 @@ internal abstract class DataPlaneConnection
 
         public override async ValueTask<bool> ReceiveExactlyAsync(Memory<byte> buffer, CancellationToken cancellationToken)
         {
-            int received = 0;
-            while (received < buffer.Length)
+            int received = await stream.ReadAtLeastAsync(buffer, buffer.Length, throwOnEndOfStream: false, cancellationToken).ConfigureAwait(false);
+            if (received == buffer.Length)
             {
-                int count = await stream.ReadAsync(buffer[received..], cancellationToken).ConfigureAwait(false);
-                if (count == 0)
-                {
-                    if (received == 0)
-                    {
-                        return false;
-                    }
-
-                    throw new EndOfStreamException($"The connection closed after {received} of {buffer.Length} expected bytes.");
-                }
-
-                received += count;
+                return true;
             }
 
-            return true;
+            return received == 0
+                ? false
+                : throw new EndOfStreamException($"The connection closed after {received} of {buffer.Length} expected bytes.");
         }
 
         protected override void CloseOnce()
