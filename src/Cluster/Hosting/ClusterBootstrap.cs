@@ -1,4 +1,5 @@
 using ActorTrain.Cluster.Coordination;
+using ActorTrain.Cluster.Security;
 using ActorTrain.Cluster.Settings;
 using Akka.Actor;
 using Akka.Cluster.Tools.Client;
@@ -28,10 +29,13 @@ public static class ClusterBootstrap
     /// <summary>
     /// Creates the ActorSystem from a fully layered config (see <see cref="ActorTrainSettings.DefaultConfig"/>),
     /// the coordinator singleton manager where this node has the seed role, and a proxy to it on every node.
+    /// With <c>actortrain.tls.enabled</c> remoting runs TLS with mutual authentication (see
+    /// <see cref="NodeTls"/>, found later with <see cref="NodeTls.Of"/>); a certificate problem is a
+    /// <see cref="SettingsException"/> naming the key and the file, before anything listens.
     /// </summary>
     public static (ActorSystem System, IActorRef CoordinatorProxy) Start(Config config, ActorTrainSettings settings)
     {
-        var system = ActorSystem.Create(SystemName, WithClusterToolsDefaults(config));
+        var system = CreateSystem(SystemName, config, settings.Tls);
         var roles = Akka.Cluster.Cluster.Get(system).SelfRoles;
         if (roles.Contains(SeedRole))
         {
@@ -51,5 +55,18 @@ public static class ClusterBootstrap
             ClusterClientReceptionist.Get(system).RegisterService(proxy);
         }
         return (system, proxy);
+    }
+
+    /// <summary>An ActorSystem with the cluster tools' defaults and, where <paramref name="tls"/> is on, TLS for remoting.</summary>
+    public static ActorSystem CreateSystem(string name, Config config, TlsSettings tls)
+    {
+        if (!tls.Enabled) return ActorSystem.Create(name, WithClusterToolsDefaults(config));
+        var material = NodeTls.Load(tls);
+        var setup = BootstrapSetup.Create()
+            .WithConfig(WithClusterToolsDefaults(NodeTls.RemotingConfig(config)))
+            .And(material.RemotingSetup());
+        var system = ActorSystem.Create(name, setup);
+        material.Attach(system);
+        return system;
     }
 }

@@ -10,7 +10,9 @@ namespace ActorTrain.Cluster.Metrics;
 /// <c>http://{hostname}:{port}/metrics</c> (prometheus-net's HttpListener-based server).
 /// The default hostname is loopback: only processes on this machine can scrape it. Exposing it
 /// to the network (a routable address, or <c>0.0.0.0</c> / <c>+</c> for all interfaces) is the
-/// operator's choice; the endpoint has no authentication.
+/// operator's choice; the endpoint has no authentication and serves plain HTTP, also when
+/// <c>actortrain.tls</c> is on (HttpListener cannot serve TLS here): put a TLS proxy in front of
+/// it to expose it. Malformed requests are answered and closed by HttpListener itself.
 /// </summary>
 public sealed class MetricsEndpoint : IDisposable
 {

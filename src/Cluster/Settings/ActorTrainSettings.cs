@@ -29,6 +29,7 @@ public sealed record ActorTrainSettings
     public required bool ProgressBar { get; init; }
     public required MetricsSettings Metrics { get; init; }
     public required CheckpointSettings Checkpoint { get; init; }
+    public TlsSettings Tls { get; init; } = TlsSettings.Disabled;
 
     /// <summary>ActorTrain's embedded defaults (reference.conf) with Akka's below them.</summary>
     public static Config DefaultConfig() =>
@@ -113,6 +114,27 @@ public sealed record ActorTrainSettings
                 AtEpochEnd = c.Bool("actortrain.checkpoint.at-epoch-end"),
                 Keep = c.Int("actortrain.checkpoint.keep", min: 1, max: 10_000),
             },
+            Tls = ReadTls(c),
+        };
+    }
+
+    private static TlsSettings ReadTls(Reader c)
+    {
+        var enabled = c.Bool(TlsSettings.EnabledKey);
+        if (!enabled)
+        {
+            // Akka's own TLS alone would leave the data plane in the clear and trust the system's CAs.
+            if (c.Has("akka.remote.dot-netty.tcp.enable-ssl") && c.Bool("akka.remote.dot-netty.tcp.enable-ssl"))
+                throw new SettingsException("akka.remote.dot-netty.tcp.enable-ssl",
+                    $"is on but {TlsSettings.EnabledKey} is off; switch TLS on with hocon/tls.conf ({TlsSettings.EnabledKey} = on), which configures remoting and the data plane together");
+            return TlsSettings.Disabled;
+        }
+        return new TlsSettings
+        {
+            Enabled = true,
+            CertificatePath = c.String(TlsSettings.CertificatePathKey, allowEmpty: false),
+            CertificatePassword = c.String(TlsSettings.CertificatePasswordKey, allowEmpty: true),
+            CaCertificatePath = c.String(TlsSettings.CaCertificatePathKey, allowEmpty: false),
         };
     }
 
@@ -126,6 +148,8 @@ public sealed record ActorTrainSettings
             catch (SettingsException) { throw; }
             catch (Exception e) { throw new SettingsException(path, $"not a valid value ({FirstLine(e.Message)})", e); }
         }
+
+        public bool Has(string path) => config.HasPath(path);
 
         private string Raw(string path) => Get(path, () => config.GetString(path) ?? "");
 
@@ -227,6 +251,28 @@ public sealed record SyncSettings
 
     /// <summary>Chunk size of the chosen cross-node transport.</summary>
     public int TransportChunkSizeBytes => Transport == "tcp" ? TcpChunkSizeBytes : ChunkSizeBytes;
+}
+
+/// <summary>TLS with mutual authentication for Akka remoting and the TCP data plane (hocon/tls.conf).</summary>
+public sealed record TlsSettings
+{
+    public const string EnabledKey = "actortrain.tls.enabled";
+    public const string CertificatePathKey = "actortrain.tls.certificate-path";
+    public const string CertificatePasswordKey = "actortrain.tls.certificate-password";
+    public const string CaCertificatePathKey = "actortrain.tls.ca-certificate-path";
+
+    public static readonly TlsSettings Disabled = new() { Enabled = false, CertificatePath = "", CertificatePassword = "", CaCertificatePath = "" };
+
+    public required bool Enabled { get; init; }
+    /// <summary>This node's certificate and private key (PKCS#12).</summary>
+    public required string CertificatePath { get; init; }
+    public required string CertificatePassword { get; init; }
+    /// <summary>The CA certificate(s), PEM or DER, that every peer's certificate must chain to.</summary>
+    public required string CaCertificatePath { get; init; }
+
+    /// <summary>Keeps the password out of logs and exception messages.</summary>
+    public override string ToString() =>
+        $"TlsSettings {{ Enabled = {Enabled}, CertificatePath = {CertificatePath}, CaCertificatePath = {CaCertificatePath} }}";
 }
 
 public sealed record MetricsSettings

@@ -297,7 +297,7 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
             var self = Self;
             var listener = _dataPlaneListener ?? throw new InvalidOperationException("the data-plane listener is not open");
             _dataPlaneListener = null; // the transport owns it from here on
-            ConnectDataPlane(w, r.Index, listener, _generationCancelled.Token).ContinueWith(t => t.IsCompletedSuccessfully
+            ConnectDataPlane(w, r.Index, listener, Cluster.Security.NodeTls.Of(Context.System)?.DataPlane, _generationCancelled.Token).ContinueWith(t => t.IsCompletedSuccessfully
                     ? new DataPlaneConnected(w.Generation, r.Index, t.Result, null)
                     : new DataPlaneConnected(w.Generation, r.Index, null, t.Exception?.GetBaseException().Message
                         ?? "the ring neighbours did not connect within 30 s (is actortrain.sync.tcp-port open between the nodes?)"))
@@ -307,14 +307,15 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
         StartGeneration(r.Index, w.Nodes.Length > 1 ? new AkkaRingTransport(r.Index, r.Endpoints, _mailbox, w.Plan.ChunkSizeBytes, _metrics) : null);
     }
 
-    private static async Task<TcpRingTransport> ConnectDataPlane(WorldAssignment w, int index, TcpListener listener, CancellationToken generationEnded)
+    private static async Task<TcpRingTransport> ConnectDataPlane(WorldAssignment w, int index, TcpListener listener, TcpTlsOptions? tls,
+        CancellationToken generationEnded)
     {
         var peers = new List<IPEndPoint>();
         foreach (var n in w.Nodes) peers.Add(await ResolveEndpoint(n.DataPlaneEndpoint, n.NodeName));
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(generationEnded);
         timeout.CancelAfter(TimeSpan.FromSeconds(30));
         return await TcpRingTransport.ConnectAsync(index, peers, listener, w.Generation, w.Plan.DataPlaneToken,
-            Math.Max(1, w.Plan.ChunkSizeBytes / sizeof(float)), timeout.Token);
+            Math.Max(1, w.Plan.ChunkSizeBytes / sizeof(float)), timeout.Token, tls);
     }
 
     private static async Task<IPEndPoint> ResolveEndpoint(string hostAndPort, string nodeName)

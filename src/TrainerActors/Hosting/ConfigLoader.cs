@@ -1,5 +1,6 @@
 using ActorTrain.Cluster.Settings;
 using Akka.Configuration;
+using Akka.Configuration.Hocon;
 
 namespace ActorTrain.TrainerActors.Hosting;
 
@@ -25,7 +26,7 @@ public static class ConfigLoader
         foreach (var line in overrides)
             layered = layered.WithFallback(Parse(line, "command line"));
         if (configFile is not null && configText is not null)
-            layered = layered.WithFallback(Parse(configText, configFile));
+            layered = layered.WithFallback(Parse(configText, configFile, Path.GetDirectoryName(Path.GetFullPath(configFile))));
         if (!string.IsNullOrWhiteSpace(jobDefaults)) layered = layered.WithFallback(Parse(jobDefaults, $"defaults of job {jobName}"));
         var config = layered.WithFallback(ActorTrainSettings.DefaultConfig());
 
@@ -48,18 +49,36 @@ public static class ConfigLoader
         catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new UsageException($"{configFile}: cannot read: {e.Message}"); }
     }
 
-    private static Config Parse(string text, string source)
+    private static Config Parse(string text, string source, string? directory = null)
     {
         if (UnbalancedBrackets(text) is { } problem) throw new UsageException($"{source}: invalid HOCON: {problem}");
         try
         {
-            return ConfigurationFactory.ParseString(text);
+            return ConfigurationFactory.ParseString(text, Includes(source, directory ?? Directory.GetCurrentDirectory(), depth: 0));
+        }
+        catch (UsageException)
+        {
+            throw;
         }
         catch (Exception e)
         {
             throw new UsageException($"{source}: invalid HOCON: {e.Message.Split('\n')[0].Trim()}");
         }
     }
+
+    /// <summary>
+    /// Resolves <c>include "file"</c> relative to the including file's folder (e.g. hocon/tls.conf
+    /// beside hocon/worker.conf); a missing file is an error naming both files.
+    /// </summary>
+    private static Func<string, HoconRoot> Includes(string source, string directory, int depth) => name =>
+    {
+        if (depth >= 8) throw new UsageException($"{source}: include \"{name}\": includes nested more than 8 deep (a file including itself?)");
+        var path = Path.GetFullPath(Path.Combine(directory, name));
+        if (!File.Exists(path)) throw new UsageException($"{source}: include \"{name}\": file not found: {path}");
+        var text = ReadFile(path);
+        if (UnbalancedBrackets(text) is { } problem) throw new UsageException($"{path}: invalid HOCON: {problem}");
+        return Parser.Parse(text, Includes(path, Path.GetDirectoryName(path)!, depth + 1));
+    };
 
     /// <summary>
     /// Akka's HOCON parser accepts a file whose last object is never closed, silently dropping

@@ -1,4 +1,3 @@
-using System.Buffers;
 using System.Reflection;
 using ActorTrain.Cluster.Protocol;
 using ActorTrain.Cluster.Serialization;
@@ -204,7 +203,7 @@ public class ActorTrainMessageSerializerSpec(LocalSystemFixture fixture) : IClas
     public void Serializer_must_refuse_a_message_with_more_fields_or_trailing_bytes()
     {
         var bytes = Serializer.ToBinary(Samples.Full[typeof(EndRun)]);
-        var moreFields = Pack((ref MessagePackWriter w) =>
+        var moreFields = MessagePackBytes.Pack((ref MessagePackWriter w) =>
         {
             w.WriteArrayHeader(3);
             w.Write(0);
@@ -214,7 +213,7 @@ public class ActorTrainMessageSerializerSpec(LocalSystemFixture fixture) : IClas
 
         Assert.Contains("expected 2", Assert.Throws<SerializationException>(() => Serializer.FromBinary(moreFields, "end")).Message);
         Assert.Throws<SerializationException>(() => Serializer.FromBinary([.. bytes, 0xc0], "end"));
-        Assert.Throws<SerializationException>(() => Serializer.FromBinary(Pack((ref MessagePackWriter w) => w.WriteMapHeader(0)), "end"));
+        Assert.Throws<SerializationException>(() => Serializer.FromBinary(MessagePackBytes.Pack((ref MessagePackWriter w) => w.WriteMapHeader(0)), "end"));
     }
 
     [Fact]
@@ -227,13 +226,13 @@ public class ActorTrainMessageSerializerSpec(LocalSystemFixture fixture) : IClas
             w.WriteNil();
         }
 
-        var asExtraField = Pack((ref MessagePackWriter w) =>
+        var asExtraField = MessagePackBytes.Pack((ref MessagePackWriter w) =>
         {
             w.WriteArrayHeader(2);
             w.Write(1L);
             Nest(ref w);
         });
-        var inDevices = Pack((ref MessagePackWriter w) =>
+        var inDevices = MessagePackBytes.Pack((ref MessagePackWriter w) =>
         {
             w.WriteArrayHeader(8);
             w.Write("job");
@@ -245,7 +244,7 @@ public class ActorTrainMessageSerializerSpec(LocalSystemFixture fixture) : IClas
             w.Write("e");
             Nest(ref w);
         });
-        var inNodes = Pack((ref MessagePackWriter w) =>
+        var inNodes = MessagePackBytes.Pack((ref MessagePackWriter w) =>
         {
             w.WriteArrayHeader(4);
             w.Write(1L);
@@ -257,16 +256,5 @@ public class ActorTrainMessageSerializerSpec(LocalSystemFixture fixture) : IClas
         Assert.Throws<SerializationException>(() => Serializer.FromBinary(asExtraField, "finish"));
         Assert.Throws<SerializationException>(() => Serializer.FromBinary(inDevices, "reg"));
         Assert.Throws<SerializationException>(() => Serializer.FromBinary(inNodes, "world"));
-    }
-
-    private delegate void Write(ref MessagePackWriter writer);
-
-    private static byte[] Pack(Write write)
-    {
-        var buffer = new ArrayBufferWriter<byte>();
-        var writer = new MessagePackWriter(buffer);
-        write(ref writer);
-        writer.Flush();
-        return buffer.WrittenSpan.ToArray();
     }
 }

@@ -17,7 +17,7 @@ internal sealed class TcpFrameWriter : IDisposable
     // costs more than copying the floats. Larger payloads are sent from the caller's memory.
     private const int MaxCoalesceBytes = 256 * 1024;
 
-    private readonly Socket socket;
+    private readonly DataPlaneConnection connection;
     private readonly SemaphoreSlim writeLock = new(1, 1);
     private readonly byte[] frame;
     private readonly int coalesceBytes;
@@ -27,9 +27,9 @@ internal sealed class TcpFrameWriter : IDisposable
     private bool disposed;
     private long bytesWritten;
 
-    public TcpFrameWriter(Socket socket, int peer, int maxChunkElements)
+    public TcpFrameWriter(DataPlaneConnection connection, int peer, int maxChunkElements)
     {
-        this.socket = socket;
+        this.connection = connection;
         Peer = peer;
         coalesceBytes = (int)Math.Min(MaxCoalesceBytes, (long)maxChunkElements * sizeof(float));
         frame = new byte[TcpWireFormat.FrameHeaderSize + coalesceBytes];
@@ -55,13 +55,13 @@ internal sealed class TcpFrameWriter : IDisposable
                 if (payloadBytes <= coalesceBytes)
                 {
                     MemoryMarshal.AsBytes(data.Span).CopyTo(frame.AsSpan(TcpWireFormat.FrameHeaderSize));
-                    await SocketIo.SendAllAsync(socket, frame.AsMemory(0, TcpWireFormat.FrameHeaderSize + payloadBytes), cancellationToken)
+                    await connection.SendAllAsync(frame.AsMemory(0, TcpWireFormat.FrameHeaderSize + payloadBytes), cancellationToken)
                         .ConfigureAwait(false);
                 }
                 else
                 {
-                    await SocketIo.SendAllAsync(socket, frame.AsMemory(0, TcpWireFormat.FrameHeaderSize), cancellationToken).ConfigureAwait(false);
-                    await SocketIo.SendAllAsync(socket, payloadView.Over(data), cancellationToken).ConfigureAwait(false);
+                    await connection.SendAllAsync(frame.AsMemory(0, TcpWireFormat.FrameHeaderSize), cancellationToken).ConfigureAwait(false);
+                    await connection.SendAllAsync(payloadView.Over(data), cancellationToken).ConfigureAwait(false);
                 }
             }
             catch (Exception e) when (e is OperationCanceledException or SocketException or ObjectDisposedException or IOException)
@@ -101,7 +101,7 @@ internal sealed class TcpFrameWriter : IDisposable
             disposed = true;
         }
 
-        SocketIo.Close(socket);
+        connection.Close();
     }
 
     private void Break(Exception cause)
@@ -111,7 +111,7 @@ internal sealed class TcpFrameWriter : IDisposable
             fault ??= cause;
         }
 
-        SocketIo.Close(socket);
+        connection.Close();
     }
 
     private void ThrowIfBroken()

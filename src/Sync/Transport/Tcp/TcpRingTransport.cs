@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
+using System.Security.Authentication;
 using System.Security.Cryptography;
 
 namespace ActorTrain.Sync.Transport.Tcp;
@@ -12,7 +13,10 @@ namespace ActorTrain.Sync.Transport.Tcp;
 /// peer's ring position and the generation's token; after that it carries frames (a fixed
 /// header and the floats, see <see cref="TcpWireFormat"/>). Everything read from the network is
 /// checked: a refused handshake or a malformed frame is counted, its connection closed, and
-/// receives waiting on a lost connection fail instead of hanging.
+/// receives waiting on a lost connection fail instead of hanging. With <see cref="TcpTlsOptions"/>
+/// every connection first runs TLS with mutual authentication (a peer whose certificate does not
+/// chain to the configured CA, or that presents none, is refused and counted), and the handshake
+/// and frames then travel encrypted; without, the bytes go to the socket directly.
 /// </summary>
 /// <remarks>
 /// One transport serves one generation. A new generation connects a new transport (with a new
@@ -35,6 +39,7 @@ public sealed class TcpRingTransport : IRingTransport, IAsyncDisposable
 
     private readonly TcpListener listener;
     private readonly byte[] token;
+    private readonly TcpTlsOptions? tls;
     private readonly ChunkMailbox mailbox = new();
     private readonly Lock gate = new();
 
@@ -47,7 +52,7 @@ public sealed class TcpRingTransport : IRingTransport, IAsyncDisposable
     private readonly TaskCompletionSource leftConnected = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     private TcpFrameWriter? writer;
-    private Socket? incoming;
+    private DataPlaneConnection? incoming;
     private Exception? receiveFault;
     private Task acceptLoop = Task.CompletedTask;
     private Task receiveLoop = Task.CompletedTask;
@@ -57,8 +62,9 @@ public sealed class TcpRingTransport : IRingTransport, IAsyncDisposable
     private long rejectedConnections;
     private long droppedFrames;
 
-    private TcpRingTransport(int peerIndex, int peerCount, TcpListener listener, long generation, byte[] token, int maxChunkElements)
+    private TcpRingTransport(int peerIndex, int peerCount, TcpListener listener, long generation, byte[] token, int maxChunkElements, TcpTlsOptions? tls)
     {
+        this.tls = tls;
         PeerIndex = peerIndex;
         PeerCount = peerCount;
         this.listener = listener;
@@ -103,6 +109,9 @@ public sealed class TcpRingTransport : IRingTransport, IAsyncDisposable
         }
     }
 
+    /// <summary>Whether this transport's connections run inside TLS with mutual authentication.</summary>
+    public bool UsesTls => tls is not null;
+
     /// <summary>Where this peer's listener is bound (the actual port when it was opened on port 0).</summary>
     public IPEndPoint ListenEndPoint { get; }
 
@@ -112,7 +121,10 @@ public sealed class TcpRingTransport : IRingTransport, IAsyncDisposable
     /// <summary>Frame bytes (headers and floats) received from the left neighbour.</summary>
     public long BytesReceived => Interlocked.Read(ref bytesReceived);
 
-    /// <summary>Connections closed at the handshake: garbage, wrong version, generation, peer or token, or a second left neighbour.</summary>
+    /// <summary>
+    /// Connections closed at the handshake: garbage, wrong version, generation, peer or token, a second
+    /// left neighbour, or (with TLS) a failed TLS handshake: no certificate, one from another CA, or no TLS at all.
+    /// </summary>
     public long RejectedConnections => Interlocked.Read(ref rejectedConnections);
 
     /// <summary>Frames not delivered: malformed (which also closes the connection), cut off, duplicate or stale.</summary>
@@ -147,8 +159,11 @@ public sealed class TcpRingTransport : IRingTransport, IAsyncDisposable
     /// neighbour has connected through <paramref name="listener"/>. The transport owns the listener
     /// from here on and stops it when disposed. Every peer must pass the same generation and token.
     /// Completes when both connections stand; bound the wait with <paramref name="cancellationToken"/>.
+    /// With <paramref name="tls"/> every peer must use TLS with certificates of the same CA; null
+    /// (the default) sends the bytes in the clear.
     /// </summary>
     /// <exception cref="TcpHandshakeRefusedException">The right neighbour refused the handshake.</exception>
+    /// <exception cref="AuthenticationException">TLS with the right neighbour failed; the message says why.</exception>
     public static async Task<TcpRingTransport> ConnectAsync(
         int peerIndex,
         IReadOnlyList<IPEndPoint> peers,
@@ -156,7 +171,8 @@ public sealed class TcpRingTransport : IRingTransport, IAsyncDisposable
         long generation,
         ReadOnlyMemory<byte> token,
         int maxChunkElements,
-        CancellationToken cancellationToken)
+        CancellationToken cancellationToken,
+        TcpTlsOptions? tls = null)
     {
         ArgumentNullException.ThrowIfNull(peers);
         ArgumentNullException.ThrowIfNull(listener);
@@ -183,7 +199,7 @@ public sealed class TcpRingTransport : IRingTransport, IAsyncDisposable
             throw new ArgumentException($"The listener must be started (use {nameof(TcpRingTransport)}.{nameof(Listen)}).", nameof(listener));
         }
 
-        var transport = new TcpRingTransport(peerIndex, peers.Count, listener, generation, token.ToArray(), maxChunkElements);
+        var transport = new TcpRingTransport(peerIndex, peers.Count, listener, generation, token.ToArray(), maxChunkElements, tls);
         transport.acceptLoop = transport.AcceptLoopAsync();
         if (transport.PeerCount == 1)
         {
@@ -266,16 +282,13 @@ public sealed class TcpRingTransport : IRingTransport, IAsyncDisposable
         leftConnected.TrySetCanceled();
         listener.Stop();
         writer?.Dispose();
-        Socket? left;
+        DataPlaneConnection? left;
         lock (gate)
         {
             left = incoming;
         }
 
-        if (left is not null)
-        {
-            SocketIo.Close(left);
-        }
+        left?.Close();
 
         // Both loops end on their own once their sockets are closed; they never throw.
         await Task.WhenAll(acceptLoop, receiveLoop).ConfigureAwait(false);
@@ -347,28 +360,59 @@ public sealed class TcpRingTransport : IRingTransport, IAsyncDisposable
                 throw;
             }
 
+            DataPlaneConnection? connection = null;
             try
             {
-                await HandshakeAsync(socket, hello, RightNeighbour, linked.Token).ConfigureAwait(false);
-                writer = new TcpFrameWriter(socket, RightNeighbour, MaxChunkElements);
+                connection = tls is null
+                    ? DataPlaneConnection.Plain(socket)
+                    : await DataPlaneConnection.ConnectTlsAsync(socket, tls, RightNeighbour, linked.Token).ConfigureAwait(false);
+                await HandshakeAsync(connection, hello, RightNeighbour, linked.Token).ConfigureAwait(false);
+                writer = new TcpFrameWriter(connection, RightNeighbour, MaxChunkElements);
                 return;
             }
             catch
             {
-                SocketIo.Close(socket);
+                if (connection is not null)
+                {
+                    connection.Close();
+                }
+                else
+                {
+                    SocketIo.Close(socket);
+                }
+
                 throw;
             }
         }
     }
 
+    /// <summary>The connecting side of the handshake on a plain socket (tests speak it by hand).</summary>
+    internal static Task HandshakeAsync(Socket socket, byte[] hello, int peer, CancellationToken cancellationToken) =>
+        HandshakeAsync(DataPlaneConnection.Plain(socket), hello, peer, cancellationToken);
+
     /// <summary>The connecting side of the handshake: send the hello, require an accepting answer.</summary>
-    internal static async Task HandshakeAsync(Socket socket, byte[] hello, int peer, CancellationToken cancellationToken)
+    internal static async Task HandshakeAsync(DataPlaneConnection connection, byte[] hello, int peer, CancellationToken cancellationToken)
     {
-        await SocketIo.SendAllAsync(socket, hello, cancellationToken).ConfigureAwait(false);
+        // Under TLS 1.3 the accepting side judges this node's certificate after the client's half of
+        // the TLS handshake: a refused certificate shows only here, as a connection that ends.
+        string refusedCertificate = connection.IsEncrypted
+            ? " (it may have refused this node's TLS certificate: does it chain to the peer's CA?)"
+            : "";
         var answer = new byte[TcpWireFormat.AnswerSize];
-        if (!await SocketIo.ReceiveExactlyAsync(socket, answer, cancellationToken).ConfigureAwait(false))
+        bool answered;
+        try
         {
-            throw new IOException($"Peer {peer} closed the data-plane connection during the handshake without answering.");
+            await connection.SendAllAsync(hello, cancellationToken).ConfigureAwait(false);
+            answered = await connection.ReceiveExactlyAsync(answer, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (connection.IsEncrypted && e is AuthenticationException or IOException)
+        {
+            throw new AuthenticationException($"Peer {peer} ended the TLS connection during the data-plane handshake ({e.Message}){refusedCertificate}.", e);
+        }
+
+        if (!answered)
+        {
+            throw new IOException($"Peer {peer} closed the data-plane connection during the handshake without answering{refusedCertificate}.");
         }
 
         if (!TcpWireFormat.TryReadAnswer(answer, out int status))
@@ -426,11 +470,29 @@ public sealed class TcpRingTransport : IRingTransport, IAsyncDisposable
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(closing.Token);
         timeout.CancelAfter(HandshakeTimeout);
         bool admitted = false;
+        DataPlaneConnection? connection = null;
         try
         {
             socket.NoDelay = true;
+            if (tls is null)
+            {
+                connection = DataPlaneConnection.Plain(socket);
+            }
+            else
+            {
+                try
+                {
+                    connection = await DataPlaneConnection.AcceptTlsAsync(socket, tls, timeout.Token).ConfigureAwait(false);
+                }
+                catch (Exception e) when (e is AuthenticationException or IOException)
+                {
+                    Reject($"TLS handshake failed: {e.Message}");
+                    return;
+                }
+            }
+
             var fixedPart = new byte[TcpWireFormat.HelloFixedSize];
-            if (!await SocketIo.ReceiveExactlyAsync(socket, fixedPart, timeout.Token).ConfigureAwait(false))
+            if (!await connection.ReceiveExactlyAsync(fixedPart, timeout.Token).ConfigureAwait(false))
             {
                 Reject("closed before the handshake");
                 return;
@@ -445,7 +507,7 @@ public sealed class TcpRingTransport : IRingTransport, IAsyncDisposable
 
             if (hello.Version != TcpWireFormat.ProtocolVersion)
             {
-                await RefuseAsync(socket, TcpRefusalReason.UnsupportedVersion, $"protocol version {hello.Version}, expected {TcpWireFormat.ProtocolVersion}", timeout.Token)
+                await RefuseAsync(connection, TcpRefusalReason.UnsupportedVersion, $"protocol version {hello.Version}, expected {TcpWireFormat.ProtocolVersion}", timeout.Token)
                     .ConfigureAwait(false);
                 return;
             }
@@ -457,7 +519,7 @@ public sealed class TcpRingTransport : IRingTransport, IAsyncDisposable
             }
 
             var offered = new byte[hello.TokenLength];
-            if (offered.Length > 0 && !await SocketIo.ReceiveExactlyAsync(socket, offered, timeout.Token).ConfigureAwait(false))
+            if (offered.Length > 0 && !await connection.ReceiveExactlyAsync(offered, timeout.Token).ConfigureAwait(false))
             {
                 Reject("closed during the handshake");
                 return;
@@ -465,21 +527,21 @@ public sealed class TcpRingTransport : IRingTransport, IAsyncDisposable
 
             if (hello.Generation != Generation)
             {
-                await RefuseAsync(socket, TcpRefusalReason.WrongGeneration, $"generation {hello.Generation}, this ring is {Generation}", timeout.Token)
+                await RefuseAsync(connection, TcpRefusalReason.WrongGeneration, $"generation {hello.Generation}, this ring is {Generation}", timeout.Token)
                     .ConfigureAwait(false);
                 return;
             }
 
             if (PeerCount == 1 || hello.PeerIndex != LeftNeighbour)
             {
-                await RefuseAsync(socket, TcpRefusalReason.UnexpectedPeer, $"peer {hello.PeerIndex} is not the left neighbour {LeftNeighbour}", timeout.Token)
+                await RefuseAsync(connection, TcpRefusalReason.UnexpectedPeer, $"peer {hello.PeerIndex} is not the left neighbour {LeftNeighbour}", timeout.Token)
                     .ConfigureAwait(false);
                 return;
             }
 
             if (!CryptographicOperations.FixedTimeEquals(offered, token))
             {
-                await RefuseAsync(socket, TcpRefusalReason.WrongToken, $"peer {hello.PeerIndex} sent a wrong token", timeout.Token).ConfigureAwait(false);
+                await RefuseAsync(connection, TcpRefusalReason.WrongToken, $"peer {hello.PeerIndex} sent a wrong token", timeout.Token).ConfigureAwait(false);
                 return;
             }
 
@@ -487,25 +549,25 @@ public sealed class TcpRingTransport : IRingTransport, IAsyncDisposable
             {
                 if (incoming is null && !closing.IsCancellationRequested)
                 {
-                    incoming = socket;
+                    incoming = connection;
                     admitted = true;
                 }
             }
 
             if (!admitted)
             {
-                await RefuseAsync(socket, TcpRefusalReason.AlreadyConnected, $"peer {hello.PeerIndex} is already connected", timeout.Token)
+                await RefuseAsync(connection, TcpRefusalReason.AlreadyConnected, $"peer {hello.PeerIndex} is already connected", timeout.Token)
                     .ConfigureAwait(false);
                 return;
             }
 
             var answer = new byte[TcpWireFormat.AnswerSize];
             TcpWireFormat.WriteAnswer(answer, TcpWireFormat.Accepted);
-            await SocketIo.SendAllAsync(socket, answer, timeout.Token).ConfigureAwait(false);
-            receiveLoop = ReceiveLoopAsync(socket);
+            await connection.SendAllAsync(answer, timeout.Token).ConfigureAwait(false);
+            receiveLoop = ReceiveLoopAsync(connection);
             leftConnected.TrySetResult();
         }
-        catch (Exception e) when (e is OperationCanceledException or SocketException or IOException or ObjectDisposedException)
+        catch (Exception e) when (e is OperationCanceledException or SocketException or IOException or ObjectDisposedException or AuthenticationException)
         {
             if (admitted)
             {
@@ -522,17 +584,24 @@ public sealed class TcpRingTransport : IRingTransport, IAsyncDisposable
         {
             if (!admitted)
             {
-                SocketIo.Close(socket);
+                if (connection is not null)
+                {
+                    connection.Close();
+                }
+                else
+                {
+                    SocketIo.Close(socket);
+                }
             }
         }
     }
 
-    private async Task RefuseAsync(Socket socket, TcpRefusalReason reason, string detail, CancellationToken cancellationToken)
+    private async Task RefuseAsync(DataPlaneConnection connection, TcpRefusalReason reason, string detail, CancellationToken cancellationToken)
     {
         Reject($"{reason}: {detail}");
         var answer = new byte[TcpWireFormat.AnswerSize];
         TcpWireFormat.WriteAnswer(answer, (int)reason);
-        await SocketIo.SendAllAsync(socket, answer, cancellationToken).ConfigureAwait(false);
+        await connection.SendAllAsync(answer, cancellationToken).ConfigureAwait(false);
     }
 
     private void Reject(string reason)
@@ -545,7 +614,7 @@ public sealed class TcpRingTransport : IRingTransport, IAsyncDisposable
     }
 
     /// <summary>Reads frames from the left neighbour into the mailbox until the connection ends. Never throws.</summary>
-    private async Task ReceiveLoopAsync(Socket socket)
+    private async Task ReceiveLoopAsync(DataPlaneConnection connection)
     {
         var header = new byte[TcpWireFormat.FrameHeaderSize];
         var payloadView = new FloatBytes();
@@ -553,7 +622,7 @@ public sealed class TcpRingTransport : IRingTransport, IAsyncDisposable
         {
             while (true)
             {
-                if (!await SocketIo.ReceiveExactlyAsync(socket, header, closing.Token).ConfigureAwait(false))
+                if (!await connection.ReceiveExactlyAsync(header, closing.Token).ConfigureAwait(false))
                 {
                     FailReceiving(new IOException($"peer {LeftNeighbour} closed the connection"));
                     return;
@@ -576,7 +645,7 @@ public sealed class TcpRingTransport : IRingTransport, IAsyncDisposable
                 {
                     try
                     {
-                        await SocketIo.ReceiveExactlyAsync(socket, payloadView.Over(data), closing.Token).ConfigureAwait(false);
+                        await connection.ReceiveExactlyAsync(payloadView.Over(data), closing.Token).ConfigureAwait(false);
                     }
                     finally
                     {
@@ -603,7 +672,7 @@ public sealed class TcpRingTransport : IRingTransport, IAsyncDisposable
         }
         finally
         {
-            SocketIo.Close(socket);
+            connection.Close();
         }
     }
 

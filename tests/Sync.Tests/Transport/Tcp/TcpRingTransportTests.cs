@@ -272,14 +272,14 @@ public class TcpRingTransportTests
             return (chunks * TcpWireFormat.FrameHeaderSize) + ((long)count * sizeof(float));
         });
 
-    private static async Task RunRing(IReadOnlyList<IRingTransport> peers, float[][] buffers, long step)
+    internal static async Task RunRing(IReadOnlyList<IRingTransport> peers, float[][] buffers, long step)
     {
         using var cts = new CancellationTokenSource(TestData.Timeout);
         var runs = peers.Select((t, p) => RingAllReduce.RunAsync(t, buffers[p], TcpTestRing.Generation, step, bucket: 0, lane: 0, cts.Token));
         await Task.WhenAll(runs).WaitAsync(TestData.Timeout);
     }
 
-    private static async Task AssertRingWorks(TcpTestRing ring, long step)
+    internal static async Task AssertRingWorks(TcpTestRing ring, long step)
     {
         int n = ring.Peers.Length;
         var buffers = Enumerable.Range(0, n).Select(p => TestData.RandomFloats(1000, seed: p + 100)).ToArray();
