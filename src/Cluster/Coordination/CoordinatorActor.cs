@@ -200,8 +200,19 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
             _plan = new TrainingPlan(t.Epochs, t.BatchSize, t.Seed, t.LogInterval, _settings.Sync.BucketSizeBytes,
                 _settings.Sync.NonFiniteGradients == NonFiniteGradientPolicy.Fail, _settings.Sync.TransportChunkSizeBytes,
                 _settings.Sync.Transport, []);
-            _nextRecord = ("start", 0, Stopwatch.GetTimestamp());
-            FormWorld(_members.ToList(), FreshStart(0));
+            var offer = _members.Where(m => m.Message.Checkpoint is not null).OrderByDescending(m => m.Message.Checkpoint!.Position.GlobalStep).FirstOrDefault();
+            if (offer is null)
+            {
+                _nextRecord = ("start", 0, 0);
+                FormWorld(_members.ToList(), FreshStart(0));
+                return;
+            }
+            // --resume: the run goes on from the furthest checkpoint any node offered, with its history.
+            var c = offer.Message.Checkpoint!;
+            AdoptHistory(c.History);
+            _nextRecord = ($"resumed from {c.File}", 0, 0);
+            ProgressLine.Info("Resuming from checkpoint {0} on node {1}: step {2}, epoch {3}", c.File, offer.Message.NodeName, c.Position.GlobalStep, c.Position.Epoch);
+            FormWorld(_members.ToList(), ResumeFrom(c.Position, c.File), offer.Message.NodeName, 0);
         }
     }
 
@@ -330,14 +341,7 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
                 rejoin.Generation, _settings.JobId, _cluster.SelfAddress, _settings.Elastic.RegroupTimeout.TotalSeconds, string.Join(", ", lastMembers));
             Timers.StartSingleTimer("regroup", new RegroupTimedOut(_regroupFor), _settings.Elastic.RegroupTimeout);
         }
-        if (rejoin.History.Generations.Length >= _generations.Count && rejoin.History.Generations.Length > 0)
-        {
-            _generations.Clear();
-            _generations.AddRange(rejoin.History.Generations);
-            _epochs.Clear();
-            _epochs.AddRange(rejoin.History.Epochs);
-            _wallBefore = rejoin.History.WallSeconds;
-        }
+        if (rejoin.History.Generations.Length >= _generations.Count && rejoin.History.Generations.Length > 0) AdoptHistory(rejoin.History);
         if (_members.All(x => x.Message.NodeName != r.NodeName)) Admit(r, _members);
         _halts[r.NodeName] = new NodeHalted(_regroupFor, r.NodeName, rejoin.Trainers, r.DataPlaneEndpoint);
         _regroupExpected.Add(r.NodeName);
@@ -346,6 +350,21 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
     }
 
     private static ResumePoint FreshStart(int sourceRank) => new(sourceRank, 1, 0, 0, 0, false, 0, 0, 0, 0, "");
+
+    /// <summary>Going on from a trainer's state (its source rank is set when the world is ranked).</summary>
+    private static ResumePoint ResumeFrom(TrainerHaltState s, string checkpointFile) =>
+        new(0, s.Epoch, s.SamplesDone, s.StepsInEpoch, s.GlobalStep, s.EpochFinished, s.LossSum, s.LossCount, s.SkippedInEpoch, s.OptimizerStateBytes, checkpointFile);
+
+    /// <summary>A run that goes on (under a new coordinator, or from a checkpoint) keeps the history it had.</summary>
+    private void AdoptHistory(RunHistory history)
+    {
+        _generations.Clear();
+        _generations.AddRange(history.Generations);
+        _epochs.Clear();
+        _epochs.AddRange(history.Epochs);
+        _wallBefore = history.WallSeconds;
+        _generation = Math.Max(_generation, history.Generations.LastOrDefault()?.Generation ?? 0);
+    }
 
     /// <summary>Ranks the nodes (those on the coordinator's own process first, then in the given order) and sends the world.</summary>
     private void FormWorld(List<Registration> nodes, ResumePoint resume, string? sourceNode = null, int sourceLocalRank = 0)
@@ -386,13 +405,16 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
     private void GenerationStarted()
     {
         var w = _world!;
-        var recovery = _generations.Count == 0 ? 0 : Stopwatch.GetElapsedTime(_nextRecord.Started).TotalSeconds;
+        // A start (fresh or from a checkpoint) has no recovery time; a regroup counts from the event that ended the previous generation.
+        var recovery = _nextRecord.Started == 0 ? 0 : Stopwatch.GetElapsedTime(_nextRecord.Started).TotalSeconds;
         _generations.Add(new GenerationRecord(w.Generation, w.Nodes.Select(n => n.NodeName).ToArray(), w.WorldSize, w.Resume.GlobalStep,
             _nextRecord.Reason, _nextRecord.StepsRedone, Math.Round(recovery, 3)));
-        if (_generations.Count > 1)
+        if (_nextRecord.Started != 0)
             ProgressLine.Info("Generation {0} trains from step {1} (epoch {2}), {3:0.0}s after {4}; {5} step(s) redone",
                 w.Generation, w.Resume.GlobalStep, w.Resume.Epoch, recovery, _nextRecord.Reason, _nextRecord.StepsRedone);
         _wall.Start();
+        var update = new HistoryUpdate(History());
+        foreach (var r in _members) r.Node.Tell(update);
         var next = w.Resume.EpochFinished ? w.Resume.Epoch + 1 : w.Resume.Epoch;
         if (next > w.Plan.Epochs)
         {
@@ -660,10 +682,7 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         var sourceNode = _halts[source.Node];
         var sourceLocal = Array.IndexOf(sourceNode.Trainers, source.State);
         var s = source.State;
-        var resume = s.GlobalStep < 0
-            ? FreshStart(0)
-            : new ResumePoint(0, s.Epoch, s.SamplesDone, s.StepsInEpoch, s.GlobalStep, s.EpochFinished, s.LossSum, s.LossCount, s.SkippedInEpoch,
-                s.OptimizerStateBytes, "");
+        var resume = s.GlobalStep < 0 ? FreshStart(0) : ResumeFrom(s, "");
         if (s.EpochFinished && _epochs.All(x => x.Epoch != s.Epoch) && s.GlobalStep >= 0)
             RecordEpoch(s.Epoch, s.GlobalStep, s.LossCount > 0 ? s.LossSum / s.LossCount : double.NaN, -1, s.SkippedInEpoch);
         _nextRecord = (_regroupReason, stepsRedone, _regroupStarted);

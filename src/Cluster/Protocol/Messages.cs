@@ -24,7 +24,21 @@ public sealed record RegisterNode(
     [property: Key(6)] string EndpointPath,
     [property: Key(7)] string[] Devices,
     [property: Key(8)] string DataPlaneEndpoint,
-    [property: Key(9)] NodeRejoin? Rejoin) : IActorTrainMessage;
+    [property: Key(9)] NodeRejoin? Rejoin,
+    [property: Key(10)] CheckpointOffer? Checkpoint) : IActorTrainMessage;
+
+/// <summary>
+/// Sent with a registration by a node started with <c>--resume</c>: the newest valid checkpoint
+/// it found. The coordinator starts the run from the furthest offer.
+/// </summary>
+/// <param name="File">The checkpoint's path on that node.</param>
+/// <param name="Position">Where the run was when it was written.</param>
+/// <param name="History">The run's history up to then.</param>
+[MessagePackObject]
+public sealed record CheckpointOffer(
+    [property: Key(0)] string File,
+    [property: Key(1)] TrainerHaltState Position,
+    [property: Key(2)] RunHistory History);
 
 /// <summary>
 /// Sent with a registration by a node that was already training when its coordinator was lost

@@ -113,6 +113,7 @@ public sealed record ActorTrainSettings
                 EverySteps = c.Int("actortrain.checkpoint.every-steps", min: 0, max: int.MaxValue),
                 AtEpochEnd = c.Bool("actortrain.checkpoint.at-epoch-end"),
                 Keep = c.Int("actortrain.checkpoint.keep", min: 1, max: 10_000),
+                ResumeFrom = c.String("actortrain.checkpoint.resume-from", allowEmpty: true),
             },
             Tls = ReadTls(c),
         };
@@ -307,6 +308,8 @@ public sealed record CheckpointSettings
     public required int EverySteps { get; init; }
     public required bool AtEpochEnd { get; init; }
     public required int Keep { get; init; }
+    /// <summary>Directory to resume from; empty for a fresh start.</summary>
+    public required string ResumeFrom { get; init; }
 
     public string ResolveDir(string outDir) => string.IsNullOrWhiteSpace(Dir) ? Path.Combine(outDir, "checkpoints") : Dir;
 }

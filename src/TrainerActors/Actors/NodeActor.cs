@@ -8,6 +8,7 @@ using ActorTrain.Sync.Transport;
 using ActorTrain.Sync.Transport.Tcp;
 using System.Net;
 using System.Net.Sockets;
+using ActorTrain.TrainerActors.Checkpoints;
 using ActorTrain.TrainerActors.Jobs;
 using ActorTrain.TrainerActors.Reporting;
 using ActorTrain.Cluster.Logging;
@@ -54,7 +55,8 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
     private RunHistory _history = RunHistory.Empty;
     private bool _rejoinPending;
     private NodeRejoin? _rejoin;
-    private readonly ITrainerCheckpoints? _checkpoints = null;
+    private ITrainerCheckpoints? _checkpoints;
+    private CheckpointOffer? _offer;
     private readonly HashSet<Address> _seedsUp = [];
     private TrainerProgress[] _progress = [];
     private int _epoch;
@@ -208,6 +210,7 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
             if (_ready.Count < LocalSize) return;
             var fingerprints = _ready.Values.Select(x => x.Fingerprint).Distinct().ToList();
             if (fingerprints.Count != 1) { Fail("the trainers of this node built different models"); return; }
+            if (!PrepareCheckpoints(fingerprints[0])) return;
             Register();
             Timers.StartPeriodicTimer("register", RetryRegistration.Instance, _settings.RegistrationInterval);
             if (_settings.StartupTimeout > TimeSpan.Zero)
@@ -242,12 +245,40 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
         Common();
     }
 
+    /// <summary>Where rank 0 writes checkpoints; with --resume, the newest valid one to offer. False when the node cannot start.</summary>
+    private bool PrepareCheckpoints(string fingerprint)
+    {
+        var c = _settings.Checkpoint;
+        _checkpoints = new TrainerCheckpoints(new CheckpointStore(c.ResolveDir(_settings.Training.OutDir), c.Keep), c, _settings.JobId, fingerprint,
+            () => (_history, _world?.WorldSize ?? 0, _world?.Plan.Seed ?? _settings.Training.Seed));
+        if (c.ResumeFrom.Length == 0) return true;
+        try
+        {
+            _offer = TrainerCheckpoints.Offer(c.ResumeFrom, _settings.JobId, fingerprint, warning =>
+            {
+                _log.Warning("{0}", warning);
+                Console.Error.WriteLine($"warning: {warning}");
+            });
+        }
+        catch (Exception e) when (e is InvalidOperationException or IOException or UnauthorizedAccessException)
+        {
+            Console.Error.WriteLine($"error: node {_nodeName} cannot resume: {e.Message}");
+            EndLocally(2, $"cannot resume: {e.Message}");
+            return false;
+        }
+        if (_offer is null)
+            ProgressLine.Info("Node {0}: no valid checkpoint in {1}; this node offers none", _nodeName, c.ResumeFrom);
+        else
+            ProgressLine.Info("Node {0}: offering checkpoint {1} (step {2}, epoch {3})", _nodeName, _offer.File, _offer.Position.GlobalStep, _offer.Position.Epoch);
+        return true;
+    }
+
     private void Register()
     {
         var address = _cluster.SelfAddress;
         var devices = _ready.Values.OrderBy(r => r.LocalRank).Select(r => r.Device).ToArray();
         _coordinator.Tell(new RegisterNode(_settings.JobId, ActorTrainSettings.ProtocolVersion, _ready[0].Fingerprint, _nodeName,
-            LocalSize, Self.Path.ToStringWithAddress(address), _endpoint.Path.ToStringWithAddress(address), devices, _dataPlaneEndpoint, _rejoin));
+            LocalSize, Self.Path.ToStringWithAddress(address), _endpoint.Path.ToStringWithAddress(address), devices, _dataPlaneEndpoint, _rejoin, _world is null ? _offer : null));
     }
 
     private void OnWorld(WorldAssignment w)

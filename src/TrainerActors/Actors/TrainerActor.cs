@@ -314,7 +314,7 @@ public sealed class TrainerActor : ReceiveActor
             _lastStepEvent = Stopwatch.GetTimestamp();
             Display(ProgressKinds.Step, _stepsInEpoch, meanLoss, null);
         }
-        SaveCheckpointIfDue(endOfEpoch: false);
+        SaveCheckpointIfDue(null);
 
         // Every replica saw the same sum of pause votes, so all stop after this same step.
         var pause = _replica.PauseVoted;
@@ -342,15 +342,15 @@ public sealed class TrainerActor : ReceiveActor
             Display(ProgressKinds.EpochEnd, _stepsInEpoch, _epochLossCount > 0 ? _epochLossSum / _epochLossCount : double.NaN,
                 accuracy >= 0 ? FormattableString.Invariant($"epoch {_epoch}: test accuracy {accuracy:F4} on {_test!.Count} held-out samples") : null);
         }
-        SaveCheckpointIfDue(endOfEpoch: true);
+        SaveCheckpointIfDue(new EpochRecord(_epoch, _globalStep, _epochLossCount > 0 ? _epochLossSum / _epochLossCount : double.NaN, accuracy, _epochSkipped));
         Context.Parent.Tell(new TrainerEpochDone(_localRank, _epoch, _globalStep, _epochLossSum, _epochLossCount, _epochSkipped, accuracy));
     }
 
     /// <summary>Rank 0 writes the checkpoints (every replica holds the same state); a failed write is logged and training goes on.</summary>
-    private void SaveCheckpointIfDue(bool endOfEpoch)
+    private void SaveCheckpointIfDue(EpochRecord? finishedEpoch)
     {
-        if (IsRankZero && _world.Checkpoints is { } checkpoints && checkpoints.Due(_globalStep, endOfEpoch))
-            checkpoints.Save(CurrentState(), _replica);
+        if (IsRankZero && _world.Checkpoints is { } checkpoints && checkpoints.Due(_globalStep, endOfEpoch: finishedEpoch is not null))
+            checkpoints.Save(CurrentState(), _replica, finishedEpoch);
     }
 
     private void OnFinish(FinishTrainer f)

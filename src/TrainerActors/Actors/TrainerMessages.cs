@@ -52,8 +52,12 @@ public interface ITrainerCheckpoints
     /// <summary>Whether a checkpoint is due after <paramref name="globalStep"/> completed steps.</summary>
     bool Due(long globalStep, bool endOfEpoch);
 
-    /// <summary>Writes one; a failure is logged, never thrown: training goes on.</summary>
-    void Save(TrainerHaltState state, Replica replica);
+    /// <summary>
+    /// Writes one; a failure is logged, never thrown: training goes on. At an epoch's end,
+    /// <paramref name="finishedEpoch"/> is that epoch's record, which the coordinator's history
+    /// does not hold yet.
+    /// </summary>
+    void Save(TrainerHaltState state, Replica replica, EpochRecord? finishedEpoch);
 
     /// <summary>Loads the replica's parameters and optimizer state from <paramref name="file"/>.</summary>
     void Load(string file, Replica replica);

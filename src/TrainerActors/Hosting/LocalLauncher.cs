@@ -103,6 +103,7 @@ public static class LocalLauncher
                 "actortrain.training.epochs" => "--epochs",
                 "actortrain.training.out-dir" => "--out",
                 "actortrain.training.seed" => "--seed",
+                "actortrain.checkpoint.resume-from" => "--resume",
                 "actortrain.node.trainers-per-node" => "--trainers-per-node",
                 "actortrain.node.intra-op-threads" => "--intra-op-threads",
                 "akka.loglevel" => "--log-level",

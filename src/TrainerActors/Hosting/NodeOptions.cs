@@ -18,6 +18,7 @@ internal sealed class NodeOptions
     public readonly Option<int?> IntraOpThreads = new("--intra-op-threads") { Description = "Threads per trainer, 0 = cores shared among the trainers (actortrain.node.intra-op-threads)" };
     public readonly Option<bool> NoProgress = new("--no-progress") { Description = "Plain progress lines instead of a live bar (actortrain.progress-bar = off)" };
     public readonly Option<string?> LogLevel = new("--log-level") { Description = "Akka log level: DEBUG, INFO, WARNING or ERROR (akka.loglevel)" };
+    public readonly Option<string?> Resume = new("--resume") { Description = "Start from the newest valid checkpoint in this directory (actortrain.checkpoint.resume-from)" };
     public readonly Option<string?> NodeName = new("--node-name") { Description = "Name of this node in logs and reports (actortrain.node-name)" };
 
     public void AddTo(Command command, bool includeClusterAddress)
@@ -34,6 +35,7 @@ internal sealed class NodeOptions
         command.Add(Epochs);
         command.Add(Out);
         command.Add(Seed);
+        command.Add(Resume);
         command.Add(TrainersPerNode);
         command.Add(IntraOpThreads);
         command.Add(LogLevel);
@@ -80,6 +82,11 @@ internal sealed class NodeOptions
         if (r.GetResult(Epochs) is not null && r.GetValue(Epochs) is int epochs) Add("actortrain.training.epochs", I(epochs));
         if (r.GetResult(Out) is not null && r.GetValue(Out) is { } outDir) Add("actortrain.training.out-dir", ConfigLoader.Quote(outDir));
         if (r.GetResult(Seed) is not null && r.GetValue(Seed) is int seed) Add("actortrain.training.seed", I(seed));
+        if (r.GetResult(Resume) is not null && r.GetValue(Resume) is { } resume)
+        {
+            if (!Directory.Exists(resume)) throw new UsageException($"--resume {resume}: no such directory");
+            Add("actortrain.checkpoint.resume-from", ConfigLoader.Quote(Path.GetFullPath(resume)));
+        }
         if (r.GetResult(MinNodes) is not null && r.GetValue(MinNodes) is int minNodes) Add("actortrain.min-nodes", I(minNodes));
         if (r.GetResult(TrainersPerNode) is not null && r.GetValue(TrainersPerNode) is int tpn) Add("actortrain.node.trainers-per-node", I(tpn));
         if (r.GetResult(IntraOpThreads) is not null && r.GetValue(IntraOpThreads) is int threads) Add("actortrain.node.intra-op-threads", I(threads));

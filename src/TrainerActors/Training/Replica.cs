@@ -6,6 +6,7 @@ using ActorTrain.Sync.Buckets;
 using ActorTrain.Sync.Collectives;
 using ActorTrain.Sync.Transport;
 using ActorTrain.Sync.Reduction;
+using ActorTrain.TrainerActors.Checkpoints;
 using ActorTrain.TrainerActors.Jobs;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -212,25 +213,20 @@ public sealed class Replica : IDisposable
     /// <summary>The optimizer's state (momentum buffers and the like) as bytes; empty for an optimizer TorchSharp cannot save.</summary>
     public byte[] SaveOptimizerState()
     {
-        if (Optimizer is not OptimizerHelper helper) return [];
-        using var stream = new MemoryStream();
-        using (var writer = new BinaryWriter(stream, Encoding.UTF8, leaveOpen: true))
+        try
         {
-            using var scope = torch.NewDisposeScope();
-            helper.save_state_dict(writer);
+            return OptimizerStateBytes.Save(Optimizer);
         }
-        return stream.ToArray();
+        catch (NotSupportedException)
+        {
+            return [];
+        }
     }
 
-    /// <summary>Restores what <see cref="SaveOptimizerState"/> wrote.</summary>
+    /// <summary>Restores what <see cref="SaveOptimizerState"/> wrote (nothing for an empty state).</summary>
     public void LoadOptimizerState(byte[] state)
     {
-        if (state.Length == 0) return;
-        if (Optimizer is not OptimizerHelper helper)
-            throw new InvalidOperationException($"received optimizer state, but {Optimizer.GetType().Name} cannot load state");
-        using var reader = new BinaryReader(new MemoryStream(state), Encoding.UTF8);
-        using var scope = torch.NewDisposeScope();
-        helper.load_state_dict(reader);
+        if (state.Length > 0) OptimizerStateBytes.Load(Optimizer, state);
     }
 
     public void OptimizerStep()

@@ -1,0 +1,116 @@
+using ActorTrain.Cluster.Logging;
+using ActorTrain.Cluster.Protocol;
+using ActorTrain.Cluster.Serialization;
+using ActorTrain.Cluster.Settings;
+using ActorTrain.TrainerActors.Actors;
+using ActorTrain.TrainerActors.Training;
+using MessagePack;
+
+namespace ActorTrain.TrainerActors.Checkpoints;
+
+/// <summary>
+/// A node's checkpoints (actortrain.checkpoint): rank 0 writes one every every-steps steps and at
+/// each epoch end; a run started with <c>--resume DIR</c> offers the newest valid one to the
+/// coordinator, and the trainer chosen as the source loads it before the first broadcast.
+/// Besides the model and optimizer, a checkpoint holds the trainer's position in the run and the
+/// run's history, so a resumed run goes on with the same epoch, sample cursor and report.
+/// </summary>
+public sealed class TrainerCheckpoints : ITrainerCheckpoints
+{
+    /// <summary>The trainer's <see cref="TrainerHaltState"/> (position, epoch loss sums), MessagePack.</summary>
+    public const string PositionSection = "position";
+
+    private readonly CheckpointStore _store;
+    private readonly CheckpointSettings _settings;
+    private readonly string _jobId;
+    private readonly string _fingerprint;
+    private readonly Func<(RunHistory History, int WorldSize, int Seed)> _run;
+
+    public TrainerCheckpoints(CheckpointStore store, CheckpointSettings settings, string jobId, string fingerprint,
+        Func<(RunHistory History, int WorldSize, int Seed)> run)
+    {
+        _store = store;
+        _settings = settings;
+        _jobId = jobId;
+        _fingerprint = fingerprint;
+        _run = run;
+    }
+
+    public string Dir => _store.Dir;
+
+    public bool Due(long globalStep, bool endOfEpoch) =>
+        globalStep > 0 && ((endOfEpoch && _settings.AtEpochEnd) || (!endOfEpoch && _settings.EverySteps > 0 && globalStep % _settings.EverySteps == 0));
+
+    public void Save(TrainerHaltState state, Replica replica, EpochRecord? finishedEpoch)
+    {
+        var (history, worldSize, seed) = _run();
+        if (finishedEpoch is not null && history.Epochs.All(e => e.Epoch != finishedEpoch.Epoch))
+            history = history with { Epochs = [.. history.Epochs, finishedEpoch] };
+        var checkpoint = new TrainingState
+        {
+            JobId = _jobId,
+            ModelFingerprint = _fingerprint,
+            Epoch = state.Epoch,
+            SamplesConsumedInEpoch = state.SamplesDone,
+            GlobalStep = state.GlobalStep,
+            WorldSize = worldSize,
+            Seed = seed,
+            CreatedUtc = DateTime.UtcNow,
+            Sections = new Dictionary<string, byte[]>
+            {
+                [TrainingState.ModelSection] = ModelState.Save(replica.Model),
+                [TrainingState.OptimizerSection] = replica.SaveOptimizerState(),
+                [TrainingState.HistorySection] = MessagePackSerializer.Serialize(history, ActorTrainMessageSerializer.Options),
+                [PositionSection] = MessagePackSerializer.Serialize(state with { InFlight = false }, ActorTrainMessageSerializer.Options),
+            },
+        };
+        try
+        {
+            _store.Save(checkpoint);
+        }
+        catch (CheckpointWriteException e)
+        {
+            // No lost work beyond the checkpoint itself: training goes on, the operator is told.
+            NodeLog.Output($"warning: checkpoint at step {state.GlobalStep} not written: {e.Message}; training goes on", true);
+        }
+    }
+
+    public void Load(string file, Replica replica)
+    {
+        var checkpoint = CheckpointFormat.Read(file);
+        ModelState.Load(replica.Model, Required(checkpoint, TrainingState.ModelSection, file));
+        replica.LoadOptimizerState(Required(checkpoint, TrainingState.OptimizerSection, file));
+    }
+
+    /// <summary>
+    /// The newest valid checkpoint in <paramref name="dir"/> as an offer to the coordinator; null
+    /// when there is none. Newer files that do not verify are named in warnings. A checkpoint of
+    /// another job or model is an error: resuming from it would train something else.
+    /// </summary>
+    public static CheckpointOffer? Offer(string dir, string jobId, string fingerprint, Action<string> warn)
+    {
+        var found = new CheckpointStore(dir, keep: int.MaxValue).LoadNewestValid();
+        foreach (var w in found.Warnings) warn($"{w}; using an older checkpoint");
+        if (!found.Found) return null;
+        var c = found.State!;
+        if (c.JobId != jobId)
+            throw new InvalidOperationException($"{found.Path}: a checkpoint of job \"{c.JobId}\", not \"{jobId}\"");
+        if (c.ModelFingerprint != fingerprint)
+            throw new InvalidOperationException($"{found.Path}: a checkpoint of model {c.ModelFingerprint}, but this node builds model {fingerprint}");
+        try
+        {
+            var position = MessagePackSerializer.Deserialize<TrainerHaltState>(Required(c, PositionSection, found.Path!), ActorTrainMessageSerializer.Options);
+            var history = MessagePackSerializer.Deserialize<RunHistory>(Required(c, TrainingState.HistorySection, found.Path!), ActorTrainMessageSerializer.Options);
+            if (position.GlobalStep != c.GlobalStep)
+                throw new InvalidDataException($"its position is step {position.GlobalStep}, its header step {c.GlobalStep}");
+            return new CheckpointOffer(Path.GetFullPath(found.Path!), position, history);
+        }
+        catch (Exception e) when (e is MessagePackSerializationException or InvalidDataException)
+        {
+            throw new InvalidOperationException($"{found.Path}: cannot read its position or history ({e.Message})", e);
+        }
+    }
+
+    private static byte[] Required(TrainingState checkpoint, string section, string file) =>
+        checkpoint.Section(section) ?? throw new InvalidDataException($"{file}: no \"{section}\" section");
+}
