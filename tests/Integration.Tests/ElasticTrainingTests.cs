@@ -126,4 +126,37 @@ public class ElasticTrainingTests
         Assert.Equal(3, b.RootElement.GetProperty("epoch_history").GetArrayLength());
         Assert.Contains("resumed from", b.RootElement.GetProperty("generations").EnumerateArray().Last().GetProperty("reason").GetString());
     }
+
+    [Fact]
+    public async Task When_the_coordinators_seed_node_is_killed_the_coordinator_moves_to_the_other_seed_and_training_goes_on()
+    {
+        var (a, b) = (NodeProcess.FreePort(), NodeProcess.FreePort());
+        var seeds = new[] { "--seed-node", $"127.0.0.1:{a}", "--seed-node", $"127.0.0.1:{b}" };
+        var outA = Repo.TempDir();
+        var outB = Repo.TempDir();
+        string[] Common(string name, string outDir) =>
+            ["--min-nodes", "3", "--epochs", "4", "--out", outDir, "--intra-op-threads", "1", "--node-name", name, "--no-progress"];
+        // The first seed forms the cluster (and so hosts the coordinator singleton); the second joins it.
+        using var seedA = NodeProcess.Start("seedA", ["seed", "--port", a.ToString(), "--seed-node", $"127.0.0.1:{a}", .. Common("sa", outA)]);
+        await seedA.WaitForLineAsync("Coordinator started", TimeSpan.FromSeconds(90));
+        using var seedB = NodeProcess.Start("seedB", ["seed", "--port", b.ToString(), .. seeds, .. Common("sb", outB)]);
+        using var worker = NodeProcess.Start("worker", ["worker", .. seeds, "--intra-op-threads", "1", "--node-name", "w1", "--no-progress"]);
+        await seedA.WaitForLineAsync("[2,    20] loss:", RunTimeout);
+        seedA.Kill();
+
+        Assert.Equal(0, await seedB.WaitForExitAsync(RunTimeout));
+        Assert.Equal(0, await worker.WaitForExitAsync(TimeSpan.FromSeconds(60)));
+        Assert.Contains("Coordinator taking over generation 1", seedB.Output);
+        using var report = JsonDocument.Parse(File.ReadAllText(Path.Combine(outB, "run-report.json")));
+        var r = report.RootElement;
+        Assert.True(r.GetProperty("replicas_equal").GetBoolean(), seedB.Tail());
+        Assert.Equal(4, r.GetProperty("epochs").GetInt32());
+        var epochs = r.GetProperty("epoch_history").EnumerateArray().Select(e => e.GetProperty("epoch").GetInt32()).ToList();
+        Assert.Equal([1, 2, 3, 4], epochs);
+        var generations = r.GetProperty("generations").EnumerateArray().ToList();
+        Assert.Equal(2, generations.Count);
+        Assert.Contains("coordinator moved", generations[1].GetProperty("reason").GetString());
+        Assert.Equal(["sb", "w1"], generations[1].GetProperty("members").EnumerateArray().Select(m => m.GetString()).Order());
+        Assert.InRange(generations[1].GetProperty("steps_redone").GetInt32(), 0, 1);
+    }
 }

@@ -335,7 +335,10 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
             _regroupStarted = Stopwatch.GetTimestamp();
             _halts.Clear();
             _regroupExpected.Clear();
-            var lastMembers = rejoin.History.Generations.LastOrDefault()?.Members ?? [];
+            // Wait for the last world's nodes that are still cluster members (the old coordinator's
+            // node, and any other that died with it, have been removed by now).
+            var up = _cluster.State.Members.Where(m => m.Status is MemberStatus.Up or MemberStatus.WeaklyUp).Select(m => m.Address.ToString()).ToHashSet();
+            var lastMembers = rejoin.World.Where(n => ActorPath.TryParse(n.NodeActorPath, out var p) && up.Contains(p.Address.ToString())).Select(n => n.NodeName).ToList();
             foreach (var name in lastMembers) _regroupExpected.Add(name);
             ProgressLine.Info("Coordinator taking over generation {0} of job \"{1}\" on {2}; waiting up to {3:0}s for its nodes ({4}) to report",
                 rejoin.Generation, _settings.JobId, _cluster.SelfAddress, _settings.Elastic.RegroupTimeout.TotalSeconds, string.Join(", ", lastMembers));

@@ -49,12 +49,14 @@ public sealed record CheckpointOffer(
 /// <param name="Trainers">Its trainers' states, halted at a step boundary.</param>
 /// <param name="History">The run's history as the old coordinator last sent it.</param>
 /// <param name="Plan">The plan the run was using (epochs, batch size, seed, sync settings).</param>
+/// <param name="World">The nodes of that generation: the new coordinator waits for those still in the cluster.</param>
 [MessagePackObject]
 public sealed record NodeRejoin(
     [property: Key(0)] long Generation,
     [property: Key(1)] TrainerHaltState[] Trainers,
     [property: Key(2)] RunHistory History,
-    [property: Key(3)] TrainingPlan Plan);
+    [property: Key(3)] TrainingPlan Plan,
+    [property: Key(4)] WorldNode[] World);
 
 [MessagePackObject]
 public sealed record NodeRegistered([property: Key(0)] string NodeName, [property: Key(1)] int NodesRegistered, [property: Key(2)] int MinNodes) : IActorTrainMessage;

@@ -424,8 +424,9 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
         Receive<NodeRegistered>(r =>
         {
             Timers.Cancel("register");
+            // Retries sent before the first answer are answered too.
+            if (_coordinatorRef.IsNobody()) ProgressLine.Info("Registered again with the coordinator at {0}", Sender.Path.Address);
             _coordinatorRef = Sender;
-            ProgressLine.Info("Registered again with the coordinator at {0}", Sender.Path.Address);
         });
         Receive<RegistrationRefused>(r =>
         {
@@ -524,7 +525,7 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
         if (_rejoinPending)
         {
             _rejoinPending = false;
-            _rejoin = new NodeRejoin(_world!.Generation, states, _history, _world.Plan);
+            _rejoin = new NodeRejoin(_world!.Generation, states, _history, _world.Plan, _world.Nodes);
             Register();
             Timers.StartPeriodicTimer("register", RetryRegistration.Instance, _settings.RegistrationInterval);
             return;

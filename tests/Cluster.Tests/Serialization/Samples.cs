@@ -19,7 +19,7 @@ internal static class Samples
         [new GenerationRecord(1, ["node-a", "node-b"], 4, 0, "start", 0, 0), new GenerationRecord(2, ["node-a"], 2, 157, "node node-b was lost", 1, 2.5)],
         [new EpochRecord(1, 70, 1.25, 0.875, 2)], 33.5);
 
-    private static readonly NodeRejoin Rejoin = new(7, [Halt], History, Plan);
+    private static readonly NodeRejoin Rejoin = new(7, [Halt], History, Plan, [NodeA, NodeB]);
 
     /// <summary>One message per wire type, every field set to something other than its default.</summary>
     public static readonly IReadOnlyDictionary<Type, object> Full = new object[]
