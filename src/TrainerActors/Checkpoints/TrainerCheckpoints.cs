@@ -25,10 +25,14 @@ public sealed class TrainerCheckpoints : ITrainerCheckpoints
     private readonly string _jobId;
     private readonly string _fingerprint;
     private readonly Func<(RunHistory History, int WorldSize, int Seed)> _run;
+    private readonly Action<string> _warn;
 
+    /// <param name="run">The run's history, world size and seed at the time of a save.</param>
+    /// <param name="warn">Where a failed save is reported (default: the node's error output).</param>
     public TrainerCheckpoints(CheckpointStore store, CheckpointSettings settings, string jobId, string fingerprint,
-        Func<(RunHistory History, int WorldSize, int Seed)> run)
+        Func<(RunHistory History, int WorldSize, int Seed)> run, Action<string>? warn = null)
     {
+        _warn = warn ?? (line => NodeLog.Output(line, true));
         _store = store;
         _settings = settings;
         _jobId = jobId;
@@ -71,7 +75,7 @@ public sealed class TrainerCheckpoints : ITrainerCheckpoints
         catch (CheckpointWriteException e)
         {
             // No lost work beyond the checkpoint itself: training goes on, the operator is told.
-            NodeLog.Output($"warning: checkpoint at step {state.GlobalStep} not written: {e.Message}; training goes on", true);
+            _warn($"warning: checkpoint at step {state.GlobalStep} not written: {e.Message}; training goes on");
         }
     }
 

@@ -4,6 +4,7 @@ using static TorchSharp.torch;
 
 namespace ActorTrain.TrainerActors.Tests.Checkpoints;
 
+[Collection(TorchRandomCollection.Name)]
 public sealed class TorchStateTests : IDisposable
 {
     private readonly string _dir = Directory.CreateTempSubdirectory("actortrain-ckpt-torch-").FullName;

@@ -3,6 +3,7 @@ using TorchSharp;
 
 namespace ActorTrain.TrainerActors.Tests.Torch;
 
+[Collection(TorchRandomCollection.Name)]
 public class TorchNativeTests
 {
     [Fact]

@@ -4,6 +4,7 @@ using TorchSharp;
 namespace ActorTrain.TrainerActors.Tests.Training;
 
 /// <summary>The arithmetic that makes data parallelism correct, on real MNIST digits and the real collectives.</summary>
+[Collection(TorchRandomCollection.Name)]
 public class DataParallelTests
 {
     private const int PerRankBatch = 16;

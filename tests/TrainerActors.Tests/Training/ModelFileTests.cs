@@ -4,6 +4,7 @@ using TorchSharp;
 
 namespace ActorTrain.TrainerActors.Tests.Training;
 
+[Collection(TorchRandomCollection.Name)]
 public class ModelFileTests
 {
     [Fact]

@@ -22,14 +22,15 @@ internal sealed class SimulatedWorld : IDisposable
     private readonly IIntraNodeCollective[] _intra;
     private readonly IRingTransport[][] _lanes; // [lane][node]
 
-    public SimulatedWorld(int nodes, int localSize, long bucketSizeBytes = 256 * 1024, Func<int, int>? seedOfRank = null, int chunkElements = 4096)
+    public SimulatedWorld(int nodes, int localSize, long bucketSizeBytes = 256 * 1024, Func<int, int>? seedOfRank = null, int chunkElements = 4096,
+        Func<TrainingJob>? job = null)
     {
         Nodes = nodes;
         LocalSize = localSize;
         _intra = Enumerable.Range(0, nodes).Select(_ => (IIntraNodeCollective)new SharedMemoryCollective(localSize)).ToArray();
         _lanes = Enumerable.Range(0, localSize).Select(_ => InMemoryRingTransport.CreateRing(nodes, chunkElements)).ToArray();
         Replicas = Enumerable.Range(0, WorldSize)
-            .Select(rank => new Replica(new MnistJob(DataTestSupport.MnistDataDirectory), seedOfRank?.Invoke(rank) ?? 7, torch.CPU, bucketSizeBytes))
+            .Select(rank => new Replica(job?.Invoke() ?? new MnistJob(DataTestSupport.MnistDataDirectory), seedOfRank?.Invoke(rank) ?? 7, torch.CPU, bucketSizeBytes))
             .ToArray();
     }
 
@@ -69,6 +70,14 @@ internal sealed class SimulatedWorld : IDisposable
     {
         var (node, local) = (rank / LocalSize, rank % LocalSize);
         Replicas[rank].BroadcastParameters(rank == 0, _intra[node], local, Nodes > 1 ? _lanes[local][node] : null, generation: 1, CancellationToken.None);
+    }
+
+    /// <summary>Every replica takes <paramref name="source"/>'s parameters and optimizer state.</summary>
+    public void BroadcastState(int rank, int source, int optimizerStateBytes)
+    {
+        var (node, local) = (rank / LocalSize, rank % LocalSize);
+        Replicas[rank].BroadcastState(rank == source, optimizerStateBytes, _intra[node], local, Nodes > 1 ? _lanes[local][node] : null, generation: 1,
+            CancellationToken.None);
     }
 
     public void Dispose()
