@@ -149,7 +149,7 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
             if (b.Suspect.Length > 0 && b.Suspect != b.NodeName) _suspects.Add(b.Suspect);
             NodeLost(null, b.Suspect.Length > 0 ? $"{b.NodeName} lost its data-plane connection to {b.Suspect}" : $"a collective failed on {b.NodeName}: {b.Reason}");
         });
-        Receive<Terminated>(t => NodeLost(t.ActorRef.Path.Address, "its node actor stopped"));
+        Receive<Terminated>(t => NodeLost(t.ActorRef.Path.Address, "its node actor stopped", t.ActorRef));
         Receive<ClusterEvent.UnreachableMember>(m => NodeLost(m.Member.Address, "it became unreachable"));
         Receive<ClusterEvent.MemberRemoved>(m => NodeLost(m.Member.Address, "it left the cluster"));
         Receive<HangCheck>(_ => { });
@@ -256,23 +256,24 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
             Refuse(r, refusal);
             return;
         }
-        AdmitJoiner(r);
-        if (_phase is "training") BeginRegroup($"node {r.NodeName} joins", graceful: true);
+        if (AdmitJoiner(r) && _phase is "training") BeginRegroup($"node {r.NodeName} joins", graceful: true);
         // Forming or regrouping: the joiner enters with the next generation that forms.
         // Finishing: too late to take part; it is told when the run ends.
     }
 
-    private void AdmitJoiner(RegisterNode r)
+    /// <returns>False when the node was refused (max-nodes reached).</returns>
+    private bool AdmitJoiner(RegisterNode r)
     {
         if (_settings.MaxNodes > 0 && _members.Count + _joiners.Count >= _settings.MaxNodes)
         {
             Refuse(r, $"the job already has {_members.Count + _joiners.Count} node(s), actortrain.max-nodes = {_settings.MaxNodes}");
-            return;
+            return false;
         }
         Admit(r, _joiners);
         ProgressLine.Info("Node {0} registered mid-run ({1} trainer(s) on {2}); it joins at the next step boundary",
             r.NodeName, r.TrainerCount, string.Join(",", r.Devices));
         Sender.Tell(new NodeRegistered(r.NodeName, _members.Count + _joiners.Count, _settings.MinNodes));
+        return true;
     }
 
     private IEnumerable<Registration> AllKnown() => _members.Concat(_joiners);
@@ -550,19 +551,21 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
     }
 
     /// <summary>A node of the world is gone (<paramref name="address"/>), or a collective failed somewhere (null: who is gone is found by the regroup).</summary>
-    private void NodeLost(Address? address, string why)
+    private void NodeLost(Address? address, string why, IActorRef? actor = null)
     {
+        // A stopped actor is matched by its ref: node actors in one process (beside the coordinator) share an address.
+        bool Gone(Registration r) => actor is not null ? r.Node.Equals(actor) : r.Node.Path.Address == address;
         if (_ended) return;
         if (address is not null)
         {
-            var joiner = _joiners.FirstOrDefault(r => r.Node.Path.Address == address);
+            var joiner = _joiners.FirstOrDefault(Gone);
             if (joiner is not null)
             {
                 _joiners.Remove(joiner);
                 _log.Warning("Node {0}, waiting to join, is gone: {1}", joiner.Message.NodeName, why);
             }
         }
-        var lost = address is null ? null : _members.FirstOrDefault(r => r.Node.Path.Address == address);
+        var lost = address is null ? null : _members.FirstOrDefault(Gone);
         if (address is not null && lost is null) return;
         var what = lost is null ? why : $"node {lost.Message.NodeName} was lost ({why})";
         if (!Elastic)
@@ -661,7 +664,9 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
             _members.Remove(silent);
             // Taken out of the cluster too, so membership converges (new nodes can become Up, and
             // leaving at the end does not wait for the failure detector and the split-brain resolver).
-            _cluster.Down(silent.Node.Path.Address);
+            // Never this process (a node beside the coordinator): Cluster.Down reads a local address as its own.
+            var address = silent.Node.Path.Address;
+            if (!address.HasLocalScope && address != _cluster.SelfAddress) _cluster.Down(address);
         }
         _suspects.Clear();
         // The data-plane address a node reports with its halt is the one its new listener has.

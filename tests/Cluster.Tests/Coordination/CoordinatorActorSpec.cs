@@ -1,8 +1,10 @@
+using System.Diagnostics;
 using System.Text.Json;
 using ActorTrain.Cluster.Coordination;
 using ActorTrain.Cluster.Protocol;
 using ActorTrain.Cluster.Settings;
 using Akka.Actor;
+using Akka.Event;
 using Akka.TestKit;
 
 namespace ActorTrain.Cluster.Tests.Coordination;
@@ -53,19 +55,59 @@ public sealed class CoordinatorActorSpec(SeedSystem seed) : IClassFixture<SeedSy
     /// <summary>Two nodes registered, a world formed and both ready: the coordinator has sent StartEpoch(1).</summary>
     private (IActorRef Coordinator, TestProbe A, TestProbe B, WorldAssignment World) Training(string hocon = "")
     {
+        var (coordinator, nodes, world) = TrainingWith(hocon, "node-a", "node-b");
+        return (coordinator, nodes[0], nodes[1], world);
+    }
+
+    /// <summary>The named nodes registered in order (min-nodes must match in <paramref name="hocon"/>), a world formed and all ready.</summary>
+    private (IActorRef Coordinator, TestProbe[] Nodes, WorldAssignment World) TrainingWith(string hocon, params string[] names)
+    {
         var coordinator = StartCoordinator(Settings(hocon));
-        var (a, b) = (Node(), Node());
-        a.Send(coordinator, Registration("node-a"));
-        Expect<NodeRegistered>(a);
-        b.Send(coordinator, Registration("node-b"));
-        Expect<NodeRegistered>(b);
-        var world = Expect<WorldAssignment>(a);
-        Expect<WorldAssignment>(b);
-        a.Send(coordinator, new NodeReady(world.Generation, "node-a"));
-        b.Send(coordinator, new NodeReady(world.Generation, "node-b"));
-        Assert.Equal(new StartEpoch(world.Generation, 1), Expect<StartEpoch>(a));
-        Assert.Equal(new StartEpoch(world.Generation, 1), Expect<StartEpoch>(b));
-        return (coordinator, a, b, world);
+        var nodes = names.Select(_ => Node()).ToArray();
+        for (var i = 0; i < names.Length; i++)
+        {
+            nodes[i].Send(coordinator, Registration(names[i]));
+            Expect<NodeRegistered>(nodes[i]);
+        }
+        var world = Expect<WorldAssignment>(nodes[0]);
+        foreach (var n in nodes.Skip(1)) Assert.Equal(world.Generation, Expect<WorldAssignment>(n).Generation);
+        for (var i = 0; i < names.Length; i++) nodes[i].Send(coordinator, new NodeReady(world.Generation, names[i]));
+        foreach (var n in nodes) Assert.Equal(new StartEpoch(world.Generation, 1), Expect<StartEpoch>(n));
+        return (coordinator, nodes, world);
+    }
+
+    /// <summary>After an epoch every node gets the run's history with that epoch in it, before anything else.</summary>
+    private static RunHistory ExpectEpochRecorded(TestProbe probe, int epoch)
+    {
+        var history = Expect<HistoryUpdate>(probe).History;
+        Assert.Equal(epoch, history.Epochs[^1].Epoch);
+        return history;
+    }
+
+    /// <summary>A trainer's state as its node reports it when it stops for a regroup.</summary>
+    private static TrainerHaltState Halt(int rank, long step, bool inFlight = false, int epoch = 1, long stepsInEpoch = -1, bool finished = false,
+        double lossSum = 0, long lossCount = 0, int skipped = 0, int optimizerBytes = 0) =>
+        new(rank, step, epoch, (stepsInEpoch < 0 ? step : stepsInEpoch) * 16, stepsInEpoch < 0 ? step : stepsInEpoch, finished, lossSum, lossCount,
+            skipped, inFlight, optimizerBytes, $"sha256:{rank}");
+
+    private static string[] Names(WorldAssignment world) => world.Nodes.Select(n => n.NodeName).ToArray();
+
+    /// <summary>Two epochs of <paramref name="generation"/> reported by every node, through to the report and EndRun(0).</summary>
+    private JsonElement FinishTwoEpochs(IActorRef coordinator, long generation, (TestProbe Probe, string Name)[] nodes, int fromEpoch = 1, int epochs = 2)
+    {
+        for (var epoch = fromEpoch; epoch <= epochs; epoch++)
+        {
+            foreach (var (probe, name) in nodes) probe.Send(coordinator, Epoch(generation, name, epoch));
+            foreach (var (probe, _) in nodes) ExpectEpochRecorded(probe, epoch);
+            foreach (var (probe, _) in nodes)
+            {
+                if (epoch < epochs) Assert.Equal(new StartEpoch(generation, epoch + 1), Expect<StartEpoch>(probe));
+                else Assert.Equal(new FinishTraining(generation), Expect<FinishTraining>(probe));
+            }
+        }
+        for (var i = 0; i < nodes.Length; i++) nodes[i].Probe.Send(coordinator, Finished(generation, nodes[i].Name, i * Trainers));
+        foreach (var (probe, _) in nodes) Assert.Equal(0, Expect<EndRun>(probe).ExitCode);
+        return JsonDocument.Parse(File.ReadAllText(Path.Combine(_outDir, "run-report.json"))).RootElement.Clone();
     }
 
     [Fact]
@@ -204,10 +246,16 @@ public sealed class CoordinatorActorSpec(SeedSystem seed) : IClassFixture<SeedSy
 
         a.Send(coordinator, Epoch(1, "node-a", 1, lossSum: 30, lossCount: 100, accuracy: 0.91));
         b.Send(coordinator, Epoch(1, "node-b", 1, lossSum: 10, lossCount: 100));
+        var history = ExpectEpochRecorded(a, 1);
+        Assert.Equal(new EpochRecord(1, 50, 0.2, 0.91, 0), Assert.Single(history.Epochs));
+        Assert.Equal(1, Assert.Single(history.Generations).Generation);
+        ExpectEpochRecorded(b, 1);
         Assert.Equal(new StartEpoch(1, 2), Expect<StartEpoch>(a));
         Assert.Equal(new StartEpoch(1, 2), Expect<StartEpoch>(b));
         a.Send(coordinator, Epoch(1, "node-a", 2, lossSum: 12, lossCount: 100, accuracy: 0.97));
         b.Send(coordinator, Epoch(1, "node-b", 2, lossSum: 8, lossCount: 100));
+        Assert.Equal([1, 2], ExpectEpochRecorded(a, 2).Epochs.Select(e => e.Epoch));
+        ExpectEpochRecorded(b, 2);
         Assert.Equal(new FinishTraining(1), Expect<FinishTraining>(a));
         Assert.Equal(new FinishTraining(1), Expect<FinishTraining>(b));
         a.Send(coordinator, Finished(1, "node-a", 0, model: "out/model.pth"));
@@ -266,6 +314,8 @@ public sealed class CoordinatorActorSpec(SeedSystem seed) : IClassFixture<SeedSy
         var (coordinator, a, b, _) = Training("actortrain.training.epochs = 1");
         a.Send(coordinator, Epoch(1, "node-a", 1));
         b.Send(coordinator, Epoch(1, "node-b", 1));
+        ExpectEpochRecorded(a, 1);
+        ExpectEpochRecorded(b, 1);
         Expect<FinishTraining>(a);
         Expect<FinishTraining>(b);
 
@@ -284,6 +334,8 @@ public sealed class CoordinatorActorSpec(SeedSystem seed) : IClassFixture<SeedSy
         var (coordinator, a, b, _) = Training("actortrain.training.epochs = 1");
         a.Send(coordinator, Epoch(1, "node-a", 1, lossSum: 0, lossCount: 0));
         b.Send(coordinator, Epoch(1, "node-b", 1, lossSum: 0, lossCount: 0));
+        ExpectEpochRecorded(a, 1);
+        ExpectEpochRecorded(b, 1);
         Expect<FinishTraining>(a);
         Expect<FinishTraining>(b);
 
@@ -306,6 +358,8 @@ public sealed class CoordinatorActorSpec(SeedSystem seed) : IClassFixture<SeedSy
             var (coordinator, a, b, _) = Training("actortrain.training.epochs = 1");
             a.Send(coordinator, Epoch(1, "node-a", 1));
             b.Send(coordinator, Epoch(1, "node-b", 1));
+            ExpectEpochRecorded(a, 1);
+            ExpectEpochRecorded(b, 1);
             Expect<FinishTraining>(a);
             Expect<FinishTraining>(b);
 
@@ -332,6 +386,7 @@ public sealed class CoordinatorActorSpec(SeedSystem seed) : IClassFixture<SeedSy
         a.ExpectNoMsg(TestConfig.Quiet);
         b.Send(coordinator, Epoch(1, "node-b", 1));
 
+        ExpectEpochRecorded(a, 1);
         Assert.Equal(new StartEpoch(1, 2), Expect<StartEpoch>(a));
     }
 
@@ -350,13 +405,16 @@ public sealed class CoordinatorActorSpec(SeedSystem seed) : IClassFixture<SeedSy
     }
 
     [Fact]
-    public void Coordinator_must_end_the_run_when_a_node_actor_stops_during_training()
+    public void Coordinator_must_end_the_run_when_a_node_actor_stops_during_training_and_elastic_is_off()
     {
-        var (_, a, b, _) = Training();
+        var (_, a, b, _) = Training("actortrain.elastic.enabled = off");
 
         seed.Kit.Sys.Stop(b.Ref);
 
-        Assert.Equal(3, Expect<EndRun>(a).ExitCode);
+        var end = Expect<EndRun>(a);
+        Assert.Equal(3, end.ExitCode);
+        Assert.Contains("node-b", end.Reason);
+        Assert.Contains("actortrain.elastic.enabled", end.Reason);
     }
 
     [Fact]
@@ -385,14 +443,17 @@ public sealed class CoordinatorActorSpec(SeedSystem seed) : IClassFixture<SeedSy
     }
 
     [Fact]
-    public void Coordinator_must_refuse_a_new_node_while_training()
+    public void Coordinator_must_refuse_a_new_node_while_training_when_elastic_is_off()
     {
-        var (coordinator, _, _, _) = Training();
+        var (coordinator, a, _, _) = Training("actortrain.elastic.enabled = off");
         var late = Node();
 
         late.Send(coordinator, Registration("node-c"));
 
-        Assert.Contains("already running", Expect<RegistrationRefused>(late).Reason);
+        var refusal = Expect<RegistrationRefused>(late).Reason;
+        Assert.Contains("already running", refusal);
+        Assert.Contains("actortrain.elastic.enabled", refusal);
+        a.ExpectNoMsg(TestConfig.Quiet);
     }
 
     [Fact]
@@ -428,5 +489,260 @@ public sealed class CoordinatorActorSpec(SeedSystem seed) : IClassFixture<SeedSy
 
         Assert.Equal(2, Expect<NodeRegistered>(b).NodesRegistered);
         Assert.Equal(["node-a", "node-b"], Expect<WorldAssignment>(b).Nodes.Select(n => n.NodeName));
+    }
+
+    [Fact]
+    public void Coordinator_must_regroup_the_survivors_of_a_lost_node_from_the_furthest_replica()
+    {
+        var (coordinator, nodes, first) = TrainingWith("actortrain.min-nodes = 3", "node-a", "node-b", "node-c");
+        var (a, b, c) = (nodes[0], nodes[1], nodes[2]);
+        Assert.Equal([0, Trainers, 2 * Trainers], first.Nodes.Select(n => n.FirstRank));
+
+        seed.Kit.Sys.Stop(b.Ref);
+
+        foreach (var survivor in new[] { a, c })
+        {
+            var regroup = Expect<Regroup>(survivor);
+            Assert.Equal((1L, 2L, false), (regroup.Generation, regroup.NextGeneration, regroup.Graceful));
+            Assert.Contains("node-b", regroup.Reason);
+        }
+        // Step 30 is the furthest. Ranks 1 and 4 had computed step 31 when its reduction was cut
+        // off (in flight); rank 5 (node-c's second trainer) completed step 30 cleanly: the source.
+        a.Send(coordinator, new NodeHalted(2, "node-a", [Halt(0, 29), Halt(1, 30, inFlight: true)], "node-a:5054"));
+        c.Send(coordinator, new NodeHalted(2, "node-c",
+            [Halt(4, 30, inFlight: true), Halt(5, 30, lossSum: 12.5, lossCount: 30, skipped: 1, optimizerBytes: 4096)], "node-c:5054"));
+
+        var world = Expect<WorldAssignment>(a);
+        Assert.Equal(2, world.Generation);
+        Assert.Equal(["node-a", "node-c"], Names(world));
+        Assert.Equal([0, Trainers], world.Nodes.Select(n => n.FirstRank));
+        Assert.Equal(2 * Trainers, world.WorldSize);
+        Assert.Equal(["node-a:5054", "node-c:5054"], world.Nodes.Select(n => n.DataPlaneEndpoint));
+        // Old rank 5 is node-c's trainer 1, rank Trainers + 1 in the new world.
+        Assert.Equal(new ResumePoint(Trainers + 1, 1, 30 * 16, 30, 30, false, 12.5, 30, 1, 4096, ""), world.Resume);
+        Assert.Equal(1, Assert.Single(world.History.Generations).Generation);
+        Assert.Equal(world.Resume, Expect<WorldAssignment>(c).Resume);
+        b.ExpectNoMsg(TestConfig.Quiet);
+
+        a.Send(coordinator, new NodeReady(2, "node-a"));
+        c.Send(coordinator, new NodeReady(2, "node-c"));
+        Assert.Equal(new StartEpoch(2, 1), Expect<StartEpoch>(a));
+        Assert.Equal(new StartEpoch(2, 1), Expect<StartEpoch>(c));
+
+        var report = FinishTwoEpochs(coordinator, 2, [(a, "node-a"), (c, "node-c")]);
+        Assert.Equal(2 * Trainers, report.GetProperty("world_size").GetInt32());
+        var generations = report.GetProperty("generations").EnumerateArray().ToList();
+        Assert.Equal([1L, 2L], generations.Select(g => g.GetProperty("generation").GetInt64()));
+        Assert.Equal(["node-a", "node-b", "node-c"], generations[0].GetProperty("members").EnumerateArray().Select(m => m.GetString()));
+        Assert.Equal(["node-a", "node-c"], generations[1].GetProperty("members").EnumerateArray().Select(m => m.GetString()));
+        Assert.Equal(30, generations[1].GetProperty("start_step").GetInt64());
+        Assert.Contains("node-b", generations[1].GetProperty("reason").GetString());
+        Assert.Equal(0, generations[0].GetProperty("steps_redone").GetInt32());
+        Assert.Equal(1, generations[1].GetProperty("steps_redone").GetInt32());
+        Assert.Equal(1, report.GetProperty("steps_redone").GetInt32());
+    }
+
+    [Fact]
+    public void Coordinator_must_go_on_with_the_next_epoch_when_the_furthest_replica_had_finished_its_epoch()
+    {
+        var (coordinator, a, b, _) = Training();
+
+        seed.Kit.Sys.Stop(b.Ref);
+        Expect<Regroup>(a);
+        a.Send(coordinator, new NodeHalted(2, "node-a",
+            [Halt(0, 50, finished: true, lossSum: 20, lossCount: 50), Halt(1, 50, finished: true, lossSum: 20, lossCount: 50)], "node-a:5054"));
+
+        // The epoch the survivors finished (its report never came) enters the history first.
+        Assert.Equal(new EpochRecord(1, 50, 0.4, -1, 0), Assert.Single(Expect<HistoryUpdate>(a).History.Epochs));
+        var world = Expect<WorldAssignment>(a);
+        Assert.Equal(["node-a"], Names(world));
+        Assert.Equal((0, 1, true, 50L), (world.Resume.SourceRank, world.Resume.Epoch, world.Resume.EpochFinished, world.Resume.GlobalStep));
+        a.Send(coordinator, new NodeReady(2, "node-a"));
+        Assert.Equal(new StartEpoch(2, 2), Expect<StartEpoch>(a));
+    }
+
+    [Fact]
+    public void Coordinator_must_leave_out_a_node_that_does_not_answer_the_regroup_in_time()
+    {
+        var (coordinator, a, b, _) = Training("actortrain.elastic.regroup-timeout = 1s");
+
+        a.Send(coordinator, new GenerationBroken(1, "node-a", "step 7 waited past actortrain.sync.step-timeout", ""));
+        Assert.False(Expect<Regroup>(a).Graceful);
+        Expect<Regroup>(b);
+        a.Send(coordinator, new NodeHalted(2, "node-a", [Halt(0, 7), Halt(1, 7)], "node-a:5054"));
+
+        var end = Expect<EndRun>(b);
+        Assert.Equal(3, end.ExitCode);
+        Assert.Contains("regroup-timeout", end.Reason);
+        var world = Expect<WorldAssignment>(a);
+        Assert.Equal(["node-a"], Names(world));
+        Assert.Equal(Trainers, world.WorldSize);
+        // The silent node's actor lives in the coordinator's process here: leaving it out must not down the coordinator's own cluster node.
+        var self = Akka.Cluster.Cluster.Get(seed.Kit.Sys);
+        for (var i = 0; i < 10; i++)
+        {
+            Assert.Equal(Akka.Cluster.MemberStatus.Up, self.SelfMember.Status);
+            Thread.Sleep(100);
+        }
+        a.Send(coordinator, new NodeReady(2, "node-a"));
+        Assert.Equal(new StartEpoch(2, 1), Expect<StartEpoch>(a));
+    }
+
+    [Fact]
+    public void Coordinator_must_wait_for_a_suspect_only_a_short_grace_once_the_others_have_answered()
+    {
+        var (coordinator, nodes, _) = TrainingWith("""
+            actortrain.min-nodes = 3
+            actortrain.elastic.regroup-timeout = 20s
+            """, "node-a", "node-b", "node-c");
+        var (a, b, c) = (nodes[0], nodes[1], nodes[2]);
+
+        a.Send(coordinator, new GenerationBroken(1, "node-a", "connection reset by peer", "node-b"));
+        foreach (var n in nodes) Assert.Contains("node-b", Expect<Regroup>(n).Reason);
+        a.Send(coordinator, new NodeHalted(2, "node-a", [Halt(0, 9), Halt(1, 9)], "node-a:5054"));
+        var clock = Stopwatch.StartNew();
+        c.Send(coordinator, new NodeHalted(2, "node-c", [Halt(4, 9), Halt(5, 9)], "node-c:5054"));
+
+        // node-b (the suspect) stays silent: the regroup completes after the grace, long before regroup-timeout.
+        var world = a.ExpectMsg<WorldAssignment>(TimeSpan.FromSeconds(8));
+        Assert.InRange(clock.Elapsed, TimeSpan.FromSeconds(1.5), TimeSpan.FromSeconds(8));
+        Assert.Equal(["node-a", "node-c"], Names(world));
+        var end = Expect<EndRun>(b);
+        Assert.Equal(3, end.ExitCode);
+        Assert.Contains("data-plane", end.Reason);
+        Assert.Equal(2, Expect<WorldAssignment>(c).Generation);
+    }
+
+    [Fact]
+    public void Coordinator_must_admit_a_node_registering_mid_run_at_a_graceful_regroup()
+    {
+        var (coordinator, a, b, _) = Training();
+        var c = Node();
+
+        c.Send(coordinator, Registration("node-c"));
+
+        Assert.Equal(new NodeRegistered("node-c", 3, 2), Expect<NodeRegistered>(c));
+        foreach (var member in new[] { a, b })
+        {
+            var regroup = Expect<Regroup>(member);
+            Assert.Equal((1L, 2L, true), (regroup.Generation, regroup.NextGeneration, regroup.Graceful));
+            Assert.Contains("node-c", regroup.Reason);
+        }
+        c.ExpectNoMsg(TestConfig.Quiet);
+        a.Send(coordinator, new NodeHalted(2, "node-a", [Halt(0, 20), Halt(1, 20)], "node-a:5054"));
+        b.Send(coordinator, new NodeHalted(2, "node-b", [Halt(2, 20), Halt(3, 20)], "node-b:5054"));
+
+        var world = Expect<WorldAssignment>(c);
+        Assert.Equal(2, world.Generation);
+        Assert.Equal(["node-a", "node-b", "node-c"], Names(world));
+        Assert.Equal([0, Trainers, 2 * Trainers], world.Nodes.Select(n => n.FirstRank));
+        Assert.Equal(3 * Trainers, world.WorldSize);
+        Assert.Equal("node-c:4054", world.Nodes[2].DataPlaneEndpoint);
+        Assert.Equal((0, 20L), (world.Resume.SourceRank, world.Resume.GlobalStep));
+        Expect<WorldAssignment>(a);
+        Expect<WorldAssignment>(b);
+        foreach (var (probe, name) in new[] { (a, "node-a"), (b, "node-b"), (c, "node-c") }) probe.Send(coordinator, new NodeReady(2, name));
+        Assert.Equal(new StartEpoch(2, 1), Expect<StartEpoch>(c));
+    }
+
+    [Fact]
+    public void Coordinator_must_refuse_a_node_registering_mid_run_once_max_nodes_is_reached()
+    {
+        var (coordinator, a, b, _) = Training("actortrain.max-nodes = 2");
+        var late = Node();
+
+        late.Send(coordinator, Registration("node-c"));
+
+        Assert.Contains("actortrain.max-nodes", Expect<RegistrationRefused>(late).Reason);
+        // A refused node changes nothing: the world trains on.
+        a.ExpectNoMsg(TestConfig.Quiet);
+        b.ExpectNoMsg(TimeSpan.Zero);
+        a.Send(coordinator, Epoch(1, "node-a", 1));
+        b.Send(coordinator, Epoch(1, "node-b", 1));
+        ExpectEpochRecorded(a, 1);
+        Assert.Equal(new StartEpoch(1, 2), Expect<StartEpoch>(a));
+    }
+
+    [Fact]
+    public void Coordinator_must_end_the_run_when_fewer_nodes_survive_than_min_surviving_nodes()
+    {
+        var (coordinator, a, b, _) = Training("actortrain.elastic.min-surviving-nodes = 2");
+
+        seed.Kit.Sys.Stop(b.Ref);
+        Expect<Regroup>(a);
+        a.Send(coordinator, new NodeHalted(2, "node-a", [Halt(0, 5), Halt(1, 5)], "node-a:5054"));
+
+        var end = Expect<EndRun>(a);
+        Assert.Equal(3, end.ExitCode);
+        Assert.Contains("actortrain.elastic.min-surviving-nodes", end.Reason);
+    }
+
+    [Fact]
+    public void Coordinator_must_take_over_a_run_from_the_nodes_that_rejoin_with_their_state()
+    {
+        var coordinator = StartCoordinator(Settings("actortrain.elastic.regroup-timeout = 20s"));
+        var (a, b) = (Node(), Node());
+        // What the nodes of generation 2 hold from the coordinator they lost: its plan (not this one's settings) and history.
+        var plan = new TrainingPlan(3, 8, 7, 10, 1 << 20, false, 64 * 1024, "tcp", new byte[32]);
+        var history = new RunHistory(
+            [new GenerationRecord(1, ["node-a", "node-b", "node-c"], 6, 0, "start", 0, 0), new GenerationRecord(2, ["node-a", "node-b"], 4, 60, "node node-c was lost", 1, 1.5)],
+            [new EpochRecord(1, 50, 0.4, 0.9, 0)], 12);
+
+        a.Send(coordinator, Registration("node-a") with { Rejoin = new NodeRejoin(2, [Halt(0, 70, epoch: 2, stepsInEpoch: 20), Halt(1, 70, epoch: 2, stepsInEpoch: 20)], history, plan) });
+        Expect<NodeRegistered>(a);
+        a.ExpectNoMsg(TestConfig.Quiet);
+        b.Send(coordinator, Registration("node-b") with { Rejoin = new NodeRejoin(2, [Halt(2, 71, epoch: 2, stepsInEpoch: 21), Halt(3, 71, epoch: 2, stepsInEpoch: 21)], history, plan) });
+        Expect<NodeRegistered>(b);
+
+        // Every member of the last generation is back: no waiting for regroup-timeout (20 s, beyond Expect's timeout).
+        var world = Expect<WorldAssignment>(a);
+        Assert.Equal(3, world.Generation);
+        Assert.Equal(["node-a", "node-b"], Names(world));
+        Assert.Equal((3, 8, 7, 10, 1L << 20, 64 * 1024), (world.Plan.Epochs, world.Plan.BatchSize, world.Plan.Seed, world.Plan.LogInterval,
+            world.Plan.BucketSizeBytes, world.Plan.ChunkSizeBytes));
+        Assert.Equal((Trainers, 71L, 2, 21L), (world.Resume.SourceRank, world.Resume.GlobalStep, world.Resume.Epoch, world.Resume.StepsInEpoch));
+        Assert.Equal([1L, 2L], world.History.Generations.Select(g => g.Generation));
+        Expect<WorldAssignment>(b);
+        a.Send(coordinator, new NodeReady(3, "node-a"));
+        b.Send(coordinator, new NodeReady(3, "node-b"));
+        Assert.Equal(new StartEpoch(3, 2), Expect<StartEpoch>(a));
+        Assert.Equal(new StartEpoch(3, 2), Expect<StartEpoch>(b));
+
+        var report = FinishTwoEpochs(coordinator, 3, [(a, "node-a"), (b, "node-b")], fromEpoch: 2, epochs: 3);
+        Assert.Equal([1, 2, 3], report.GetProperty("epoch_history").EnumerateArray().Select(e => e.GetProperty("epoch").GetInt32()));
+        Assert.Equal(0.4, report.GetProperty("epoch_history")[0].GetProperty("mean_loss").GetDouble());
+        Assert.Equal(3, report.GetProperty("epochs").GetInt32());
+        var generations = report.GetProperty("generations").EnumerateArray().ToList();
+        Assert.Equal([1L, 2L, 3L], generations.Select(g => g.GetProperty("generation").GetInt64()));
+        Assert.Equal(71, generations[2].GetProperty("start_step").GetInt64());
+        Assert.Contains("coordinator", generations[2].GetProperty("reason").GetString());
+        Assert.Equal(1, report.GetProperty("steps_redone").GetInt32());
+        Assert.True(report.GetProperty("wall_seconds").GetDouble() >= 12);
+    }
+
+    [Fact]
+    public void Coordinator_must_report_a_hanging_step_naming_the_bucket_and_the_rank_it_waits_for()
+    {
+        var (coordinator, a, b, _) = Training("actortrain.elastic.hang-report-after = 1s");
+        var log = Node();
+        seed.Kit.Sys.EventStream.Subscribe(log.Ref, typeof(Warning));
+        try
+        {
+            // Ranks 0, 1 and 3 have waited 4 s in bucket 3 of step 12; rank 2 on node-b is still at step 11.
+            a.Send(coordinator, new NodeProgress(1, "node-a", 1, [new RankProgress(0, 12, 40, 30, 4000, 3), new RankProgress(1, 12, 40, 30, 4000, 3)]));
+            b.Send(coordinator, new NodeProgress(1, "node-b", 1, [new RankProgress(2, 11, 40, 30, 20, -1), new RankProgress(3, 12, 40, 30, 4000, 3)]));
+
+            var warning = log.FishForMessage<Warning>(w => w.LogSource.Contains(coordinator.Path.Name + "#", StringComparison.Ordinal)
+                || w.LogSource.EndsWith(coordinator.Path.Name, StringComparison.Ordinal), TestConfig.Timeout);
+            var text = warning.Message.ToString()!;
+            Assert.Contains("Step 12", text);
+            Assert.Contains("bucket(s) 3", text);
+            Assert.Contains("rank 2 on node node-b (at step 11)", text);
+            Assert.DoesNotContain("rank 3 on node", text);
+        }
+        finally
+        {
+            seed.Kit.Sys.EventStream.Unsubscribe(log.Ref);
+        }
     }
 }
