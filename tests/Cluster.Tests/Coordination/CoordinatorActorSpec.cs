@@ -41,7 +41,7 @@ public sealed class CoordinatorActorSpec(SeedSystem seed) : IClassFixture<SeedSy
     private static RegisterNode Registration(string name, string job = JobId, int version = ActorTrainSettings.ProtocolVersion,
         string fingerprint = Fingerprint, int trainers = Trainers) =>
         new(job, version, fingerprint, name, trainers, $"akka.tcp://actortrain@{name}:4053/user/node",
-            $"akka.tcp://actortrain@{name}:4053/user/actortrain-endpoint", Enumerable.Repeat("cpu", trainers).ToArray(), $"{name}:4054", null);
+            $"akka.tcp://actortrain@{name}:4053/user/actortrain-endpoint", Enumerable.Repeat("cpu", trainers).ToArray(), $"{name}:4054", null, null);
 
     private static T Expect<T>(TestProbe probe) => probe.ExpectMsg<T>(TestConfig.Timeout);
 
@@ -688,10 +688,17 @@ public sealed class CoordinatorActorSpec(SeedSystem seed) : IClassFixture<SeedSy
             [new GenerationRecord(1, ["node-a", "node-b", "node-c"], 6, 0, "start", 0, 0), new GenerationRecord(2, ["node-a", "node-b"], 4, 60, "node node-c was lost", 1, 1.5)],
             [new EpochRecord(1, 50, 0.4, 0.9, 0)], 12);
 
-        a.Send(coordinator, Registration("node-a") with { Rejoin = new NodeRejoin(2, [Halt(0, 70, epoch: 2, stepsInEpoch: 20), Halt(1, 70, epoch: 2, stepsInEpoch: 20)], history, plan) });
+        // The last world: node-a and node-b, cluster members (their probes live in the test cluster), and node-c,
+        // which died with the old coordinator and is no member any more: nobody waits for it.
+        var self = Akka.Cluster.Cluster.Get(seed.Kit.Sys).SelfAddress;
+        WorldNode Member(string name, IActorRef node, int firstRank) =>
+            new(name, node.Path.ToStringWithAddress(self), "e", firstRank, Trainers, ["cpu", "cpu"], $"{name}:4054");
+        WorldNode[] lastWorld = [Member("node-a", a.Ref, 0), Member("node-b", b.Ref, Trainers),
+            new("node-c", "akka.tcp://actortrain@gone:4053/user/node", "e", 2 * Trainers, Trainers, ["cpu", "cpu"], "gone:4054")];
+        a.Send(coordinator, Registration("node-a") with { Rejoin = new NodeRejoin(2, [Halt(0, 70, epoch: 2, stepsInEpoch: 20), Halt(1, 70, epoch: 2, stepsInEpoch: 20)], history, plan, lastWorld) });
         Expect<NodeRegistered>(a);
         a.ExpectNoMsg(TestConfig.Quiet);
-        b.Send(coordinator, Registration("node-b") with { Rejoin = new NodeRejoin(2, [Halt(2, 71, epoch: 2, stepsInEpoch: 21), Halt(3, 71, epoch: 2, stepsInEpoch: 21)], history, plan) });
+        b.Send(coordinator, Registration("node-b") with { Rejoin = new NodeRejoin(2, [Halt(2, 71, epoch: 2, stepsInEpoch: 21), Halt(3, 71, epoch: 2, stepsInEpoch: 21)], history, plan, lastWorld) });
         Expect<NodeRegistered>(b);
 
         // Every member of the last generation is back: no waiting for regroup-timeout (20 s, beyond Expect's timeout).

@@ -8,7 +8,7 @@ namespace ActorTrain.Cluster.Tests.Hosting;
 public class ClusterBootstrapSpec
 {
     private static RegisterNode Registration(string job) =>
-        new(job, ActorTrainSettings.ProtocolVersion, "fp", "node-a", 1, "p", "e", ["cpu"], "node-a:4054", null);
+        new(job, ActorTrainSettings.ProtocolVersion, "fp", "node-a", 1, "p", "e", ["cpu"], "node-a:4054", null, null);
 
     [Fact]
     public async Task Bootstrap_must_reach_the_coordinator_singleton_through_the_proxy_on_a_seed_node()

@@ -24,7 +24,7 @@ internal static class Samples
     /// <summary>One message per wire type, every field set to something other than its default.</summary>
     public static readonly IReadOnlyDictionary<Type, object> Full = new object[]
     {
-        new RegisterNode("mnist", 1, "fp-9c1e", "node-a", 2, "akka.tcp://actortrain@10.0.0.1:4053/user/node", "akka.tcp://actortrain@10.0.0.1:4053/user/actortrain-endpoint", ["cpu", "cpu"], "10.0.0.1:4054", Rejoin),
+        new RegisterNode("mnist", 1, "fp-9c1e", "node-a", 2, "akka.tcp://actortrain@10.0.0.1:4053/user/node", "akka.tcp://actortrain@10.0.0.1:4053/user/actortrain-endpoint", ["cpu", "cpu"], "10.0.0.1:4054", Rejoin, new CheckpointOffer("/data/ckpt/ckpt-000000158.atc", Halt, History)),
         new NodeRegistered("node-a", 1, 3),
         new RegistrationRefused("job id \"x\" differs from the coordinator's \"y\""),
         new WorldAssignment(7, [NodeA, NodeB], 4, Plan, new ResumePoint(3, 4, 1280, 20, 158, true, 41.5, 20, 1, 377, "ckpt/ckpt-000000158.atc"), History),
@@ -54,7 +54,7 @@ internal static class Samples
         yield return new NodeFinished(1, "node-b", [], null, []);
         yield return new ClusterStatus("", "", "waiting-for-nodes", 0, 0, 10, 0, [], -1, 0, [], 0, 1);
         yield return new WorldAssignment(1, [], 0, new TrainingPlan(1, 1, 0, 1, 1024, false, 1024, "akka", []), new ResumePoint(0, 1, 0, 0, 0, false, 0, 0, 0, 0, ""), RunHistory.Empty);
-        yield return new RegisterNode("", 1, "", "", 1, "", "", [], "", null);
+        yield return new RegisterNode("", 1, "", "", 1, "", "", [], "", null, null);
         yield return new EpochCompleted(long.MaxValue, "n", int.MaxValue, long.MaxValue, double.NaN, 0, 0, -1);
         yield return new EpochCompleted(-1, "n", 0, 0, double.PositiveInfinity, 0, 0, double.NegativeInfinity);
         yield return new GradientChunk(1, -5, 0, 0, 0, 0, 0, []);
