@@ -72,8 +72,17 @@ public sealed class CoordinatorActorSpec(SeedSystem seed) : IClassFixture<SeedSy
         var world = Expect<WorldAssignment>(nodes[0]);
         foreach (var n in nodes.Skip(1)) Assert.Equal(world.Generation, Expect<WorldAssignment>(n).Generation);
         for (var i = 0; i < names.Length; i++) nodes[i].Send(coordinator, new NodeReady(world.Generation, names[i]));
-        foreach (var n in nodes) Assert.Equal(new StartEpoch(world.Generation, 1), Expect<StartEpoch>(n));
+        foreach (var n in nodes) Assert.Equal(new StartEpoch(world.Generation, 1), ExpectStarted(n));
         return (coordinator, nodes, world);
+    }
+
+    /// <summary>A generation starts: every node gets the run's history with the generation recorded, then the epoch to run.</summary>
+    private static StartEpoch ExpectStarted(TestProbe probe)
+    {
+        var started = Expect<HistoryUpdate>(probe).History.Generations[^1];
+        var epoch = Expect<StartEpoch>(probe);
+        Assert.Equal(started.Generation, epoch.Generation);
+        return epoch;
     }
 
     /// <summary>After an epoch every node gets the run's history with that epoch in it, before anything else.</summary>
@@ -235,8 +244,8 @@ public sealed class CoordinatorActorSpec(SeedSystem seed) : IClassFixture<SeedSy
         a.ExpectNoMsg(TestConfig.Quiet);
         b.Send(coordinator, new NodeReady(1, "node-b"));
 
-        Assert.Equal(new StartEpoch(1, 1), Expect<StartEpoch>(a));
-        Assert.Equal(new StartEpoch(1, 1), Expect<StartEpoch>(b));
+        Assert.Equal(new StartEpoch(1, 1), ExpectStarted(a));
+        Assert.Equal(new StartEpoch(1, 1), ExpectStarted(b));
     }
 
     [Fact]
@@ -526,8 +535,8 @@ public sealed class CoordinatorActorSpec(SeedSystem seed) : IClassFixture<SeedSy
 
         a.Send(coordinator, new NodeReady(2, "node-a"));
         c.Send(coordinator, new NodeReady(2, "node-c"));
-        Assert.Equal(new StartEpoch(2, 1), Expect<StartEpoch>(a));
-        Assert.Equal(new StartEpoch(2, 1), Expect<StartEpoch>(c));
+        Assert.Equal(new StartEpoch(2, 1), ExpectStarted(a));
+        Assert.Equal(new StartEpoch(2, 1), ExpectStarted(c));
 
         var report = FinishTwoEpochs(coordinator, 2, [(a, "node-a"), (c, "node-c")]);
         Assert.Equal(2 * Trainers, report.GetProperty("world_size").GetInt32());
@@ -558,7 +567,7 @@ public sealed class CoordinatorActorSpec(SeedSystem seed) : IClassFixture<SeedSy
         Assert.Equal(["node-a"], Names(world));
         Assert.Equal((0, 1, true, 50L), (world.Resume.SourceRank, world.Resume.Epoch, world.Resume.EpochFinished, world.Resume.GlobalStep));
         a.Send(coordinator, new NodeReady(2, "node-a"));
-        Assert.Equal(new StartEpoch(2, 2), Expect<StartEpoch>(a));
+        Assert.Equal(new StartEpoch(2, 2), ExpectStarted(a));
     }
 
     [Fact]
@@ -585,7 +594,7 @@ public sealed class CoordinatorActorSpec(SeedSystem seed) : IClassFixture<SeedSy
             Thread.Sleep(100);
         }
         a.Send(coordinator, new NodeReady(2, "node-a"));
-        Assert.Equal(new StartEpoch(2, 1), Expect<StartEpoch>(a));
+        Assert.Equal(new StartEpoch(2, 1), ExpectStarted(a));
     }
 
     [Fact]
@@ -642,7 +651,7 @@ public sealed class CoordinatorActorSpec(SeedSystem seed) : IClassFixture<SeedSy
         Expect<WorldAssignment>(a);
         Expect<WorldAssignment>(b);
         foreach (var (probe, name) in new[] { (a, "node-a"), (b, "node-b"), (c, "node-c") }) probe.Send(coordinator, new NodeReady(2, name));
-        Assert.Equal(new StartEpoch(2, 1), Expect<StartEpoch>(c));
+        Assert.Equal(new StartEpoch(2, 1), ExpectStarted(c));
     }
 
     [Fact]
@@ -712,8 +721,8 @@ public sealed class CoordinatorActorSpec(SeedSystem seed) : IClassFixture<SeedSy
         Expect<WorldAssignment>(b);
         a.Send(coordinator, new NodeReady(3, "node-a"));
         b.Send(coordinator, new NodeReady(3, "node-b"));
-        Assert.Equal(new StartEpoch(3, 2), Expect<StartEpoch>(a));
-        Assert.Equal(new StartEpoch(3, 2), Expect<StartEpoch>(b));
+        Assert.Equal(new StartEpoch(3, 2), ExpectStarted(a));
+        Assert.Equal(new StartEpoch(3, 2), ExpectStarted(b));
 
         var report = FinishTwoEpochs(coordinator, 3, [(a, "node-a"), (b, "node-b")], fromEpoch: 2, epochs: 3);
         Assert.Equal([1, 2, 3], report.GetProperty("epoch_history").EnumerateArray().Select(e => e.GetProperty("epoch").GetInt32()));
