@@ -159,4 +159,19 @@ public class ElasticTrainingTests
         Assert.Equal(["sb", "w1"], generations[1].GetProperty("members").EnumerateArray().Select(m => m.GetString()).Order());
         Assert.InRange(generations[1].GetProperty("steps_redone").GetInt32(), 0, 1);
     }
+
+    [Fact]
+    public async Task With_a_single_seed_losing_it_ends_the_run_on_every_worker_with_exit_3_naming_the_seed()
+    {
+        var port = NodeProcess.FreePort();
+        using var seed = NodeProcess.Start("seed", "seed", "--port", port.ToString(), "--min-nodes", "2", "--epochs", "5",
+            "--out", Repo.TempDir(), "--intra-op-threads", "1", "--no-progress");
+        using var worker = NodeProcess.Start("worker", "worker", "--seed-node", $"127.0.0.1:{port}", "--intra-op-threads", "1", "--no-progress");
+        await seed.WaitForLineAsync("[1,    20] loss:", RunTimeout);
+        seed.Kill();
+
+        Assert.Equal(3, await worker.WaitForExitAsync(TimeSpan.FromSeconds(90)));
+        Assert.Contains($"the seed node akka.tcp://actortrain@127.0.0.1:{port} is", worker.Output);
+        Assert.Contains("no other seed node is up", worker.Output);
+    }
 }
