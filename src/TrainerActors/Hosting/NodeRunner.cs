@@ -54,6 +54,12 @@ public static class NodeRunner
         });
         if (Environment.GetEnvironmentVariable(ExitWithParentVariable) == "1") WatchParent(system, outcome);
         system.WhenTerminated.Wait();
+        // Akka.Remote shuts a node down when its own TLS handshake with a peer fails: the peer refused
+        // this node's certificate, or this node does not trust the peer's. A configuration error.
+        // (Akka's reason type is internal: matched by name.)
+        if (CoordinatedShutdown.Get(system).ShutdownReason?.GetType().FullName == "Akka.Remote.Transport.DotNetty.TlsHandshakeFailureReason")
+            outcome.Set(2, "a TLS handshake with a peer failed, so Akka shut this node down: does this node's certificate " +
+                "(actortrain.tls.certificate-path) chain to the CA the cluster trusts, and does actortrain.tls.ca-certificate-path hold that CA?");
         // Nothing recorded why the system stopped: the cluster removed this node (the split-brain
         // resolver downed it, e.g. after its seed died) before any run outcome.
         outcome.Set(3, "this node was removed from the cluster before the run ended (its seed or the majority of nodes was lost)");
