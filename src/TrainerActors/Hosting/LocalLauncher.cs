@@ -105,6 +105,8 @@ public static class LocalLauncher
                 "actortrain.training.seed" => "--seed",
                 "actortrain.node.trainers-per-node" => "--trainers-per-node",
                 "actortrain.node.intra-op-threads" => "--intra-op-threads",
+                "actortrain.sync.compression" => "--compression",
+                "actortrain.training.accumulation-steps" => "--accumulation-steps",
                 "akka.loglevel" => "--log-level",
                 "actortrain.progress-bar" => "--no-progress",
                 _ => null,
