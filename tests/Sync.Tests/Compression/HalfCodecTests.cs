@@ -118,6 +118,61 @@ public class HalfCodecTests
         }
     }
 
+    [Fact]
+    public void Fp16_vector_paths_match_the_Half_casts_at_every_half_value_and_around_it()
+    {
+        // Every half value, the float32 values just below, at and above the midpoint to its
+        // neighbour (normal range), and the midpoints between subnormals: all rounding cases.
+        var values = new List<float>();
+        for (int h = 0; h <= ushort.MaxValue; h++)
+        {
+            float f = (float)BitConverter.UInt16BitsToHalf((ushort)h);
+            uint bits = BitConverter.SingleToUInt32Bits(f);
+            values.Add(f);
+            if (!float.IsFinite(f) || (bits & 0x7FFF_FFFF) < 0x3880_0000)
+            {
+                continue;
+            }
+
+            foreach (uint offset in new uint[] { 0x0FFF, 0x1000, 0x1001, 0x1FFF })
+            {
+                values.Add(BitConverter.UInt32BitsToSingle(bits + offset));
+            }
+        }
+
+        for (int k = 0; k < 1024; k++)
+        {
+            values.Add((float)((k + 0.5) * Math.Pow(2, -24)));
+            values.Add(-(float)((k + 0.5) * Math.Pow(2, -24)));
+        }
+
+        values.AddRange([65519.99f, 65520f, float.MaxValue, -float.MaxValue, float.Epsilon, BitConverter.UInt32BitsToSingle(0x7F80_0001)]);
+
+        var input = values.ToArray();
+        var packed = new float[HalfCodec.PackedLength(input.Length)];
+        HalfCodec.Encode(WireCompression.Fp16, input, packed);
+        var halves = System.Runtime.InteropServices.MemoryMarshal.Cast<float, ushort>(packed.AsSpan());
+        var decoded = new float[input.Length];
+        HalfCodec.Decode(WireCompression.Fp16, packed, decoded);
+        for (int i = 0; i < input.Length; i++)
+        {
+            Half reference = (Half)input[i];
+            if (Half.IsNaN(reference))
+            {
+                Assert.True(Half.IsNaN(BitConverter.UInt16BitsToHalf(halves[i])), $"{input[i]:R} should encode as a NaN");
+                Assert.True(float.IsNaN(decoded[i]));
+                continue;
+            }
+
+            if (BitConverter.HalfToUInt16Bits(reference) != halves[i])
+            {
+                Assert.Fail($"{input[i]:R} (0x{BitConverter.SingleToUInt32Bits(input[i]):X8}) encoded as 0x{halves[i]:X4}, the cast gives 0x{BitConverter.HalfToUInt16Bits(reference):X4}");
+            }
+
+            AssertSameValue((float)reference, decoded[i], $"decoding 0x{halves[i]:X4}");
+        }
+    }
+
     [Theory]
     [MemberData(nameof(Formats))]
     public void Odd_lengths_pad_the_last_slot_with_zero_and_sizes_are_checked(WireCompression format)
