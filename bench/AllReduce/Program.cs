@@ -132,7 +132,24 @@ worker.SetAction(async (r, _) =>
     return code;
 });
 
+var codecValues = new Option<int>("--values") { Description = "Floats per call: a chunk (default 40,960 = two 80 KiB tcp frames' worth of 16-bit values)", DefaultValueFactory = _ => 40_960 };
+var codecIterations = new Option<int>("--iterations") { Description = "Timed calls per operation", DefaultValueFactory = _ => 5_000 };
+var codec = new Command("codec", "Time the fp16/bf16 conversions the compressed ring runs per chunk (one thread)") { codecValues, codecIterations };
+codec.SetAction(r =>
+{
+    try
+    {
+        return CodecMeasurement.Run(r.GetValue(codecValues), r.GetValue(codecIterations));
+    }
+    catch (ArgumentException e)
+    {
+        Console.Error.WriteLine($"error: {e.Message}");
+        return 2;
+    }
+});
+
 root.Add(allreduce);
+root.Add(codec);
 root.Add(worker);
 CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
 return await root.Parse(args).InvokeAsync();
