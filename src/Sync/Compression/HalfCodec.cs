@@ -97,13 +97,14 @@ public static class HalfCodec
 
     private static void EncodeHalves(WireCompression compression, ReadOnlySpan<float> values, Span<ushort> halves)
     {
+        ReadOnlySpan<uint> bits = MemoryMarshal.Cast<float, uint>(values);
         switch (compression)
         {
             case WireCompression.Fp16:
-                EncodeFp16(MemoryMarshal.Cast<float, uint>(values), halves);
+                EncodeLanes<Fp16Lanes>(bits, halves);
                 break;
             case WireCompression.Bf16:
-                EncodeBf16(MemoryMarshal.Cast<float, uint>(values), halves);
+                EncodeLanes<Bf16Lanes>(bits, halves);
                 break;
             default:
                 throw NotCompressed(compression);
@@ -112,138 +113,133 @@ public static class HalfCodec
 
     private static void DecodeHalves(WireCompression compression, ReadOnlySpan<ushort> halves, Span<float> values)
     {
+        Span<uint> bits = MemoryMarshal.Cast<float, uint>(values);
         switch (compression)
         {
             case WireCompression.Fp16:
-                DecodeFp16(halves, MemoryMarshal.Cast<float, uint>(values));
+                DecodeLanes<Fp16Lanes>(halves, bits);
                 break;
             case WireCompression.Bf16:
-                DecodeBf16(halves, MemoryMarshal.Cast<float, uint>(values));
+                DecodeLanes<Bf16Lanes>(halves, bits);
                 break;
             default:
                 throw NotCompressed(compression);
         }
     }
 
+    /// <summary>One 16-bit format's conversions, per vector lane and per value (the JIT specializes the loops below for each).</summary>
+    private interface ILanes
+    {
+        /// <summary>float32 bits → 16-bit pattern in the low half of each lane.</summary>
+        static abstract Vector<uint> Encode(Vector<uint> bits);
+
+        static abstract ushort Encode(uint bits);
+
+        /// <summary>16-bit pattern (one per lane) → float32 bits.</summary>
+        static abstract Vector<uint> Decode(Vector<uint> halves);
+
+        static abstract uint Decode(ushort half);
+    }
+
+    private static void EncodeLanes<TFormat>(ReadOnlySpan<uint> bits, Span<ushort> halves)
+        where TFormat : ILanes
+    {
+        int i = 0;
+        if (Vector.IsHardwareAccelerated)
+        {
+            int width = Vector<uint>.Count;
+            for (; i + 2 * width <= bits.Length; i += 2 * width)
+            {
+                var low = TFormat.Encode(new Vector<uint>(bits.Slice(i, width)));
+                var high = TFormat.Encode(new Vector<uint>(bits.Slice(i + width, width)));
+                Vector.Narrow(low, high).CopyTo(halves.Slice(i, 2 * width));
+            }
+        }
+
+        for (; i < bits.Length; i++)
+        {
+            halves[i] = TFormat.Encode(bits[i]);
+        }
+    }
+
+    private static void DecodeLanes<TFormat>(ReadOnlySpan<ushort> halves, Span<uint> bits)
+        where TFormat : ILanes
+    {
+        int i = 0;
+        if (Vector.IsHardwareAccelerated)
+        {
+            int width = Vector<ushort>.Count;
+            for (; i + width <= halves.Length; i += width)
+            {
+                Vector.Widen(new Vector<ushort>(halves.Slice(i, width)), out var low, out var high);
+                TFormat.Decode(low).CopyTo(bits.Slice(i, width / 2));
+                TFormat.Decode(high).CopyTo(bits.Slice(i + width / 2, width / 2));
+            }
+        }
+
+        for (; i < halves.Length; i++)
+        {
+            bits[i] = TFormat.Decode(halves[i]);
+        }
+    }
+
     // fp16 by hand rather than TensorPrimitives.ConvertToHalf/ConvertToSingle: measured here (AVX2,
     // .NET 10) those ran at 2.8 and 1.2 GB/s of float32, and the ring decodes every chunk it receives.
-    // The vector paths below give the same bits as the Half casts (the tests compare them over every
-    // exponent); the scalar tails use the casts.
-    private static void EncodeFp16(ReadOnlySpan<uint> bits, Span<ushort> halves)
+    // The vector paths give the same bits as the Half casts (the tests compare them at and around
+    // every half value); the scalar tails use the casts.
+    private readonly struct Fp16Lanes : ILanes
     {
-        int i = 0;
-        if (Vector.IsHardwareAccelerated)
+        public static ushort Encode(uint bits) => BitConverter.HalfToUInt16Bits((Half)BitConverter.UInt32BitsToSingle(bits));
+
+        public static uint Decode(ushort half) => BitConverter.SingleToUInt32Bits((float)BitConverter.UInt16BitsToHalf(half));
+
+        // float32 bits → binary16 bits, round to nearest even, per lane:
+        // - normal halves (2^-14 ≤ |x| < 65520): rebias the exponent (127 → 15: add −112·2^23, i.e.
+        //   0xC800_0000 modulo 2^32) and round the 13 dropped mantissa bits as for bf16 (0xFFF plus the
+        //   lowest kept bit); a carry into the exponent is the correct rounding up;
+        // - |x| < 2^-14 (half subnormals and zero): |x| + 0.5f is a float whose unit in the last place
+        //   is 2^-24, the half subnormal step, so the FPU's own round-to-nearest-even leaves
+        //   round(|x| / 2^-24) in its low bits (1024, the smallest normal, when it rounds up to 2^-14);
+        // - 65520 ≤ |x| ≤ float.MaxValue rounds to infinity (65520 is the tie above 65504, whose
+        //   mantissa is odd), infinity stays infinity, a NaN becomes a quiet NaN keeping its top payload bits.
+        public static Vector<uint> Encode(Vector<uint> bits)
         {
-            int width = Vector<uint>.Count;
-            for (; i + 2 * width <= bits.Length; i += 2 * width)
-            {
-                var low = ToHalf(new Vector<uint>(bits.Slice(i, width)));
-                var high = ToHalf(new Vector<uint>(bits.Slice(i + width, width)));
-                Vector.Narrow(low, high).CopyTo(halves.Slice(i, 2 * width));
-            }
+            var magnitude = bits & new Vector<uint>(0x7FFF_FFFFu);
+            var normal = (magnitude + new Vector<uint>(0xC800_0FFFu) + ((magnitude >> 13) & Vector<uint>.One)) >> 13;
+            var tiny = Vector.AsVectorUInt32(Vector.AsVectorSingle(magnitude) + new Vector<float>(0.5f)) - new Vector<uint>(0x3F00_0000u);
+            var isNaN = Vector.GreaterThan(magnitude, new Vector<uint>(0x7F80_0000u));
+            var special = new Vector<uint>(0x7C00u) | (isNaN & (new Vector<uint>(0x0200u) | ((magnitude >> 13) & new Vector<uint>(0x03FFu))));
+            var result = Vector.ConditionalSelect(Vector.LessThan(magnitude, new Vector<uint>(0x3880_0000u)), tiny, normal);
+            result = Vector.ConditionalSelect(Vector.GreaterThanOrEqual(magnitude, new Vector<uint>(0x477F_F000u)), special, result);
+            return result | ((bits >> 16) & new Vector<uint>(0x8000u));
         }
 
-        for (; i < bits.Length; i++)
+        // binary16 bits (one per 32-bit lane) → float32 bits, exact: exponent and mantissa move up 13
+        // bits; normal values rebias the exponent (+112·2^23), infinity and NaN get float32's all-ones
+        // exponent (+224·2^23), and zero/subnormals (m·2^-24) are computed exactly as
+        // (2^-14 + m·2^-24) − 2^-14.
+        public static Vector<uint> Decode(Vector<uint> halves)
         {
-            halves[i] = BitConverter.HalfToUInt16Bits((Half)BitConverter.UInt32BitsToSingle(bits[i]));
+            var shifted = (halves & new Vector<uint>(0x7FFFu)) << 13;
+            var exponent = halves & new Vector<uint>(0x7C00u);
+            var normal = shifted + new Vector<uint>(112u << 23);
+            var special = shifted + new Vector<uint>(224u << 23);
+            var tiny = Vector.AsVectorUInt32(Vector.AsVectorSingle(shifted + new Vector<uint>(113u << 23)) - new Vector<float>(1f / 16384));
+            var result = Vector.ConditionalSelect(Vector.Equals(exponent, new Vector<uint>(0x7C00u)), special, normal);
+            result = Vector.ConditionalSelect(Vector.Equals(exponent, Vector<uint>.Zero), tiny, result);
+            return result | ((halves & new Vector<uint>(0x8000u)) << 16);
         }
     }
 
-    private static void DecodeFp16(ReadOnlySpan<ushort> halves, Span<uint> bits)
+    private readonly struct Bf16Lanes : ILanes
     {
-        int i = 0;
-        if (Vector.IsHardwareAccelerated)
-        {
-            int width = Vector<ushort>.Count;
-            for (; i + width <= halves.Length; i += width)
-            {
-                Vector.Widen(new Vector<ushort>(halves.Slice(i, width)), out var low, out var high);
-                FromHalf(low).CopyTo(bits.Slice(i, width / 2));
-                FromHalf(high).CopyTo(bits.Slice(i + width / 2, width / 2));
-            }
-        }
+        public static ushort Encode(uint bits) => (ushort)ToBFloat16(bits);
 
-        for (; i < halves.Length; i++)
-        {
-            bits[i] = BitConverter.SingleToUInt32Bits((float)BitConverter.UInt16BitsToHalf(halves[i]));
-        }
-    }
+        public static uint Decode(ushort half) => (uint)half << 16;
 
-    // float32 bits → binary16 bits, round to nearest even, per lane:
-    // - normal halves (2^-14 ≤ |x| < 65520): rebias the exponent (127 → 15: add −112·2^23, i.e.
-    //   0xC800_0000 modulo 2^32) and round the 13 dropped mantissa bits as for bf16 (0xFFF plus the
-    //   lowest kept bit); a carry into the exponent is the correct rounding up;
-    // - |x| < 2^-14 (half subnormals and zero): |x| + 0.5f is a float whose unit in the last place
-    //   is 2^-24, the half subnormal step, so the FPU's own round-to-nearest-even leaves
-    //   round(|x| / 2^-24) in its low bits (1024, the smallest normal, when it rounds up to 2^-14);
-    // - 65520 ≤ |x| ≤ float.MaxValue rounds to infinity (65520 is the tie above 65504, whose
-    //   mantissa is odd), infinity stays infinity, a NaN becomes a quiet NaN keeping its top payload bits.
-    private static Vector<uint> ToHalf(Vector<uint> bits)
-    {
-        var magnitude = bits & new Vector<uint>(0x7FFF_FFFFu);
-        var normal = (magnitude + new Vector<uint>(0xC800_0FFFu) + ((magnitude >> 13) & Vector<uint>.One)) >> 13;
-        var tiny = Vector.AsVectorUInt32(Vector.AsVectorSingle(magnitude) + new Vector<float>(0.5f)) - new Vector<uint>(0x3F00_0000u);
-        var isNaN = Vector.GreaterThan(magnitude, new Vector<uint>(0x7F80_0000u));
-        var special = new Vector<uint>(0x7C00u) | (isNaN & (new Vector<uint>(0x0200u) | ((magnitude >> 13) & new Vector<uint>(0x03FFu))));
-        var result = Vector.ConditionalSelect(Vector.LessThan(magnitude, new Vector<uint>(0x3880_0000u)), tiny, normal);
-        result = Vector.ConditionalSelect(Vector.GreaterThanOrEqual(magnitude, new Vector<uint>(0x477F_F000u)), special, result);
-        return result | ((bits >> 16) & new Vector<uint>(0x8000u));
-    }
+        public static Vector<uint> Encode(Vector<uint> bits) => ToBFloat16(bits);
 
-    // binary16 bits (one per 32-bit lane) → float32 bits, exact: exponent and mantissa move up 13
-    // bits; normal values rebias the exponent (+112·2^23), infinity and NaN get float32's all-ones
-    // exponent (+224·2^23), and zero/subnormals (m·2^-24) are computed exactly as
-    // (2^-14 + m·2^-24) − 2^-14.
-    private static Vector<uint> FromHalf(Vector<uint> halves)
-    {
-        var shifted = (halves & new Vector<uint>(0x7FFFu)) << 13;
-        var exponent = halves & new Vector<uint>(0x7C00u);
-        var normal = shifted + new Vector<uint>(112u << 23);
-        var special = shifted + new Vector<uint>(224u << 23);
-        var tiny = Vector.AsVectorUInt32(Vector.AsVectorSingle(shifted + new Vector<uint>(113u << 23)) - new Vector<float>(1f / 16384));
-        var result = Vector.ConditionalSelect(Vector.Equals(exponent, new Vector<uint>(0x7C00u)), special, normal);
-        result = Vector.ConditionalSelect(Vector.Equals(exponent, Vector<uint>.Zero), tiny, result);
-        return result | ((halves & new Vector<uint>(0x8000u)) << 16);
-    }
-
-    private static void EncodeBf16(ReadOnlySpan<uint> bits, Span<ushort> halves)
-    {
-        int i = 0;
-        if (Vector.IsHardwareAccelerated)
-        {
-            int width = Vector<uint>.Count;
-            for (; i + 2 * width <= bits.Length; i += 2 * width)
-            {
-                var low = ToBFloat16(new Vector<uint>(bits.Slice(i, width)));
-                var high = ToBFloat16(new Vector<uint>(bits.Slice(i + width, width)));
-                Vector.Narrow(low, high).CopyTo(halves.Slice(i, 2 * width));
-            }
-        }
-
-        for (; i < bits.Length; i++)
-        {
-            halves[i] = (ushort)ToBFloat16(bits[i]);
-        }
-    }
-
-    private static void DecodeBf16(ReadOnlySpan<ushort> halves, Span<uint> bits)
-    {
-        int i = 0;
-        if (Vector.IsHardwareAccelerated)
-        {
-            int width = Vector<ushort>.Count;
-            for (; i + width <= halves.Length; i += width)
-            {
-                Vector.Widen(new Vector<ushort>(halves.Slice(i, width)), out var low, out var high);
-                (low << 16).CopyTo(bits.Slice(i, width / 2));
-                (high << 16).CopyTo(bits.Slice(i + width / 2, width / 2));
-            }
-        }
-
-        for (; i < halves.Length; i++)
-        {
-            bits[i] = (uint)halves[i] << 16;
-        }
+        public static Vector<uint> Decode(Vector<uint> halves) => halves << 16;
     }
 
     // Round to nearest even on the 16 bits dropped: add 0x7FFF plus the lowest kept bit, then
