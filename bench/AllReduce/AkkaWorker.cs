@@ -87,8 +87,9 @@ internal sealed class AkkaWorker : IWorkerRun
     public async Task<WorkerResult> MeasureAsync(CancellationToken cancellationToken)
     {
         var ring = transport ?? throw new InvalidOperationException("Not connected.");
-        var times = await RingMeasurement.MeasureAsync(ring, spec, cancellationToken);
-        return new WorkerResult(rank, times, BytesSent: 0);
+        var samples = new List<MemorySample>();
+        var times = await RingMeasurement.MeasureAsync(ring, spec, cancellationToken, samples);
+        return new WorkerResult(rank, times, BytesSent: 0, Samples: [.. samples]);
     }
 
     public async ValueTask DisposeAsync()

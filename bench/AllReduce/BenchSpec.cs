@@ -33,6 +33,12 @@ public sealed record RunSpec
 
     public required TimeSpan Timeout { get; init; }
 
+    /// <summary>Cross-node wire format of the timed all-reduces (the barriers stay float32).</summary>
+    public ActorTrain.Sync.Compression.WireCompression Compression { get; init; }
+
+    /// <summary>Steady-state mode: every this many iterations each worker records its GC counts, allocation and RSS (0: off).</summary>
+    public int ReportEvery { get; init; }
+
     public int Floats => checked((int)(Bytes / sizeof(float)));
 
     /// <summary>The largest chunk this run sends: --chunk-bytes, else the transport's default; a whole segment for akka-whole.</summary>
@@ -48,12 +54,12 @@ public sealed record RunSpec
     /// <summary>Processes started: the socket ceiling always uses two.</summary>
     public int Processes => Transport == BenchTransport.Socket ? 2 : Nodes;
 
-    public string Label => Transport switch
+    public string Label => (Transport switch
     {
         BenchTransport.Akka => AkkaWholeBucket ? "akka-whole" : "akka",
         BenchTransport.Tcp => "tcp",
         _ => "socket",
-    };
+    }) + (Compression == ActorTrain.Sync.Compression.WireCompression.None ? "" : "+" + ActorTrain.Sync.Compression.WireCompressionNames.ToName(Compression));
 
     public void Validate()
     {
@@ -64,6 +70,9 @@ public sealed record RunSpec
         if (Warmup < 0) throw new ArgumentException($"--warmup must not be negative, got {Warmup}");
         if (ChunkBytes < 0 || ChunkBytes % sizeof(float) != 0) throw new ArgumentException($"--chunk-bytes must be a multiple of 4, got {ChunkBytes}");
         if (AkkaWholeBucket && Transport != BenchTransport.Akka) throw new ArgumentException("--akka-whole-bucket applies to --transport akka only");
+        if (Compression != ActorTrain.Sync.Compression.WireCompression.None && Transport == BenchTransport.Socket)
+            throw new ArgumentException("--compression applies to the ring transports (akka, tcp), not to the socket ceiling");
+        if (ReportEvery < 0) throw new ArgumentException($"the report interval must not be negative, got {ReportEvery}");
     }
 }
 

@@ -73,6 +73,8 @@ internal sealed class ChildProcess : IDisposable
         yield return "--chunk-bytes"; yield return I(spec.ChunkBytes);
         yield return "--timeout"; yield return I((long)Math.Ceiling(spec.Timeout.TotalSeconds));
         if (spec.AkkaWholeBucket) yield return "--akka-whole-bucket";
+        yield return "--compression"; yield return ActorTrain.Sync.Compression.WireCompressionNames.ToName(spec.Compression);
+        yield return "--report-every"; yield return I(spec.ReportEvery);
     }
 
     public void SendLine(string line)

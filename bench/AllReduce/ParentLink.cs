@@ -29,7 +29,22 @@ internal static class Protocol
 /// <param name="BytesSent">Bytes this worker's transport sent, where it counts them (tcp), else 0.</param>
 /// <param name="CpuSeconds">CPU time (user + system) this process used during warm-up and timed iterations.</param>
 /// <param name="WallSeconds">Wall time of warm-up and timed iterations, checks and barriers included.</param>
-internal sealed record WorkerResult(int Rank, double[] TimesMs, long BytesSent, double CpuSeconds = 0, double WallSeconds = 0);
+/// <param name="Samples">Steady-state mode: the worker's memory figures every RunSpec.ReportEvery iterations (the first before any).</param>
+internal sealed record WorkerResult(int Rank, double[] TimesMs, long BytesSent, double CpuSeconds = 0, double WallSeconds = 0, MemorySample[]? Samples = null);
+
+/// <summary>A process's memory figures after <paramref name="Iterations"/> all-reduces (warm-up included).</summary>
+/// <param name="AllocatedBytes">GC.GetTotalAllocatedBytes(precise: true): managed bytes allocated since the process started.</param>
+/// <param name="WorkingSetBytes">Process.WorkingSet64: resident memory, native allocations included.</param>
+/// <param name="HeapBytes">Managed heap size after the last GC (GCMemoryInfo.HeapSizeBytes).</param>
+internal sealed record MemorySample(int Iterations, int Gen0, int Gen1, int Gen2, long AllocatedBytes, long WorkingSetBytes, long HeapBytes)
+{
+    public static MemorySample Now(int iterations)
+    {
+        using var self = System.Diagnostics.Process.GetCurrentProcess();
+        return new MemorySample(iterations, GC.CollectionCount(0), GC.CollectionCount(1), GC.CollectionCount(2),
+            GC.GetTotalAllocatedBytes(precise: true), self.WorkingSet64, GC.GetGCMemoryInfo().HeapSizeBytes);
+    }
+}
 
 /// <summary>
 /// A worker's side of the protocol. The parent's end of stdin is the lifeline: when it closes

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using ActorTrain.Bench.AllReduce;
+using ActorTrain.Sync.Compression;
 
 // allreduce: the launcher (one run, or --sweep). worker: one of the processes it starts.
 var root = new RootCommand("ActorTrain all-reduce benchmark: cross-node ring all-reduce between real processes on 127.0.0.1");
@@ -18,9 +19,13 @@ var timeout = new Option<int?>("--timeout") { Description = "Seconds before a ru
 var sweep = new Option<bool>("--sweep") { Description = "Run the standard matrix (431,080 floats, 16 MiB, 100 MiB x 2,3,4 nodes x akka, akka-whole, tcp + socket ceiling) and print a table" };
 var repeat = new Option<int>("--repeat") { Description = "Run each measurement this many times and keep the fastest (other work on a shared machine only slows runs down)", DefaultValueFactory = _ => 1 };
 var verbose = new Option<bool>("--verbose") { Description = "Show the workers' own output" };
+var compression = new Option<string>("--compression") { Description = "Cross-node wire format of the timed all-reduces: none | fp16 | bf16 (actortrain.sync.compression)", DefaultValueFactory = _ => "none" };
+compression.AcceptOnlyFromAmong([.. WireCompressionNames.All]);
+var steadySteps = new Option<int?>("--steady-steps") { Description = "Steady-state mode: this many all-reduces without warm-up; every worker reports GC counts, allocation and RSS every --report-every" };
+var reportEvery = new Option<int>("--report-every") { Description = "Steady-state mode: iterations between memory samples", DefaultValueFactory = _ => 100 };
 
 var allreduce = new Command("allreduce", "Time ring all-reduces between worker processes over a transport");
-foreach (var option in new Option[] { nodes, bytes, transport, iterations, warmup, json, wholeBucket, chunkBytes, timeout, sweep, repeat, verbose })
+foreach (var option in new Option[] { nodes, bytes, transport, iterations, warmup, json, wholeBucket, chunkBytes, timeout, sweep, repeat, verbose, compression, steadySteps, reportEvery })
 {
     allreduce.Add(option);
 }
@@ -36,9 +41,22 @@ allreduce.SetAction(async (r, cancellationToken) =>
 
         long size = ByteSize.Parse(r.GetValue(bytes)!);
         var kind = Enum.Parse<BenchTransport>(r.GetValue(transport)!, ignoreCase: true);
-        var spec = Sweep.Spec(r.GetValue(nodes), size, kind, r.GetValue(wholeBucket), r.GetValue(iterations), r.GetValue(warmup)) with
+        int? steady = r.GetValue(steadySteps);
+        if (steady is < 1)
+        {
+            throw new ArgumentException($"--steady-steps must be at least 1, got {steady}");
+        }
+
+        if (steady is not null && r.GetValue(reportEvery) < 1)
+        {
+            throw new ArgumentException($"--report-every must be at least 1, got {r.GetValue(reportEvery)}");
+        }
+
+        var spec = Sweep.Spec(r.GetValue(nodes), size, kind, r.GetValue(wholeBucket), steady ?? r.GetValue(iterations), steady is null ? r.GetValue(warmup) : 0) with
         {
             ChunkBytes = r.GetValue(chunkBytes) is { } c ? checked((int)ByteSize.Parse(c)) : 0,
+            Compression = WireCompressionNames.Parse(r.GetValue(compression)),
+            ReportEvery = steady is null ? 0 : r.GetValue(reportEvery),
         };
         if (r.GetValue(timeout) is { } seconds)
         {
@@ -51,6 +69,14 @@ allreduce.SetAction(async (r, cancellationToken) =>
         if (result.Ok)
         {
             Console.Error.WriteLine(result.LoadNote);
+            if (spec.ReportEvery > 0)
+            {
+                Console.WriteLine();
+                foreach (var line in result.SteadyLines())
+                {
+                    Console.WriteLine(line);
+                }
+            }
         }
 
         if (r.GetValue(json) is { } file)
@@ -76,8 +102,10 @@ var workerWarmup = new Option<int>("--warmup") { Required = true };
 var workerChunk = new Option<int>("--chunk-bytes");
 var workerTimeout = new Option<int>("--timeout") { Required = true };
 var workerWhole = new Option<bool>("--akka-whole-bucket");
+var workerCompression = new Option<string>("--compression") { DefaultValueFactory = _ => "none" };
+var workerReportEvery = new Option<int>("--report-every");
 var worker = new Command("worker", "Internal: one process of a run, started by allreduce") { Hidden = true };
-foreach (var option in new Option[] { rank, workerNodes, workerBytes, workerTransport, workerIterations, workerWarmup, workerChunk, workerTimeout, workerWhole })
+foreach (var option in new Option[] { rank, workerNodes, workerBytes, workerTransport, workerIterations, workerWarmup, workerChunk, workerTimeout, workerWhole, workerCompression, workerReportEvery })
 {
     worker.Add(option);
 }
@@ -94,6 +122,8 @@ worker.SetAction(async (r, _) =>
         Warmup = r.GetValue(workerWarmup),
         ChunkBytes = r.GetValue(workerChunk),
         Timeout = TimeSpan.FromSeconds(r.GetValue(workerTimeout)),
+        Compression = WireCompressionNames.Parse(r.GetValue(workerCompression)),
+        ReportEvery = r.GetValue(workerReportEvery),
     };
     int code = await Worker.RunAsync(spec, r.GetValue(rank));
 
@@ -102,7 +132,24 @@ worker.SetAction(async (r, _) =>
     return code;
 });
 
+var codecValues = new Option<int>("--values") { Description = "Floats per call: a chunk (default 40,960 = two 80 KiB tcp frames' worth of 16-bit values)", DefaultValueFactory = _ => 40_960 };
+var codecIterations = new Option<int>("--iterations") { Description = "Timed calls per operation", DefaultValueFactory = _ => 5_000 };
+var codec = new Command("codec", "Time the fp16/bf16 conversions the compressed ring runs per chunk (one thread)") { codecValues, codecIterations };
+codec.SetAction(r =>
+{
+    try
+    {
+        return CodecMeasurement.Run(r.GetValue(codecValues), r.GetValue(codecIterations));
+    }
+    catch (ArgumentException e)
+    {
+        Console.Error.WriteLine($"error: {e.Message}");
+        return 2;
+    }
+});
+
 root.Add(allreduce);
+root.Add(codec);
 root.Add(worker);
 CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
 return await root.Parse(args).InvokeAsync();

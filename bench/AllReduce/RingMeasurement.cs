@@ -15,7 +15,11 @@ internal static class RingMeasurement
     private const int DataBucket = 0;
     private const int BarrierBucket = 1;
 
-    /// <summary>Element i of rank r: (r+1)·(i mod 7 + 1)·0.5 — small halves, so every sum is exact in float32.</summary>
+    /// <summary>
+    /// Element i of rank r: (r+1)·(i mod 7 + 1)·0.5 — small halves, so every sum is exact in float32, and
+    /// (below 256 in magnitude with at most 8 significant bits: up to 8 peers) in fp16 and bf16 too, so
+    /// the exact check holds with compression.
+    /// </summary>
     public static float ValueOf(int rank, int i) => (rank + 1) * ((i % 7) + 1) * 0.5f;
 
     public static float[] Pattern(int length, int rank)
@@ -29,7 +33,13 @@ internal static class RingMeasurement
         return values;
     }
 
-    public static async Task<double[]> MeasureAsync(IRingTransport transport, RunSpec spec, CancellationToken cancellationToken)
+    /// <summary>
+    /// Runs the iterations and returns the timed ones' milliseconds. In steady-state mode
+    /// (<see cref="RunSpec.ReportEvery"/> &gt; 0) <paramref name="samples"/> receives the process's memory
+    /// figures before the first iteration and after every ReportEvery-th.
+    /// </summary>
+    public static async Task<double[]> MeasureAsync(IRingTransport transport, RunSpec spec, CancellationToken cancellationToken,
+        List<MemorySample>? samples = null)
     {
         int n = transport.PeerCount;
         var input = Pattern(spec.Floats, transport.PeerIndex);
@@ -38,19 +48,29 @@ internal static class RingMeasurement
         var barrier = new float[n];
         var times = new List<double>(spec.Iterations);
         int total = spec.Warmup + spec.Iterations;
+        if (spec.ReportEvery > 0)
+        {
+            samples?.Add(MemorySample.Now(0));
+        }
+
         for (int iteration = 0; iteration < total; iteration++)
         {
             input.AsSpan().CopyTo(buffer);
             await BarrierAsync(transport, barrier, iteration, cancellationToken);
 
             long start = Stopwatch.GetTimestamp();
-            await RingAllReduce.RunAsync(transport, buffer, Generation, iteration, DataBucket, lane: 0, cancellationToken);
+            await RingAllReduce.RunAsync(transport, buffer, Generation, iteration, DataBucket, lane: 0, cancellationToken, spec.Compression);
             var elapsed = Stopwatch.GetElapsedTime(start);
 
             Verify(buffer, expected, iteration);
             if (iteration >= spec.Warmup)
             {
                 times.Add(elapsed.TotalMilliseconds);
+            }
+
+            if (spec.ReportEvery > 0 && (iteration + 1) % spec.ReportEvery == 0)
+            {
+                samples?.Add(MemorySample.Now(iteration + 1));
             }
         }
 

@@ -14,6 +14,9 @@ internal sealed record RunResult(RunSpec Spec, double[] TimesMs, string? Error)
 {
     public bool Ok => Error is null && TimesMs.Length > 0;
 
+    /// <summary>Steady-state mode: each worker's memory samples, by rank (empty otherwise).</summary>
+    public MemorySample[][] Samples { get; init; } = [];
+
     /// <summary>CPU seconds the workers used over their measurement (all of them together).</summary>
     public double WorkerCpuSeconds { get; init; } = double.NaN;
 
@@ -51,7 +54,11 @@ internal sealed record RunResult(RunSpec Spec, double[] TimesMs, string? Error)
         }
 
         var perIteration = Enumerable.Range(0, spec.Iterations).Select(i => timed.Max(w => w.TimesMs[i])).ToArray();
-        return new RunResult(spec, perIteration, null) { WorkerCpuSeconds = workers.Sum(w => w.CpuSeconds) };
+        return new RunResult(spec, perIteration, null)
+        {
+            WorkerCpuSeconds = workers.Sum(w => w.CpuSeconds),
+            Samples = [.. workers.OrderBy(w => w.Rank).Select(w => w.Samples ?? [])],
+        };
     }
 
     public static string CsvHeader => "nodes, bytes, transport, mean_ms, algbw_GBps, busbw_GBps";
@@ -87,8 +94,38 @@ internal sealed record RunResult(RunSpec Spec, double[] TimesMs, string? Error)
         worker_cores = Round(WorkerCores),
         other_load_cores = Round(OtherLoadCores),
         load_average = File.Exists("/proc/loadavg") ? File.ReadAllText("/proc/loadavg").Trim() : null,
+        compression = ActorTrain.Sync.Compression.WireCompressionNames.ToName(Spec.Compression),
+        steady = Samples.Any(s => s.Length > 0)
+            ? Samples.Select(rank => rank.Select(m => new
+            {
+                iterations = m.Iterations, gen0 = m.Gen0, gen1 = m.Gen1, gen2 = m.Gen2,
+                allocated_bytes = m.AllocatedBytes, working_set_bytes = m.WorkingSetBytes, heap_bytes = m.HeapBytes,
+            }).ToArray()).ToArray()
+            : null,
         times_ms = TimesMs,
     });
+
+    /// <summary>
+    /// Steady-state mode: per rank, one line per sample — iterations, GC collections of each
+    /// generation, managed bytes allocated per all-reduce since the previous sample, RSS and managed heap.
+    /// </summary>
+    public IEnumerable<string> SteadyLines()
+    {
+        yield return "rank, iterations, gen0, gen1, gen2, alloc_KiB_per_iter, rss_MiB, heap_MiB";
+        for (int rank = 0; rank < Samples.Length; rank++)
+        {
+            MemorySample? previous = null;
+            foreach (var s in Samples[rank])
+            {
+                string perIteration = previous is null || s.Iterations == previous.Iterations
+                    ? "-"
+                    : ((s.AllocatedBytes - previous.AllocatedBytes) / 1024.0 / (s.Iterations - previous.Iterations)).ToString("F1", CultureInfo.InvariantCulture);
+                yield return string.Create(CultureInfo.InvariantCulture,
+                    $"{rank}, {s.Iterations}, {s.Gen0}, {s.Gen1}, {s.Gen2}, {perIteration}, {s.WorkingSetBytes / 1048576.0:F1}, {s.HeapBytes / 1048576.0:F1}");
+                previous = s;
+            }
+        }
+    }
 
     private static double? Round(double value) => double.IsFinite(value) ? Math.Round(value, 3) : null;
 

@@ -37,8 +37,9 @@ internal sealed class TcpWorker : IWorkerRun
     public async Task<WorkerResult> MeasureAsync(CancellationToken cancellationToken)
     {
         var ring = transport ?? throw new InvalidOperationException("Not connected.");
-        var times = await RingMeasurement.MeasureAsync(ring, spec, cancellationToken);
-        return new WorkerResult(rank, times, ring.BytesSent);
+        var samples = new List<MemorySample>();
+        var times = await RingMeasurement.MeasureAsync(ring, spec, cancellationToken, samples);
+        return new WorkerResult(rank, times, ring.BytesSent, Samples: [.. samples]);
     }
 
     public async ValueTask DisposeAsync()

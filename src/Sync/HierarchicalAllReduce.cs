@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using ActorTrain.Sync.Collectives;
+using ActorTrain.Sync.Compression;
 using ActorTrain.Sync.Ring;
 using ActorTrain.Sync.Transport;
 
@@ -10,6 +11,8 @@ namespace ActorTrain.Sync;
 /// on that rank's slice, intra-node all-gather. Each node sends only 1/localSize of the buffer per
 /// trainer across the network, and the rings of the local ranks run in parallel. Afterwards every
 /// trainer on every node holds the global sum; the caller divides by the world size.
+/// A wire compression applies to the cross-node ring only (see <see cref="RingAllReduce"/>);
+/// the intra-node parts always move float32.
 /// </summary>
 public static class HierarchicalAllReduce
 {
@@ -27,8 +30,9 @@ public static class HierarchicalAllReduce
         long generation,
         long step,
         int bucket,
-        CancellationToken cancellationToken) =>
-        RunCoreAsync(intra, localRank, crossNode, buffer, generation, step, bucket, blockOnRing: false, cancellationToken);
+        CancellationToken cancellationToken,
+        WireCompression compression = WireCompression.None) =>
+        RunCoreAsync(intra, localRank, crossNode, buffer, generation, step, bucket, blockOnRing: false, compression, cancellationToken);
 
     /// <summary>
     /// Same as <see cref="RunAsync"/>, but blocks the calling thread for the cross-node ring too, so
@@ -42,8 +46,9 @@ public static class HierarchicalAllReduce
         long generation,
         long step,
         int bucket,
-        CancellationToken cancellationToken) =>
-        RunCoreAsync(intra, localRank, crossNode, buffer, generation, step, bucket, blockOnRing: true, cancellationToken)
+        CancellationToken cancellationToken,
+        WireCompression compression = WireCompression.None) =>
+        RunCoreAsync(intra, localRank, crossNode, buffer, generation, step, bucket, blockOnRing: true, compression, cancellationToken)
             .GetAwaiter().GetResult();
 
     private static async Task<SyncTimings> RunCoreAsync(
@@ -55,6 +60,7 @@ public static class HierarchicalAllReduce
         long step,
         int bucket,
         bool blockOnRing,
+        WireCompression compression,
         CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(intra);
@@ -69,7 +75,7 @@ public static class HierarchicalAllReduce
             var (offset, count) = Partition.Slice(buffer.Length, intra.LocalSize, localRank);
             start = Stopwatch.GetTimestamp();
             var ring = RingAllReduce.RunAsync(
-                crossNode, buffer.Slice(offset, count), generation, step, bucket, lane: localRank, cancellationToken);
+                crossNode, buffer.Slice(offset, count), generation, step, bucket, lane: localRank, cancellationToken, compression);
             if (blockOnRing)
             {
                 ring.GetAwaiter().GetResult();

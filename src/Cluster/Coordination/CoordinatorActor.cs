@@ -199,7 +199,7 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
             var t = _settings.Training;
             _plan = new TrainingPlan(t.Epochs, t.BatchSize, t.Seed, t.LogInterval, _settings.Sync.BucketSizeBytes,
                 _settings.Sync.NonFiniteGradients == NonFiniteGradientPolicy.Fail, _settings.Sync.TransportChunkSizeBytes,
-                _settings.Sync.Transport, []);
+                _settings.Sync.Transport, [], _settings.Sync.Compression, t.AccumulationSteps);
             var offer = _members.Where(m => m.Message.Checkpoint is not null).OrderByDescending(m => m.Message.Checkpoint!.Position.GlobalStep).FirstOrDefault();
             if (offer is null)
             {
@@ -531,7 +531,7 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
             Epochs = _epochs.Count,
             Steps = trainers.Count > 0 ? trainers.Max(t => t.Steps) : 0,
             SkippedSteps = _epochs.Sum(e => e.SkippedSteps),
-            GlobalBatch = _world.Plan.BatchSize * _world.WorldSize,
+            GlobalBatch = _world.Plan.BatchSize * _world.WorldSize * _world.Plan.AccumulationSteps,
             Seed = _world.Plan.Seed,
             FinalLoss = _epochs.Count > 0 ? _epochs[^1].MeanLoss : double.NaN,
             TestAccuracy = _epochs.Count > 0 ? _epochs[^1].TestAccuracy : -1,

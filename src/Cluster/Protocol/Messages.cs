@@ -80,6 +80,8 @@ public sealed record WorldNode(
 /// the coordinator's configuration decides it. <see cref="DataPlaneToken"/> is fresh for every
 /// generation: TCP data-plane peers prove with it that they belong to this world.
 /// </summary>
+/// <param name="Compression">Format of gradient chunks on the cross-node ring: none | fp16 | bf16 (actortrain.sync.compression).</param>
+/// <param name="AccumulationSteps">Micro-batches per optimizer step; gradients are reduced on the last one (actortrain.training.accumulation-steps).</param>
 [MessagePackObject]
 public sealed record TrainingPlan(
     [property: Key(0)] int Epochs,
@@ -90,7 +92,9 @@ public sealed record TrainingPlan(
     [property: Key(5)] bool FailOnNonFinite,
     [property: Key(6)] int ChunkSizeBytes,
     [property: Key(7)] string Transport,
-    [property: Key(8)] byte[] DataPlaneToken);
+    [property: Key(8)] byte[] DataPlaneToken,
+    [property: Key(9)] string Compression,
+    [property: Key(10)] int AccumulationSteps);
 
 /// <summary>
 /// Coordinator → nodes: the world of one generation. Nodes set up their rings and answer

@@ -1,3 +1,4 @@
+using ActorTrain.Sync.Compression;
 using Akka.Actor;
 using Akka.Configuration;
 
@@ -79,6 +80,7 @@ public sealed record ActorTrainSettings
                 BatchSize = c.Int("actortrain.training.batch-size", min: 1, max: 1 << 24),
                 Seed = c.Int("actortrain.training.seed", min: int.MinValue, max: int.MaxValue),
                 LogInterval = c.Int("actortrain.training.log-interval", min: 1, max: int.MaxValue),
+                AccumulationSteps = c.Int("actortrain.training.accumulation-steps", min: 1, max: 65536),
                 OutDir = c.String("actortrain.training.out-dir", allowEmpty: false),
             },
             Sync = new SyncSettings
@@ -98,6 +100,7 @@ public sealed record ActorTrainSettings
                 Transport = c.Enum("actortrain.sync.transport", new Dictionary<string, string> { ["akka"] = "akka", ["tcp"] = "tcp" }),
                 TcpChunkSizeBytes = (int)c.Bytes("actortrain.sync.tcp-chunk-size", min: 1024, max: 64L << 20),
                 TcpPort = c.Int("actortrain.sync.tcp-port", min: 0, max: 65535),
+                Compression = c.Enum("actortrain.sync.compression", WireCompressionNames.All.ToDictionary(n => n, n => n)),
             },
             MkldnnEnabled = c.Bool("actortrain.torch.mkldnn"),
             ProgressBar = c.Bool("actortrain.progress-bar"),
@@ -234,6 +237,8 @@ public sealed record TrainingSettings
     public required int BatchSize { get; init; }
     public required int Seed { get; init; }
     public required int LogInterval { get; init; }
+    /// <summary>Micro-batches of batch-size per optimizer step (gradients reduced once, on the last).</summary>
+    public required int AccumulationSteps { get; init; }
     public required string OutDir { get; init; }
 }
 
@@ -249,6 +254,8 @@ public sealed record SyncSettings
     public required string Transport { get; init; }
     public required int TcpChunkSizeBytes { get; init; }
     public required int TcpPort { get; init; }
+    /// <summary>none | fp16 | bf16: the format of gradient chunks on the cross-node ring (<see cref="WireCompressionNames"/>).</summary>
+    public required string Compression { get; init; }
 
     /// <summary>Chunk size of the chosen cross-node transport.</summary>
     public int TransportChunkSizeBytes => Transport == "tcp" ? TcpChunkSizeBytes : ChunkSizeBytes;

@@ -1,3 +1,5 @@
+using System.Buffers;
+using ActorTrain.Sync.Compression;
 using ActorTrain.Sync.Reduction;
 using ActorTrain.Sync.Transport;
 
@@ -9,6 +11,16 @@ namespace ActorTrain.Sync.Ring;
 /// the transfer is pipelined per chunk: a sending loop and a receiving loop run concurrently, and a
 /// chunk is forwarded at the next step as soon as it has been received and merged, without waiting
 /// for the rest of its segment.
+/// <para>
+/// With <see cref="WireCompression.Fp16"/> or <see cref="WireCompression.Bf16"/> every chunk travels
+/// as 16-bit values packed two per float slot (<see cref="HalfCodec"/>), so the transport carries half
+/// the bytes; a chunk then holds up to 2 × <see cref="IRingTransport.MaxChunkElements"/> values and
+/// still fits the transport's limit. The sum stays float32: a received chunk is decoded and added to
+/// the float32 partial sum, which is encoded again only to be sent, so each hop rounds once and the
+/// error does not compound. At the last reduce-scatter step the owner of a segment rounds its own
+/// float32 sum as the others will decode it; the all-gather then forwards those same bytes, so all
+/// peers still end bitwise equal.
+/// </para>
 /// </summary>
 public static class RingAllReduce
 {
@@ -25,9 +37,15 @@ public static class RingAllReduce
         long step,
         int bucket,
         int lane,
-        CancellationToken cancellationToken)
+        CancellationToken cancellationToken,
+        WireCompression compression = WireCompression.None)
     {
         ArgumentNullException.ThrowIfNull(transport);
+        if (!Enum.IsDefined(compression))
+        {
+            throw new ArgumentOutOfRangeException(nameof(compression), compression, "Unknown wire compression.");
+        }
+
         int peerCount = transport.PeerCount;
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(peerCount, $"{nameof(transport)}.{nameof(transport.PeerCount)}");
         cancellationToken.ThrowIfCancellationRequested();
@@ -39,7 +57,9 @@ public static class RingAllReduce
         int maxChunk = transport.MaxChunkElements;
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(maxChunk, $"{nameof(transport)}.{nameof(transport.MaxChunkElements)}");
 
-        var run = new Run(transport, buffer, generation, step, bucket, lane, maxChunk);
+        // Compressed chunks hold two values per float slot the transport carries.
+        int chunkValues = compression == WireCompression.None ? maxChunk : (int)Math.Min(int.MaxValue, 2L * maxChunk);
+        var run = new Run(transport, buffer, generation, step, bucket, lane, chunkValues, compression);
         using var failed = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
 
         // Each loop waits on the other's progress; if one fails the other must be stopped, not left waiting.
@@ -71,6 +91,7 @@ public static class RingAllReduce
         private readonly int bucket;
         private readonly int lane;
         private readonly int maxChunk;
+        private readonly WireCompression compression;
         private readonly RingSchedule schedule;
         private readonly (int Offset, int Count)[] segments;
 
@@ -82,8 +103,10 @@ public static class RingAllReduce
         private readonly ProgressCounter sent = new();
         private readonly ProgressCounter received = new();
 
-        public Run(IRingTransport transport, Memory<float> buffer, long generation, long step, int bucket, int lane, int maxChunk)
+        public Run(IRingTransport transport, Memory<float> buffer, long generation, long step, int bucket, int lane, int maxChunk,
+            WireCompression compression)
         {
+            this.compression = compression;
             this.transport = transport;
             this.buffer = buffer;
             this.generation = generation;
@@ -124,8 +147,29 @@ public static class RingAllReduce
                     }
 
                     var key = new ChunkKey(generation, step, bucket, lane, k, c);
-                    await transport.SendAsync(schedule.RightNeighbour, key, ChunkOf(ringStep.SendSegment, c), cancellationToken)
-                        .ConfigureAwait(false);
+                    var chunk = ChunkOf(ringStep.SendSegment, c);
+                    if (compression == WireCompression.None)
+                    {
+                        await transport.SendAsync(schedule.RightNeighbour, key, chunk, cancellationToken).ConfigureAwait(false);
+                    }
+                    else
+                    {
+                        // The transport may keep the data only until the send completes, so the encoded
+                        // copy goes back to the pool right after.
+                        int packedLength = HalfCodec.PackedLength(chunk.Length);
+                        float[] packed = ArrayPool<float>.Shared.Rent(packedLength);
+                        try
+                        {
+                            HalfCodec.Encode(compression, chunk.Span, packed.AsSpan(0, packedLength));
+                            await transport.SendAsync(schedule.RightNeighbour, key, packed.AsMemory(0, packedLength), cancellationToken)
+                                .ConfigureAwait(false);
+                        }
+                        finally
+                        {
+                            ArrayPool<float>.Shared.Return(packed);
+                        }
+                    }
+
                     sent.Advance();
                 }
             }
@@ -143,11 +187,12 @@ public static class RingAllReduce
                     var key = new ChunkKey(generation, step, bucket, lane, k, c);
                     var incoming = await transport.ReceiveAsync(schedule.LeftNeighbour, key, cancellationToken).ConfigureAwait(false);
                     var target = ChunkOf(ringStep.ReceiveSegment, c);
-                    if (incoming.Length != target.Length)
+                    int expected = compression == WireCompression.None ? target.Length : HalfCodec.PackedLength(target.Length);
+                    if (incoming.Length != expected)
                     {
                         throw new InvalidOperationException(
-                            $"Ring chunk {key} from peer {schedule.LeftNeighbour} has {incoming.Length} elements, expected {target.Length}; " +
-                            "peers disagree on the buffer length.");
+                            $"Ring chunk {key} from peer {schedule.LeftNeighbour} has {incoming.Length} elements, expected {expected}; " +
+                            "peers disagree on the buffer length or the compression.");
                     }
 
                     // All-gather step t overwrites the segment this peer sent at reduce-scatter step t;
@@ -158,13 +203,30 @@ public static class RingAllReduce
                         await sent.WaitForAsync(firstSent[overwrittenSendStep] + c + 1, cancellationToken).ConfigureAwait(false);
                     }
 
-                    if (ringStep.Op == RingOp.Reduce)
+                    if (compression == WireCompression.None)
                     {
-                        Kernels.Add(target.Span, incoming.Span);
+                        if (ringStep.Op == RingOp.Reduce)
+                        {
+                            Kernels.Add(target.Span, incoming.Span);
+                        }
+                        else
+                        {
+                            incoming.Span.CopyTo(target.Span);
+                        }
+                    }
+                    else if (ringStep.Op == RingOp.Reduce)
+                    {
+                        HalfCodec.DecodeAdd(compression, incoming.Span, target.Span);
+                        if (k == reduceScatterSteps - 1)
+                        {
+                            // This peer owns the finished sum of this segment; the others will hold it as
+                            // decoded from the wire, so round this copy the same way.
+                            HalfCodec.Round(compression, target.Span);
+                        }
                     }
                     else
                     {
-                        incoming.Span.CopyTo(target.Span);
+                        HalfCodec.Decode(compression, incoming.Span, target.Span);
                     }
 
                     received.Advance();

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using ActorTrain.Cluster.Coordination;
 using ActorTrain.Cluster.Protocol;
 using ActorTrain.Sync;
+using ActorTrain.Sync.Compression;
 using ActorTrain.TrainerActors.Data;
 using ActorTrain.TrainerActors.Jobs;
 using ActorTrain.TrainerActors.Reporting;
@@ -34,6 +35,7 @@ public sealed class TrainerActor : ReceiveActor
     private IBatchSource? _test;
     private ConfigureTrainer _world = null!;
     private DistributedSampler _sampler = null!;
+    private WireCompression _compression;
 
     // Where this replica is in the run. Adopted from the generation's resume point only once the
     // replica holds the source's state, so a halted trainer always reports what it really holds.
@@ -107,9 +109,10 @@ public sealed class TrainerActor : ReceiveActor
         torch.set_num_threads(c.IntraOpThreads);
         _replica.UseBucketSize(c.Plan.BucketSizeBytes);
         if (_sampler.Seed != c.Plan.Seed) _sampler = new DistributedSampler(_train.Count, c.Plan.Seed);
-        if (_sampler.StepsLeft(0, c.WorldSize, c.Plan.BatchSize) == 0)
+        _compression = WireCompressionNames.Parse(c.Plan.Compression);
+        if (_sampler.StepsLeft(0, c.WorldSize, c.Plan.BatchSize * c.Plan.AccumulationSteps) == 0)
             throw new InvalidOperationException(
-                $"{_train.Count} training samples do not fill one global batch of {c.WorldSize} rank(s) x {c.Plan.BatchSize}");
+                $"{_train.Count} training samples do not fill one global batch of {c.WorldSize} rank(s) x {c.Plan.BatchSize} x {c.Plan.AccumulationSteps} micro-batch(es)");
         _needsSync = true;
         _running = false;
         _stopped = false;
@@ -167,7 +170,7 @@ public sealed class TrainerActor : ReceiveActor
             _order = _sampler.Order(_epoch);
             _orderEpoch = _epoch;
         }
-        _stepsThisEpoch = (int)_stepsInEpoch + _sampler.StepsLeft(_samplesDone, _world.WorldSize, _world.Plan.BatchSize);
+        _stepsThisEpoch = (int)_stepsInEpoch + _sampler.StepsLeft(_samplesDone, _world.WorldSize, _world.Plan.BatchSize * _world.Plan.AccumulationSteps);
         _windowLoss = 0;
         _windowCount = 0;
         _running = true;
@@ -253,8 +256,14 @@ public sealed class TrainerActor : ReceiveActor
         var stepWatch = Stopwatch.StartNew();
         _world.Progress.StepStarted(_epoch, _stepsInEpoch, _stepsThisEpoch, _globalStep);
         var batch = _world.Plan.BatchSize;
-        var indices = DistributedSampler.Batch(_order, _samplesDone, _world.WorldSize, _world.GlobalRank, batch);
-        var loss = _replica.ForwardBackward(indices, _train);
+        // Gradient accumulation: k micro-batches, each the next global batch of the epoch's order; one reduction.
+        var k = _world.Plan.AccumulationSteps;
+        var loss = 0f;
+        for (var m = 0; m < k; m++)
+        {
+            var indices = DistributedSampler.Batch(_order, _samplesDone + (long)m * _world.WorldSize * batch, _world.WorldSize, _world.GlobalRank, batch);
+            loss += _replica.ForwardBackward(indices, _train, m, k) / k;
+        }
         var nonFinite = _replica.GradientsToBuckets(loss);
         _replica.VoteToPause(_pauseRequested);
         var computeMs = stepWatch.Elapsed.TotalMilliseconds;
@@ -266,7 +275,7 @@ public sealed class TrainerActor : ReceiveActor
 
         var sync = default(SyncTimings);
         if (!TryCollective(_globalStep, ct => sync = _replica.ReduceBuckets(_world.IntraNode, _localRank, _world.CrossNode, _world.Generation, _globalStep, ct,
-                _world.Progress.SetWaitingBucket)))
+                _world.Progress.SetWaitingBucket, _compression)))
             return;
         _world.Progress.SetWaitingBucket(-1);
 
@@ -296,7 +305,7 @@ public sealed class TrainerActor : ReceiveActor
         _world.Progress.StepFinished(_stepMs[^1], computeMs);
         _world.Metrics.ObserveStep(computeMs, sync.IntraNodeMs, sync.CrossNodeMs, _stepMs[^1]);
         _globalStep++;
-        _samplesDone += (long)_world.WorldSize * batch;
+        _samplesDone += (long)_world.WorldSize * batch * k;
         _stepsInEpoch++;
 
         if (IsRankZero && _stepsInEpoch % _world.Plan.LogInterval == 0)
@@ -373,7 +382,7 @@ public sealed class TrainerActor : ReceiveActor
     private void Display(string kind, long stepInEpoch, double loss, string? text)
     {
         var recent = _stepMs.Count == 0 ? 0 : _stepMs.TakeLast(20).Average();
-        var samplesPerSecond = recent > 0 ? _world.Plan.BatchSize * _world.WorldSize * 1000.0 / recent : 0;
+        var samplesPerSecond = recent > 0 ? _world.Plan.BatchSize * _world.Plan.AccumulationSteps * _world.WorldSize * 1000.0 / recent : 0;
         _world.Display.Report(new ProgressEvent(kind, _epoch, _world.Plan.Epochs, stepInEpoch, _stepsThisEpoch, loss, samplesPerSecond, text));
     }
 

@@ -106,6 +106,8 @@ public static class LocalLauncher
                 "actortrain.checkpoint.resume-from" => "--resume",
                 "actortrain.node.trainers-per-node" => "--trainers-per-node",
                 "actortrain.node.intra-op-threads" => "--intra-op-threads",
+                "actortrain.sync.compression" => "--compression",
+                "actortrain.training.accumulation-steps" => "--accumulation-steps",
                 "akka.loglevel" => "--log-level",
                 "actortrain.progress-bar" => "--no-progress",
                 _ => null,

@@ -19,6 +19,8 @@ internal sealed class NodeOptions
     public readonly Option<bool> NoProgress = new("--no-progress") { Description = "Plain progress lines instead of a live bar (actortrain.progress-bar = off)" };
     public readonly Option<string?> LogLevel = new("--log-level") { Description = "Akka log level: DEBUG, INFO, WARNING or ERROR (akka.loglevel)" };
     public readonly Option<string?> Resume = new("--resume") { Description = "Start from the newest valid checkpoint in this directory (actortrain.checkpoint.resume-from)" };
+    public readonly Option<string?> Compression = new("--compression") { Description = "Gradient chunks between nodes: none, fp16 or bf16 (actortrain.sync.compression)" };
+    public readonly Option<int?> AccumulationSteps = new("--accumulation-steps") { Description = "Micro-batches per optimizer step (actortrain.training.accumulation-steps)" };
     public readonly Option<string?> NodeName = new("--node-name") { Description = "Name of this node in logs and reports (actortrain.node-name)" };
 
     public void AddTo(Command command, bool includeClusterAddress)
@@ -38,9 +40,12 @@ internal sealed class NodeOptions
         command.Add(Resume);
         command.Add(TrainersPerNode);
         command.Add(IntraOpThreads);
+        command.Add(Compression);
+        command.Add(AccumulationSteps);
         command.Add(LogLevel);
         command.Add(NoProgress);
         LogLevel.AcceptOnlyFromAmong("DEBUG", "INFO", "WARNING", "ERROR");
+        Compression.AcceptOnlyFromAmong([.. Sync.Compression.WireCompressionNames.All]);
         Validate(command);
     }
 
@@ -59,6 +64,7 @@ internal sealed class NodeOptions
             Positive(MinNodes, 1);
             Positive(TrainersPerNode, 1);
             Positive(IntraOpThreads, 0);
+            Positive(AccumulationSteps, 1);
             if (Value(Port) is int port && (port < 0 || port > 65535))
                 r.AddError($"{Port.Name}: must be between 0 and 65535, got {port}");
         });
@@ -90,6 +96,8 @@ internal sealed class NodeOptions
         if (r.GetResult(MinNodes) is not null && r.GetValue(MinNodes) is int minNodes) Add("actortrain.min-nodes", I(minNodes));
         if (r.GetResult(TrainersPerNode) is not null && r.GetValue(TrainersPerNode) is int tpn) Add("actortrain.node.trainers-per-node", I(tpn));
         if (r.GetResult(IntraOpThreads) is not null && r.GetValue(IntraOpThreads) is int threads) Add("actortrain.node.intra-op-threads", I(threads));
+        if (r.GetResult(Compression) is not null && r.GetValue(Compression) is { } compression) Add("actortrain.sync.compression", compression);
+        if (r.GetResult(AccumulationSteps) is not null && r.GetValue(AccumulationSteps) is int k) Add("actortrain.training.accumulation-steps", I(k));
         if (r.GetResult(LogLevel) is not null && r.GetValue(LogLevel) is { } level) Add("akka.loglevel", level);
         if (r.GetValue(NoProgress)) Add("actortrain.progress-bar", "off");
         if (r.GetResult(NodeName) is not null && r.GetValue(NodeName) is { } name) Add("actortrain.node-name", ConfigLoader.Quote(name));

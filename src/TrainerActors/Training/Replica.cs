@@ -4,6 +4,7 @@ using System.Text;
 using ActorTrain.Sync;
 using ActorTrain.Sync.Buckets;
 using ActorTrain.Sync.Collectives;
+using ActorTrain.Sync.Compression;
 using ActorTrain.Sync.Transport;
 using ActorTrain.Sync.Reduction;
 using ActorTrain.TrainerActors.Checkpoints;
@@ -79,15 +80,25 @@ public sealed class Replica : IDisposable
 
     private Span<float> Extra => Buffers[Layout.ExtraOffset.Bucket].AsSpan(Layout.ExtraOffset.Offset, ExtraSlots);
 
-    /// <summary>Forward and backward on one mini-batch; returns the loss. Leaves gradients in the parameters.</summary>
-    public float ForwardBackward(ReadOnlySpan<int> indices, IBatchSource data)
+    /// <summary>
+    /// Forward and backward on one mini-batch; returns its (unscaled) loss. Leaves gradients in the parameters.
+    /// With gradient accumulation a step is <paramref name="microBatches"/> calls, <paramref name="microBatch"/>
+    /// = 0..k−1: the first clears the gradients, the others add to them (DDP's no_sync), and every loss
+    /// is scaled by 1/k before backward, so that for a mean loss the k calls leave the gradient of one
+    /// batch of k × batch-size samples (up to float rounding).
+    /// </summary>
+    public float ForwardBackward(ReadOnlySpan<int> indices, IBatchSource data, int microBatch = 0, int microBatches = 1)
     {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(microBatches);
+        if (microBatch < 0 || microBatch >= microBatches)
+            throw new ArgumentOutOfRangeException(nameof(microBatch), microBatch, $"must be in 0..{microBatches - 1}");
         using var scope = torch.NewDisposeScope();
-        Optimizer.zero_grad();
+        if (microBatch == 0) Optimizer.zero_grad();
         var (input, target) = data.GetBatch(indices, Device);
         var output = Model.call(input);
         var loss = _job.ComputeLoss(output, target);
-        loss.backward();
+        if (microBatches == 1) loss.backward();
+        else loss.div(microBatches).backward();
         return loss.item<float>();
     }
 
@@ -135,11 +146,15 @@ public sealed class Replica : IDisposable
 
     /// <summary>
     /// Divides the summed buckets by the world size and writes them into the gradients.
-    /// Returns false, touching nothing, when any replica's contribution was not finite.
+    /// Returns false, touching nothing, when any replica's contribution was not finite, or when the
+    /// sum itself is not (it overflowed, e.g. past fp16's ±65504 on a compressed wire). Every replica
+    /// holds the same reduced bytes, so all decide alike.
     /// </summary>
     public bool BucketsToGradients(int worldSize)
     {
         if (ReducedNonFiniteReplicas > 0) return false;
+        for (var b = 0; b < Buffers.Length; b++)
+            if (Kernels.CountNonFinite(GradientPart(b)) > 0) return false;
         var scale = 1f / worldSize;
         for (var b = 0; b < Buffers.Length; b++)
         {
@@ -154,16 +169,18 @@ public sealed class Replica : IDisposable
     /// <summary>
     /// Sum-reduces every bucket across all replicas of the world: intra-node, then the
     /// cross-node ring of this local rank, then intra-node again (see <see cref="HierarchicalAllReduce"/>).
-    /// Blocks the calling thread, which must be this replica's own.
+    /// <paramref name="compression"/> is the world's format on the cross-node ring (the plan's); the
+    /// broadcasts always reduce in float32. Blocks the calling thread, which must be this replica's own.
     /// </summary>
     public SyncTimings ReduceBuckets(IIntraNodeCollective intraNode, int localRank, IRingTransport? crossNode,
-        long generation, long step, CancellationToken cancellationToken, Action<int>? bucketStarted = null)
+        long generation, long step, CancellationToken cancellationToken, Action<int>? bucketStarted = null,
+        WireCompression compression = WireCompression.None)
     {
         double intra = 0, cross = 0;
         for (var b = 0; b < Buffers.Length; b++)
         {
             bucketStarted?.Invoke(b);
-            var t = HierarchicalAllReduce.Run(intraNode, localRank, crossNode, Buffers[b], generation, step, b, cancellationToken);
+            var t = HierarchicalAllReduce.Run(intraNode, localRank, crossNode, Buffers[b], generation, step, b, cancellationToken, compression);
             intra += t.IntraNodeMs;
             cross += t.CrossNodeMs;
         }

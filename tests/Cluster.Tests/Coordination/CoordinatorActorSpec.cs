@@ -692,7 +692,7 @@ public sealed class CoordinatorActorSpec(SeedSystem seed) : IClassFixture<SeedSy
         var coordinator = StartCoordinator(Settings("actortrain.elastic.regroup-timeout = 20s"));
         var (a, b) = (Node(), Node());
         // What the nodes of generation 2 hold from the coordinator they lost: its plan (not this one's settings) and history.
-        var plan = new TrainingPlan(3, 8, 7, 10, 1 << 20, false, 64 * 1024, "tcp", new byte[32]);
+        var plan = new TrainingPlan(3, 8, 7, 10, 1 << 20, false, 64 * 1024, "tcp", new byte[32], "none", 1);
         var history = new RunHistory(
             [new GenerationRecord(1, ["node-a", "node-b", "node-c"], 6, 0, "start", 0, 0), new GenerationRecord(2, ["node-a", "node-b"], 4, 60, "node node-c was lost", 1, 1.5)],
             [new EpochRecord(1, 50, 0.4, 0.9, 0)], 12);

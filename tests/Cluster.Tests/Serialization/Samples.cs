@@ -11,7 +11,7 @@ internal static class Samples
     private static readonly WorldNode NodeA = new("node-a", "akka.tcp://actortrain@10.0.0.1:4053/user/node", "akka.tcp://actortrain@10.0.0.1:4053/user/actortrain-endpoint", 0, 2, ["cpu", "cpu"], "10.0.0.1:4054");
     private static readonly WorldNode NodeB = new("node-b", "akka.tcp://actortrain@10.0.0.2:4053/user/node", "akka.tcp://actortrain@10.0.0.2:4053/user/actortrain-endpoint", 2, 2, ["cuda:0", "cuda:1"], "10.0.0.2:4054");
 
-    private static readonly TrainingPlan Plan = new(10, 64, -3, 100, 4 << 20, true, 32 * 1024, "tcp", [7, 1, 255]);
+    private static readonly TrainingPlan Plan = new(10, 64, -3, 100, 4 << 20, true, 32 * 1024, "tcp", [7, 1, 255], "bf16", 4);
 
     private static readonly TrainerHaltState Halt = new(3, 158, 4, 1280, 20, true, 41.5, 20, 1, true, 377, "c0ffee");
 
@@ -53,7 +53,7 @@ internal static class Samples
     {
         yield return new NodeFinished(1, "node-b", [], null, []);
         yield return new ClusterStatus("", "", "waiting-for-nodes", 0, 0, 10, 0, [], -1, 0, [], 0, 1);
-        yield return new WorldAssignment(1, [], 0, new TrainingPlan(1, 1, 0, 1, 1024, false, 1024, "akka", []), new ResumePoint(0, 1, 0, 0, 0, false, 0, 0, 0, 0, ""), RunHistory.Empty);
+        yield return new WorldAssignment(1, [], 0, new TrainingPlan(1, 1, 0, 1, 1024, false, 1024, "akka", [], "none", 1), new ResumePoint(0, 1, 0, 0, 0, false, 0, 0, 0, 0, ""), RunHistory.Empty);
         yield return new RegisterNode("", 1, "", "", 1, "", "", [], "", null, null);
         yield return new EpochCompleted(long.MaxValue, "n", int.MaxValue, long.MaxValue, double.NaN, 0, 0, -1);
         yield return new EpochCompleted(-1, "n", 0, 0, double.PositiveInfinity, 0, 0, double.NegativeInfinity);

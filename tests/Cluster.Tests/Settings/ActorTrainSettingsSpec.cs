@@ -38,6 +38,8 @@ public class ActorTrainSettingsSpec
         Assert.Equal(80 * 1024, s.Sync.TcpChunkSizeBytes);
         Assert.Equal(80 * 1024, s.Sync.TransportChunkSizeBytes);
         Assert.Equal(0, s.Sync.TcpPort);
+        Assert.Equal("none", s.Sync.Compression);
+        Assert.Equal(1, s.Training.AccumulationSteps);
         Assert.True(s.Metrics.Enabled);
         Assert.Equal("127.0.0.1", s.Metrics.Hostname);
         Assert.Equal(0, s.Metrics.Port);
@@ -60,6 +62,8 @@ public class ActorTrainSettingsSpec
             actortrain.sync.non-finite-gradients = fail
             actortrain.startup-timeout = 0s
             actortrain.torch.mkldnn = on
+            actortrain.sync.compression = BF16
+            actortrain.training.accumulation-steps = 4
             """));
 
         Assert.Equal("mnist", s.JobId);
@@ -75,6 +79,8 @@ public class ActorTrainSettingsSpec
         Assert.Equal(NonFiniteGradientPolicy.Fail, s.Sync.NonFiniteGradients);
         Assert.Equal(TimeSpan.Zero, s.StartupTimeout);
         Assert.True(s.MkldnnEnabled);
+        Assert.Equal("bf16", s.Sync.Compression);
+        Assert.Equal(4, s.Training.AccumulationSteps);
     }
 
     [Fact]
@@ -104,6 +110,10 @@ public class ActorTrainSettingsSpec
         { "actortrain.sync.intra-node", "mpi" },
         { "actortrain.sync.non-finite-gradients", "ignore" },
         { "actortrain.sync.transport", "udp" },
+        { "actortrain.sync.compression", "fp8" },
+        { "actortrain.sync.compression", "" },
+        { "actortrain.training.accumulation-steps", "0" },
+        { "actortrain.training.accumulation-steps", "two" },
         { "actortrain.sync.tcp-chunk-size", "1TiB" },
         { "actortrain.sync.tcp-port", "65536" },
         { "actortrain.metrics.port", "-1" },

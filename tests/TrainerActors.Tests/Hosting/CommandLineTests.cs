@@ -36,6 +36,8 @@ public class CommandLineTests
     [InlineData("local --trainers-per-node -1", "--trainers-per-node")]
     [InlineData("worker --bogus", "--bogus")]
     [InlineData("local --epochs ten", "ten")]
+    [InlineData("local --compression fp8", "fp8")]
+    [InlineData("seed --accumulation-steps 0", "--accumulation-steps")]
     public void Bad_flags_exit_with_2_naming_the_flag(string args, string named)
     {
         var (code, error) = Run(args.Split(' '));
@@ -114,6 +116,17 @@ public class CommandLineTests
             Assert.Equal("mnist", settings.JobId);
         }
         finally { File.Delete(path); }
+    }
+
+    [Fact]
+    public void Compression_and_accumulation_flags_become_their_hocon_keys()
+    {
+        var options = new NodeOptions();
+        var command = new System.CommandLine.RootCommand();
+        options.AddTo(command, includeClusterAddress: false);
+        var parsed = command.Parse(["--compression", "bf16", "--accumulation-steps", "3"]);
+        Assert.Empty(parsed.Errors);
+        Assert.Equal(["actortrain.sync.compression = bf16", "actortrain.training.accumulation-steps = 3"], options.Overrides(parsed));
     }
 }
 

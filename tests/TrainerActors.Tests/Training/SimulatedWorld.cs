@@ -1,5 +1,6 @@
 using ActorTrain.Examples.Mnist;
 using ActorTrain.Sync.Collectives;
+using ActorTrain.Sync.Compression;
 using ActorTrain.Sync.Transport;
 using ActorTrain.TrainerActors.Data;
 using ActorTrain.TrainerActors.Jobs;
@@ -60,10 +61,11 @@ internal sealed class SimulatedWorld : IDisposable
     public void OnEachRank(Action<int> action) => OnEachRank(rank => { action(rank); return 0; });
 
     /// <summary>The full data-parallel sync for one rank: buckets reduced across the world.</summary>
-    public void Reduce(int rank, long step)
+    public void Reduce(int rank, long step, WireCompression compression = WireCompression.None)
     {
         var (node, local) = (rank / LocalSize, rank % LocalSize);
-        Replicas[rank].ReduceBuckets(_intra[node], local, Nodes > 1 ? _lanes[local][node] : null, generation: 1, step, CancellationToken.None);
+        Replicas[rank].ReduceBuckets(_intra[node], local, Nodes > 1 ? _lanes[local][node] : null, generation: 1, step, CancellationToken.None,
+            compression: compression);
     }
 
     public void Broadcast(int rank)
