@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
+using ActorTrain.Cluster.Security;
 using ActorTrain.Cluster.Settings;
 using Prometheus;
 
@@ -7,12 +8,13 @@ namespace ActorTrain.Cluster.Metrics;
 
 /// <summary>
 /// Serves one <see cref="NodeMetrics"/> registry in Prometheus' text format at
-/// <c>http://{hostname}:{port}/metrics</c> (prometheus-net's HttpListener-based server).
-/// The default hostname is loopback: only processes on this machine can scrape it. Exposing it
-/// to the network (a routable address, or <c>0.0.0.0</c> / <c>+</c> for all interfaces) is the
-/// operator's choice; the endpoint has no authentication and serves plain HTTP, also when
-/// <c>actortrain.tls</c> is on (HttpListener cannot serve TLS here): put a TLS proxy in front of
-/// it to expose it. Malformed requests are answered and closed by HttpListener itself.
+/// <c>http://{hostname}:{port}/metrics</c> (prometheus-net's HttpListener-based server), or, when
+/// the node runs TLS (<c>actortrain.tls</c>), at <c>https://{hostname}:{port}/metrics</c> with
+/// mutual authentication (<see cref="TlsMetricsServer"/>): the scraper must present a certificate
+/// signed by the cluster's CA. The default hostname is loopback: only processes on this machine
+/// can scrape it. Exposing it to the network (a routable address, or <c>0.0.0.0</c> / <c>+</c> for
+/// all interfaces) is the operator's choice; without TLS the endpoint has no authentication.
+/// Malformed requests are answered and closed (by HttpListener itself without TLS).
 /// </summary>
 public sealed class MetricsEndpoint : IDisposable
 {
@@ -23,28 +25,38 @@ public sealed class MetricsEndpoint : IDisposable
     /// <summary>With port 0, how often a free port is picked again when another process took it between the probe and the bind.</summary>
     private const int FreePortAttempts = 5;
 
-    private readonly MetricServer _server;
+    private readonly Action _stop;
     private int _disposed;
 
-    private MetricsEndpoint(MetricServer server, Uri url, int port)
+    private MetricsEndpoint(Action stop, Uri url, int port, TlsMetricsServer? tls)
     {
-        _server = server;
+        _stop = stop;
         Url = url;
         Port = port;
+        Tls = tls;
     }
 
-    /// <summary>Where Prometheus scrapes this node, e.g. <c>http://127.0.0.1:9464/metrics</c>.</summary>
+    /// <summary>Where Prometheus scrapes this node, e.g. <c>http://127.0.0.1:9464/metrics</c> (<c>https://</c> with TLS).</summary>
     public Uri Url { get; }
 
     /// <summary>The port bound; the one picked when 0 was asked for.</summary>
     public int Port { get; }
 
+    /// <summary>The HTTPS server when TLS is on (its counters are for tests), else null.</summary>
+    internal TlsMetricsServer? Tls { get; }
+
     /// <summary>
     /// Starts serving <paramref name="metrics"/>. <paramref name="port"/> 0 picks a free port.
     /// A hostname that does not resolve, or an address:port that cannot be bound, throws a
-    /// <see cref="SettingsException"/> naming the address and the keys to change.
+    /// <see cref="SettingsException"/> naming the address and the keys to change. With
+    /// <paramref name="tls"/> (the node's, <see cref="NodeTls.Of"/>) it serves HTTPS and requires a
+    /// client certificate signed by the cluster's CA; without, plain HTTP.
     /// </summary>
-    public static MetricsEndpoint Start(NodeMetrics metrics, string hostname, int port)
+    public static MetricsEndpoint Start(NodeMetrics metrics, string hostname, int port, NodeTls? tls = null) =>
+        Start(metrics, hostname, port, tls, TlsMetricsServer.DefaultRequestTimeout);
+
+    /// <summary>Same, with how long one HTTPS connection may take from accept to answer (tests shorten it).</summary>
+    internal static MetricsEndpoint Start(NodeMetrics metrics, string hostname, int port, NodeTls? tls, TimeSpan requestTimeout)
     {
         ArgumentNullException.ThrowIfNull(metrics);
         if (port is < 0 or > IPEndPoint.MaxPort)
@@ -62,6 +74,19 @@ public sealed class MetricsEndpoint : IDisposable
         var address = wildcard ? IPAddress.Any : Resolve(host);
         var urlHost = wildcard ? Dns.GetHostName() : host;
 
+        if (tls is not null)
+        {
+            try
+            {
+                var server = TlsMetricsServer.Start(address, port, metrics.Registry, tls, requestTimeout);
+                return new MetricsEndpoint(server.Dispose, new Uri($"https://{urlHost}:{server.Port}/metrics"), server.Port, server);
+            }
+            catch (SocketException e)
+            {
+                throw CannotBind(configured, port, CanBind(address) ? PortKey : HostnameKey, e);
+            }
+        }
+
         for (var attempt = 1; ; attempt++)
         {
             var bindPort = port != 0 ? port : FreePort(address, configured);
@@ -69,7 +94,7 @@ public sealed class MetricsEndpoint : IDisposable
             try
             {
                 server.Start();
-                return new MetricsEndpoint(server, new Uri($"http://{urlHost}:{bindPort}/metrics"), bindPort);
+                return new MetricsEndpoint(server.Stop, new Uri($"http://{urlHost}:{bindPort}/metrics"), bindPort, tls: null);
             }
             catch (Exception e) when (e is HttpListenerException or SocketException or ObjectDisposedException or InvalidOperationException)
             {
@@ -88,8 +113,8 @@ public sealed class MetricsEndpoint : IDisposable
     public void Dispose()
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
-        // Stop closes the listener (freeing the port) once the serving thread has seen the cancellation.
-        _server.Stop();
+        // Without TLS, Stop closes the listener (freeing the port) once the serving thread has seen the cancellation.
+        _stop();
     }
 
     private static IPAddress Resolve(string host)

@@ -45,11 +45,14 @@ public static class ActorTrainHost
         var statusSeed = new Option<string>("--seed") { Description = "Address of a seed node, host:port", Required = true };
         var statusHost = new Option<string>("--hostname") { Description = "This machine's address as the seed can reach it", DefaultValueFactory = _ => "127.0.0.1" };
         var statusTimeout = new Option<int>("--timeout") { Description = "Seconds to wait for an answer", DefaultValueFactory = _ => 10 };
+        var statusConfig = new Option<string?>("--config") { Description = "A HOCON file whose actortrain.tls keys reach a TLS cluster (e.g. the nodes' config)" };
         var status = new Command("status", "Ask a running cluster what it is doing: generation, nodes, progress, slow or late ranks");
         status.Add(statusSeed);
         status.Add(statusHost);
         status.Add(statusTimeout);
-        status.SetAction(r => Guard(() => StatusCommand.Run(r.GetValue(statusSeed)!, r.GetValue(statusHost)!, TimeSpan.FromSeconds(Math.Max(1, r.GetValue(statusTimeout))))));
+        status.Add(statusConfig);
+        status.SetAction(r => Guard(() => StatusCommand.Run(r.GetValue(statusSeed)!, r.GetValue(statusHost)!, TimeSpan.FromSeconds(Math.Max(1, r.GetValue(statusTimeout))),
+            r.GetValue(statusConfig))));
 
         root.Add(seed);
         root.Add(status);

@@ -88,7 +88,7 @@ public static class NodeRunner
         if (!settings.Metrics.Enabled) return null;
         try
         {
-            var endpoint = MetricsEndpoint.Start(metrics, settings.Metrics.Hostname, settings.Metrics.Port);
+            var endpoint = MetricsEndpoint.Start(metrics, settings.Metrics.Hostname, settings.Metrics.Port, Cluster.Security.NodeTls.Of(system));
             Cluster.Hosting.ProgressLine.Info("metrics at {0}", endpoint.Url);
             return endpoint;
         }

@@ -1,49 +1,46 @@
 using System.Globalization;
 using System.Text;
+using ActorTrain.Cluster.Hosting;
 using ActorTrain.Cluster.Protocol;
 using ActorTrain.Cluster.Settings;
 using Akka.Actor;
-using Akka.Cluster.Tools.Client;
-using Akka.Configuration;
 
 namespace ActorTrain.TrainerActors.Hosting;
 
 /// <summary>
-/// <c>status --seed HOST:PORT</c>: asks a running cluster's coordinator what it is doing, as a
-/// cluster client (through the seed's receptionist), without joining the cluster.
+/// <c>status --seed HOST:PORT [--config FILE]</c>: asks a running cluster's coordinator what it is
+/// doing, as a cluster client (through the seed's receptionist), without joining the cluster. A
+/// TLS cluster is reached with the <c>actortrain.tls</c> keys of the <c>--config</c> file (the
+/// nodes' own config, or one with just those keys): the client then runs the nodes' remoting TLS.
 /// </summary>
 public static class StatusCommand
 {
-    public const string CoordinatorServicePath = "/user/coordinator-proxy";
-
-    public static int Run(string seed, string hostname, TimeSpan timeout)
+    public static int Run(string seed, string hostname, TimeSpan timeout, string? configFile = null)
     {
-        var contact = $"{NodeOptions.SeedAddress(seed)}/system/receptionist";
-        var config = ConfigurationFactory.ParseString($$"""
-            akka.actor.provider = remote
-            akka.remote.dot-netty.tcp { hostname = {{ConfigLoader.Quote(hostname)}}, port = 0 }
-            akka.cluster.client.initial-contacts = [{{ConfigLoader.Quote(contact)}}]
-            akka.loglevel = ERROR
-            akka.stdout-loglevel = OFF
-            """).WithFallback(ActorTrainSettings.DefaultConfig());
-        using var system = ActorSystem.Create("actortrain-status", Cluster.Hosting.ClusterBootstrap.WithClusterToolsDefaults(config));
+        var tls = configFile is null ? TlsSettings.Disabled : ConfigLoader.Load(configFile, "", "status", []).Settings.Tls;
         try
         {
-            var client = system.ActorOf(ClusterClient.Props(ClusterClientSettings.Create(system)), "client");
-            var status = client.Ask<ClusterStatus>(new ClusterClient.Send(CoordinatorServicePath, new GetStatus(Guid.NewGuid().ToString("N")), localAffinity: true), timeout)
-                .GetAwaiter().GetResult();
+            var status = StatusClient.AskAsync(NodeOptions.SeedAddress(seed), hostname, tls, timeout).GetAwaiter().GetResult();
             Console.Write(Format(status));
             return 0;
         }
-        catch (Exception e) when (e is AskTimeoutException or TaskCanceledException)
+        catch (SettingsException e)
         {
-            Console.Error.WriteLine($"error: no coordinator answered at {seed} within {timeout.TotalSeconds:0} s " +
-                "(is the seed node running, and is this machine reachable from it at --hostname?)");
+            throw new UsageException($"{configFile}: {e.Message}");
+        }
+        catch (StatusTlsException e)
+        {
+            Console.Error.WriteLine($"error: {e.Message}");
             return 1;
         }
-        finally
+        catch (Exception e) when (e is AskTimeoutException or TaskCanceledException)
         {
-            system.Terminate().Wait(TimeSpan.FromSeconds(5));
+            var hint = tls.Enabled
+                ? $" (TLS is on from {configFile}; does the cluster run TLS with the same CA?)"
+                : " (if the cluster runs TLS, give --config with its actortrain.tls settings)";
+            Console.Error.WriteLine($"error: no coordinator answered at {seed} within {timeout.TotalSeconds:0} s " +
+                "(is the seed node running, and is this machine reachable from it at --hostname?)" + hint);
+            return 1;
         }
     }
 

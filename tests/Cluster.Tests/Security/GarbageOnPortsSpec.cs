@@ -5,14 +5,15 @@ using System.Net.Sockets;
 using System.Security.Authentication;
 using System.Text;
 using ActorTrain.Cluster.Metrics;
+using ActorTrain.Cluster.Tests.Metrics;
 using Akka.Actor;
 
 namespace ActorTrain.Cluster.Tests.Security;
 
 /// <summary>
 /// Bytes that are not the protocol, written by a stranger to the ports a node opens (Akka remoting,
-/// with and without TLS, and the metrics endpoint): the node stays up and serves the next correct
-/// client. (The TCP data plane's listener has the same tests in Sync.Tests.)
+/// with and without TLS, and the metrics endpoint, plain HTTP and HTTPS): the node stays up and
+/// serves the next correct client. (The TCP data plane's listener has the same tests in Sync.Tests.)
 /// </summary>
 public class GarbageOnPortsSpec
 {
@@ -78,13 +79,7 @@ public class GarbageOnPortsSpec
         var metrics = new NodeMetrics("node-0");
         metrics.SetGeneration(3);
         using var endpoint = MetricsEndpoint.Start(metrics, "127.0.0.1", port: 0);
-        var requests = Garbage().Concat(
-        [
-            Encoding.ASCII.GetBytes("GET /" + new string('a', 200_000) + " HTTP/1.1\r\nHost: x\r\n\r\n"),
-            Encoding.ASCII.GetBytes("GET /metr"),
-            Encoding.ASCII.GetBytes("POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999\r\n\r\nab"),
-            Encoding.ASCII.GetBytes("GET /metrics HTTP/1.1\r\nHost: x\r\n" + string.Concat(Enumerable.Repeat("X-Junk: " + new string('j', 1000) + "\r\n", 200)) + "\r\n"),
-        ]);
+        var requests = Garbage().Concat(BadHttpRequests());
 
         await SendEachAsync(new IPEndPoint(IPAddress.Loopback, endpoint.Port), requests);
 
@@ -93,6 +88,45 @@ public class GarbageOnPortsSpec
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         Assert.Contains("actortrain_generation{node=\"node-0\"} 3", await response.Content.ReadAsStringAsync());
     }
+
+    [Fact]
+    public async Task Garbage_plain_http_and_a_client_without_a_certificate_on_the_https_metrics_port_leave_it_serving()
+    {
+        using var tls = new TlsScrapers();
+        var metrics = new NodeMetrics("node-0");
+        metrics.SetGeneration(3);
+        using var endpoint = MetricsEndpoint.Start(metrics, "127.0.0.1", port: 0, tls.Node);
+        var target = new IPEndPoint(IPAddress.Loopback, endpoint.Port);
+
+        // Outside TLS: none of it is a TLS handshake.
+        await SendEachAsync(target, Garbage().Concat(BadHttpRequests()));
+        Assert.NotNull(await TlsWithoutCertificateFailureAsync(target));
+        // Inside TLS, from a client the server admits: a request line far over the limit.
+        try
+        {
+            Assert.StartsWith("HTTP/1.1 414 ", await tls.RawAsync(endpoint.Port, Encoding.ASCII.GetBytes("GET /" + new string('a', 200_000) + " HTTP/1.1\r\n\r\n")));
+        }
+        catch (IOException)
+        {
+            // Answered and closed before the client had written it all: the write or the read is reset.
+        }
+
+        using var client = tls.Client(tls.Scraper);
+        var servedBefore = endpoint.Tls!.Served;
+        Assert.Contains("actortrain_generation{node=\"node-0\"} 3", await client.GetStringAsync(endpoint.Url));
+        Assert.Equal(servedBefore + 1, endpoint.Tls.Served);
+        var strangers = Garbage().Count() + BadHttpRequests().Count() + 1;
+        await TlsWaits.UntilAsync(() => endpoint.Tls.Dropped >= strangers, $"the {strangers} strangers are counted as dropped");
+    }
+
+    /// <summary>HTTP requests that are wrong in size or shape (the plain endpoint answers or drops them; the HTTPS one sees no handshake).</summary>
+    private static IEnumerable<byte[]> BadHttpRequests() =>
+    [
+        Encoding.ASCII.GetBytes("GET /" + new string('a', 200_000) + " HTTP/1.1\r\nHost: x\r\n\r\n"),
+        Encoding.ASCII.GetBytes("GET /metr"),
+        Encoding.ASCII.GetBytes("POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999\r\n\r\nab"),
+        Encoding.ASCII.GetBytes("GET /metrics HTTP/1.1\r\nHost: x\r\n" + string.Concat(Enumerable.Repeat("X-Junk: " + new string('j', 1000) + "\r\n", 200)) + "\r\n"),
+    ];
 
     private static IPEndPoint RemotingEndPoint(ActorSystem system) =>
         new(IPAddress.Loopback, Akka.Cluster.Cluster.Get(system).SelfAddress.Port!.Value);

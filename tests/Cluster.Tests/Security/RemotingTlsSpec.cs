@@ -41,11 +41,7 @@ public class RemotingTlsSpec
         await using var nodes = new TlsNodes();
         var seed = await nodes.StartSeedAsync(TlsNodes.TlsHocon(nodes.NodeCertificate("seed"), nodes.AuthorityFile));
         // The intruder trusts the cluster's CA (so it would accept the seed), but its own certificate is from another CA.
-        var otherCa = nodes.Certificates.Authority("Another CA");
-        var intruderCertificate = nodes.Certificates.WritePfx(nodes.Certificates.Node(otherCa, "intruder"), "intruder.pfx");
-        var bothCas = nodes.Certificates.WritePem("both.pem", nodes.Authority, otherCa);
-
-        var intruder = nodes.StartJoiner(seed, TlsNodes.TlsHocon(intruderCertificate, bothCas));
+        var intruder = nodes.StartJoiner(seed, TlsNodes.TlsHocon(nodes.ForeignCertificate("intruder"), nodes.BothAuthoritiesFile));
 
         await TlsNodes.NeverAsync(() => TlsNodes.IsUp(intruder) || TlsNodes.HasOtherMembers(seed), Refusal, "the intruder joined");
         Assert.True(NodeTls.Of(seed)!.RefusedRemotingPeers > 0, "the seed counts the refused certificate");
@@ -55,10 +51,7 @@ public class RemotingTlsSpec
     public async Task A_tls_node_cannot_join_a_cluster_whose_certificate_it_does_not_trust()
     {
         await using var nodes = new TlsNodes();
-        var otherCa = nodes.Certificates.Authority("Another CA");
-        var otherFile = nodes.Certificates.WritePem("other.pem", otherCa);
-        var seed = await nodes.StartSeedAsync(TlsNodes.TlsHocon(
-            nodes.Certificates.WritePfx(nodes.Certificates.Node(otherCa, "foreign-seed"), "foreign-seed.pfx"), otherFile));
+        var seed = await nodes.StartSeedAsync(TlsNodes.TlsHocon(nodes.ForeignCertificate("foreign-seed"), nodes.OtherAuthorityFile));
 
         var joiner = nodes.StartJoiner(seed, TlsNodes.TlsHocon(nodes.NodeCertificate("worker"), nodes.AuthorityFile));
 

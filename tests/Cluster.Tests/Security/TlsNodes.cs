@@ -12,6 +12,7 @@ namespace ActorTrain.Cluster.Tests.Security;
 internal sealed class TlsNodes : IAsyncDisposable
 {
     private readonly List<ActorSystem> systems = [];
+    private X509Certificate2? otherAuthority;
 
     public TlsNodes()
     {
@@ -37,6 +38,18 @@ internal sealed class TlsNodes : IAsyncDisposable
 
     /// <summary>A node certificate of the cluster's CA, as a PKCS#12 file.</summary>
     public string NodeCertificate(string name) => Certificates.WritePfx(Certificates.Node(Authority, name), name + ".pfx");
+
+    /// <summary>A CA that is not the cluster's, made on first use.</summary>
+    public X509Certificate2 OtherAuthority => otherAuthority ??= Certificates.Authority("Another CA");
+
+    /// <summary>A PEM file with only <see cref="OtherAuthority"/>.</summary>
+    public string OtherAuthorityFile => Certificates.WritePem("other.pem", OtherAuthority);
+
+    /// <summary>A PEM file with the cluster's CA and <see cref="OtherAuthority"/>: whoever uses it trusts both.</summary>
+    public string BothAuthoritiesFile => Certificates.WritePem("both.pem", Authority, OtherAuthority);
+
+    /// <summary>A node certificate of <see cref="OtherAuthority"/>, as a PKCS#12 file.</summary>
+    public string ForeignCertificate(string name) => Certificates.WritePfx(Certificates.Node(OtherAuthority, name), name + ".pfx");
 
     /// <summary>A seed member that has joined itself and is Up.</summary>
     public async Task<ActorSystem> StartSeedAsync(string hocon)

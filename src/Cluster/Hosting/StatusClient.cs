@@ -1,0 +1,79 @@
+using ActorTrain.Cluster.Protocol;
+using ActorTrain.Cluster.Security;
+using ActorTrain.Cluster.Settings;
+using Akka.Actor;
+using Akka.Cluster.Tools.Client;
+using Akka.Configuration;
+
+namespace ActorTrain.Cluster.Hosting;
+
+/// <summary>
+/// Asks a running cluster's coordinator for its <see cref="ClusterStatus"/> from outside the
+/// cluster: a short-lived ActorSystem with a cluster client that reaches the seed's receptionist
+/// (see <see cref="ClusterBootstrap.Start"/>), without joining. With <see cref="TlsSettings"/> on,
+/// its remoting runs the same TLS with mutual authentication as the nodes', so its certificate
+/// must be signed by the cluster's CA.
+/// </summary>
+public static class StatusClient
+{
+    public const string SystemName = "actortrain-status";
+
+    /// <summary>Where the seed registers the coordinator proxy with its receptionist.</summary>
+    public const string CoordinatorServicePath = "/user/coordinator-proxy";
+
+    private const string PlainScheme = "akka.tcp://";
+    private const string TlsScheme = "akka.ssl.tcp://";
+
+    /// <summary>
+    /// The coordinator's status. <paramref name="seedAddress"/> is the seed's address
+    /// (<c>akka.tcp://actortrain@host:port</c>; rewritten to <c>akka.ssl.tcp</c> when
+    /// <paramref name="tls"/> is on), <paramref name="hostname"/> this machine's address as the seed
+    /// can reach it. No answer within <paramref name="timeout"/> throws <see cref="AskTimeoutException"/>;
+    /// a refused TLS handshake throws <see cref="StatusTlsException"/>; a certificate problem on this
+    /// side is a <see cref="SettingsException"/> naming the key and the file.
+    /// </summary>
+    public static async Task<ClusterStatus> AskAsync(string seedAddress, string hostname, TlsSettings tls, TimeSpan timeout)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(seedAddress);
+        ArgumentNullException.ThrowIfNull(tls);
+        var contact = $"{ContactAddress(seedAddress, tls.Enabled)}/system/receptionist";
+        var config = ConfigurationFactory.ParseString($$"""
+            akka.actor.provider = remote
+            akka.remote.dot-netty.tcp { hostname = {{Quote(hostname)}}, port = 0 }
+            akka.cluster.client.initial-contacts = [{{Quote(contact)}}]
+            akka.loglevel = ERROR
+            akka.stdout-loglevel = OFF
+            akka.coordinated-shutdown.run-by-clr-shutdown-hook = off
+            """).WithFallback(ActorTrainSettings.DefaultConfig());
+        var system = ClusterBootstrap.CreateSystem(SystemName, config, tls);
+        try
+        {
+            var client = system.ActorOf(ClusterClient.Props(ClusterClientSettings.Create(system)), "client");
+            var ask = client.Ask<ClusterStatus>(
+                new ClusterClient.Send(CoordinatorServicePath, new GetStatus(Guid.NewGuid().ToString("N")), localAffinity: true), timeout);
+            // A failed TLS handshake makes Akka shut this system down; say so instead of waiting out the timeout.
+            var first = await Task.WhenAny(ask, system.WhenTerminated).ConfigureAwait(false);
+            if (first == ask) return await ask.ConfigureAwait(false);
+            if (HandshakeFailed(system))
+                throw new StatusTlsException($"the TLS handshake with {seedAddress} failed: the seed refused this client's certificate, or this client refused the seed's " +
+                    $"(both must chain to the CA in {TlsSettings.CaCertificatePathKey}; is TLS on in the cluster?)");
+            throw new AskTimeoutException($"the status client stopped before {seedAddress} answered");
+        }
+        finally
+        {
+            await system.Terminate().WaitAsync(TimeSpan.FromSeconds(5)).ContinueWith(_ => { }, TaskScheduler.Default).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary><paramref name="seedAddress"/> in the scheme the client's remoting speaks.</summary>
+    public static string ContactAddress(string seedAddress, bool tls) =>
+        tls && seedAddress.StartsWith(PlainScheme, StringComparison.Ordinal) ? TlsScheme + seedAddress[PlainScheme.Length..] : seedAddress;
+
+    private static bool HandshakeFailed(ActorSystem system) =>
+        CoordinatedShutdown.Get(system).ShutdownReason?.GetType().FullName == "Akka.Remote.Transport.DotNetty.TlsHandshakeFailureReason";
+
+    private static string Quote(string value) => NodeTls.Quote(value);
+}
+
+/// <summary>The status client's TLS handshake with the seed failed.</summary>
+public sealed class StatusTlsException(string message) : Exception(message);
