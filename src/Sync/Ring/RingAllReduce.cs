@@ -186,47 +186,55 @@ public static class RingAllReduce
                 {
                     var key = new ChunkKey(generation, step, bucket, lane, k, c);
                     var incoming = await transport.ReceiveAsync(schedule.LeftNeighbour, key, cancellationToken).ConfigureAwait(false);
-                    var target = ChunkOf(ringStep.ReceiveSegment, c);
-                    int expected = compression == WireCompression.None ? target.Length : HalfCodec.PackedLength(target.Length);
-                    if (incoming.Length != expected)
+                    try
                     {
-                        throw new InvalidOperationException(
-                            $"Ring chunk {key} from peer {schedule.LeftNeighbour} has {incoming.Length} elements, expected {expected}; " +
-                            "peers disagree on the buffer length or the compression.");
-                    }
-
-                    // All-gather step t overwrites the segment this peer sent at reduce-scatter step t;
-                    // that send must be finished before the buffer under it changes.
-                    int overwrittenSendStep = k - reduceScatterSteps;
-                    if (overwrittenSendStep >= 0)
-                    {
-                        await sent.WaitForAsync(firstSent[overwrittenSendStep] + c + 1, cancellationToken).ConfigureAwait(false);
-                    }
-
-                    if (compression == WireCompression.None)
-                    {
-                        if (ringStep.Op == RingOp.Reduce)
+                        var target = ChunkOf(ringStep.ReceiveSegment, c);
+                        int expected = compression == WireCompression.None ? target.Length : HalfCodec.PackedLength(target.Length);
+                        if (incoming.Length != expected)
                         {
-                            Kernels.Add(target.Span, incoming.Span);
+                            throw new InvalidOperationException(
+                                $"Ring chunk {key} from peer {schedule.LeftNeighbour} has {incoming.Length} elements, expected {expected}; " +
+                                "peers disagree on the buffer length or the compression.");
+                        }
+
+                        // All-gather step t overwrites the segment this peer sent at reduce-scatter step t;
+                        // that send must be finished before the buffer under it changes.
+                        int overwrittenSendStep = k - reduceScatterSteps;
+                        if (overwrittenSendStep >= 0)
+                        {
+                            await sent.WaitForAsync(firstSent[overwrittenSendStep] + c + 1, cancellationToken).ConfigureAwait(false);
+                        }
+
+                        if (compression == WireCompression.None)
+                        {
+                            if (ringStep.Op == RingOp.Reduce)
+                            {
+                                Kernels.Add(target.Span, incoming.Span);
+                            }
+                            else
+                            {
+                                incoming.Span.CopyTo(target.Span);
+                            }
+                        }
+                        else if (ringStep.Op == RingOp.Reduce)
+                        {
+                            HalfCodec.DecodeAdd(compression, incoming.Span, target.Span);
+                            if (k == reduceScatterSteps - 1)
+                            {
+                                // This peer owns the finished sum of this segment; the others will hold it as
+                                // decoded from the wire, so round this copy the same way.
+                                HalfCodec.Round(compression, target.Span);
+                            }
                         }
                         else
                         {
-                            incoming.Span.CopyTo(target.Span);
+                            HalfCodec.Decode(compression, incoming.Span, target.Span);
                         }
                     }
-                    else if (ringStep.Op == RingOp.Reduce)
+                    finally
                     {
-                        HalfCodec.DecodeAdd(compression, incoming.Span, target.Span);
-                        if (k == reduceScatterSteps - 1)
-                        {
-                            // This peer owns the finished sum of this segment; the others will hold it as
-                            // decoded from the wire, so round this copy the same way.
-                            HalfCodec.Round(compression, target.Span);
-                        }
-                    }
-                    else
-                    {
-                        HalfCodec.Decode(compression, incoming.Span, target.Span);
+                        // Merged (or failed): the transport may reuse the chunk's memory from here on.
+                        transport.Release(incoming);
                     }
 
                     received.Advance();

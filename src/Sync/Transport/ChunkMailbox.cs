@@ -5,15 +5,35 @@ namespace ActorTrain.Sync.Transport;
 /// matched on (sending peer, <see cref="ChunkKey"/>). Either side may come first. A transport keeps
 /// one mailbox per peer and delivers whatever the network hands it; the mailbox drops duplicates and
 /// chunks of generations the world has already left.
+/// <para>
+/// A mailbox made with a discard callback hands every chunk it accepted for delivery but will never
+/// give to a receive (a duplicate, a stale or dropped generation, one still pending or arriving when
+/// the mailbox is closed) to that callback exactly once, outside its lock, so a transport can take
+/// pooled memory back. A chunk given to a receive belongs to the receiver.
+/// </para>
 /// </summary>
 public sealed class ChunkMailbox
 {
     private readonly Lock gate = new();
+    private readonly Action<ReadOnlyMemory<float>>? discard;
     private readonly Dictionary<Slot, ReadOnlyMemory<float>> pending = new();
     private readonly Dictionary<Slot, TaskCompletionSource<ReadOnlyMemory<float>>> waiters = new();
     private long lowestLiveGeneration = long.MinValue;
     private long duplicatesDropped;
     private long staleDropped;
+    private bool closed;
+
+    /// <summary>A mailbox whose dropped chunks are left to the garbage collector.</summary>
+    public ChunkMailbox()
+    {
+    }
+
+    /// <summary>A mailbox that hands every chunk it drops to <paramref name="discard"/>.</summary>
+    public ChunkMailbox(Action<ReadOnlyMemory<float>> discard)
+    {
+        ArgumentNullException.ThrowIfNull(discard);
+        this.discard = discard;
+    }
 
     /// <summary>Chunks refused because the same key from the same peer was already waiting to be taken.</summary>
     public long DuplicatesDropped
@@ -42,30 +62,41 @@ public sealed class ChunkMailbox
     /// <summary>
     /// Hands a chunk to its receive, or keeps it until that receive comes. Returns false (and counts
     /// the chunk) when it is a duplicate of one still pending or belongs to a dropped generation.
-    /// The mailbox keeps <paramref name="data"/> as given: the caller must not reuse its memory.
+    /// The mailbox keeps <paramref name="data"/> as given: the caller must not reuse its memory. A
+    /// closed mailbox drops every chunk (returning false, counting none).
     /// </summary>
     public bool Deliver(int fromPeer, ChunkKey key, ReadOnlyMemory<float> data)
     {
         var slot = new Slot(fromPeer, key);
-        TaskCompletionSource<ReadOnlyMemory<float>>? waiter;
+        TaskCompletionSource<ReadOnlyMemory<float>>? waiter = null;
         lock (gate)
         {
-            if (key.Generation < lowestLiveGeneration)
+            if (closed)
+            {
+                // Dropped without counting: nothing will ever receive again.
+            }
+            else if (key.Generation < lowestLiveGeneration)
             {
                 staleDropped++;
-                return false;
             }
-
-            if (!waiters.Remove(slot, out waiter))
+            else if (waiters.Remove(slot, out var waiting))
             {
-                if (!pending.TryAdd(slot, data))
-                {
-                    duplicatesDropped++;
-                    return false;
-                }
-
+                waiter = waiting;
+            }
+            else if (pending.TryAdd(slot, data))
+            {
                 return true;
             }
+            else
+            {
+                duplicatesDropped++;
+            }
+        }
+
+        if (waiter is null)
+        {
+            discard?.Invoke(data);
+            return false;
         }
 
         // Completed outside the lock; the receiver's continuation runs asynchronously anyway.
@@ -89,6 +120,11 @@ public sealed class ChunkMailbox
         TaskCompletionSource<ReadOnlyMemory<float>> waiter;
         lock (gate)
         {
+            if (closed)
+            {
+                return ValueTask.FromException<ReadOnlyMemory<float>>(Closed());
+            }
+
             if (key.Generation < lowestLiveGeneration)
             {
                 return ValueTask.FromException<ReadOnlyMemory<float>>(StaleGeneration(key.Generation, lowestLiveGeneration));
@@ -121,14 +157,14 @@ public sealed class ChunkMailbox
     public int DropGenerationsBefore(long generation)
     {
         var abandoned = new List<TaskCompletionSource<ReadOnlyMemory<float>>>();
-        int dropped = 0;
+        var discarded = new List<ReadOnlyMemory<float>>();
         lock (gate)
         {
             lowestLiveGeneration = Math.Max(lowestLiveGeneration, generation);
             foreach (var slot in pending.Keys.Where(s => s.Key.Generation < generation).ToList())
             {
-                pending.Remove(slot);
-                dropped++;
+                pending.Remove(slot, out var data);
+                discarded.Add(data);
             }
 
             foreach (var slot in waiters.Keys.Where(s => s.Key.Generation < generation).ToList())
@@ -144,8 +180,55 @@ public sealed class ChunkMailbox
                 $"Receive abandoned: generation {generation} replaced the generation it was waiting in."));
         }
 
-        return dropped;
+        Discard(discarded);
+        return discarded.Count;
     }
+
+    /// <summary>
+    /// Ends the mailbox: pending chunks are discarded, waiting receives fail with
+    /// <see cref="ObjectDisposedException"/>, and from now on every delivery is discarded and every
+    /// receive fails the same way. Calling it again does nothing.
+    /// </summary>
+    public void Close()
+    {
+        List<TaskCompletionSource<ReadOnlyMemory<float>>> abandoned;
+        List<ReadOnlyMemory<float>> discarded;
+        lock (gate)
+        {
+            if (closed)
+            {
+                return;
+            }
+
+            closed = true;
+            discarded = [.. pending.Values];
+            pending.Clear();
+            abandoned = [.. waiters.Values];
+            waiters.Clear();
+        }
+
+        foreach (var waiter in abandoned)
+        {
+            waiter.TrySetException(Closed());
+        }
+
+        Discard(discarded);
+    }
+
+    private void Discard(List<ReadOnlyMemory<float>> chunks)
+    {
+        if (discard is null)
+        {
+            return;
+        }
+
+        foreach (var chunk in chunks)
+        {
+            discard(chunk);
+        }
+    }
+
+    private static ObjectDisposedException Closed() => new(nameof(ChunkMailbox), "The mailbox is closed; no chunk will arrive.");
 
     private static OperationCanceledException StaleGeneration(long generation, long lowest) =>
         new($"Generation {generation} is no longer live (oldest live generation: {lowest}).");

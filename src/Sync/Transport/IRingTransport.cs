@@ -32,6 +32,19 @@ public interface IRingTransport
     /// <summary>Sends <paramref name="data"/> to <paramref name="peer"/>. The data may be reused by the caller as soon as the returned task completes.</summary>
     ValueTask SendAsync(int peer, ChunkKey key, ReadOnlyMemory<float> data, CancellationToken cancellationToken);
 
-    /// <summary>Waits for the chunk with <paramref name="key"/> from <paramref name="peer"/> and returns its data.</summary>
+    /// <summary>
+    /// Waits for the chunk with <paramref name="key"/> from <paramref name="peer"/> and returns its data.
+    /// The caller owns the data until it passes it to <see cref="Release"/>.
+    /// </summary>
     ValueTask<ReadOnlyMemory<float>> ReceiveAsync(int peer, ChunkKey key, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Hands back a chunk returned by <see cref="ReceiveAsync"/> once the caller has consumed it, so the
+    /// transport may reuse its memory for a later receive. Pass the memory exactly as received, at most
+    /// once, and do not read it afterwards. Optional: a chunk never released is left to the garbage
+    /// collector, and transports that do not pool ignore this (the default).
+    /// </summary>
+    void Release(ReadOnlyMemory<float> chunk)
+    {
+    }
 }

@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using ActorTrain.Sync.Transport;
 
 namespace ActorTrain.Sync.Tests.Transport;
@@ -171,6 +172,41 @@ public class ChunkMailboxTests
         });
 
         await Task.WhenAll(receiving, delivering).WaitAsync(TestData.Timeout);
+        Assert.Equal(0, mailbox.PendingCount);
+    }
+
+    [Fact]
+    public async Task Every_dropped_chunk_goes_to_the_discard_callback_once_and_a_received_one_never()
+    {
+        var discarded = new List<float[]>();
+        var mailbox = new ChunkMailbox(chunk =>
+        {
+            Assert.True(MemoryMarshal.TryGetArray(chunk, out var segment));
+            lock (discarded)
+            {
+                discarded.Add(segment.Array!);
+            }
+        });
+        float[] taken = [1], pendingOld = [2], duplicate = [3], stale = [4], pendingAtClose = [5], afterClose = [6];
+
+        Assert.True(mailbox.Deliver(0, Key(generation: 2), taken));
+        Assert.True(mailbox.Deliver(0, Key(generation: 1), pendingOld));
+        Assert.False(mailbox.Deliver(0, Key(generation: 2), duplicate));
+        var received = await mailbox.ReceiveAsync(0, Key(generation: 2), CancellationToken.None);
+        Assert.True(MemoryMarshal.TryGetArray(received, out var receivedArray));
+        Assert.Same(taken, receivedArray.Array);
+        Assert.Equal(1, mailbox.DropGenerationsBefore(2));
+        Assert.False(mailbox.Deliver(0, Key(generation: 1), stale));
+        Assert.True(mailbox.Deliver(0, Key(generation: 3), pendingAtClose));
+        var waiting = mailbox.ReceiveAsync(0, Key(generation: 4), CancellationToken.None).AsTask();
+
+        mailbox.Close();
+        mailbox.Close();
+        Assert.False(mailbox.Deliver(0, Key(generation: 5), afterClose));
+
+        Assert.Equal([duplicate, pendingOld, stale, pendingAtClose, afterClose], discarded);
+        await Assert.ThrowsAsync<ObjectDisposedException>(() => waiting.WaitAsync(TestData.Timeout));
+        await Assert.ThrowsAsync<ObjectDisposedException>(() => mailbox.ReceiveAsync(0, Key(generation: 5), CancellationToken.None).AsTask());
         Assert.Equal(0, mailbox.PendingCount);
     }
 }

@@ -21,10 +21,13 @@ namespace ActorTrain.Sync.Transport.Tcp;
 /// <remarks>
 /// One transport serves one generation. A new generation connects a new transport (with a new
 /// listener and token); the old one is disposed, which closes its connections and listener.
-/// Every received chunk is read straight into a new array that the receive then owns. Keep
-/// <see cref="MaxChunkElements"/> at or below <see cref="RecommendedMaxChunkElements"/>: larger
-/// arrays land on the large object heap, whose fresh pages cost a page fault each when the socket
-/// fills them (about a tenth of the CPU time in a measured ring, see docs/PERFORMANCE.md).
+/// Every received chunk is read straight into an array from this transport's pool, which the receive
+/// then owns until it hands it back with <see cref="Release"/>; the next chunk reuses it, so a steady
+/// ring allocates no receive buffers. A chunk never released is simply collected. Chunks the transport
+/// drops (duplicates, or still unreceived when it is disposed) go back to the pool, and a disposed
+/// transport hands out nothing more. Keep <see cref="MaxChunkElements"/> at or below
+/// <see cref="RecommendedMaxChunkElements"/>: larger arrays land on the large object heap, whose
+/// fresh pages cost a page fault each when the socket fills them (see docs/PERFORMANCE.md).
 /// </remarks>
 public sealed class TcpRingTransport : IRingTransport, IAsyncDisposable
 {
@@ -40,7 +43,8 @@ public sealed class TcpRingTransport : IRingTransport, IAsyncDisposable
     private readonly TcpListener listener;
     private readonly byte[] token;
     private readonly TcpTlsOptions? tls;
-    private readonly ChunkMailbox mailbox = new();
+    private readonly ChunkMailbox mailbox;
+    private readonly ReceiveBufferPool buffers;
     private readonly Lock gate = new();
 
     // Cancelled on dispose: stops accepting, handshakes and the receive loop.
@@ -71,6 +75,8 @@ public sealed class TcpRingTransport : IRingTransport, IAsyncDisposable
         Generation = generation;
         this.token = token;
         MaxChunkElements = maxChunkElements;
+        buffers = new ReceiveBufferPool(maxChunkElements);
+        mailbox = new ChunkMailbox(buffers.Return);
         RightNeighbour = (peerIndex + 1) % peerCount;
         LeftNeighbour = (peerIndex + peerCount - 1) % peerCount;
         ListenEndPoint = (IPEndPoint)listener.LocalEndpoint;
@@ -138,6 +144,9 @@ public sealed class TcpRingTransport : IRingTransport, IAsyncDisposable
 
     /// <summary>Received chunks not yet taken by a receive (internal: for tests).</summary>
     internal int PendingChunks => mailbox.PendingCount;
+
+    /// <summary>The pool received chunks are read into (internal: for tests).</summary>
+    internal ReceiveBufferPool ReceiveBuffers => buffers;
 
     /// <summary>
     /// Opens and starts the listener a transport will accept its left neighbour on. Port 0 picks a
@@ -269,7 +278,19 @@ public sealed class TcpRingTransport : IRingTransport, IAsyncDisposable
         return WaitForChunkAsync(peer, key, cancellationToken);
     }
 
-    /// <summary>Stops the listener, closes both connections and fails receives still waiting.</summary>
+    /// <inheritdoc />
+    /// <remarks>
+    /// Returns the chunk's array to this transport's pool. Releasing a chunk twice, or memory this
+    /// transport did not hand out, throws <see cref="InvalidOperationException"/> or
+    /// <see cref="ArgumentException"/>. Releasing after the transport is disposed is allowed (the array
+    /// is then left to the garbage collector).
+    /// </remarks>
+    public void Release(ReadOnlyMemory<float> chunk) => buffers.Return(chunk);
+
+    /// <summary>
+    /// Stops the listener, closes both connections and fails receives still waiting. Chunks received but
+    /// not taken go back to the pool, which keeps nothing from then on.
+    /// </summary>
     public async ValueTask DisposeAsync()
     {
         if (Interlocked.Exchange(ref disposed, 1) != 0)
@@ -292,6 +313,11 @@ public sealed class TcpRingTransport : IRingTransport, IAsyncDisposable
 
         // Both loops end on their own once their sockets are closed; they never throw.
         await Task.WhenAll(acceptLoop, receiveLoop).ConfigureAwait(false);
+
+        // Nothing delivers any more: what was received but not taken is discarded, and a receive
+        // arriving late fails instead of getting an array the pool may lend again.
+        mailbox.Close();
+        buffers.Close();
     }
 
     private async ValueTask<ReadOnlyMemory<float>> WaitForChunkAsync(int peer, ChunkKey key, CancellationToken cancellationToken)
@@ -639,21 +665,35 @@ public sealed class TcpRingTransport : IRingTransport, IAsyncDisposable
                     return;
                 }
 
-                // The floats are read straight into the array the mailbox hands to the receive.
-                float[] data = frame.ElementCount == 0 ? [] : GC.AllocateUninitializedArray<float>(frame.ElementCount);
-                if (data.Length > 0)
+                // The floats are read straight into a pooled array the mailbox hands to the receive;
+                // the slice keeps the chunk's exact length.
+                ReadOnlyMemory<float> data = ReadOnlyMemory<float>.Empty;
+                if (frame.ElementCount > 0)
                 {
+                    data = buffers.Rent(frame.ElementCount).AsMemory(0, frame.ElementCount);
+                    bool complete = false;
                     try
                     {
-                        await connection.ReceiveExactlyAsync(payloadView.Over(data), closing.Token).ConfigureAwait(false);
+                        complete = await connection.ReceiveExactlyAsync(payloadView.Over(data), closing.Token).ConfigureAwait(false);
                     }
                     finally
                     {
                         payloadView.Clear();
+                        if (!complete)
+                        {
+                            buffers.Return(data);
+                        }
+                    }
+
+                    if (!complete)
+                    {
+                        throw new EndOfStreamException($"peer {LeftNeighbour} closed the connection inside a frame");
                     }
                 }
 
                 Interlocked.Add(ref bytesReceived, TcpWireFormat.FrameHeaderSize + ((long)data.Length * sizeof(float)));
+
+                // A chunk the mailbox refuses has gone back to the pool through its discard callback.
                 if (!mailbox.Deliver(LeftNeighbour, frame.Key, data))
                 {
                     Interlocked.Increment(ref droppedFrames);
