@@ -204,7 +204,7 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
             if (offer is null)
             {
                 _nextRecord = ("start", 0, 0);
-                FormWorld(_members.ToList(), FreshStart(0));
+                FormWorld(_members.ToList(), FreshStart());
                 return;
             }
             // --resume: the run goes on from the furthest checkpoint any node offered, with its history.
@@ -353,7 +353,7 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         if (_regroupExpected.All(_halts.ContainsKey)) FinishRegroup();
     }
 
-    private static ResumePoint FreshStart(int sourceRank) => new(sourceRank, 1, 0, 0, 0, false, 0, 0, 0, 0, "");
+    private static ResumePoint FreshStart() => new(0, 1, 0, 0, 0, false, 0, 0, 0, 0, "");
 
     /// <summary>Going on from a trainer's state (its source rank is set when the world is ranked).</summary>
     private static ResumePoint ResumeFrom(TrainerHaltState s, string checkpointFile) =>
@@ -690,7 +690,7 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         var sourceNode = _halts[source.Node];
         var sourceLocal = Array.IndexOf(sourceNode.Trainers, source.State);
         var s = source.State;
-        var resume = s.GlobalStep < 0 ? FreshStart(0) : ResumeFrom(s, "");
+        var resume = s.GlobalStep < 0 ? FreshStart() : ResumeFrom(s, "");
         if (s.EpochFinished && _epochs.All(x => x.Epoch != s.Epoch) && s.GlobalStep >= 0)
             RecordEpoch(s.Epoch, s.GlobalStep, s.LossCount > 0 ? s.LossSum / s.LossCount : double.NaN, -1, s.SkippedInEpoch);
         _nextRecord = (_regroupReason, stepsRedone, _regroupStarted);

@@ -21,9 +21,6 @@ public static class StatusClient
     /// <summary>Where the seed registers the coordinator proxy with its receptionist.</summary>
     public const string CoordinatorServicePath = "/user/coordinator-proxy";
 
-    private const string PlainScheme = "akka.tcp://";
-    private const string TlsScheme = "akka.ssl.tcp://";
-
     /// <summary>
     /// The coordinator's status. <paramref name="seedAddress"/> is the seed's address
     /// (<c>akka.tcp://actortrain@host:port</c>; rewritten to <c>akka.ssl.tcp</c> when
@@ -54,7 +51,7 @@ public static class StatusClient
             // A failed TLS handshake makes Akka shut this system down; say so instead of waiting out the timeout.
             var first = await Task.WhenAny(ask, system.WhenTerminated).ConfigureAwait(false);
             if (first == ask) return await ask.ConfigureAwait(false);
-            if (HandshakeFailed(system))
+            if (NodeTls.ShutDownByFailedHandshake(system))
                 throw new StatusTlsException($"the TLS handshake with {seedAddress} failed: the seed refused this client's certificate, or this client refused the seed's " +
                     $"(both must chain to the CA in {TlsSettings.CaCertificatePathKey}; is TLS on in the cluster?)");
             throw new AskTimeoutException($"the status client stopped before {seedAddress} answered");
@@ -67,10 +64,7 @@ public static class StatusClient
 
     /// <summary><paramref name="seedAddress"/> in the scheme the client's remoting speaks.</summary>
     public static string ContactAddress(string seedAddress, bool tls) =>
-        tls && seedAddress.StartsWith(PlainScheme, StringComparison.Ordinal) ? TlsScheme + seedAddress[PlainScheme.Length..] : seedAddress;
-
-    private static bool HandshakeFailed(ActorSystem system) =>
-        CoordinatedShutdown.Get(system).ShutdownReason?.GetType().FullName == "Akka.Remote.Transport.DotNetty.TlsHandshakeFailureReason";
+        tls ? NodeTls.TlsAddress(seedAddress) : seedAddress;
 
     private static string Quote(string value) => NodeTls.Quote(value);
 }

@@ -78,11 +78,26 @@ public sealed class NodeTls
     public static Config RemotingConfig(Config config)
     {
         var seeds = config.HasPath("akka.cluster.seed-nodes") ? config.GetStringList("akka.cluster.seed-nodes") : [];
-        var rewritten = seeds.Select(s => s.StartsWith("akka.tcp://", StringComparison.Ordinal) ? "akka.ssl.tcp://" + s["akka.tcp://".Length..] : s);
+        var rewritten = seeds.Select(TlsAddress);
         var lines = "akka.remote.dot-netty.tcp.enable-ssl = on\n" +
             $"akka.cluster.seed-nodes = [{string.Join(", ", rewritten.Select(Quote))}]";
         return ConfigurationFactory.ParseString(lines).WithFallback(config);
     }
+
+    /// <summary>An <c>akka.tcp://</c> address in the scheme a TLS system speaks, <c>akka.ssl.tcp://</c>; other addresses unchanged.</summary>
+    public static string TlsAddress(string address) =>
+        address.StartsWith(PlainScheme, StringComparison.Ordinal) ? TlsScheme + address[PlainScheme.Length..] : address;
+
+    private const string PlainScheme = "akka.tcp://";
+    private const string TlsScheme = "akka.ssl.tcp://";
+
+    /// <summary>
+    /// Whether Akka.Remote shut <paramref name="system"/> down because its own TLS handshake with a
+    /// peer failed (the peer refused this node's certificate, or this node the peer's). Akka's
+    /// reason type is internal, so it is matched by name.
+    /// </summary>
+    public static bool ShutDownByFailedHandshake(ActorSystem system) =>
+        CoordinatedShutdown.Get(system).ShutdownReason?.GetType().FullName == "Akka.Remote.Transport.DotNetty.TlsHandshakeFailureReason";
 
     /// <summary>Akka remoting's TLS: mutual authentication, no host-name check, peers judged by <see cref="Trust"/>.</summary>
     public DotNettySslSetup RemotingSetup() =>

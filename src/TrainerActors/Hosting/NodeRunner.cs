@@ -54,10 +54,8 @@ public static class NodeRunner
         });
         if (Environment.GetEnvironmentVariable(ExitWithParentVariable) == "1") WatchParent(system, outcome);
         system.WhenTerminated.Wait();
-        // Akka.Remote shuts a node down when its own TLS handshake with a peer fails: the peer refused
-        // this node's certificate, or this node does not trust the peer's. A configuration error.
-        // (Akka's reason type is internal: matched by name.)
-        if (CoordinatedShutdown.Get(system).ShutdownReason?.GetType().FullName == "Akka.Remote.Transport.DotNetty.TlsHandshakeFailureReason")
+        // A node Akka.Remote shut down after a failed TLS handshake has a configuration error.
+        if (Cluster.Security.NodeTls.ShutDownByFailedHandshake(system))
             outcome.Set(2, "a TLS handshake with a peer failed, so Akka shut this node down: does this node's certificate " +
                 "(actortrain.tls.certificate-path) chain to the CA the cluster trusts, and does actortrain.tls.ca-certificate-path hold that CA?");
         // Nothing recorded why the system stopped: the cluster removed this node (the split-brain
