@@ -61,8 +61,11 @@ internal sealed class TlsMetricsServer : IDisposable
     /// <summary>Connections that ended without an answer: refused certificate, failed handshake, timeout, too many at once.</summary>
     public long Dropped => Interlocked.Read(ref _dropped);
 
-    /// <summary>Requests answered (any status code).</summary>
+    /// <summary>Requests answered (any status code); counted once the answer is flushed, which can be after the client has read it.</summary>
     public long Served => Interlocked.Read(ref _served);
+
+    /// <summary>Connections accepted and not yet closed.</summary>
+    public int Open => Volatile.Read(ref _open);
 
     /// <summary>Why the last client certificate was refused, or null.</summary>
     public string? LastRefusal => Volatile.Read(ref _lastRefusal);

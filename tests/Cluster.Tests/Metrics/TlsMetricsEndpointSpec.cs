@@ -40,6 +40,8 @@ public sealed class TlsMetricsEndpointSpec : IDisposable
         var text = await client.GetStringAsync(endpoint.Url);
         Assert.Equal(1, Exposition.Parse(text).Value("actortrain_steps_completed_total"));
         Assert.All(Exposition.Parse(text), s => Assert.Equal("node-0", s.Labels["node"]));
+        // Counted after the server's flush, which the client may not wait for.
+        await TlsWaits.UntilAsync(() => endpoint.Tls!.Served >= 2, "both scrapes are counted as served");
         Assert.Equal(2, endpoint.Tls!.Served);
     }
 

@@ -111,9 +111,13 @@ public class GarbageOnPortsSpec
             // Answered and closed before the client had written it all: the write or the read is reset.
         }
 
+        // The server counts an answer after flushing it, so the client can have read it first: wait until every
+        // earlier connection is closed before reading the count, and until the scrape is counted after.
+        await TlsWaits.UntilAsync(() => endpoint.Tls!.Open == 0, "the earlier connections are closed");
         using var client = tls.Client(tls.Scraper);
         var servedBefore = endpoint.Tls!.Served;
         Assert.Contains("actortrain_generation{node=\"node-0\"} 3", await client.GetStringAsync(endpoint.Url));
+        await TlsWaits.UntilAsync(() => endpoint.Tls.Served >= servedBefore + 1, "the scrape is counted as served");
         Assert.Equal(servedBefore + 1, endpoint.Tls.Served);
         var strangers = Garbage().Count() + BadHttpRequests().Count() + 1;
         await TlsWaits.UntilAsync(() => endpoint.Tls.Dropped >= strangers, $"the {strangers} strangers are counted as dropped");
