@@ -101,6 +101,7 @@ public sealed record ActorTrainSettings
                 TcpChunkSizeBytes = (int)c.Bytes("actortrain.sync.tcp-chunk-size", min: 1024, max: 64L << 20),
                 TcpPort = c.Int("actortrain.sync.tcp-port", min: 0, max: 65535),
                 Compression = c.Enum("actortrain.sync.compression", WireCompressionNames.All.ToDictionary(n => n, n => n)),
+                OverlapBackward = c.Bool("actortrain.sync.overlap-backward"),
             },
             MkldnnEnabled = c.Bool("actortrain.torch.mkldnn"),
             ProgressBar = c.Bool("actortrain.progress-bar"),
@@ -256,6 +257,8 @@ public sealed record SyncSettings
     public required int TcpPort { get; init; }
     /// <summary>none | fp16 | bf16: the format of gradient chunks on the cross-node ring (<see cref="WireCompressionNames"/>).</summary>
     public required string Compression { get; init; }
+    /// <summary>Reduce each bucket as soon as backward has produced its gradients (CPU trainers).</summary>
+    public required bool OverlapBackward { get; init; }
 
     /// <summary>Chunk size of the chosen cross-node transport.</summary>
     public int TransportChunkSizeBytes => Transport == "tcp" ? TcpChunkSizeBytes : ChunkSizeBytes;

@@ -152,7 +152,7 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
         // Until the world tells how many trainers share this machine, assume only this node's.
         var threads = _settings.Node.EffectiveIntraOpThreads(devices.Count);
         for (var i = 0; i < devices.Count; i++)
-            _trainers.Add(Context.ActorOf(TrainerActor.Props(_job, i, devices[i], threads, _settings.Sync.BucketSizeBytes, _settings.Training.Seed), $"trainer-{i}"));
+            _trainers.Add(Context.ActorOf(TrainerActor.Props(_job, i, devices[i], threads, _settings.Sync.BucketSizeBytes, _settings.Training.Seed, _settings.Sync.OverlapBackward), $"trainer-{i}"));
         foreach (var t in _trainers) Context.Watch(t);
         ProgressLine.Info("Node {0}: {1} trainer(s) on {2}, oneDNN {3}", _nodeName, devices.Count,
             string.Join(",", devices.Select(d => d.ToString())), _settings.MkldnnEnabled ? "on" : "off");

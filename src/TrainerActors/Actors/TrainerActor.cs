@@ -29,6 +29,7 @@ public sealed class TrainerActor : ReceiveActor
     private readonly int _intraOpThreads;
     private readonly long _bucketSizeBytes;
     private readonly int _seed;
+    private readonly bool _overlapBackward;
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private Replica _replica = null!;
     private IBatchSource _train = null!;
@@ -68,8 +69,9 @@ public sealed class TrainerActor : ReceiveActor
     private readonly List<LossSample> _lossCurve = [];
     private const int MaxLossCurvePoints = 2000;
 
-    public TrainerActor(TrainingJob job, int localRank, Device device, int intraOpThreads, long bucketSizeBytes, int seed)
+    public TrainerActor(TrainingJob job, int localRank, Device device, int intraOpThreads, long bucketSizeBytes, int seed, bool overlapBackward = false)
     {
+        _overlapBackward = overlapBackward;
         _job = job;
         _localRank = localRank;
         _device = device;
@@ -84,8 +86,8 @@ public sealed class TrainerActor : ReceiveActor
         Receive<FinishTrainer>(OnFinish);
     }
 
-    public static Props Props(TrainingJob job, int localRank, Device device, int intraOpThreads, long bucketSizeBytes, int seed) =>
-        Akka.Actor.Props.Create(() => new TrainerActor(job, localRank, device, intraOpThreads, bucketSizeBytes, seed))
+    public static Props Props(TrainingJob job, int localRank, Device device, int intraOpThreads, long bucketSizeBytes, int seed, bool overlapBackward = false) =>
+        Akka.Actor.Props.Create(() => new TrainerActor(job, localRank, device, intraOpThreads, bucketSizeBytes, seed, overlapBackward))
             .WithDispatcher("actortrain.trainer-dispatcher");
 
     private bool IsRankZero => _world.GlobalRank == 0;
@@ -95,6 +97,8 @@ public sealed class TrainerActor : ReceiveActor
         // Per-thread in libtorch's OpenMP pool: this trainer's thread gets its share of the cores.
         torch.set_num_threads(_intraOpThreads);
         _replica = new Replica(_job, _seed, _device, _bucketSizeBytes);
+        if (_overlapBackward && _device.type == DeviceType.CPU) _replica.EnableOverlap($"actortrain-reduce-{_localRank}");
+        else if (_overlapBackward) _log.Info("Trainer {0}: buckets are reduced after backward (overlap-backward is for CPU trainers; this one is on {1})", _localRank, _device);
         _train = _job.LoadTrainingData();
         _test = _job.LoadTestData();
         _sampler = new DistributedSampler(_train.Count, _seed);
@@ -108,6 +112,9 @@ public sealed class TrainerActor : ReceiveActor
         _world = c;
         torch.set_num_threads(c.IntraOpThreads);
         _replica.UseBucketSize(c.Plan.BucketSizeBytes);
+        if (_replica.Overlap is { } overlap)
+            _log.Info("Trainer {0}: {1} of {2} bucket(s) can start reducing during backward ({3} modules signal it)",
+                _localRank, overlap.EarlyBuckets, _replica.Layout.Buckets.Count, overlap.HookedModules);
         if (_sampler.Seed != c.Plan.Seed) _sampler = new DistributedSampler(_train.Count, c.Plan.Seed);
         _compression = WireCompressionNames.Parse(c.Plan.Compression);
         if (_sampler.StepsLeft(0, c.WorldSize, c.Plan.BatchSize * c.Plan.AccumulationSteps) == 0)
@@ -212,12 +219,24 @@ public sealed class TrainerActor : ReceiveActor
     /// </summary>
     private bool TryCollective(long step, Action<CancellationToken> collective)
     {
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(_world.GenerationCancelled);
-        timeout.CancelAfter(_world.StepTimeout);
+        using var deadline = StepDeadline();
+        return TryCollective(step, deadline, collective);
+    }
+
+    /// <summary>Cancelled when the generation ends or after the step timeout.</summary>
+    private CancellationTokenSource StepDeadline()
+    {
+        var deadline = CancellationTokenSource.CreateLinkedTokenSource(_world.GenerationCancelled);
+        deadline.CancelAfter(_world.StepTimeout);
+        return deadline;
+    }
+
+    private bool TryCollective(long step, CancellationTokenSource deadline, Action<CancellationToken> collective)
+    {
         string? broken = null;
         try
         {
-            collective(timeout.Token);
+            collective(deadline.Token);
             return true;
         }
         catch (OperationCanceledException) when (_world.RunCancelled.IsCancellationRequested)
@@ -258,14 +277,36 @@ public sealed class TrainerActor : ReceiveActor
         var batch = _world.Plan.BatchSize;
         // Gradient accumulation: k micro-batches, each the next global batch of the epoch's order; one reduction.
         var k = _world.Plan.AccumulationSteps;
+        // The step timeout counts from here: with the overlap, buckets are reduced during backward.
+        using var deadline = StepDeadline();
+        var overlapped = _replica.Overlap?.Begin(
+            new ReductionTarget(_world.IntraNode, _localRank, _world.CrossNode, _world.Generation, _compression, _world.Progress.SetWaitingBucket),
+            _globalStep, deadline.Token);
         var loss = 0f;
-        for (var m = 0; m < k; m++)
+        try
         {
-            var indices = DistributedSampler.Batch(_order, _samplesDone + (long)m * _world.WorldSize * batch, _world.WorldSize, _world.GlobalRank, batch);
-            loss += _replica.ForwardBackward(indices, _train, m, k) / k;
+            for (var m = 0; m < k; m++)
+            {
+                var indices = DistributedSampler.Batch(_order, _samplesDone + (long)m * _world.WorldSize * batch, _world.WorldSize, _world.GlobalRank, batch);
+                loss += _replica.ForwardBackward(indices, _train, m, k, signalBackward: overlapped is not null && m == k - 1) / k;
+            }
         }
-        var nonFinite = _replica.GradientsToBuckets(loss);
-        _replica.VoteToPause(_pauseRequested);
+        catch
+        {
+            // Buckets already reducing use the buffers: wait for them before anything else does.
+            overlapped?.Abort();
+            throw;
+        }
+        int nonFinite;
+        if (overlapped is null)
+        {
+            nonFinite = _replica.GradientsToBuckets(loss);
+            _replica.VoteToPause(_pauseRequested);
+        }
+        else
+        {
+            nonFinite = overlapped.Finish(loss, _pauseRequested);
+        }
         var computeMs = stepWatch.Elapsed.TotalMilliseconds;
         if (nonFinite > 0)
         {
@@ -274,8 +315,10 @@ public sealed class TrainerActor : ReceiveActor
         }
 
         var sync = default(SyncTimings);
-        if (!TryCollective(_globalStep, ct => sync = _replica.ReduceBuckets(_world.IntraNode, _localRank, _world.CrossNode, _world.Generation, _globalStep, ct,
-                _world.Progress.SetWaitingBucket, _compression)))
+        if (!TryCollective(_globalStep, deadline, ct => sync = overlapped is not null
+                ? overlapped.Wait()
+                : _replica.ReduceBuckets(_world.IntraNode, _localRank, _world.CrossNode, _world.Generation, _globalStep, ct,
+                    _world.Progress.SetWaitingBucket, _compression)))
             return;
         _world.Progress.SetWaitingBucket(-1);
 

@@ -70,6 +70,29 @@ public sealed class Replica : IDisposable
         if (Layout is not null && Layout.BucketCapacityBytes == bucketSizeBytes) return;
         Layout = BucketLayout.Create(Specs, bucketSizeBytes, extraElements: ExtraSlots);
         Buffers = Layout.Buckets.Select(b => new float[b.Length]).ToArray();
+        if (Overlap is { } overlap)
+        {
+            // The overlap maps parameters to buckets: a new layout needs a new one.
+            overlap.Dispose();
+            Overlap = new BackwardOverlap(this, Model, _parameters, _overlapThreadName!);
+        }
+    }
+
+    /// <summary>Set by <see cref="EnableOverlap"/>: reduces buckets while backward runs. Null: reduction after backward.</summary>
+    public BackwardOverlap? Overlap { get; private set; }
+
+    private string? _overlapThreadName;
+
+    /// <summary>
+    /// Puts the backward signals on the model (see <see cref="BackwardOverlap"/>); its reductions run
+    /// on a thread of their own named <paramref name="threadName"/>. CPU replicas only.
+    /// </summary>
+    public BackwardOverlap EnableOverlap(string threadName)
+    {
+        if (Device.type != DeviceType.CPU)
+            throw new NotSupportedException($"overlapping backward with the reduction needs a CPU replica; this one is on {Device}");
+        _overlapThreadName = threadName;
+        return Overlap ??= new BackwardOverlap(this, Model, _parameters, threadName);
     }
 
     /// <summary>Hash of parameter names, shapes and dtypes; equal for equal model definitions.</summary>
@@ -87,19 +110,30 @@ public sealed class Replica : IDisposable
     /// is scaled by 1/k before backward, so that for a mean loss the k calls leave the gradient of one
     /// batch of k × batch-size samples (up to float rounding).
     /// </summary>
-    public float ForwardBackward(ReadOnlySpan<int> indices, IBatchSource data, int microBatch = 0, int microBatches = 1)
+    /// With <paramref name="signalBackward"/> (the last micro-batch of a step whose
+    /// <see cref="BackwardOverlap.Pass"/> has begun), buckets start reducing while backward runs.
+    public float ForwardBackward(ReadOnlySpan<int> indices, IBatchSource data, int microBatch = 0, int microBatches = 1, bool signalBackward = false)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(microBatches);
         if (microBatch < 0 || microBatch >= microBatches)
             throw new ArgumentOutOfRangeException(nameof(microBatch), microBatch, $"must be in 0..{microBatches - 1}");
+        if (signalBackward && Overlap is null) throw new InvalidOperationException("signalBackward needs EnableOverlap first");
         using var scope = torch.NewDisposeScope();
         if (microBatch == 0) Optimizer.zero_grad();
         var (input, target) = data.GetBatch(indices, Device);
-        var output = Model.call(input);
-        var loss = _job.ComputeLoss(output, target);
-        if (microBatches == 1) loss.backward();
-        else loss.div(microBatches).backward();
-        return loss.item<float>();
+        Overlap?.Arm(signalBackward);
+        try
+        {
+            var output = Model.call(input);
+            var loss = _job.ComputeLoss(output, target);
+            if (microBatches == 1) loss.backward();
+            else loss.div(microBatches).backward();
+            return loss.item<float>();
+        }
+        finally
+        {
+            Overlap?.Arm(false);
+        }
     }
 
     /// <summary>
@@ -110,15 +144,29 @@ public sealed class Replica : IDisposable
     /// </summary>
     public int GradientsToBuckets(float loss)
     {
-        for (var b = 0; b < Buffers.Length; b++)
-            foreach (var e in Layout.Buckets[b].Entries)
-                CopyOut(_parameters[e.ParameterIndex].grad, Buffers[b].AsSpan(e.Offset, e.Count));
-
         var nonFinite = 0;
-        for (var b = 0; b < Buffers.Length; b++) nonFinite += Kernels.CountNonFinite(GradientPart(b));
+        for (var b = 0; b < Buffers.Length; b++) nonFinite += FillBucket(b);
+        if (nonFinite > 0 || !float.IsFinite(loss))
+            foreach (var buffer in Buffers) Array.Clear(buffer);
+        return SetCounters(nonFinite, loss);
+    }
+
+    /// <summary>Copies the gradients of bucket <paramref name="bucket"/> into its buffer; returns how many are not finite.</summary>
+    internal int FillBucket(int bucket)
+    {
+        foreach (var e in Layout.Buckets[bucket].Entries)
+            CopyOut(_parameters[e.ParameterIndex].grad, Buffers[bucket].AsSpan(e.Offset, e.Count));
+        return Kernels.CountNonFinite(GradientPart(bucket));
+    }
+
+    /// <summary>
+    /// Writes this replica's counters into the last bucket: withheld (1 and no loss) when any gradient value
+    /// or the loss is not finite. Returns the non-finite count to report (at least 1 when withheld).
+    /// </summary>
+    internal int SetCounters(int nonFinite, float loss)
+    {
         if (nonFinite > 0 || !float.IsFinite(loss))
         {
-            foreach (var buffer in Buffers) Array.Clear(buffer);
             Extra[NonFiniteSlot] = 1;
             Extra[LossSlot] = 0;
             return Math.Max(nonFinite, 1);
@@ -127,6 +175,9 @@ public sealed class Replica : IDisposable
         Extra[LossSlot] = loss;
         return 0;
     }
+
+    /// <summary>Clears the gradients (not the counters) of the bucket that carries the counters.</summary>
+    internal void ClearLastBucketGradients() => GradientPart(Layout.ExtraOffset.Bucket).Clear();
 
     /// <summary>Before the reduction (after <see cref="GradientsToBuckets"/>): this replica's vote to pause after the step.</summary>
     public void VoteToPause(bool pause) => Extra[PauseSlot] = pause ? 1 : 0;
@@ -337,6 +388,7 @@ public sealed class Replica : IDisposable
 
     public void Dispose()
     {
+        Overlap?.Dispose();
         Optimizer.Dispose();
         Model.Dispose();
     }

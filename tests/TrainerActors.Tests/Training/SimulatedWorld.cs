@@ -68,6 +68,13 @@ internal sealed class SimulatedWorld : IDisposable
             compression: compression);
     }
 
+    /// <summary>Where rank <paramref name="rank"/>'s buckets go: the same collectives as <see cref="Reduce"/>.</summary>
+    public ReductionTarget Target(int rank, WireCompression compression = WireCompression.None)
+    {
+        var (node, local) = (rank / LocalSize, rank % LocalSize);
+        return new ReductionTarget(_intra[node], local, Nodes > 1 ? _lanes[local][node] : null, Generation: 1, compression);
+    }
+
     public void Broadcast(int rank)
     {
         var (node, local) = (rank / LocalSize, rank % LocalSize);

@@ -1,0 +1,298 @@
+using System.Collections.Concurrent;
+using System.Runtime.ExceptionServices;
+using ActorTrain.Sync;
+using ActorTrain.Sync.Collectives;
+using ActorTrain.Sync.Compression;
+using ActorTrain.Sync.Transport;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace ActorTrain.TrainerActors.Training;
+
+/// <summary>Where and how a step's buckets are reduced: the same arguments as <see cref="Replica.ReduceBuckets"/>.</summary>
+public sealed record ReductionTarget(
+    IIntraNodeCollective IntraNode,
+    int LocalRank,
+    IRingTransport? CrossNode,
+    long Generation,
+    WireCompression Compression = WireCompression.None,
+    Action<int>? BucketStarted = null);
+
+/// <summary>
+/// Overlaps backward with the gradient reduction (what DDP does with autograd hooks). A
+/// <see cref="GradientReadySignal"/> is put on the input of every module that owns parameters, so
+/// backward reports when that module's parameter gradients are complete. Once every parameter of
+/// a bucket is complete, the bucket is copied out and its all-reduce starts on this replica's
+/// reducer thread, while backward goes on with the earlier layers. Buckets start strictly in
+/// index order (the order every replica reduces them in); whatever backward did not report
+/// (a module whose input needs no gradient, such as the first layer; parameters no hooked module
+/// owns alone) goes when backward has returned. The reduced bytes are those of the reduction
+/// after backward: the same buckets, the same order, the same collective.
+/// CPU only: on CUDA, backward returns before the kernels that compute the gradients have run.
+/// </summary>
+public sealed class BackwardOverlap : IDisposable
+{
+    private readonly Replica _replica;
+    private readonly List<Action> _unhook = [];
+    private readonly int[][] _parametersOfModule;
+    private readonly int[] _bucketOfParameter;
+    private readonly int[] _signalledParametersPerBucket;
+    private readonly BlockingCollection<Action> _work = new();
+    private readonly Thread _reducer;
+    private Pass? _pass;
+    private bool _armed;
+
+    internal BackwardOverlap(Replica replica, nn.Module model, IReadOnlyList<Parameter> parameters, string threadName)
+    {
+        _replica = replica;
+        var indexOf = new Dictionary<IntPtr, int>();
+        for (var i = 0; i < parameters.Count; i++) indexOf[parameters[i].Handle] = i;
+
+        // Modules that own parameters directly and take one tensor. A parameter owned by two modules
+        // (tied weights) is complete only after both have run backward: it is left to the end.
+        var owners = new int[parameters.Count];
+        var candidates = new List<(nn.Module<Tensor, Tensor> Module, int[] Parameters)>();
+        foreach (var (_, module) in model.named_modules())
+        {
+            var own = module.named_parameters(recurse: false)
+                .Select(p => indexOf.TryGetValue(p.parameter.Handle, out var i) ? i : -1)
+                .Where(i => i >= 0)
+                .ToArray();
+            foreach (var i in own) owners[i]++;
+            if (own.Length > 0 && module is nn.Module<Tensor, Tensor> hookable) candidates.Add((hookable, own));
+        }
+
+        var modules = new List<int[]>();
+        foreach (var (module, own) in candidates)
+        {
+            var alone = own.Where(i => owners[i] == 1).ToArray();
+            if (alone.Length == 0) continue;
+            var index = modules.Count;
+            modules.Add(alone);
+            _unhook.Add(module.register_forward_pre_hook((_, input) => OnForward(index, input)).remove);
+        }
+        _parametersOfModule = modules.ToArray();
+
+        var layout = replica.Layout;
+        _bucketOfParameter = new int[parameters.Count];
+        foreach (var bucket in layout.Buckets)
+            foreach (var e in bucket.Entries)
+                _bucketOfParameter[e.ParameterIndex] = bucket.Index;
+        _signalledParametersPerBucket = new int[layout.Buckets.Count];
+        foreach (var m in _parametersOfModule)
+            foreach (var p in m)
+                _signalledParametersPerBucket[_bucketOfParameter[p]]++;
+        Layout = layout;
+
+        _reducer = new Thread(() =>
+        {
+            foreach (var item in _work.GetConsumingEnumerable()) item();
+        })
+        { IsBackground = true, Name = threadName };
+        _reducer.Start();
+    }
+
+    /// <summary>The bucket layout the overlap was built for; the replica builds a new overlap when it changes.</summary>
+    internal Sync.Buckets.BucketLayout Layout { get; }
+
+    /// <summary>Number of modules whose backward is signalled.</summary>
+    public int HookedModules => _parametersOfModule.Length;
+
+    /// <summary>
+    /// Buckets that can start before backward returns: every parameter in them belongs to a hooked
+    /// module, and it is not the last bucket (that one carries the step's counters and goes after backward).
+    /// </summary>
+    public int EarlyBuckets => Layout.Buckets.SkipLast(1).Count(b => b.Entries.Count > 0 && _signalledParametersPerBucket[b.Index] == b.Entries.Count);
+
+    /// <summary>
+    /// Starts a step: from now until <see cref="Pass.Finish"/>, buckets whose gradients are complete
+    /// are reduced with <paramref name="target"/> under <paramref name="cancellationToken"/>.
+    /// </summary>
+    public Pass Begin(ReductionTarget target, long step, CancellationToken cancellationToken)
+    {
+        if (_pass is { Finished: false }) throw new InvalidOperationException("the previous step's reduction has not finished");
+        _pass = new Pass(this, target, step, cancellationToken);
+        return _pass;
+    }
+
+    /// <summary>While armed, forward puts the signals in and backward fires them (the last micro-batch of a step).</summary>
+    internal void Arm(bool armed) => _armed = armed;
+
+    private Tensor OnForward(int module, Tensor input)
+    {
+        if (!_armed || _pass is not { } pass) return input;
+        if (!input.requires_grad)
+        {
+            // Nothing flows back through this input (the first layer): the module's gradients wait for the end.
+            pass.Unsignalled(module);
+            return input;
+        }
+        pass.Called(module);
+        return GradientReadySignal.Wrap(input, () => pass.Fired(module));
+    }
+
+    public void Dispose()
+    {
+        foreach (var unhook in _unhook) unhook();
+        _unhook.Clear();
+        _work.CompleteAdding();
+        _reducer.Join();
+        _work.Dispose();
+    }
+
+    /// <summary>One step's overlapped reduction.</summary>
+    public sealed class Pass
+    {
+        private readonly BackwardOverlap _owner;
+        private readonly ReductionTarget _target;
+        private readonly long _step;
+        private readonly CancellationTokenSource _cancel;
+        private readonly int[] _calls;
+        private readonly int[] _fired;
+        private readonly bool[] _unsignalled;
+        private readonly int[] _waitingParameters;
+        private readonly object _gate = new();
+        private int _nextBucket;
+        private int _outstanding;
+        private int _nonFinite;
+        private double _intraMs;
+        private double _crossMs;
+        private ExceptionDispatchInfo? _failure;
+
+        internal Pass(BackwardOverlap owner, ReductionTarget target, long step, CancellationToken cancellationToken)
+        {
+            _owner = owner;
+            _target = target;
+            _step = step;
+            _cancel = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            var modules = owner._parametersOfModule.Length;
+            _calls = new int[modules];
+            _fired = new int[modules];
+            _unsignalled = new bool[modules];
+            _waitingParameters = owner.Layout.Buckets.Select(b => b.Entries.Count).ToArray();
+        }
+
+        /// <summary>Buckets whose reduction started before <see cref="Finish"/>.</summary>
+        public int StartedDuringBackward { get; private set; }
+
+        internal bool Finished { get; private set; }
+
+        internal void Called(int module) => _calls[module]++;
+
+        internal void Unsignalled(int module) => _unsignalled[module] = true;
+
+        /// <summary>
+        /// Runs inside backward, called from native code: it must not throw. A module called several
+        /// times in forward is complete when the signal of every call has fired.
+        /// </summary>
+        internal void Fired(int module)
+        {
+            try
+            {
+                if (++_fired[module] != _calls[module] || _unsignalled[module]) return;
+                foreach (var p in _owner._parametersOfModule[module]) _waitingParameters[_owner._bucketOfParameter[p]]--;
+                StartCompleteBuckets(lastAllowed: _waitingParameters.Length - 2);
+            }
+            catch (Exception e)
+            {
+                lock (_gate) _failure ??= ExceptionDispatchInfo.Capture(e);
+                _cancel.Cancel();
+            }
+        }
+
+        /// <summary>
+        /// After backward: copies and starts every bucket not started yet, the last with the step's
+        /// counters (<see cref="Replica.GradientsToBuckets"/>'s rules). Returns the number of
+        /// non-finite gradient values this replica found.
+        /// </summary>
+        public int Finish(float loss, bool voteToPause)
+        {
+            _owner.Arm(false);
+            Array.Clear(_waitingParameters);
+            StartCompleteBuckets(lastAllowed: _waitingParameters.Length - 2);
+            var last = _waitingParameters.Length - 1;
+            var replica = _owner._replica;
+            _nonFinite += replica.FillBucket(last);
+            // Buckets already on their way cannot be withheld; a non-finite value in them makes the sum
+            // non-finite, which every replica sees, so the step is skipped everywhere all the same.
+            if (_nonFinite > 0 || !float.IsFinite(loss)) replica.ClearLastBucketGradients();
+            _nonFinite = replica.SetCounters(_nonFinite, loss);
+            replica.VoteToPause(voteToPause);
+            Start(last);
+            Finished = true;
+            return _nonFinite;
+        }
+
+        /// <summary>Blocks until every started bucket is reduced; rethrows the first failure (a cancellation included).</summary>
+        public SyncTimings Wait()
+        {
+            lock (_gate)
+            {
+                while (_outstanding > 0) Monitor.Wait(_gate);
+            }
+            _cancel.Dispose();
+            _failure?.Throw();
+            return new SyncTimings(_intraMs, _crossMs);
+        }
+
+        /// <summary>Backward failed: stops what was started and waits for it, so the buffers are free again.</summary>
+        public void Abort()
+        {
+            _owner.Arm(false);
+            Finished = true;
+            _cancel.Cancel();
+            lock (_gate)
+            {
+                while (_outstanding > 0) Monitor.Wait(_gate);
+            }
+            _cancel.Dispose();
+        }
+
+        private void StartCompleteBuckets(int lastAllowed)
+        {
+            while (_nextBucket <= lastAllowed && _waitingParameters[_nextBucket] == 0)
+            {
+                _nonFinite += _owner._replica.FillBucket(_nextBucket);
+                if (!Finished && _owner._armed) StartedDuringBackward++;
+                Start(_nextBucket);
+            }
+        }
+
+        private void Start(int bucket)
+        {
+            _nextBucket = bucket + 1;
+            lock (_gate) _outstanding++;
+            var token = _cancel.Token;
+            _owner._work.Add(() =>
+            {
+                try
+                {
+                    token.ThrowIfCancellationRequested();
+                    _target.BucketStarted?.Invoke(bucket);
+                    var t = HierarchicalAllReduce.Run(_target.IntraNode, _target.LocalRank, _target.CrossNode, _owner._replica.Buffers[bucket],
+                        _target.Generation, _step, bucket, token, _target.Compression);
+                    lock (_gate)
+                    {
+                        _intraMs += t.IntraNodeMs;
+                        _crossMs += t.CrossNodeMs;
+                    }
+                }
+                catch (Exception e)
+                {
+                    // The first failure is the one to report; the buckets queued after it end at once.
+                    lock (_gate) _failure ??= ExceptionDispatchInfo.Capture(e);
+                    _cancel.Cancel();
+                }
+                finally
+                {
+                    lock (_gate)
+                    {
+                        _outstanding--;
+                        Monitor.PulseAll(_gate);
+                    }
+                }
+            });
+        }
+    }
+}
