@@ -1,4 +1,3 @@
-using System.Runtime.InteropServices;
 using ActorTrain.Cluster.Metrics;
 using ActorTrain.Cluster.Protocol;
 using ActorTrain.Sync.Transport;
@@ -10,7 +9,8 @@ namespace ActorTrain.Cluster.Transport;
 /// Sync's ring transport over Akka remoting: a chunk is one <see cref="GradientChunk"/> message
 /// from this node's ring position to a neighbour's <see cref="GradientEndpointActor"/>, which
 /// hands it to that node's <see cref="ChunkMailbox"/>. Chunks stay below the remoting frame
-/// size (actortrain.sync.chunk-size).
+/// size (actortrain.sync.chunk-size); <see cref="Serialization.GradientChunkSerializer"/> puts
+/// their floats on the wire as they are.
 /// </summary>
 public sealed class AkkaRingTransport : IRingTransport
 {
@@ -36,9 +36,11 @@ public sealed class AkkaRingTransport : IRingTransport
     public ValueTask SendAsync(int peer, ChunkKey key, ReadOnlyMemory<float> data, CancellationToken cancellationToken)
     {
         cancellationToken.ThrowIfCancellationRequested();
-        var payload = MemoryMarshal.AsBytes(data.Span).ToArray();
-        _endpoints[peer].Tell(new GradientChunk(key.Generation, key.Step, key.Bucket, key.Lane, key.RingStep, key.Chunk, PeerIndex, payload));
-        _metrics?.AddBytes(TransportLabel.Akka, sent: true, payload.Length);
+        // Tell returns before the message is serialized (or, to a local endpoint, delivered), and the
+        // ring may overwrite its buffer once this returns: the message gets a copy of its own.
+        var copy = data.ToArray();
+        _endpoints[peer].Tell(new GradientChunk(key.Generation, key.Step, key.Bucket, key.Lane, key.RingStep, key.Chunk, PeerIndex, copy));
+        _metrics?.AddBytes(TransportLabel.Akka, sent: true, copy.Length * sizeof(float));
         return ValueTask.CompletedTask;
     }
 
