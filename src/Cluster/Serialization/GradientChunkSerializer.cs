@@ -9,9 +9,11 @@ namespace ActorTrain.Cluster.Serialization;
 
 /// <summary>
 /// Writes a <see cref="GradientChunk"/> as a fixed little-endian header followed by its raw float32
-/// values, and reads it back. Writing allocates one array and copies the floats into it once;
-/// reading checks the whole header against the length of what arrived before it allocates
-/// anything, then copies the floats once into the array the message hands to the mailbox.
+/// values, and reads it back. A chunk made by <see cref="Prepare"/> (as the Akka transport sends
+/// them) is in that form from the start, so writing it copies nothing; any other chunk is written
+/// into one new array with one copy of its floats. Reading checks the whole header against the
+/// length of what arrived before it allocates anything, then copies the floats once into the
+/// array the message hands to the mailbox.
 /// <code>
 /// 0 u16 magic "GC" | 2 u16 format version | 4 i64 generation | 12 i64 step
 /// 20 i32 bucket | 24 i32 lane | 28 i32 ring step | 32 i32 chunk | 36 i32 sending peer
@@ -36,23 +38,31 @@ public sealed class GradientChunkSerializer : Serializer
     /// <summary>Bytes of a serialized chunk of <paramref name="elements"/> floats.</summary>
     public static int SerializedSize(int elements) => checked(HeaderSize + elements * sizeof(float));
 
+    /// <summary>
+    /// A chunk of a copy of <paramref name="data"/>, written in its wire form at once: the one copy a
+    /// send needs (the caller may reuse <paramref name="data"/> as soon as this returns), and
+    /// <see cref="ToBinary"/> then hands out those bytes as they are. The chunk's
+    /// <see cref="GradientChunk.Data"/> reads the floats from the same array, for a local receiver.
+    /// </summary>
+    public static GradientChunk Prepare(long generation, long step, int bucket, int lane, int ringStep, int chunk, int fromPeer, ReadOnlySpan<float> data)
+    {
+        if (!BitConverter.IsLittleEndian)
+            return new GradientChunk(generation, step, bucket, lane, ringStep, chunk, fromPeer, data.ToArray());
+
+        var bytes = GC.AllocateUninitializedArray<byte>(SerializedSize(data.Length));
+        WriteHeader(bytes, generation, step, bucket, lane, ringStep, chunk, fromPeer, data.Length);
+        MemoryMarshal.AsBytes(data).CopyTo(bytes.AsSpan(HeaderSize));
+        return new GradientChunk(generation, step, bucket, lane, ringStep, chunk, fromPeer, new SerializedChunkFloats(bytes).Memory);
+    }
+
     public override byte[] ToBinary(object obj)
     {
         if (obj is not GradientChunk chunk) throw new ArgumentException($"{obj.GetType()} is not a {nameof(GradientChunk)}", nameof(obj));
+        if (AlreadySerialized(chunk) is { } serialized) return serialized;
+
         var data = chunk.Data.Span;
         var bytes = GC.AllocateUninitializedArray<byte>(SerializedSize(data.Length));
-        var header = bytes.AsSpan(0, HeaderSize);
-        BinaryPrimitives.WriteUInt16LittleEndian(header, Magic);
-        BinaryPrimitives.WriteUInt16LittleEndian(header[2..], FormatVersion);
-        BinaryPrimitives.WriteInt64LittleEndian(header[4..], chunk.Generation);
-        BinaryPrimitives.WriteInt64LittleEndian(header[12..], chunk.Step);
-        BinaryPrimitives.WriteInt32LittleEndian(header[20..], chunk.Bucket);
-        BinaryPrimitives.WriteInt32LittleEndian(header[24..], chunk.Lane);
-        BinaryPrimitives.WriteInt32LittleEndian(header[28..], chunk.RingStep);
-        BinaryPrimitives.WriteInt32LittleEndian(header[32..], chunk.Chunk);
-        BinaryPrimitives.WriteInt32LittleEndian(header[36..], chunk.FromPeer);
-        BinaryPrimitives.WriteInt32LittleEndian(header[40..], data.Length);
-
+        WriteHeader(bytes, chunk.Generation, chunk.Step, chunk.Bucket, chunk.Lane, chunk.RingStep, chunk.Chunk, chunk.FromPeer, data.Length);
         var payload = MemoryMarshal.Cast<byte, int>(bytes.AsSpan(HeaderSize));
         if (BitConverter.IsLittleEndian)
         {
@@ -64,6 +74,34 @@ public sealed class GradientChunkSerializer : Serializer
         }
 
         return bytes;
+    }
+
+    /// <summary>
+    /// The bytes <see cref="Prepare"/> wrote for this chunk, when its data is all of them and its ids
+    /// are still the ones in their header (a <c>with</c> copy keeps the data but may change an id).
+    /// </summary>
+    private static byte[]? AlreadySerialized(GradientChunk chunk)
+    {
+        if (!MemoryMarshal.TryGetMemoryManager(chunk.Data, out SerializedChunkFloats? view, out var start, out var length)) return null;
+        var bytes = view.Serialized;
+        if (start != 0 || SerializedSize(length) != bytes.Length) return null;
+        Span<byte> header = stackalloc byte[HeaderSize];
+        WriteHeader(header, chunk.Generation, chunk.Step, chunk.Bucket, chunk.Lane, chunk.RingStep, chunk.Chunk, chunk.FromPeer, length);
+        return header.SequenceEqual(bytes.AsSpan(0, HeaderSize)) ? bytes : null;
+    }
+
+    private static void WriteHeader(Span<byte> header, long generation, long step, int bucket, int lane, int ringStep, int chunk, int fromPeer, int count)
+    {
+        BinaryPrimitives.WriteUInt16LittleEndian(header, Magic);
+        BinaryPrimitives.WriteUInt16LittleEndian(header[2..], FormatVersion);
+        BinaryPrimitives.WriteInt64LittleEndian(header[4..], generation);
+        BinaryPrimitives.WriteInt64LittleEndian(header[12..], step);
+        BinaryPrimitives.WriteInt32LittleEndian(header[20..], bucket);
+        BinaryPrimitives.WriteInt32LittleEndian(header[24..], lane);
+        BinaryPrimitives.WriteInt32LittleEndian(header[28..], ringStep);
+        BinaryPrimitives.WriteInt32LittleEndian(header[32..], chunk);
+        BinaryPrimitives.WriteInt32LittleEndian(header[36..], fromPeer);
+        BinaryPrimitives.WriteInt32LittleEndian(header[40..], count);
     }
 
     public override object FromBinary(byte[] bytes, Type type)

@@ -133,6 +133,51 @@ public class GradientChunkSerializerSpec(LocalSystemFixture fixture) : IClassFix
     }
 
     [Fact]
+    public void A_prepared_chunk_must_hold_a_copy_and_serialize_to_its_own_bytes_without_allocating()
+    {
+        var source = FloatsOfBits(AwkwardBits);
+        var plain = Sample(source.ToArray());
+        var prepared = GradientChunkSerializer.Prepare(7, -2, 3, 1, 5, 4, 2, source);
+        source.AsSpan().Fill(0);
+        var serializer = Serializer;
+
+        var before = GC.GetAllocatedBytesForCurrentThread();
+        var bytes = serializer.ToBinary(prepared);
+        var allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+
+        Assert.Equal(0, allocated);
+        Assert.Same(bytes, serializer.ToBinary(prepared));
+        Assert.Equal(serializer.ToBinary(plain), bytes);
+        AssertSameChunk(plain, prepared);
+        AssertSameChunk(plain, RoundTrip(prepared));
+    }
+
+    [Fact]
+    public void A_copy_of_a_prepared_chunk_with_other_ids_or_part_of_its_data_must_serialize_what_it_holds()
+    {
+        var prepared = GradientChunkSerializer.Prepare(7, -2, 3, 1, 5, 4, 2, FloatsOfBits(AwkwardBits));
+        var otherLane = prepared with { Lane = 9 };
+        var tail = prepared with { Data = prepared.Data[2..] };
+
+        Assert.Equal(9, RoundTrip(otherLane).Lane);
+        AssertSameChunk(otherLane, RoundTrip(otherLane));
+        AssertSameChunk(tail, RoundTrip(tail));
+        Assert.Equal(AwkwardBits.Length - 2, RoundTrip(tail).Data.Length);
+    }
+
+    [Fact]
+    public unsafe void Pinning_a_prepared_chunk_must_point_at_its_floats()
+    {
+        var prepared = GradientChunkSerializer.Prepare(1, 1, 0, 0, 0, 0, 0, [1f, 2f, 3f]);
+
+        using var whole = prepared.Data.Pin();
+        using var fromSecond = prepared.Data[1..].Pin();
+
+        Assert.Equal(1f, *(float*)whole.Pointer);
+        Assert.Equal(2f, *(float*)fromSecond.Pointer);
+    }
+
+    [Fact]
     public void Serializer_must_be_bound_to_gradient_chunks_only_under_its_own_identifier()
     {
         Assert.Equal(3142, Serializer.Identifier);

@@ -1,4 +1,5 @@
 using ActorTrain.Cluster.Protocol;
+using ActorTrain.Cluster.Serialization;
 using ActorTrain.Cluster.Transport;
 using ActorTrain.Sync.Transport;
 using Akka.Actor;
@@ -72,6 +73,16 @@ public class GradientEndpointActorSpec : IClassFixture<LocalSystemFixture>
         Assert.Equal(new Counters(2, 0), CountersAfterSending(full, broadcast));
         Assert.Equal(Enumerable.Range(0, ChunkSizeBytes / 4).Select(i => (float)i), await ReceivedFloats(full));
         Assert.Equal(new[] { 7f }, await ReceivedFloats(broadcast));
+    }
+
+    [Fact]
+    public async Task Endpoint_must_deliver_a_chunk_sent_in_its_wire_form_without_remoting()
+    {
+        // What AkkaRingTransport sends; delivered locally it is never serialized, and its floats are read from the wire bytes.
+        var chunk = GradientChunkSerializer.Prepare(Generation, 5, 0, 0, 1, 0, 1, [4f, -0.5f]);
+
+        Assert.Equal(new Counters(1, 0), CountersAfterSending(chunk));
+        Assert.Equal(new[] { 4f, -0.5f }, await ReceivedFloats(chunk));
     }
 
     public static TheoryData<string> InvalidChunks => new(Invalid.Keys);
