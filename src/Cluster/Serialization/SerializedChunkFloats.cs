@@ -25,6 +25,7 @@ internal sealed class SerializedChunkFloats : MemoryManager<float>
     public override unsafe MemoryHandle Pin(int elementIndex = 0)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(elementIndex);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(elementIndex, (Serialized.Length - GradientChunkSerializer.HeaderSize) / sizeof(float));
         var handle = GCHandle.Alloc(Serialized, GCHandleType.Pinned);
         var first = (byte*)handle.AddrOfPinnedObject() + GradientChunkSerializer.HeaderSize + (long)elementIndex * sizeof(float);
         // Disposing the handle frees the GCHandle; nothing else to undo.
