@@ -9,7 +9,7 @@ namespace ActorTrain.Bench.AllReduce;
 
 /// <summary>
 /// A ring peer over Akka remoting, set up as the framework does it: a remoting ActorSystem named
-/// "actortrain" on ActorTrain's defaults (so GradientChunk goes through the MessagePack serializer),
+/// "actortrain" on ActorTrain's defaults (so GradientChunk goes through GradientChunkSerializer),
 /// a <see cref="GradientEndpointActor"/> feeding a <see cref="ChunkMailbox"/>, and
 /// <see cref="AkkaRingTransport"/> sending to the other peers' endpoints.
 /// </summary>

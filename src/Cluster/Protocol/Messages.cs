@@ -3,8 +3,10 @@ using MessagePack;
 namespace ActorTrain.Cluster.Protocol;
 
 /// <summary>
-/// Marker of every message that crosses the wire. The HOCON binding in reference.conf sends
-/// all of them through <see cref="Serialization.ActorTrainMessageSerializer"/>.
+/// Marker of every message that crosses the wire but <see cref="GradientChunk"/>. The HOCON
+/// binding in reference.conf sends all of them through
+/// <see cref="Serialization.ActorTrainMessageSerializer"/>; gradient chunks have a binding and a
+/// serializer of their own.
 /// </summary>
 public interface IActorTrainMessage;
 
@@ -350,15 +352,17 @@ public sealed record EndRun([property: Key(0)] int ExitCode, [property: Key(1)] 
 public sealed record NodeFailed([property: Key(0)] string NodeName, [property: Key(1)] string Reason) : IActorTrainMessage;
 
 /// <summary>
-/// One chunk of a ring all-reduce, node to node. <see cref="Payload"/> holds little-endian float32 values.
+/// One chunk of a ring all-reduce, node to node: the chunk's key, the sender's ring position and
+/// the float32 values. Not MessagePack: <see cref="Serialization.GradientChunkSerializer"/> writes
+/// it as a fixed header followed by the raw floats, so tensor bytes are copied, never re-encoded.
+/// The message owns <see cref="Data"/>: nobody may write to that memory once it is sent.
 /// </summary>
-[MessagePackObject]
 public sealed record GradientChunk(
-    [property: Key(0)] long Generation,
-    [property: Key(1)] long Step,
-    [property: Key(2)] int Bucket,
-    [property: Key(3)] int Lane,
-    [property: Key(4)] int RingStep,
-    [property: Key(5)] int Chunk,
-    [property: Key(6)] int FromPeer,
-    [property: Key(7)] byte[] Payload) : IActorTrainMessage;
+    long Generation,
+    long Step,
+    int Bucket,
+    int Lane,
+    int RingStep,
+    int Chunk,
+    int FromPeer,
+    ReadOnlyMemory<float> Data);

@@ -33,7 +33,6 @@ public sealed class ActorTrainMessageSerializer : SerializerWithStringManifest
         (typeof(NodeFinished), "finished"),
         (typeof(EndRun), "end"),
         (typeof(NodeFailed), "failed"),
-        (typeof(GradientChunk), "chunk"),
         (typeof(NodeProgress), "progress"),
         (typeof(GetStatus), "status?"),
         (typeof(ClusterStatus), "status"),

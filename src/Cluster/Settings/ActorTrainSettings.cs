@@ -14,7 +14,11 @@ public enum DeviceKind { Auto, Cpu, Cuda }
 /// </summary>
 public sealed record ActorTrainSettings
 {
-    public const int ProtocolVersion = 2;
+    /// <summary>
+    /// Version of everything nodes say to each other; a node of another version is refused at
+    /// registration. 3: gradient chunks carry raw floats in their own binary format.
+    /// </summary>
+    public const int ProtocolVersion = 3;
 
     public required string JobId { get; init; }
     public required string NodeName { get; init; }

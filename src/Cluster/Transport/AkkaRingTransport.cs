@@ -1,6 +1,6 @@
-using System.Runtime.InteropServices;
 using ActorTrain.Cluster.Metrics;
 using ActorTrain.Cluster.Protocol;
+using ActorTrain.Cluster.Serialization;
 using ActorTrain.Sync.Transport;
 using Akka.Actor;
 
@@ -10,7 +10,8 @@ namespace ActorTrain.Cluster.Transport;
 /// Sync's ring transport over Akka remoting: a chunk is one <see cref="GradientChunk"/> message
 /// from this node's ring position to a neighbour's <see cref="GradientEndpointActor"/>, which
 /// hands it to that node's <see cref="ChunkMailbox"/>. Chunks stay below the remoting frame
-/// size (actortrain.sync.chunk-size).
+/// size (actortrain.sync.chunk-size); <see cref="GradientChunkSerializer"/> puts their floats on
+/// the wire as they are.
 /// </summary>
 public sealed class AkkaRingTransport : IRingTransport
 {
@@ -36,9 +37,12 @@ public sealed class AkkaRingTransport : IRingTransport
     public ValueTask SendAsync(int peer, ChunkKey key, ReadOnlyMemory<float> data, CancellationToken cancellationToken)
     {
         cancellationToken.ThrowIfCancellationRequested();
-        var payload = MemoryMarshal.AsBytes(data.Span).ToArray();
-        _endpoints[peer].Tell(new GradientChunk(key.Generation, key.Step, key.Bucket, key.Lane, key.RingStep, key.Chunk, PeerIndex, payload));
-        _metrics?.AddBytes(TransportLabel.Akka, sent: true, payload.Length);
+        // Tell returns before the message is serialized (or, to a local endpoint, delivered), and the
+        // ring may overwrite its buffer once this returns: the message gets a copy of its own, made
+        // straight in the form it goes on the wire in.
+        var chunk = GradientChunkSerializer.Prepare(key.Generation, key.Step, key.Bucket, key.Lane, key.RingStep, key.Chunk, PeerIndex, data.Span);
+        _endpoints[peer].Tell(chunk);
+        _metrics?.AddBytes(TransportLabel.Akka, sent: true, (long)data.Length * sizeof(float));
         return ValueTask.CompletedTask;
     }
 

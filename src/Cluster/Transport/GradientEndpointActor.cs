@@ -1,4 +1,3 @@
-using System.Runtime.InteropServices;
 using ActorTrain.Cluster.Metrics;
 using ActorTrain.Cluster.Protocol;
 using ActorTrain.Sync.Transport;
@@ -10,8 +9,10 @@ namespace ActorTrain.Cluster.Transport;
 /// <summary>
 /// Receives gradient chunks from other nodes and delivers them to the node's mailbox, where
 /// the ring all-reduce of the matching key picks them up. Everything here arrives from the
-/// network: chunks that are malformed, too large, from an unknown peer or of an old
-/// generation are dropped, counted and logged; they never reach a reduction.
+/// network: chunks that are too large, from an unknown peer, with a negative id or of an old
+/// generation are dropped, counted and logged; they never reach a reduction. (Bytes that are no
+/// chunk at all never become one: <see cref="Serialization.GradientChunkSerializer"/> refuses them
+/// and Akka drops the message.)
 /// </summary>
 public sealed class GradientEndpointActor : ReceiveActor
 {
@@ -48,7 +49,7 @@ public sealed class GradientEndpointActor : ReceiveActor
 
     private void OnChunk(GradientChunk chunk)
     {
-        _metrics?.AddBytes(TransportLabel.Akka, sent: false, chunk.Payload?.Length ?? 0);
+        _metrics?.AddBytes(TransportLabel.Akka, sent: false, (long)chunk.Data.Length * sizeof(float));
         var (problem, reason) = Validate(chunk);
         if (problem is not null)
         {
@@ -60,10 +61,11 @@ public sealed class GradientEndpointActor : ReceiveActor
             return;
         }
 
-        var data = MemoryMarshal.Cast<byte, float>(chunk.Payload.AsSpan()).ToArray();
+        // The chunk's floats were read into an array of their own on arrival (or copied by a local
+        // sender): the mailbox keeps that array, nothing is copied here.
         var key = new ChunkKey(chunk.Generation, chunk.Step, chunk.Bucket, chunk.Lane, chunk.RingStep, chunk.Chunk);
         var staleBefore = _mailbox.StaleDropped;
-        if (_mailbox.Deliver(chunk.FromPeer, key, data))
+        if (_mailbox.Deliver(chunk.FromPeer, key, chunk.Data))
         {
             Received++;
             return;
@@ -78,9 +80,7 @@ public sealed class GradientEndpointActor : ReceiveActor
     {
         if (c.Generation < _generation) return ($"stale generation {c.Generation}, current is {_generation}", DropReason.Stale);
         if (c.FromPeer < 0 || (c.Generation == _generation && c.FromPeer >= _peerCount)) return ($"unknown peer index {c.FromPeer}", DropReason.UnknownPeer);
-        if (c.Payload is null) return ("no payload", DropReason.Malformed);
-        if (c.Payload.Length % sizeof(float) != 0) return ($"payload of {c.Payload.Length} bytes is not a whole number of float32 values", DropReason.Malformed);
-        if (c.Payload.Length > _maxPayloadBytes) return ($"payload of {c.Payload.Length} bytes exceeds the chunk size {_maxPayloadBytes}", DropReason.Oversized);
+        if ((long)c.Data.Length * sizeof(float) > _maxPayloadBytes) return ($"payload of {(long)c.Data.Length * sizeof(float)} bytes exceeds the chunk size {_maxPayloadBytes}", DropReason.Oversized);
         if (c.Bucket < 0 || c.Lane < 0 || c.RingStep < 0 || c.Chunk < 0) return ("negative id", DropReason.Malformed);
         return (null, "");
     }

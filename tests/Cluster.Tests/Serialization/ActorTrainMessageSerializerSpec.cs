@@ -181,13 +181,11 @@ public class ActorTrainMessageSerializerSpec(LocalSystemFixture fixture) : IClas
         var noDevices = Serializer.ToBinary(new RegisterNode("job", 1, "fp", "n", 1, "p", "e", null!, "h:1", null, null));
         var noNode = Serializer.ToBinary(new WorldAssignment(1, [null!], 1, new TrainingPlan(1, 1, 1, 1, 1024, false, 1024, "akka", [1], "none", 1), Resume, RunHistory.Empty));
         var noPlan = Serializer.ToBinary(new WorldAssignment(1, [], 0, null!, Resume, RunHistory.Empty));
-        var noPayload = Serializer.ToBinary(new GradientChunk(1, 1, 0, 0, 0, 0, 0, null!));
         var noDevice = Serializer.ToBinary(new WorldAssignment(1, [new WorldNode("n", "p", "e", 0, 1, [null!], "h:1")], 1, new TrainingPlan(1, 1, 1, 1, 1024, false, 1024, "akka", [1], "none", 1), Resume, RunHistory.Empty));
 
         Assert.Contains("Devices", Assert.Throws<SerializationException>(() => Serializer.FromBinary(noDevices, "reg")).Message);
         Assert.Contains("Nodes[0]", Assert.Throws<SerializationException>(() => Serializer.FromBinary(noNode, "world")).Message);
         Assert.Contains("Plan", Assert.Throws<SerializationException>(() => Serializer.FromBinary(noPlan, "world")).Message);
-        Assert.Contains("Payload", Assert.Throws<SerializationException>(() => Serializer.FromBinary(noPayload, "chunk")).Message);
         Assert.Contains("Nodes[0].Devices[0]", Assert.Throws<SerializationException>(() => Serializer.FromBinary(noDevice, "world")).Message);
     }
 

@@ -20,21 +20,29 @@ public class UntrustedPayloadSpec(LocalSystemFixture fixture) : IClassFixture<Lo
         (ActorTrainMessageSerializer)fixture.System.Serialization.FindSerializerForType(typeof(IActorTrainMessage));
 
     [Fact]
-    public void A_gradient_chunk_whose_payload_length_promises_two_gigabytes_is_refused_without_allocating_them()
+    public void A_token_whose_length_promises_two_gigabytes_is_refused_without_allocating_them()
     {
         var bytes = MessagePackBytes.Pack((ref MessagePackWriter w) =>
         {
-            w.WriteArrayHeader(8);
-            for (var i = 0; i < 7; i++) w.Write(1);
+            w.WriteArrayHeader(6);
+            w.Write(1L);
+            w.WriteArrayHeader(0);
+            w.Write(0);
+            w.WriteArrayHeader(11); // the training plan, up to its data-plane token
+            for (var i = 0; i < 4; i++) w.Write(1);
+            w.Write(1024L);
+            w.Write(false);
+            w.Write(1024);
+            w.Write("akka");
             // bin32 header (0xc6, big-endian length) claiming int.MaxValue bytes, followed by 16.
             w.WriteRaw(new byte[] { 0xc6, 0x7f, 0xff, 0xff, 0xff });
             w.WriteRaw(new byte[16]);
         });
         var before = GC.GetAllocatedBytesForCurrentThread();
 
-        var e = Assert.Throws<SerializationException>(() => _serializer.FromBinary(bytes, "chunk"));
+        var e = Assert.Throws<SerializationException>(() => _serializer.FromBinary(bytes, "world"));
 
-        Assert.Contains("GradientChunk", e.Message);
+        Assert.Contains("WorldAssignment", e.Message);
         Assert.True(GC.GetAllocatedBytesForCurrentThread() - before < 16 << 20, "the promised length was not allocated");
     }
 
@@ -56,24 +64,14 @@ public class UntrustedPayloadSpec(LocalSystemFixture fixture) : IClassFixture<Lo
         Assert.True(clock.Elapsed < TimeSpan.FromSeconds(5), $"took {clock.Elapsed}");
     }
 
-    [Fact]
-    public void A_gradient_chunk_payload_that_is_not_whole_floats_decodes_as_bytes_for_the_endpoint_to_drop()
-    {
-        // The serializer keeps bytes as bytes; GradientEndpointActor refuses a length that is not a multiple of 4 (see its spec).
-        var chunk = new GradientChunk(1, 1, 0, 0, 0, 0, 0, new byte[7]);
-
-        var decoded = Assert.IsType<GradientChunk>(_serializer.FromBinary(_serializer.ToBinary(chunk), "chunk"));
-
-        Assert.Equal(7, decoded.Payload.Length);
-    }
-
     [Theory]
     [InlineData("ActorTrain.Cluster.Protocol.GradientChunk, ActorTrain.Cluster")]
+    [InlineData("chunk")]
     [InlineData("System.Diagnostics.Process, System.Diagnostics.Process")]
     [InlineData("System.Object")]
     public void A_clr_type_name_as_manifest_is_refused(string manifest)
     {
-        var bytes = _serializer.ToBinary(Samples.Full[typeof(GradientChunk)]);
+        var bytes = _serializer.ToBinary(Samples.Full[typeof(RegisterNode)]);
 
         Assert.Contains("unknown ActorTrain message manifest", Assert.Throws<SerializationException>(() => _serializer.FromBinary(bytes, manifest)).Message);
     }
@@ -81,9 +79,9 @@ public class UntrustedPayloadSpec(LocalSystemFixture fixture) : IClassFixture<Lo
     [Fact]
     public void A_payload_in_messagepacks_typeless_format_is_refused()
     {
-        var typeless = MessagePackSerializer.Typeless.Serialize(Samples.Full[typeof(GradientChunk)]);
+        var typeless = MessagePackSerializer.Typeless.Serialize(Samples.Full[typeof(WorldAssignment)]);
 
-        Assert.Throws<SerializationException>(() => _serializer.FromBinary(typeless, "chunk"));
+        Assert.Throws<SerializationException>(() => _serializer.FromBinary(typeless, "world"));
     }
 
     [Fact]

@@ -187,6 +187,20 @@ public class ActorTrainSettingsSpec
     }
 
     [Fact]
+    public void Default_config_must_bind_gradient_chunks_to_their_own_serializer()
+    {
+        var config = ActorTrainSettings.DefaultConfig();
+        var serializerType = typeof(GradientChunkSerializer);
+        var serializerName = $"{serializerType.FullName}, {serializerType.Assembly.GetName().Name}";
+
+        Assert.Equal(serializerName, config.GetString("akka.actor.serializers.actortrain-chunk"));
+        var bindings = config.GetConfig("akka.actor.serialization-bindings").AsEnumerable().ToDictionary(kv => kv.Key, kv => kv.Value.GetString());
+        Assert.Equal("actortrain-chunk", bindings["ActorTrain.Cluster.Protocol.GradientChunk, ActorTrain.Cluster"]);
+        var identifiers = config.GetConfig("akka.actor.serialization-identifiers").AsEnumerable().ToDictionary(kv => kv.Key, kv => kv.Value.GetInt());
+        Assert.Equal(3142, identifiers[serializerName]);
+    }
+
+    [Fact]
     public void Default_config_must_define_the_pinned_trainer_dispatcher()
     {
         var config = ActorTrainSettings.DefaultConfig();

@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using ActorTrain.Cluster.Protocol;
 using ActorTrain.Cluster.Settings;
 using ActorTrain.Cluster.Transport;
 using ActorTrain.Sync.Ring;
@@ -94,6 +95,41 @@ public class AkkaRingTransportSpec(RingOfSystems ring) : IClassFixture<RingOfSys
             Assert.True(counters.Received > 0, "no chunk crossed the network");
             Assert.Equal(0, counters.Dropped);
         }
+    }
+
+    [Fact]
+    public async Task A_chunk_must_cross_remoting_bit_for_bit_even_when_the_sender_reuses_its_buffer_at_once()
+    {
+        uint[] bits = [0x7fc00001, 0xffbadbad, 0x7f800001, 0x80000000, 0x00000001, 0x3fc00000];
+        var buffer = MemoryMarshal.Cast<uint, float>(bits.AsSpan()).ToArray();
+        var key = new ChunkKey(RingOfSystems.Generation, Step: 900, Bucket: 0, Lane: 0, RingStep: 0, Chunk: 0);
+        using var timeout = new CancellationTokenSource(TestConfig.Timeout);
+
+        await ring.Transports[0].SendAsync(1, key, buffer, timeout.Token);
+        // IRingTransport lets the caller reuse its data as soon as the send returns.
+        buffer.AsSpan().Fill(float.NaN);
+        var received = await ring.Mailboxes[1].ReceiveAsync(0, key, timeout.Token);
+
+        Assert.Equal(bits, MemoryMarshal.Cast<float, uint>(received.Span).ToArray());
+    }
+
+    [Fact]
+    public async Task A_chunk_the_receiving_serializer_refuses_must_not_cut_the_connection()
+    {
+        var remoteEndpoint = await ring.Systems[0].ActorSelection($"{TestConfig.AddressOf(ring.Systems[2])}/user/{Name}").ResolveOne(TestConfig.Timeout);
+        var before = await ring.LocalEndpoints[2].Ask<Counters>(GetCounters.Instance, TestConfig.Timeout);
+        var key = new ChunkKey(RingOfSystems.Generation, Step: 901, Bucket: 0, Lane: 0, RingStep: 0, Chunk: 0);
+        using var timeout = new CancellationTokenSource(TestConfig.Timeout);
+
+        // Written as given, refused on arrival: a negative lane never becomes a message.
+        remoteEndpoint.Tell(new GradientChunk(RingOfSystems.Generation, 901, 0, -1, 0, 0, 0, new float[] { 1f }));
+        await ring.Transports[0].SendAsync(2, key, new float[] { 2f }, timeout.Token);
+        var received = await ring.Mailboxes[2].ReceiveAsync(0, key, timeout.Token);
+
+        Assert.Equal([2f], received.ToArray());
+        var after = await ring.LocalEndpoints[2].Ask<Counters>(GetCounters.Instance, TestConfig.Timeout);
+        Assert.Equal(before.Dropped, after.Dropped);
+        Assert.Equal(before.Received + 1, after.Received);
     }
 
     [Fact]

@@ -1,5 +1,5 @@
 using ActorTrain.Cluster.Protocol;
-using ActorTrain.Cluster.Tests.Serialization;
+using ActorTrain.Cluster.Serialization;
 using ActorTrain.Cluster.Transport;
 using ActorTrain.Sync.Transport;
 using Akka.Actor;
@@ -27,8 +27,8 @@ public class GradientEndpointActorSpec : IClassFixture<LocalSystemFixture>
         _endpoint.Tell(new SetWorld(Generation, Peers));
     }
 
-    private static GradientChunk Chunk(long generation = Generation, int fromPeer = 1, byte[]? payload = null, long step = 5, int bucket = 0, int lane = 0, int ringStep = 1, int chunk = 0) =>
-        new(generation, step, bucket, lane, ringStep, chunk, fromPeer, payload ?? Samples.FloatBytes(1.5f, -2f, 3.25f));
+    private static GradientChunk Chunk(long generation = Generation, int fromPeer = 1, float[]? data = null, long step = 5, int bucket = 0, int lane = 0, int ringStep = 1, int chunk = 0) =>
+        new(generation, step, bucket, lane, ringStep, chunk, fromPeer, data ?? [1.5f, -2f, 3.25f]);
 
     private static ChunkKey KeyOf(GradientChunk c) => new(c.Generation, c.Step, c.Bucket, c.Lane, c.RingStep, c.Chunk);
 
@@ -67,21 +67,29 @@ public class GradientEndpointActorSpec : IClassFixture<LocalSystemFixture>
     [Fact]
     public async Task Endpoint_must_deliver_a_chunk_of_exactly_the_chunk_size_and_of_a_negative_broadcast_step()
     {
-        var full = Chunk(payload: Samples.FloatBytes(Enumerable.Range(0, ChunkSizeBytes / 4).Select(i => (float)i).ToArray()));
-        var broadcast = Chunk(step: -1, fromPeer: 2, payload: Samples.FloatBytes(7f));
+        var full = Chunk(data: Enumerable.Range(0, ChunkSizeBytes / 4).Select(i => (float)i).ToArray());
+        var broadcast = Chunk(step: -1, fromPeer: 2, data: [7f]);
 
         Assert.Equal(new Counters(2, 0), CountersAfterSending(full, broadcast));
         Assert.Equal(Enumerable.Range(0, ChunkSizeBytes / 4).Select(i => (float)i), await ReceivedFloats(full));
         Assert.Equal(new[] { 7f }, await ReceivedFloats(broadcast));
     }
 
+    [Fact]
+    public async Task Endpoint_must_deliver_a_chunk_sent_in_its_wire_form_without_remoting()
+    {
+        // What AkkaRingTransport sends; delivered locally it is never serialized, and its floats are read from the wire bytes.
+        var chunk = GradientChunkSerializer.Prepare(Generation, 5, 0, 0, 1, 0, 1, [4f, -0.5f]);
+
+        Assert.Equal(new Counters(1, 0), CountersAfterSending(chunk));
+        Assert.Equal(new[] { 4f, -0.5f }, await ReceivedFloats(chunk));
+    }
+
     public static TheoryData<string> InvalidChunks => new(Invalid.Keys);
 
     private static readonly Dictionary<string, GradientChunk> Invalid = new()
     {
-        ["payload not a whole number of floats"] = Chunk(payload: new byte[7]),
-        ["payload larger than the chunk size"] = Chunk(payload: new byte[ChunkSizeBytes + 4]),
-        ["no payload"] = Chunk() with { Payload = null! },
+        ["payload larger than the chunk size"] = Chunk(data: new float[ChunkSizeBytes / 4 + 1]),
         ["sender beyond the ring"] = Chunk(fromPeer: Peers),
         ["negative sender"] = Chunk(fromPeer: -1),
         ["negative bucket"] = Chunk(bucket: -1),
@@ -117,8 +125,8 @@ public class GradientEndpointActorSpec : IClassFixture<LocalSystemFixture>
     [Fact]
     public async Task Endpoint_must_drop_a_duplicate_and_keep_the_first_copy()
     {
-        var first = Chunk(payload: Samples.FloatBytes(1f));
-        var again = Chunk(payload: Samples.FloatBytes(2f));
+        var first = Chunk(data: [1f]);
+        var again = Chunk(data: [2f]);
 
         Assert.Equal(new Counters(1, 1), CountersAfterSending(first, again));
         Assert.Equal(new[] { 1f }, await ReceivedFloats(first));

@@ -1,0 +1,161 @@
+using System.Buffers.Binary;
+using System.Runtime.InteropServices;
+using ActorTrain.Cluster.Protocol;
+using Akka.Actor;
+using Akka.Serialization;
+using SerializationException = System.Runtime.Serialization.SerializationException;
+
+namespace ActorTrain.Cluster.Serialization;
+
+/// <summary>
+/// Writes a <see cref="GradientChunk"/> as a fixed little-endian header followed by its raw float32
+/// values, and reads it back. A chunk made by <see cref="Prepare"/> (as the Akka transport sends
+/// them) is in that form from the start, so writing it copies nothing; any other chunk is written
+/// into one new array with one copy of its floats. Reading checks the whole header against the
+/// length of what arrived before it allocates anything, then copies the floats once into the
+/// array the message hands to the mailbox.
+/// <code>
+/// 0 u16 magic "GC" | 2 u16 format version | 4 i64 generation | 12 i64 step
+/// 20 i32 bucket | 24 i32 lane | 28 i32 ring step | 32 i32 chunk | 36 i32 sending peer
+/// 40 i32 element count | 44 float32[element count]
+/// </code>
+/// The step may be negative (broadcasts use negative steps); every other id may not.
+/// </summary>
+public sealed class GradientChunkSerializer : Serializer
+{
+    /// <summary>"GC" read as a little-endian u16.</summary>
+    public const ushort Magic = 0x4347;
+    public const ushort FormatVersion = 1;
+    public const int HeaderSize = 44;
+
+    public GradientChunkSerializer(ExtendedActorSystem system) : base(system) { }
+
+    public override int Identifier => 3142;
+
+    /// <summary>One type only: the bytes carry their own magic and version instead of a manifest.</summary>
+    public override bool IncludeManifest => false;
+
+    /// <summary>Bytes of a serialized chunk of <paramref name="elements"/> floats.</summary>
+    public static int SerializedSize(int elements) => checked(HeaderSize + elements * sizeof(float));
+
+    /// <summary>
+    /// A chunk of a copy of <paramref name="data"/>, written in its wire form at once: the one copy a
+    /// send needs (the caller may reuse <paramref name="data"/> as soon as this returns), and
+    /// <see cref="ToBinary"/> then hands out those bytes as they are. The chunk's
+    /// <see cref="GradientChunk.Data"/> reads the floats from the same array, for a local receiver.
+    /// </summary>
+    public static GradientChunk Prepare(long generation, long step, int bucket, int lane, int ringStep, int chunk, int fromPeer, ReadOnlySpan<float> data)
+    {
+        if (!BitConverter.IsLittleEndian)
+            return new GradientChunk(generation, step, bucket, lane, ringStep, chunk, fromPeer, data.ToArray());
+
+        var bytes = GC.AllocateUninitializedArray<byte>(SerializedSize(data.Length));
+        WriteHeader(bytes, generation, step, bucket, lane, ringStep, chunk, fromPeer, data.Length);
+        MemoryMarshal.AsBytes(data).CopyTo(bytes.AsSpan(HeaderSize));
+        return new GradientChunk(generation, step, bucket, lane, ringStep, chunk, fromPeer, new SerializedChunkFloats(bytes).Memory);
+    }
+
+    public override byte[] ToBinary(object obj)
+    {
+        if (obj is not GradientChunk chunk) throw new ArgumentException($"{obj.GetType()} is not a {nameof(GradientChunk)}", nameof(obj));
+        if (AlreadySerialized(chunk) is { } serialized) return serialized;
+
+        var data = chunk.Data.Span;
+        var bytes = GC.AllocateUninitializedArray<byte>(SerializedSize(data.Length));
+        WriteHeader(bytes, chunk.Generation, chunk.Step, chunk.Bucket, chunk.Lane, chunk.RingStep, chunk.Chunk, chunk.FromPeer, data.Length);
+        var payload = MemoryMarshal.Cast<byte, int>(bytes.AsSpan(HeaderSize));
+        if (BitConverter.IsLittleEndian)
+        {
+            MemoryMarshal.Cast<float, int>(data).CopyTo(payload);
+        }
+        else
+        {
+            BinaryPrimitives.ReverseEndianness(MemoryMarshal.Cast<float, int>(data), payload);
+        }
+
+        return bytes;
+    }
+
+    /// <summary>
+    /// The bytes <see cref="Prepare"/> wrote for this chunk, when its data is all of them and its ids
+    /// are still the ones in their header (a <c>with</c> copy keeps the data but may change an id).
+    /// </summary>
+    private static byte[]? AlreadySerialized(GradientChunk chunk)
+    {
+        if (!MemoryMarshal.TryGetMemoryManager(chunk.Data, out SerializedChunkFloats? view, out var start, out var length)) return null;
+        var bytes = view.Serialized;
+        if (start != 0 || SerializedSize(length) != bytes.Length) return null;
+        Span<byte> header = stackalloc byte[HeaderSize];
+        WriteHeader(header, chunk.Generation, chunk.Step, chunk.Bucket, chunk.Lane, chunk.RingStep, chunk.Chunk, chunk.FromPeer, length);
+        return header.SequenceEqual(bytes.AsSpan(0, HeaderSize)) ? bytes : null;
+    }
+
+    private static void WriteHeader(Span<byte> header, long generation, long step, int bucket, int lane, int ringStep, int chunk, int fromPeer, int count)
+    {
+        BinaryPrimitives.WriteUInt16LittleEndian(header, Magic);
+        BinaryPrimitives.WriteUInt16LittleEndian(header[2..], FormatVersion);
+        BinaryPrimitives.WriteInt64LittleEndian(header[4..], generation);
+        BinaryPrimitives.WriteInt64LittleEndian(header[12..], step);
+        BinaryPrimitives.WriteInt32LittleEndian(header[20..], bucket);
+        BinaryPrimitives.WriteInt32LittleEndian(header[24..], lane);
+        BinaryPrimitives.WriteInt32LittleEndian(header[28..], ringStep);
+        BinaryPrimitives.WriteInt32LittleEndian(header[32..], chunk);
+        BinaryPrimitives.WriteInt32LittleEndian(header[36..], fromPeer);
+        BinaryPrimitives.WriteInt32LittleEndian(header[40..], count);
+    }
+
+    public override object FromBinary(byte[] bytes, Type type)
+    {
+        if (bytes.Length < HeaderSize)
+            throw Malformed(bytes, $"shorter than the {HeaderSize}-byte header");
+        var header = bytes.AsSpan(0, HeaderSize);
+        var magic = BinaryPrimitives.ReadUInt16LittleEndian(header);
+        if (magic != Magic)
+            throw Malformed(bytes, $"bad magic 0x{magic:x4}, expected 0x{Magic:x4}");
+        var version = BinaryPrimitives.ReadUInt16LittleEndian(header[2..]);
+        if (version != FormatVersion)
+            throw Malformed(bytes, $"format version {version}, this node reads version {FormatVersion} (another protocol version?)");
+
+        var generation = BinaryPrimitives.ReadInt64LittleEndian(header[4..]);
+        var step = BinaryPrimitives.ReadInt64LittleEndian(header[12..]);
+        var bucket = BinaryPrimitives.ReadInt32LittleEndian(header[20..]);
+        var lane = BinaryPrimitives.ReadInt32LittleEndian(header[24..]);
+        var ringStep = BinaryPrimitives.ReadInt32LittleEndian(header[28..]);
+        var chunkIndex = BinaryPrimitives.ReadInt32LittleEndian(header[32..]);
+        var fromPeer = BinaryPrimitives.ReadInt32LittleEndian(header[36..]);
+        var count = BinaryPrimitives.ReadInt32LittleEndian(header[40..]);
+        if (NegativeId(generation, bucket, lane, ringStep, chunkIndex, fromPeer) is { } id)
+            throw Malformed(bytes, $"negative {id}");
+        if (count < 0)
+            throw Malformed(bytes, $"negative element count {count}");
+        // Compared before anything is allocated: the array below is never larger than what arrived.
+        var payloadBytes = bytes.Length - HeaderSize;
+        if ((long)count * sizeof(float) != payloadBytes)
+            throw Malformed(bytes, $"header declares {count} floats ({(long)count * sizeof(float)} bytes) but {payloadBytes} bytes follow it");
+
+        float[] data = count == 0 ? [] : GC.AllocateUninitializedArray<float>(count);
+        var payload = MemoryMarshal.Cast<byte, int>(bytes.AsSpan(HeaderSize));
+        if (BitConverter.IsLittleEndian)
+        {
+            payload.CopyTo(MemoryMarshal.Cast<float, int>(data.AsSpan()));
+        }
+        else
+        {
+            BinaryPrimitives.ReverseEndianness(payload, MemoryMarshal.Cast<float, int>(data.AsSpan()));
+        }
+
+        return new GradientChunk(generation, step, bucket, lane, ringStep, chunkIndex, fromPeer, data);
+    }
+
+    private static string? NegativeId(long generation, int bucket, int lane, int ringStep, int chunk, int fromPeer) =>
+        generation < 0 ? $"generation {generation}"
+        : bucket < 0 ? $"bucket {bucket}"
+        : lane < 0 ? $"lane {lane}"
+        : ringStep < 0 ? $"ring step {ringStep}"
+        : chunk < 0 ? $"chunk index {chunk}"
+        : fromPeer < 0 ? $"sending peer {fromPeer}"
+        : null;
+
+    private static SerializationException Malformed(byte[] bytes, string problem) =>
+        new($"malformed {nameof(GradientChunk)} ({bytes.Length} bytes): {problem}");
+}
