@@ -1,4 +1,5 @@
 using System.Text.Json;
+using System.Text.RegularExpressions;
 
 namespace ActorTrain.Integration.Tests;
 
@@ -80,25 +81,36 @@ public class ClusterTrainingTests
     }
 
     [Fact]
-    public async Task The_akka_and_tcp_transports_train_the_same_bitwise_identical_model()
+    public async Task The_akka_and_tcp_transports_and_the_backward_overlap_train_the_same_bitwise_identical_model()
     {
         var checksums = new List<string?>();
-        foreach (var transport in new[] { "akka", "tcp" })
+        // Buckets of 256 KiB: the example's gradient (1.7 MB) spans three, so the overlap has buckets to start early.
+        foreach (var (transport, overlap) in new[] { ("akka", "off"), ("tcp", "off"), ("tcp", "on") })
         {
             var outDir = Repo.TempDir();
             var config = Path.Combine(outDir, "transport.conf");
-            File.WriteAllText(config, $"actortrain.sync.transport = {transport}");
+            File.WriteAllText(config, $"""
+                actortrain.sync.transport = {transport}
+                actortrain.sync.overlap-backward = {overlap}
+                actortrain.sync.bucket-size = 256KiB
+                """);
             using var launcher = NodeProcess.Start("local", "local", "--nodes", "2", "--epochs", "1", "--out", outDir, "--config", config);
             var code = await launcher.WaitForExitAsync(RunTimeout);
-            Assert.True(code == 0, $"{transport}: exit code {code}\n{launcher.Tail()}");
+            Assert.True(code == 0, $"{transport}, overlap {overlap}: exit code {code}\n{launcher.Tail()}");
             Assert.Contains($"gradients over {transport}", launcher.Output);
+            if (overlap == "on")
+            {
+                var early = Regex.Match(launcher.Output, @"overlap-backward: (\d+) of (\d+) bucket\(s\) can start reducing during backward");
+                Assert.True(early.Success && int.Parse(early.Groups[1].Value) >= 1, $"no bucket can start during backward:\n{launcher.Tail()}");
+            }
+            else Assert.DoesNotContain("overlap-backward:", launcher.Output);
             using var report = JsonDocument.Parse(File.ReadAllText(Path.Combine(outDir, "run-report.json")));
             var r = report.RootElement;
             Assert.True(r.GetProperty("replicas_equal").GetBoolean());
             checksums.Add(r.GetProperty("replica_checksums").GetProperty("0").GetString());
         }
-        // Same sums in the same order: the transport must not change a single bit.
-        Assert.Equal(checksums[0], checksums[1]);
+        // Same sums in the same order: neither the transport nor the overlap may change a single bit.
+        Assert.Single(checksums.Distinct());
     }
 
     [Fact]

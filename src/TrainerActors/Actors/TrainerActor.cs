@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using ActorTrain.Cluster.Coordination;
+using ActorTrain.Cluster.Hosting;
 using ActorTrain.Cluster.Protocol;
 using ActorTrain.Sync;
 using ActorTrain.Sync.Compression;
@@ -112,9 +113,9 @@ public sealed class TrainerActor : ReceiveActor
         _world = c;
         torch.set_num_threads(c.IntraOpThreads);
         _replica.UseBucketSize(c.Plan.BucketSizeBytes);
-        if (_replica.Overlap is { } overlap)
-            _log.Info("Trainer {0}: {1} of {2} bucket(s) can start reducing during backward ({3} modules signal it)",
-                _localRank, overlap.EarlyBuckets, _replica.Layout.Buckets.Count, overlap.HookedModules);
+        if (_replica.Overlap is { } overlap && _localRank == 0)
+            ProgressLine.Info("Rank {0}: overlap-backward: {1} of {2} bucket(s) can start reducing during backward ({3} modules signal it)",
+                c.GlobalRank, overlap.EarlyBuckets, _replica.Layout.Buckets.Count, overlap.HookedModules);
         if (_sampler.Seed != c.Plan.Seed) _sampler = new DistributedSampler(_train.Count, c.Plan.Seed);
         _compression = WireCompressionNames.Parse(c.Plan.Compression);
         if (_sampler.StepsLeft(0, c.WorldSize, c.Plan.BatchSize * c.Plan.AccumulationSteps) == 0)

@@ -39,7 +39,7 @@ public class ActorTrainSettingsSpec
         Assert.Equal(80 * 1024, s.Sync.TransportChunkSizeBytes);
         Assert.Equal(0, s.Sync.TcpPort);
         Assert.Equal("none", s.Sync.Compression);
-        Assert.True(s.Sync.OverlapBackward);
+        Assert.False(s.Sync.OverlapBackward);
         Assert.Equal(1, s.Training.AccumulationSteps);
         Assert.True(s.Metrics.Enabled);
         Assert.Equal("127.0.0.1", s.Metrics.Hostname);
@@ -65,7 +65,7 @@ public class ActorTrainSettingsSpec
             actortrain.torch.mkldnn = on
             actortrain.sync.compression = BF16
             actortrain.training.accumulation-steps = 4
-            actortrain.sync.overlap-backward = off
+            actortrain.sync.overlap-backward = on
             """));
 
         Assert.Equal("mnist", s.JobId);
@@ -83,7 +83,7 @@ public class ActorTrainSettingsSpec
         Assert.True(s.MkldnnEnabled);
         Assert.Equal("bf16", s.Sync.Compression);
         Assert.Equal(4, s.Training.AccumulationSteps);
-        Assert.False(s.Sync.OverlapBackward);
+        Assert.True(s.Sync.OverlapBackward);
     }
 
     [Fact]
