@@ -76,6 +76,22 @@ public sealed class NodeMetrics
             "Steps this node's trainers skipped because some rank's gradient was not finite (each trainer counts its own).");
         _nonFiniteGradients = factory.CreateCounter("actortrain_non_finite_gradients_total",
             "Gradients with NaN or infinity computed by this node's trainers.");
+
+        // Read at each scrape: what a long run needs to show that nothing accumulates, managed or native.
+        var resident = factory.CreateGauge("actortrain_process_resident_bytes",
+            "Resident set size of this node's process: managed heap, libtorch's native tensors and everything else.");
+        var heap = factory.CreateGauge("actortrain_managed_heap_bytes",
+            "Bytes of the managed heap in use after the last collection.");
+        var collections = factory.CreateGauge("actortrain_gc_collections",
+            "Garbage collections of each generation since the process started.", ["generation"]);
+        Registry.AddBeforeCollectCallback(() =>
+        {
+            using var process = System.Diagnostics.Process.GetCurrentProcess();
+            resident.Set(process.WorkingSet64);
+            heap.Set(GC.GetGCMemoryInfo().HeapSizeBytes);
+            for (var generation = 0; generation <= GC.MaxGeneration; generation++)
+                collections.WithLabels(generation.ToString(System.Globalization.CultureInfo.InvariantCulture)).Set(GC.CollectionCount(generation));
+        });
     }
 
     public string NodeName { get; }

@@ -328,6 +328,12 @@ public sealed class Replica : IDisposable
         using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         foreach (var p in _parameters)
         {
+            if (IsPlainCpuFloat(p))
+            {
+                // Hashed in place: no copy of the parameters on the managed heap.
+                sha.AppendData(p.bytes);
+                continue;
+            }
             var values = new float[p.numel()];
             CopyOut(p, values);
             sha.AppendData(MemoryMarshal.AsBytes(values.AsSpan()));

@@ -95,6 +95,22 @@ public class NodeMetricsSpec
     }
 
     [Fact]
+    public void NodeMetrics_must_read_the_process_memory_and_collections_at_each_scrape()
+    {
+        var metrics = new NodeMetrics("node-a");
+        var before = Scrape(metrics);
+        GC.Collect(2, GCCollectionMode.Forced, blocking: true);
+        var after = Scrape(metrics);
+
+        Assert.InRange(after.Value("actortrain_process_resident_bytes"), 1 << 20, 1L << 40);
+        Assert.InRange(after.Value("actortrain_managed_heap_bytes"), 1, 1L << 40);
+        // Other tests collect too: at least the forced collection, at most what the runtime counts now.
+        Assert.InRange(after.Value("actortrain_gc_collections", ("generation", "2")),
+            before.Value("actortrain_gc_collections", ("generation", "2")) + 1, GC.CollectionCount(2));
+        Assert.True(after.Value("actortrain_gc_collections", ("generation", "0")) >= after.Value("actortrain_gc_collections", ("generation", "2")));
+    }
+
+    [Fact]
     public void NodeMetrics_must_label_every_series_with_the_node_and_document_every_metric()
     {
         var metrics = new NodeMetrics("10.0.0.7:4053");
@@ -111,6 +127,7 @@ public class NodeMetricsSpec
                      "actortrain_step_phase_seconds", "actortrain_transport_bytes_total", "actortrain_dropped_messages_total",
                      "actortrain_generation", "actortrain_members", "actortrain_world_size", "actortrain_epoch",
                      "actortrain_steps_completed_total", "actortrain_skipped_steps_total", "actortrain_non_finite_gradients_total",
+                     "actortrain_process_resident_bytes", "actortrain_managed_heap_bytes", "actortrain_gc_collections",
                  })
         {
             Assert.Contains($"# HELP {name} ", text);
