@@ -30,6 +30,12 @@ public sealed class GradientChunkSerializer : Serializer
 
     public GradientChunkSerializer(ExtendedActorSystem system) : base(system) { }
 
+    /// <summary>
+    /// Published on the system's event stream for every chunk <see cref="FromBinary"/> refuses, so the
+    /// node's gradient endpoint can count and log it: Akka only drops the message and logs its own line.
+    /// </summary>
+    public sealed record Refused(string Problem);
+
     public override int Identifier => 3142;
 
     /// <summary>One type only: the bytes carry their own magic and version instead of a manifest.</summary>
@@ -105,6 +111,19 @@ public sealed class GradientChunkSerializer : Serializer
     }
 
     public override object FromBinary(byte[] bytes, Type type)
+    {
+        try
+        {
+            return Decode(bytes);
+        }
+        catch (SerializationException e)
+        {
+            system?.EventStream.Publish(new Refused(e.Message));
+            throw;
+        }
+    }
+
+    private static GradientChunk Decode(byte[] bytes)
     {
         if (bytes.Length < HeaderSize)
             throw Malformed(bytes, $"shorter than the {HeaderSize}-byte header");

@@ -1,5 +1,6 @@
 using ActorTrain.Cluster.Metrics;
 using ActorTrain.Cluster.Protocol;
+using ActorTrain.Cluster.Serialization;
 using ActorTrain.Sync.Transport;
 using Akka.Actor;
 using Akka.Event;
@@ -10,9 +11,10 @@ namespace ActorTrain.Cluster.Transport;
 /// Receives gradient chunks from other nodes and delivers them to the node's mailbox, where
 /// the ring all-reduce of the matching key picks them up. Everything here arrives from the
 /// network: chunks that are too large, from an unknown peer, with a negative id or of an old
-/// generation are dropped, counted and logged; they never reach a reduction. (Bytes that are no
-/// chunk at all never become one: <see cref="Serialization.GradientChunkSerializer"/> refuses them
-/// and Akka drops the message.)
+/// generation are dropped, counted and logged; they never reach a reduction. Bytes that are no
+/// chunk at all never become one: <see cref="Serialization.GradientChunkSerializer"/> refuses them,
+/// Akka drops the message, and the refusal reaches this actor through the event stream to be
+/// counted and logged as malformed.
 /// </summary>
 public sealed class GradientEndpointActor : ReceiveActor
 {
@@ -31,6 +33,7 @@ public sealed class GradientEndpointActor : ReceiveActor
         _metrics = metrics;
         _maxPayloadBytes = chunkSizeBytes;
         Receive<GradientChunk>(OnChunk);
+        Receive<GradientChunkSerializer.Refused>(r => Drop(r.Problem, DropReason.Malformed));
         Receive<SetWorld>(w =>
         {
             _peerCount = w.PeerCount;
@@ -47,17 +50,26 @@ public sealed class GradientEndpointActor : ReceiveActor
     public long Received { get; private set; }
     public long Dropped { get; private set; }
 
+    protected override void PreStart() => Context.System.EventStream.Subscribe(Self, typeof(GradientChunkSerializer.Refused));
+
+    protected override void PostStop() => Context.System.EventStream.Unsubscribe(Self);
+
+    private void Drop(string what, string reason)
+    {
+        Dropped++;
+        _metrics?.Dropped(reason);
+        // Log the first few and then every 1000th, so a flood cannot flood the log too.
+        if (Dropped <= 10 || Dropped % 1000 == 0)
+            _log.Warning("Dropped gradient chunk {0}; {1} dropped so far", what, Dropped);
+    }
+
     private void OnChunk(GradientChunk chunk)
     {
         _metrics?.AddBytes(TransportLabel.Akka, sent: false, (long)chunk.Data.Length * sizeof(float));
         var (problem, reason) = Validate(chunk);
         if (problem is not null)
         {
-            Dropped++;
-            _metrics?.Dropped(reason);
-            // Log the first few and then every 1000th, so a flood cannot flood the log too.
-            if (Dropped <= 10 || Dropped % 1000 == 0)
-                _log.Warning("Dropped gradient chunk from {0} ({1}); {2} dropped so far", Sender.Path.Address, problem, Dropped);
+            Drop($"from {Sender.Path.Address} ({problem})", reason);
             return;
         }
 

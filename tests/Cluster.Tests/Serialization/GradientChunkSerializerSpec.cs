@@ -55,6 +55,23 @@ public class GradientChunkSerializerSpec(LocalSystemFixture fixture) : IClassFix
         Assert.Throws<SerializationException>(() => Serializer.FromBinary(bytes, null!)).Message;
 
     [Fact]
+    public void A_refusal_must_be_published_on_the_event_stream_naming_the_problem()
+    {
+        var probe = new Akka.TestKit.TestProbe(fixture.System, new Akka.TestKit.Xunit2.XunitAssertions());
+        fixture.System.EventStream.Subscribe(probe.Ref, typeof(GradientChunkSerializer.Refused));
+        try
+        {
+            var message = Refusal(WithInt32At(24, -1));
+            var refused = probe.FishForMessage<GradientChunkSerializer.Refused>(r => r.Problem == message, TestConfig.Timeout);
+            Assert.Contains("negative lane", refused.Problem);
+        }
+        finally
+        {
+            fixture.System.EventStream.Unsubscribe(probe.Ref);
+        }
+    }
+
+    [Fact]
     public void Serializer_must_round_trip_every_id_and_every_float_bit_for_bit()
     {
         var chunk = Sample();

@@ -56,6 +56,20 @@ public class GradientEndpointActorSpec : IClassFixture<LocalSystemFixture>
     }
 
     [Fact]
+    public void Endpoint_must_count_a_chunk_the_serializer_refused_as_a_drop()
+    {
+        // Answered once: the endpoint has started and subscribed to the event stream.
+        var before = CountersAfterSending();
+
+        _endpoint.Tell(new GradientChunkSerializer.Refused("bad magic"));
+        _probe.Sys.EventStream.Publish(new GradientChunkSerializer.Refused("negative lane -1"));
+
+        var after = CountersAfterSending();
+        Assert.Equal(before.Dropped + 2, after.Dropped);
+        Assert.Equal(before.Received, after.Received);
+    }
+
+    [Fact]
     public async Task Endpoint_must_deliver_a_valid_chunk_to_the_mailbox()
     {
         var chunk = Chunk();
