@@ -111,7 +111,8 @@ public sealed class BackwardOverlap : IDisposable
     /// </summary>
     public Pass Begin(ReductionTarget target, long step, CancellationToken cancellationToken)
     {
-        if (_pass is { Finished: false }) throw new InvalidOperationException("the previous step's reduction has not finished");
+        // The buckets are shared between steps: a new step may start only once the last one's reductions are over.
+        if (_pass is { Completed: false }) throw new InvalidOperationException("the previous step's reduction has not been waited for");
         _pass = new Pass(this, target, step, cancellationToken);
         return _pass;
     }
@@ -176,7 +177,8 @@ public sealed class BackwardOverlap : IDisposable
         /// <summary>Buckets whose reduction started before <see cref="Finish"/>.</summary>
         public int StartedDuringBackward { get; private set; }
 
-        internal bool Finished { get; private set; }
+        /// <summary>Waited for (or aborted): nothing of this step is reducing any more.</summary>
+        internal bool Completed { get; private set; }
 
         internal void Called(int module) => _calls[module]++;
 
@@ -220,7 +222,6 @@ public sealed class BackwardOverlap : IDisposable
             _nonFinite = replica.SetCounters(_nonFinite, loss);
             replica.VoteToPause(voteToPause);
             Start(last);
-            Finished = true;
             return _nonFinite;
         }
 
@@ -232,6 +233,7 @@ public sealed class BackwardOverlap : IDisposable
                 while (_outstanding > 0) Monitor.Wait(_gate);
             }
             _cancel.Dispose();
+            Completed = true;
             _failure?.Throw();
             return new SyncTimings(_intraMs, _crossMs);
         }
@@ -240,13 +242,13 @@ public sealed class BackwardOverlap : IDisposable
         public void Abort()
         {
             _owner.Arm(false);
-            Finished = true;
             _cancel.Cancel();
             lock (_gate)
             {
                 while (_outstanding > 0) Monitor.Wait(_gate);
             }
             _cancel.Dispose();
+            Completed = true;
         }
 
         private void StartCompleteBuckets(int lastAllowed)
@@ -254,7 +256,7 @@ public sealed class BackwardOverlap : IDisposable
             while (_nextBucket <= lastAllowed && _waitingParameters[_nextBucket] == 0)
             {
                 _nonFinite += _owner._replica.FillBucket(_nextBucket);
-                if (!Finished && _owner._armed) StartedDuringBackward++;
+                if (_owner._armed) StartedDuringBackward++;
                 Start(_nextBucket);
             }
         }

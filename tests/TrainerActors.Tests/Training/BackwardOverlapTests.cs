@@ -201,11 +201,17 @@ public class BackwardOverlapTests
     }
 
     [Fact]
-    public void A_step_cannot_begin_before_the_previous_one_has_finished()
+    public void A_step_cannot_begin_before_the_previous_one_has_been_waited_for()
     {
         using var world = new SimulatedWorld(1, 1);
-        var overlap = world.Replicas[0].EnableOverlap("test-reducer");
-        overlap.Begin(world.Target(0), 0, CancellationToken.None);
+        var r = world.Replicas[0];
+        var overlap = r.EnableOverlap("test-reducer");
+        var pass = overlap.Begin(world.Target(0), 0, CancellationToken.None);
         Assert.Throws<InvalidOperationException>(() => overlap.Begin(world.Target(0), 1, CancellationToken.None));
+        pass.Finish(r.ForwardBackward(Indices(0, 0), SimulatedWorld.Data, signalBackward: true), voteToPause: false);
+        // Finished but not waited for: its reductions may still be using the buckets.
+        Assert.Throws<InvalidOperationException>(() => overlap.Begin(world.Target(0), 1, CancellationToken.None));
+        pass.Wait();
+        overlap.Begin(world.Target(0), 1, CancellationToken.None);
     }
 }
