@@ -125,6 +125,6 @@ internal sealed class RendezvousClient(RunSpec spec, int rank, string host, int 
     public void Dispose()
     {
         connection?.Dispose();
-        abandoned.Dispose();
+        // "abandoned" stays undisposed: it has no timer, and a reader still running may cancel it.
     }
 }

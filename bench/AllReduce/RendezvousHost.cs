@@ -224,6 +224,6 @@ internal sealed class RendezvousHost : IWorkerLink, IDisposable
             connection.Dispose();
         }
 
-        abandoned.Dispose();
+        // "abandoned" stays undisposed: it has no timer, and a reader still running may cancel it.
     }
 }
