@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Net;
 using ActorTrain.Cluster.Settings;
 using ActorTrain.Cluster.Transport;
 using ActorTrain.Sync.Transport;
@@ -29,13 +30,13 @@ internal sealed class AkkaWorker : IWorkerRun
     {
         this.spec = spec;
         this.rank = rank;
-        var config = ConfigurationFactory.ParseString("""
+        var config = ConfigurationFactory.ParseString($$"""
             akka {
               loglevel = ERROR
               stdout-loglevel = ERROR
               actor.provider = remote
               remote.dot-netty.tcp {
-                hostname = "127.0.0.1"
+                hostname = "{{spec.Bind}}"
                 port = 0
               }
             }
@@ -53,8 +54,9 @@ internal sealed class AkkaWorker : IWorkerRun
         endpoint.Tell(new GradientEndpointActor.SetWorld(RingMeasurement.Generation, spec.Nodes));
     }
 
-    public string Address => ((ExtendedActorSystem)system).Provider.DefaultAddress.Port?.ToString(CultureInfo.InvariantCulture)
-        ?? throw new InvalidOperationException("Akka remoting did not bind a port.");
+    /// <summary>HOST:PORT of this worker's remoting (IPv6 hosts in brackets, as Akka addresses write them).</summary>
+    public string Address => new IPEndPoint(spec.Bind, ((ExtendedActorSystem)system).Provider.DefaultAddress.Port
+        ?? throw new InvalidOperationException("Akka remoting did not bind a port.")).ToString();
 
     /// <summary>
     /// Chunk and frame size when they differ from the framework's defaults (reference.conf: 64 KiB
@@ -77,7 +79,7 @@ internal sealed class AkkaWorker : IWorkerRun
         {
             endpoints[p] = p == rank
                 ? endpoint
-                : await system.ActorSelection($"akka.tcp://{SystemName}@127.0.0.1:{peers[p]}/user/{GradientEndpointActor.Name}")
+                : await system.ActorSelection($"akka.tcp://{SystemName}@{peers[p]}/user/{GradientEndpointActor.Name}")
                     .ResolveOne(TimeSpan.FromSeconds(30), cancellationToken);
         }
 

@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Net;
 
 namespace ActorTrain.Bench.AllReduce;
 
@@ -32,6 +33,9 @@ public sealed record RunSpec
     public int ChunkBytes { get; init; }
 
     public required TimeSpan Timeout { get; init; }
+
+    /// <summary>The address each worker's data plane listens on (and the others reach it at).</summary>
+    public IPAddress Bind { get; init; } = IPAddress.Loopback;
 
     /// <summary>Cross-node wire format of the timed all-reduces (the barriers stay float32).</summary>
     public ActorTrain.Sync.Compression.WireCompression Compression { get; init; }

@@ -50,7 +50,7 @@ internal sealed record MemorySample(int Iterations, int Gen0, int Gen1, int Gen2
 /// A worker's side of the protocol. The parent's end of stdin is the lifeline: when it closes
 /// (the parent finished, failed or was killed), the worker exits, so no worker outlives a run.
 /// </summary>
-internal sealed class ParentLink
+internal sealed class ParentLink : IWorkerLink
 {
     private readonly TaskCompletionSource<string[]> peers = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource closed = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -74,15 +74,25 @@ internal sealed class ParentLink
         return link;
     }
 
-    public static void SendReady(string address) => Send($"{Protocol.Ready} {address}");
+    /// <summary>Never: when the launcher gives up, it closes stdin and the worker exits.</summary>
+    public CancellationToken Abandoned => CancellationToken.None;
 
-    public void SendResult(WorkerResult result)
+    public string? AbandonReason => null;
+
+    public async Task<string[]> ReadyAsync(string address, CancellationToken cancellationToken)
+    {
+        Send($"{Protocol.Ready} {address}");
+        return await Peers.WaitAsync(cancellationToken);
+    }
+
+    public async Task FinishAsync(WorkerResult result, CancellationToken cancellationToken)
     {
         Send($"{Protocol.Result} {JsonSerializer.Serialize(result, Protocol.Json)}");
         finished = true;
+        await Closed.WaitAsync(cancellationToken);
     }
 
-    public static void SendError(Exception error) =>
+    public void Fail(Exception error) =>
         Send($"{Protocol.Error} {error.GetType().Name}: {error.Message}".ReplaceLineEndings(" | "));
 
     private static void Send(string line)

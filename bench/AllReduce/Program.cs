@@ -4,7 +4,8 @@ using ActorTrain.Bench.AllReduce;
 using ActorTrain.Sync.Compression;
 
 // allreduce: the launcher (one run, or --sweep). worker: one of the processes it starts.
-var root = new RootCommand("ActorTrain all-reduce benchmark: cross-node ring all-reduce between real processes on 127.0.0.1");
+// node: one rank of a run on several hosts, started by the user on each.
+var root = new RootCommand("ActorTrain all-reduce benchmark: cross-node ring all-reduce between real processes on 127.0.0.1 (allreduce) or on several hosts (node)");
 
 var nodes = new Option<int>("--nodes") { Description = "Ring peers, one process each (the socket ceiling always uses 2)", DefaultValueFactory = _ => 3 };
 var bytes = new Option<string>("--bytes") { Description = "All-reduce size in bytes of float32: 1724320, 16MiB, 100MB, ...", DefaultValueFactory = _ => "16MiB" };
@@ -125,9 +126,49 @@ worker.SetAction(async (r, _) =>
         Compression = WireCompressionNames.Parse(r.GetValue(workerCompression)),
         ReportEvery = r.GetValue(workerReportEvery),
     };
-    int code = await Worker.RunAsync(spec, r.GetValue(rank));
+    int code = await Worker.RunAsync(spec, r.GetValue(rank), ParentLink.Start());
 
     // Akka and socket threads must not keep a finished worker alive.
+    Environment.Exit(code);
+    return code;
+});
+
+var nodeRank = new Option<int>("--rank") { Description = "This node's ring position, 0..N-1; rank 0 is also the rendezvous and prints the result", Required = true };
+var nodeNodes = new Option<int>("--nodes") { Description = "Ring peers, one node command per host (socket: exactly 2)", Required = true };
+var rendezvous = new Option<string>("--rendezvous") { Description = "HOST:PORT where rank 0 listens for the others (rank 0 listens on its --bind address at PORT)", Required = true };
+var bind = new Option<string>("--bind") { Description = "This host's address for the data plane, the one the other nodes reach it at", DefaultValueFactory = _ => "127.0.0.1" };
+var node = new Command("node", "One rank of a run on several hosts: start one per host, rank 0 prints the result");
+foreach (var option in new Option[] { nodeRank, nodeNodes, rendezvous, bind, bytes, transport, iterations, warmup, json, wholeBucket, chunkBytes, timeout, compression })
+{
+    node.Add(option);
+}
+
+node.SetAction(async (r, _) =>
+{
+    int code;
+    try
+    {
+        var spec = Sweep.Spec(r.GetValue(nodeNodes), ByteSize.Parse(r.GetValue(bytes)!), Enum.Parse<BenchTransport>(r.GetValue(transport)!, ignoreCase: true),
+            r.GetValue(wholeBucket), r.GetValue(iterations), r.GetValue(warmup)) with
+        {
+            ChunkBytes = r.GetValue(chunkBytes) is { } c ? checked((int)ByteSize.Parse(c)) : 0,
+            Compression = WireCompressionNames.Parse(r.GetValue(compression)),
+            Bind = Node.ParseBind(r.GetValue(bind)!),
+        };
+        spec = spec with { Timeout = r.GetValue(timeout) is { } seconds ? TimeSpan.FromSeconds(seconds) : spec.Timeout + Node.StartAllowance };
+        int rankValue = r.GetValue(nodeRank);
+        Node.Validate(spec, rankValue);
+        var (host, port) = Node.ParseRendezvous(r.GetValue(rendezvous)!);
+        code = await Node.RunAsync(spec, rankValue, host, port, r.GetValue(json));
+    }
+    catch (Exception e) when (e is ArgumentException or FormatException or OverflowException or RendezvousException)
+    {
+        Console.Error.WriteLine($"error: {e.Message}");
+        code = 2;
+    }
+
+    // Akka and socket threads must not keep a finished node alive.
+    Console.Out.Flush();
     Environment.Exit(code);
     return code;
 });
@@ -150,6 +191,7 @@ codec.SetAction(r =>
 
 root.Add(allreduce);
 root.Add(codec);
+root.Add(node);
 root.Add(worker);
 CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
 return await root.Parse(args).InvokeAsync();

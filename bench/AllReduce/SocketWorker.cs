@@ -25,7 +25,7 @@ internal sealed class SocketWorker : IWorkerRun
         this.rank = rank;
         if (rank == 1)
         {
-            listener = new TcpListener(IPAddress.Loopback, 0);
+            listener = new TcpListener(spec.Bind, 0);
             listener.Start();
         }
     }

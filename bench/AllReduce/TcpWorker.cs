@@ -22,7 +22,7 @@ internal sealed class TcpWorker : IWorkerRun
     {
         this.spec = spec;
         this.rank = rank;
-        listener = TcpRingTransport.Listen(IPAddress.Loopback, 0);
+        listener = TcpRingTransport.Listen(spec.Bind, 0);
     }
 
     public string Address => ((IPEndPoint)listener.LocalEndpoint).ToString();

@@ -14,7 +14,7 @@ internal sealed class NodeProcess : IDisposable
     private readonly Process _process;
     private readonly ConcurrentQueue<string> _lines = new();
 
-    private NodeProcess(string name, IEnumerable<string> args)
+    private NodeProcess(string name, string dll, IEnumerable<string> args)
     {
         Name = name;
         var psi = new ProcessStartInfo("dotnet")
@@ -25,7 +25,7 @@ internal sealed class NodeProcess : IDisposable
             UseShellExecute = false,
             WorkingDirectory = Repo.Root,
         };
-        psi.ArgumentList.Add(Repo.ExampleDll);
+        psi.ArgumentList.Add(dll);
         foreach (var a in args) psi.ArgumentList.Add(a);
         psi.Environment["ACTORTRAIN_MNIST_DATA"] = Repo.MnistData;
         // The node ends itself if this test process dies and its stdin closes.
@@ -43,7 +43,10 @@ internal sealed class NodeProcess : IDisposable
     public int ExitCode => _process.ExitCode;
     public int Pid => _process.Id;
 
-    public static NodeProcess Start(string name, params string[] args) => new(name, args);
+    public static NodeProcess Start(string name, params string[] args) => new(name, Repo.ExampleDll, args);
+
+    /// <summary>The all-reduce benchmark (bench/AllReduce) instead of the example.</summary>
+    public static NodeProcess StartBench(string name, params string[] args) => new(name, Repo.BenchDll, args);
 
     public async Task<int> WaitForExitAsync(TimeSpan timeout)
     {
@@ -109,11 +112,23 @@ internal static class Repo
     {
         get
         {
-            var configuration = AppContext.BaseDirectory.Contains($"{Path.DirectorySeparatorChar}Debug{Path.DirectorySeparatorChar}", StringComparison.Ordinal) ? "Debug" : "Release";
-            var path = Path.Combine(Root, "examples", "Mnist", "bin", configuration, "net10.0", "ActorTrain.Mnist.dll");
+            var path = Path.Combine(Root, "examples", "Mnist", "bin", Configuration, "net10.0", "ActorTrain.Mnist.dll");
             return File.Exists(path) ? path : throw new FileNotFoundException($"build the example first: {path} is missing", path);
         }
     }
+
+    /// <summary>The all-reduce benchmark as built beside these tests (same configuration).</summary>
+    public static string BenchDll
+    {
+        get
+        {
+            var path = Path.Combine(Root, "bench", "AllReduce", "bin", Configuration, "net10.0", "ActorTrain.Bench.AllReduce.dll");
+            return File.Exists(path) ? path : throw new FileNotFoundException($"build the benchmark first: {path} is missing", path);
+        }
+    }
+
+    private static string Configuration =>
+        AppContext.BaseDirectory.Contains($"{Path.DirectorySeparatorChar}Debug{Path.DirectorySeparatorChar}", StringComparison.Ordinal) ? "Debug" : "Release";
 
     private static string FindRoot()
     {
