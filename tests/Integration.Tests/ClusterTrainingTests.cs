@@ -150,10 +150,17 @@ public class ClusterTrainingTests
         // Every node serves Prometheus metrics while it trains.
         var metricsUrl = System.Text.RegularExpressions.Regex.Match(launcher.Output, @"\[node1\] metrics at (http://\S+)").Groups[1].Value;
         using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(10) };
+        // The tcp transport's byte counts reach the metrics every 2 s: scrape until the first report is in.
+        const string sentBytes = @"actortrain_transport_bytes_total\{transport=""(akka|tcp)"",direction=""sent"",node=""node1""\} [1-9]";
         var scraped = await http.GetStringAsync(metricsUrl);
+        for (var deadline = DateTime.UtcNow.AddSeconds(15); !Regex.IsMatch(scraped, sentBytes) && DateTime.UtcNow < deadline;)
+        {
+            await Task.Delay(250);
+            scraped = await http.GetStringAsync(metricsUrl);
+        }
         Assert.Contains("actortrain_step_phase_seconds_count{phase=\"cross_node\",node=\"node1\"}", scraped);
         Assert.Contains("actortrain_generation{node=\"node1\"} 1", scraped);
-        Assert.Matches(@"actortrain_transport_bytes_total\{transport=""(akka|tcp)"",direction=""sent"",node=""node1""\} [1-9]", scraped);
+        Assert.Matches(sentBytes, scraped);
         launcher.Kill();
 
         using var nobody = NodeProcess.Start("status", "status", "--seed", $"127.0.0.1:{NodeProcess.FreePort()}", "--timeout", "2");
