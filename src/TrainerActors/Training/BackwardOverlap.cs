@@ -228,12 +228,7 @@ public sealed class BackwardOverlap : IDisposable
         /// <summary>Blocks until every started bucket is reduced; rethrows the first failure (a cancellation included).</summary>
         public SyncTimings Wait()
         {
-            lock (_gate)
-            {
-                while (_outstanding > 0) Monitor.Wait(_gate);
-            }
-            _cancel.Dispose();
-            Completed = true;
+            Complete();
             _failure?.Throw();
             return new SyncTimings(_intraMs, _crossMs);
         }
@@ -243,6 +238,11 @@ public sealed class BackwardOverlap : IDisposable
         {
             _owner.Arm(false);
             _cancel.Cancel();
+            Complete();
+        }
+
+        private void Complete()
+        {
             lock (_gate)
             {
                 while (_outstanding > 0) Monitor.Wait(_gate);
