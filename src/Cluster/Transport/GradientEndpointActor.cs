@@ -82,10 +82,7 @@ public sealed class GradientEndpointActor : ReceiveActor
             Received++;
             return;
         }
-        Dropped++;
-        _metrics?.Dropped(_mailbox.StaleDropped > staleBefore ? DropReason.Stale : DropReason.Duplicate);
-        if (Dropped <= 10 || Dropped % 1000 == 0)
-            _log.Warning("Dropped gradient chunk {0} from peer {1}: duplicate or stale; {2} dropped so far", key, chunk.FromPeer, Dropped);
+        Drop($"{key} from peer {chunk.FromPeer}: duplicate or stale", _mailbox.StaleDropped > staleBefore ? DropReason.Stale : DropReason.Duplicate);
     }
 
     private (string? Problem, string Reason) Validate(GradientChunk c)

@@ -280,9 +280,8 @@ public sealed class TrainerActor : ReceiveActor
         var k = _world.Plan.AccumulationSteps;
         // The step timeout counts from here: with the overlap, buckets are reduced during backward.
         using var deadline = StepDeadline();
-        var overlapped = _replica.Overlap?.Begin(
-            new ReductionTarget(_world.IntraNode, _localRank, _world.CrossNode, _world.Generation, _compression, _world.Progress.SetWaitingBucket),
-            _globalStep, deadline.Token);
+        var target = new ReductionTarget(_world.IntraNode, _localRank, _world.CrossNode, _world.Generation, _compression, _world.Progress.SetWaitingBucket);
+        var overlapped = _replica.Overlap?.Begin(target, _globalStep, deadline.Token);
         var loss = 0f;
         try
         {
@@ -316,10 +315,7 @@ public sealed class TrainerActor : ReceiveActor
         }
 
         var sync = default(SyncTimings);
-        if (!TryCollective(_globalStep, deadline, ct => sync = overlapped is not null
-                ? overlapped.Wait()
-                : _replica.ReduceBuckets(_world.IntraNode, _localRank, _world.CrossNode, _world.Generation, _globalStep, ct,
-                    _world.Progress.SetWaitingBucket, _compression)))
+        if (!TryCollective(_globalStep, deadline, ct => sync = overlapped?.Wait() ?? _replica.ReduceBuckets(target, _globalStep, ct)))
             return;
         _world.Progress.SetWaitingBucket(-1);
 

@@ -10,7 +10,7 @@ using static TorchSharp.torch;
 
 namespace ActorTrain.TrainerActors.Training;
 
-/// <summary>Where and how a step's buckets are reduced: the same arguments as <see cref="Replica.ReduceBuckets"/>.</summary>
+/// <summary>Where and how a replica's buckets are reduced (<see cref="Replica.ReduceBuckets"/>, <see cref="BackwardOverlap"/>).</summary>
 public sealed record ReductionTarget(
     IIntraNodeCollective IntraNode,
     int LocalRank,
@@ -271,9 +271,7 @@ public sealed class BackwardOverlap : IDisposable
                 try
                 {
                     token.ThrowIfCancellationRequested();
-                    _target.BucketStarted?.Invoke(bucket);
-                    var t = HierarchicalAllReduce.Run(_target.IntraNode, _target.LocalRank, _target.CrossNode, _owner._replica.Buffers[bucket],
-                        _target.Generation, _step, bucket, token, _target.Compression);
+                    var t = _owner._replica.ReduceBucket(bucket, _target, _step, token);
                     lock (_gate)
                     {
                         _intraMs += t.IntraNodeMs;

@@ -220,22 +220,27 @@ public sealed class Replica : IDisposable
     /// <summary>
     /// Sum-reduces every bucket across all replicas of the world: intra-node, then the
     /// cross-node ring of this local rank, then intra-node again (see <see cref="HierarchicalAllReduce"/>).
-    /// <paramref name="compression"/> is the world's format on the cross-node ring (the plan's); the
+    /// The target's compression is the world's format on the cross-node ring (the plan's); the
     /// broadcasts always reduce in float32. Blocks the calling thread, which must be this replica's own.
     /// </summary>
-    public SyncTimings ReduceBuckets(IIntraNodeCollective intraNode, int localRank, IRingTransport? crossNode,
-        long generation, long step, CancellationToken cancellationToken, Action<int>? bucketStarted = null,
-        WireCompression compression = WireCompression.None)
+    public SyncTimings ReduceBuckets(ReductionTarget target, long step, CancellationToken cancellationToken)
     {
         double intra = 0, cross = 0;
         for (var b = 0; b < Buffers.Length; b++)
         {
-            bucketStarted?.Invoke(b);
-            var t = HierarchicalAllReduce.Run(intraNode, localRank, crossNode, Buffers[b], generation, step, b, cancellationToken, compression);
+            var t = ReduceBucket(b, target, step, cancellationToken);
             intra += t.IntraNodeMs;
             cross += t.CrossNodeMs;
         }
         return new SyncTimings(intra, cross);
+    }
+
+    /// <summary>One bucket of <see cref="ReduceBuckets"/>; <see cref="BackwardOverlap"/> reduces them one at a time on its own thread.</summary>
+    internal SyncTimings ReduceBucket(int bucket, ReductionTarget target, long step, CancellationToken cancellationToken)
+    {
+        target.BucketStarted?.Invoke(bucket);
+        return HierarchicalAllReduce.Run(target.IntraNode, target.LocalRank, target.CrossNode, Buffers[bucket], target.Generation, step, bucket,
+            cancellationToken, target.Compression);
     }
 
     /// <summary>Makes every replica's parameters equal rank 0's: a sum-reduction to which the others contribute zeros.</summary>
@@ -243,7 +248,7 @@ public sealed class Replica : IDisposable
         long generation, CancellationToken cancellationToken)
     {
         ParametersToBuckets(isSource);
-        ReduceBuckets(intraNode, localRank, crossNode, generation, BroadcastStep, cancellationToken);
+        ReduceBuckets(new ReductionTarget(intraNode, localRank, crossNode, generation), BroadcastStep, cancellationToken);
         BucketsToParameters();
     }
 

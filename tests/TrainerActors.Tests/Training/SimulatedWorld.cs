@@ -61,12 +61,8 @@ internal sealed class SimulatedWorld : IDisposable
     public void OnEachRank(Action<int> action) => OnEachRank(rank => { action(rank); return 0; });
 
     /// <summary>The full data-parallel sync for one rank: buckets reduced across the world.</summary>
-    public void Reduce(int rank, long step, WireCompression compression = WireCompression.None)
-    {
-        var (node, local) = (rank / LocalSize, rank % LocalSize);
-        Replicas[rank].ReduceBuckets(_intra[node], local, Nodes > 1 ? _lanes[local][node] : null, generation: 1, step, CancellationToken.None,
-            compression: compression);
-    }
+    public void Reduce(int rank, long step, WireCompression compression = WireCompression.None) =>
+        Replicas[rank].ReduceBuckets(Target(rank, compression), step, CancellationToken.None);
 
     /// <summary>Where rank <paramref name="rank"/>'s buckets go: the same collectives as <see cref="Reduce"/>.</summary>
     public ReductionTarget Target(int rank, WireCompression compression = WireCompression.None)
