@@ -302,13 +302,40 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
         _history = w.History;
         Become(Training);
         var self = Self;
-        var paths = w.Nodes.Select(n => n.EndpointPath).ToList();
-        var timeout = TimeSpan.FromSeconds(30);
-        Task.WhenAll(paths.Select(p => Context.ActorSelection(p).ResolveOne(timeout)))
+        var deadline = DateTime.UtcNow + EndpointResolveTimeout;
+        Task.WhenAll(w.Nodes.Select(n => ResolveEndpointAsync(Context.ActorSelection(n.EndpointPath), n.EndpointPath, deadline)))
             .ContinueWith(t => t.IsCompletedSuccessfully
                 ? new EndpointsResolved(w.Generation, index, t.Result, null)
                 : new EndpointsResolved(w.Generation, index, [], t.Exception?.GetBaseException().Message ?? "cancelled"))
             .PipeTo(self);
+    }
+
+    private static readonly TimeSpan EndpointResolveTimeout = TimeSpan.FromSeconds(30);
+    private static readonly TimeSpan EndpointResolveRetry = TimeSpan.FromMilliseconds(250);
+
+    /// <summary>
+    /// Resolves one node's gradient endpoint, trying again until <paramref name="deadline"/>: a node that
+    /// has just registered can be briefly unresolvable (its association still being set up, or gated for a
+    /// moment), and that must not end the run. Fails naming the path and the last cause.
+    /// </summary>
+    internal static async Task<IActorRef> ResolveEndpointAsync(ActorSelection selection, string path, DateTime deadline)
+    {
+        while (true)
+        {
+            var left = deadline - DateTime.UtcNow;
+            try
+            {
+                return await selection.ResolveOne(left > EndpointResolveRetry ? left : EndpointResolveRetry).ConfigureAwait(false);
+            }
+            catch (ActorNotFoundException) when (DateTime.UtcNow + EndpointResolveRetry < deadline)
+            {
+                await Task.Delay(EndpointResolveRetry).ConfigureAwait(false);
+            }
+            catch (ActorNotFoundException e)
+            {
+                throw new ActorNotFoundException($"{path}: {e.InnerException?.Message ?? e.Message}", e);
+            }
+        }
     }
 
     /// <summary>A generation the coordinator already ended (a regroup while the node was still setting it up) never starts.</summary>
