@@ -61,6 +61,13 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
     private (string Reason, int StepsRedone, long Started) _nextRecord = ("start", 0, 0);
     private long _lastHangReport;
 
+    // Quorum: the nodes of the generation that is training (or was, while the next one forms), and
+    // those known to have stopped on their own (failed or left), which no longer count.
+    private List<Quorum.Voter> _voters = [];
+    private readonly Dictionary<string, Registration> _voterRegistrations = [];
+    private readonly HashSet<string> _departed = [];
+    private readonly HashSet<string> _leaving = [];
+
     public ITimerScheduler Timers { get; set; } = null!;
 
     public CoordinatorActor(ActorTrainSettings settings)
@@ -74,7 +81,7 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
     protected override void PreStart()
     {
         _cluster.Subscribe(Self, ClusterEvent.SubscriptionInitialStateMode.InitialStateAsEvents,
-            typeof(ClusterEvent.UnreachableMember), typeof(ClusterEvent.MemberRemoved));
+            typeof(ClusterEvent.UnreachableMember), typeof(ClusterEvent.ReachableMember), typeof(ClusterEvent.MemberRemoved));
         if (_settings.StartupTimeout > TimeSpan.Zero)
             Timers.StartSingleTimer("startup", StartupTimedOut.Instance, _settings.StartupTimeout);
         ProgressLine.Info("Coordinator started on {0}; waiting for {1} node(s) of job \"{2}\"", _cluster.SelfAddress, _settings.MinNodes, _settings.JobId);
@@ -137,6 +144,7 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
     private void TrainingHandlers()
     {
         Receive<RegisterNode>(OnRegisterWhileTraining);
+        Receive<NodeLeaving>(OnNodeLeaving);
         Receive<GenerationBroken>(b =>
         {
             if (b.Generation != _generation) return;
@@ -162,8 +170,18 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
     {
         Receive<GetStatus>(g => Sender.Tell(BuildStatus(g.RequestId)));
         Receive<NodeProgress>(OnProgress);
-        Receive<NodeFailed>(f => EndRun(1, $"node {f.NodeName} failed: {f.Reason}"));
+        Receive<NodeFailed>(OnNodeFailed);
+        Receive<NodeLeaving>(l =>
+        {
+            // Not training yet: the node simply goes.
+            var r = AllKnown().FirstOrDefault(x => x.Message.NodeName == l.NodeName && x.Node.Equals(Sender));
+            if (r is null) return;
+            _members.Remove(r);
+            _joiners.Remove(r);
+            r.Node.Tell(new EndRun(0, "left before training started"));
+        });
         Receive<ClusterEvent.IMemberEvent>(_ => { });
+        Receive<ClusterEvent.ReachableMember>(_ => { });
         Receive<ClusterEvent.CurrentClusterState>(_ => { });
         Receive<StartupTimedOut>(_ => { });
     }
@@ -341,12 +359,16 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
             var up = _cluster.State.Members.Where(m => m.Status is MemberStatus.Up or MemberStatus.WeaklyUp).Select(m => m.Address.ToString()).ToHashSet();
             var lastMembers = rejoin.World.Where(n => ActorPath.TryParse(n.NodeActorPath, out var p) && up.Contains(p.Address.ToString())).Select(n => n.NodeName).ToList();
             foreach (var name in lastMembers) _regroupExpected.Add(name);
+            _voters = rejoin.World.Select(n => new Quorum.Voter(n.NodeName, Quorum.AddressOf(n.NodeActorPath) ?? Address.AllSystems)).ToList();
+            _voterRegistrations.Clear();
+            _departed.Clear();
             ProgressLine.Info("Coordinator taking over generation {0} of job \"{1}\" on {2}; waiting up to {3:0}s for its nodes ({4}) to report",
                 rejoin.Generation, _settings.JobId, _cluster.SelfAddress, _settings.Elastic.RegroupTimeout.TotalSeconds, string.Join(", ", lastMembers));
             Timers.StartSingleTimer("regroup", new RegroupTimedOut(_regroupFor), _settings.Elastic.RegroupTimeout);
         }
         if (rejoin.History.Generations.Length >= _generations.Count && rejoin.History.Generations.Length > 0) AdoptHistory(rejoin.History);
         if (_members.All(x => x.Message.NodeName != r.NodeName)) Admit(r, _members);
+        _voterRegistrations[r.NodeName] = _members.First(x => x.Message.NodeName == r.NodeName);
         _halts[r.NodeName] = new NodeHalted(_regroupFor, r.NodeName, rejoin.Trainers, r.DataPlaneEndpoint);
         _regroupExpected.Add(r.NodeName);
         Sender.Tell(new NodeRegistered(r.NodeName, _members.Count, _settings.MinNodes));
@@ -391,6 +413,11 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         }
         _members.Clear();
         _members.AddRange(ordered);
+        _voters = ordered.Select(r => new Quorum.Voter(r.Message.NodeName, VoterAddress(r))).ToList();
+        _voterRegistrations.Clear();
+        foreach (var r in ordered) _voterRegistrations[r.Message.NodeName] = r;
+        _departed.Clear();
+        _leaving.Clear();
         var plan = _plan! with { DataPlaneToken = System.Security.Cryptography.RandomNumberGenerator.GetBytes(32) };
         _world = new WorldAssignment(_generation, worldNodes.ToArray(), rank, plan, resume with { SourceRank = sourceRank }, History());
         ProgressLine.Info("Generation {0}: world size {1} on {2} node(s), gradients over {4}: {3}", _generation, rank, worldNodes.Count,
@@ -427,6 +454,8 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         }
         _epoch = next - 1;
         StartNextEpoch();
+        if (_leaving.Count > 0 && _members.Any(m => _leaving.Contains(m.Message.NodeName)))
+            BeginRegroup($"node(s) {string.Join(", ", _leaving)} leave", graceful: true);
     }
 
     private void StartNextEpoch()
@@ -654,24 +683,34 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         Timers.Cancel("regroup");
         Timers.Cancel("suspect-grace");
         _recovering = false;
+        // Only a side that sees the majority of the previous generation may form the next one; the
+        // silent nodes may be training on the other side, so nothing is decided about them here.
+        if (QuorumLacking() is { } lacking)
+        {
+            WaitForQuorum(lacking);
+            return;
+        }
+        foreach (var gone in _members.Where(m => _leaving.Contains(m.Message.NodeName)).ToList())
+        {
+            _members.Remove(gone);
+            _halts.Remove(gone.Message.NodeName);
+            gone.Node.Tell(new EndRun(0, $"left the run after step {_halts.Values.SelectMany(h => h.Trainers).Select(t => t.GlobalStep).DefaultIfEmpty(0).Max()}"));
+        }
         foreach (var silent in _members.Where(m => !_halts.ContainsKey(m.Message.NodeName)).ToList())
         {
             var why = _suspects.Contains(silent.Message.NodeName)
                 ? $"its ring neighbour lost the data-plane connection to it, and it did not answer within {SuspectGrace.TotalSeconds:0}s"
                 : $"it did not stop and report within {_settings.Elastic.RegroupTimeout.TotalSeconds:0}s (actortrain.elastic.regroup-timeout)";
             _log.Warning("Node {0} is left out of generation {1}: {2}", silent.Message.NodeName, _regroupFor, why);
-            silent.Node.Tell(new EndRun(3, $"left out of generation {_regroupFor}: {why}"));
+            silent.Node.Tell(new LeftOut(_regroupFor, $"left out of generation {_regroupFor}: {why}"));
             _members.Remove(silent);
-            // Taken out of the cluster too, so membership converges (new nodes can become Up, and
-            // leaving at the end does not wait for the failure detector and the split-brain resolver).
-            // Never this process (a node beside the coordinator): Cluster.Down reads a local address as its own.
-            var address = silent.Node.Path.Address;
-            if (!address.HasLocalScope && address != _cluster.SelfAddress) _cluster.Down(address);
         }
+        DownLostVoters();
         _suspects.Clear();
         // The data-plane address a node reports with its halt is the one its new listener has.
         var survivors = _members.Select(m => m with { Message = m.Message with { DataPlaneEndpoint = _halts[m.Message.NodeName].DataPlaneEndpoint } }).ToList();
-        var states = _halts.Values.SelectMany(h => h.Trainers.Select(t => (Node: h.NodeName, State: t))).ToList();
+        var states = _halts.Values.Where(h => survivors.Any(m => m.Message.NodeName == h.NodeName))
+            .SelectMany(h => h.Trainers.Select(t => (Node: h.NodeName, State: t))).ToList();
         if (survivors.Count == 0 || states.All(s => s.State.GlobalStep < 0) && _generations.Count > 0)
         {
             EndRun(3, $"no node holding the model's state is left after {_regroupReason}");
@@ -695,6 +734,168 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
             RecordEpoch(s.Epoch, s.GlobalStep, s.LossCount > 0 ? s.LossSum / s.LossCount : double.NaN, -1, s.SkippedInEpoch);
         _nextRecord = (_regroupReason, stepsRedone, _regroupStarted);
         FormWorld(survivors.Concat(incoming).ToList(), resume, s.GlobalStep < 0 ? null : source.Node, Math.Max(0, sourceLocal));
+    }
+
+    private static Address VoterAddress(Registration r) => Quorum.AddressOf(r.Message.NodeActorPath) ?? r.Node.Path.Address;
+
+    /// <summary>Null when this side may form the next generation; otherwise why not.</summary>
+    private string? QuorumLacking()
+    {
+        if (_settings.Elastic.Quorum == QuorumPolicy.Off) return null;
+        var voters = _voters.Where(v => !_departed.Contains(v.Name)).ToList();
+        bool Seen(string name) => _halts.ContainsKey(name) && _members.Any(m => m.Message.NodeName == name);
+        return Quorum.Holds(voters, Seen) ? null : Quorum.Lacking(voters.Count(v => Seen(v.Name)), voters.Count);
+    }
+
+    /// <summary>
+    /// The previous generation's nodes that are not in the next one are taken out of the cluster,
+    /// so membership converges (new nodes can become Up, and leaving at the end does not wait for
+    /// the failure detector and the split-brain resolver), and a node cut off on the other side of
+    /// a partition learns it was removed when the network heals (it then rejoins as a new member).
+    /// Never this process (a node beside the coordinator): Cluster.Down reads a local address as
+    /// its own; nor an address that a surviving node shares.
+    /// </summary>
+    private void DownLostVoters()
+    {
+        var kept = _members.Select(VoterAddress).ToHashSet();
+        foreach (var v in _voters.Where(v => _members.All(m => m.Message.NodeName != v.Name) && !_leaving.Contains(v.Name)))
+        {
+            if (v.Address.HasLocalScope || v.Address == _cluster.SelfAddress || v.Address == Address.AllSystems || kept.Contains(v.Address)) continue;
+            if (_cluster.State.Members.Any(m => m.Address == v.Address && m.Status is MemberStatus.Up or MemberStatus.WeaklyUp or MemberStatus.Joining))
+                _cluster.Down(v.Address);
+        }
+    }
+
+    /// <summary>This side lacks the previous generation's majority: it trains no further and waits.</summary>
+    private void WaitForQuorum(string lacking)
+    {
+        Timers.Cancel("hang-check");
+        _log.Warning("Generation {0} cannot form on this side of the network: {1}. Nothing more is trained or written here; " +
+            "waiting for the network to heal (or for the cluster to remove this side)", _regroupFor, lacking);
+        ProgressLine.Info("Quorum lost: {0}; training stops on this side until the network heals", lacking);
+        Become(QuorumLost);
+    }
+
+    private void QuorumLost()
+    {
+        _phase = "quorum-lost";
+        Receive<NodeHalted>(h =>
+        {
+            if (h.NextGeneration != _regroupFor || !_voterRegistrations.TryGetValue(h.NodeName, out var r) || !r.Node.Equals(Sender)) return;
+            _halts[h.NodeName] = h;
+            Readmit(r);
+            ResumeRegroup();
+        });
+        Receive<ClusterEvent.ReachableMember>(_ =>
+        {
+            // Every voter this side sees again is asked for its state (those that stopped for lack of
+            // quorum answer at once with the state they stopped in).
+            var unreachable = _cluster.State.Unreachable.Select(m => m.Address).ToHashSet();
+            var members = _cluster.State.Members.Select(m => m.Address).ToHashSet();
+            foreach (var r in _voterRegistrations.Values.Where(r => !_departed.Contains(r.Message.NodeName) && !_members.Contains(r)))
+            {
+                var address = r.Node.Path.Address;
+                if (!address.HasLocalScope && (unreachable.Contains(address) || !members.Contains(address))) continue;
+                Readmit(r);
+                r.Node.Tell(new Regroup(_generation, _regroupFor, false, "the network healed"));
+            }
+            ResumeRegroup();
+        });
+        Receive<RegisterNode>(r =>
+        {
+            // A voter that lost its coordinator registers again with the state it stopped in.
+            if (r.Rejoin is { } rejoin && _voters.Any(v => v.Name == r.NodeName) && r.JobId == _settings.JobId)
+            {
+                var registration = new Registration(r, Sender);
+                _members.RemoveAll(m => m.Message.NodeName == r.NodeName);
+                _voterRegistrations[r.NodeName] = registration;
+                Context.Watch(Sender);
+                _halts[r.NodeName] = new NodeHalted(_regroupFor, r.NodeName, rejoin.Trainers, r.DataPlaneEndpoint);
+                Readmit(registration);
+                Sender.Tell(new NodeRegistered(r.NodeName, _members.Count, _settings.MinNodes));
+                ResumeRegroup();
+                return;
+            }
+            var refusal = CheckRegistration(r);
+            if (refusal is not null) Refuse(r, refusal);
+            else if (r.Rejoin is null) AdmitJoiner(r);
+        });
+        Receive<ClusterEvent.UnreachableMember>(m => DropUnseen(r => r.Node.Path.Address == m.Member.Address));
+        Receive<ClusterEvent.MemberRemoved>(m => DropUnseen(r => r.Node.Path.Address == m.Member.Address));
+        Receive<Terminated>(t => DropUnseen(r => r.Node.Equals(t.ActorRef)));
+        Receive<RegroupTimedOut>(_ => { });
+        Receive<GenerationBroken>(_ => { });
+        Receive<NodeLeaving>(OnNodeLeaving);
+        CommonHandlers();
+    }
+
+    private void Readmit(Registration r)
+    {
+        if (!_members.Contains(r)) _members.Add(r);
+        _regroupExpected.Add(r.Message.NodeName);
+    }
+
+    private void DropUnseen(Func<Registration, bool> gone)
+    {
+        foreach (var r in _members.Where(gone).ToList())
+        {
+            _members.Remove(r);
+            _halts.Remove(r.Message.NodeName);
+            _regroupExpected.Remove(r.Message.NodeName);
+        }
+    }
+
+    /// <summary>Back from a lost quorum: the regroup goes on once the majority is seen again.</summary>
+    private void ResumeRegroup()
+    {
+        if (QuorumLacking() is not null) return;
+        ProgressLine.Info("Quorum regained for generation {0}: {1} node(s) of the previous generation are seen again", _regroupFor, _halts.Count);
+        Timers.StartSingleTimer("regroup", new RegroupTimedOut(_regroupFor), _settings.Elastic.RegroupTimeout);
+        Become(Regrouping);
+        CheckRegroupComplete();
+    }
+
+    /// <summary>A node's trainer failed. Elastic: the node is lost and the others go on without it; otherwise the run ends.</summary>
+    private void OnNodeFailed(NodeFailed f)
+    {
+        var r = AllKnown().FirstOrDefault(x => x.Message.NodeName == f.NodeName && x.Node.Equals(Sender));
+        if (r is null)
+        {
+            _log.Warning("Ignored a failure report naming node {0} from {1}, which is not that node's registered actor", f.NodeName, Sender.Path);
+            return;
+        }
+        if (!Elastic || _world is null && _phase != "waiting-for-nodes")
+        {
+            EndRun(1, $"node {f.NodeName} failed: {f.Reason}");
+            return;
+        }
+        _departed.Add(f.NodeName);
+        r.Node.Tell(new EndRun(1, $"this node failed and was left out of the run: {f.Reason}"));
+        if (_world is null)
+        {
+            _members.Remove(r);
+            _joiners.Remove(r);
+            _log.Warning("Node {0} failed before training started and is dropped: {1}", f.NodeName, f.Reason);
+            return;
+        }
+        NodeLost(r.Node.Path.Address, $"it failed: {f.Reason}", r.Node);
+    }
+
+    /// <summary>A node was asked to stop (SIGTERM): every replica stops after the same step, and the next generation forms without it.</summary>
+    private void OnNodeLeaving(NodeLeaving l)
+    {
+        var r = AllKnown().FirstOrDefault(x => x.Message.NodeName == l.NodeName && x.Node.Equals(Sender));
+        if (r is null || _ended) return;
+        if (_joiners.Remove(r))
+        {
+            r.Node.Tell(new EndRun(0, "left before it joined the run"));
+            return;
+        }
+        _departed.Add(l.NodeName);
+        _leaving.Add(l.NodeName);
+        ProgressLine.Info("Node {0} is leaving ({1}); the others stop after the same step and go on without it", l.NodeName, l.Reason);
+        if (_phase == "training") BeginRegroup($"node {l.NodeName} leaves ({l.Reason})", graceful: true);
+        // Forming or regrouping: the node is left out when the next generation forms.
     }
 
     private void EndRun(int exitCode, string reason)

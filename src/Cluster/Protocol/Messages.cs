@@ -347,7 +347,25 @@ public sealed record ClusterStatus(
 [MessagePackObject]
 public sealed record EndRun([property: Key(0)] int ExitCode, [property: Key(1)] string Reason) : IActorTrainMessage;
 
-/// <summary>Node → coordinator: this node cannot go on; the coordinator ends the run on every node.</summary>
+/// <summary>
+/// Coordinator → a node that is alive but not in generation <see cref="Generation"/> (it did not
+/// answer the regroup in time, or its side of a partition was cut off). With
+/// actortrain.elastic.rejoin on it comes back as a new member; otherwise it exits 3.
+/// </summary>
+[MessagePackObject]
+public sealed record LeftOut([property: Key(0)] long Generation, [property: Key(1)] string Reason) : IActorTrainMessage;
+
+/// <summary>
+/// Node → coordinator: this node was asked to stop (SIGTERM). The coordinator ends the generation
+/// gracefully, so every replica stops after the same step, and forms the next one without it.
+/// </summary>
+[MessagePackObject]
+public sealed record NodeLeaving([property: Key(0)] string NodeName, [property: Key(1)] string Reason) : IActorTrainMessage;
+
+/// <summary>
+/// Node → coordinator: this node cannot go on. With elastic training on the others go on without
+/// it (as after a crash); otherwise the coordinator ends the run on every node.
+/// </summary>
 [MessagePackObject]
 public sealed record NodeFailed([property: Key(0)] string NodeName, [property: Key(1)] string Reason) : IActorTrainMessage;
 

@@ -40,6 +40,8 @@ public sealed class ActorTrainMessageSerializer : SerializerWithStringManifest
         (typeof(NodeHalted), "halted"),
         (typeof(GenerationBroken), "broken"),
         (typeof(HistoryUpdate), "history"),
+        (typeof(LeftOut), "leftout"),
+        (typeof(NodeLeaving), "leaving"),
     ];
 
     private static readonly Dictionary<Type, string> ManifestOf = Types.ToDictionary(t => t.Type, t => t.Manifest);

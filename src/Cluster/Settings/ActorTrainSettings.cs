@@ -18,7 +18,7 @@ public sealed record ActorTrainSettings
     /// Version of everything nodes say to each other; a node of another version is refused at
     /// registration. 3: gradient chunks carry raw floats in their own binary format.
     /// </summary>
-    public const int ProtocolVersion = 3;
+    public const int ProtocolVersion = 4;
 
     public required string JobId { get; init; }
     public required string NodeName { get; init; }
@@ -65,6 +65,12 @@ public sealed record ActorTrainSettings
                 RegroupTimeout = c.Duration("actortrain.elastic.regroup-timeout"),
                 MinSurvivingNodes = c.Int("actortrain.elastic.min-surviving-nodes", min: 1, max: 4096),
                 HangReportAfter = c.Duration("actortrain.elastic.hang-report-after"),
+                Quorum = c.Enum("actortrain.elastic.quorum", new Dictionary<string, QuorumPolicy>
+                {
+                    ["majority"] = QuorumPolicy.Majority, ["off"] = QuorumPolicy.Off,
+                }),
+                Rejoin = c.Bool("actortrain.elastic.rejoin"),
+                RejoinTimeout = c.Duration("actortrain.elastic.rejoin-timeout"),
             },
             StartupTimeout = c.Duration("actortrain.startup-timeout", allowZero: true),
             RegistrationInterval = c.Duration("actortrain.registration-interval"),
@@ -312,6 +318,25 @@ public sealed record ElasticSettings
 
     /// <summary>A step still waiting for contributions after this long is reported, naming the missing rank.</summary>
     public required TimeSpan HangReportAfter { get; init; }
+
+    /// <summary>Which side of a partition may form the next generation (see <see cref="Coordination.Quorum"/>).</summary>
+    public required QuorumPolicy Quorum { get; init; }
+
+    /// <summary>A node left out, downed or stopped for lack of quorum comes back as a new member of the cluster.</summary>
+    public required bool Rejoin { get; init; }
+
+    /// <summary>How long such a node keeps trying to come back before it exits.</summary>
+    public required TimeSpan RejoinTimeout { get; init; }
+}
+
+/// <summary>actortrain.elastic.quorum.</summary>
+public enum QuorumPolicy
+{
+    /// <summary>A generation forms only on a side that sees a strict majority of the previous generation's nodes.</summary>
+    Majority,
+
+    /// <summary>Any side forms a generation (a partition can then train twice: split brain).</summary>
+    Off,
 }
 
 public sealed record CheckpointSettings

@@ -1,3 +1,4 @@
+using ActorTrain.Cluster.Coordination;
 using ActorTrain.Cluster.Hosting;
 using ActorTrain.Cluster.Metrics;
 using ActorTrain.Cluster.Protocol;
@@ -13,6 +14,7 @@ using ActorTrain.TrainerActors.Jobs;
 using ActorTrain.TrainerActors.Reporting;
 using ActorTrain.Cluster.Logging;
 using ActorTrain.TrainerActors.Torch;
+using ActorTrain.TrainerActors.Hosting;
 using Akka.Actor;
 using Akka.Cluster;
 using Akka.Event;
@@ -71,11 +73,18 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
     private long _tcpReceivedReported;
     private string _nodeName = "";
     private bool _ending;
+    private readonly NodeSession _session;
+    // Quorum as this node sees it: members the failure detector marks unreachable, and members that
+    // left the cluster on their own (they no longer count).
+    private readonly HashSet<Address> _unreachable = [];
+    private readonly HashSet<Address> _departed = [];
+    private bool _quorumLost;
 
     public ITimerScheduler Timers { get; set; } = null!;
 
-    public NodeActor(ActorTrainSettings settings, TrainingJob job, IActorRef coordinator, NodeMetrics metrics, IProgressSink display)
+    public NodeActor(ActorTrainSettings settings, TrainingJob job, IActorRef coordinator, NodeMetrics metrics, IProgressSink display, NodeSession? session = null)
     {
+        _session = session ?? new NodeSession();
         _metrics = metrics;
         _display = display;
         _settings = settings;
@@ -84,8 +93,9 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
         Starting();
     }
 
-    public static Props Props(ActorTrainSettings settings, TrainingJob job, IActorRef coordinator, NodeMetrics metrics, IProgressSink display) =>
-        Akka.Actor.Props.Create(() => new NodeActor(settings, job, coordinator, metrics, display));
+    public static Props Props(ActorTrainSettings settings, TrainingJob job, IActorRef coordinator, NodeMetrics metrics, IProgressSink display,
+        NodeSession? session = null) =>
+        Akka.Actor.Props.Create(() => new NodeActor(settings, job, coordinator, metrics, display, session));
 
     private int LocalSize => _trainers.Count;
 
@@ -134,7 +144,7 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
         _endpoint = Context.ActorOf(GradientEndpointActor.Props(_mailbox, _settings.Sync.ChunkSizeBytes, _metrics), GradientEndpointActor.Name);
         OpenDataPlaneListener(selfAddress);
         _cluster.Subscribe(Self, ClusterEvent.SubscriptionInitialStateMode.InitialStateAsEvents,
-            typeof(ClusterEvent.IMemberEvent), typeof(ClusterEvent.UnreachableMember));
+            typeof(ClusterEvent.IMemberEvent), typeof(ClusterEvent.UnreachableMember), typeof(ClusterEvent.ReachableMember));
 
         if (!TorchRuntime.TrySetMkldnn(_settings.MkldnnEnabled, out var detail))
             _log.Warning("Cannot switch oneDNN {0}: {1}", _settings.MkldnnEnabled ? "on" : "off", detail);
@@ -219,6 +229,12 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
         Receive<RetryRegistration>(_ => Register());
         Receive<RegistrationUnanswered>(_ =>
         {
+            if (_session.Rejoining)
+            {
+                Console.Error.WriteLine($"error: node {_nodeName}: could not rejoin the cluster within {_settings.StartupTimeout.TotalSeconds:0}s (actortrain.elastic.rejoin-timeout)");
+                EndLocally(3, "could not rejoin the cluster");
+                return;
+            }
             var seeds = string.Join(", ", Context.System.Settings.Config.GetStringList("akka.cluster.seed-nodes"));
             Console.Error.WriteLine($"error: node {_nodeName}: no coordinator answered within {_settings.StartupTimeout.TotalSeconds:0}s " +
                 $"(actortrain.startup-timeout); is a seed node of job \"{_settings.JobId}\" running at {(seeds.Length > 0 ? seeds : "the configured seed nodes")}?");
@@ -300,6 +316,8 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
         CloseDataPlane();
         _world = w;
         _history = w.History;
+        _quorumLost = false;
+        _session.Peers = w.Nodes.Select(n => Quorum.AddressOf(n.NodeActorPath)?.ToString()).OfType<string>().ToArray();
         Become(Training);
         var self = Self;
         var deadline = DateTime.UtcNow + EndpointResolveTimeout;
@@ -458,6 +476,8 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
         Receive<RegistrationRefused>(r =>
         {
             Timers.Cancel("register");
+            // A node coming back to a coordinator that went on without it was left out.
+            _session.LeftOut = true;
             Console.Error.WriteLine($"error: the coordinator refused node {_nodeName}: {r.Reason}");
             EndLocally(3, $"refused: {r.Reason}");
         });
@@ -517,8 +537,9 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
     {
         if (_haltingFor == r.NextGeneration)
         {
-            // The coordinator asks again (a retry): answer with what was already reported.
-            if (_lastHalted?.NextGeneration == r.NextGeneration) _coordinatorRef.Tell(_lastHalted);
+            // The coordinator asks again (a retry, or after the network healed): answer with the state the trainers stopped in.
+            _coordinatorRef = Sender;
+            if (_lastHalted?.NextGeneration == r.NextGeneration) Sender.Tell(_lastHalted);
             return;
         }
         if (_world is null || r.Generation != _world.Generation) return;
@@ -549,16 +570,67 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
             return;
         }
         var states = _halted.OrderBy(x => x.Key).Select(x => x.Value).ToArray();
-        if (_rejoinPending)
+        _lastHalted = new NodeHalted(_haltingFor, _nodeName, states, _dataPlaneEndpoint);
+        if (_quorumLost)
         {
-            _rejoinPending = false;
-            _rejoin = new NodeRejoin(_world!.Generation, states, _history, _world.Plan, _world.Nodes);
-            Register();
-            Timers.StartPeriodicTimer("register", RetryRegistration.Instance, _settings.RegistrationInterval);
+            ProgressLine.Info("Node {0}: stopped at step {1} without quorum; waiting for the network to heal", _nodeName, states.Max(t => t.GlobalStep));
+            // A coordinator on this side is waiting for it too.
+            if (!_coordinatorRef.IsNobody()) _coordinatorRef.Tell(_lastHalted);
             return;
         }
-        _lastHalted = new NodeHalted(_haltingFor, _nodeName, states, _dataPlaneEndpoint);
+        if (_rejoinPending)
+        {
+            RegisterWithState(states);
+            return;
+        }
         _coordinatorRef.Tell(_lastHalted);
+    }
+
+    /// <summary>Registers with a coordinator that took over, with the state the trainers stopped in.</summary>
+    private void RegisterWithState(TrainerHaltState[] states)
+    {
+        _rejoinPending = false;
+        _rejoin = new NodeRejoin(_world!.Generation, states, _history, _world.Plan, _world.Nodes);
+        Register();
+        Timers.StartPeriodicTimer("register", RetryRegistration.Instance, _settings.RegistrationInterval);
+    }
+
+    /// <summary>
+    /// Whether this node still sees the majority of its generation (<see cref="Quorum"/>). Without
+    /// it the node stops at once: the step in flight is dropped, nothing more is trained or written,
+    /// and it waits for the network to heal or the cluster to remove it.
+    /// </summary>
+    private void CheckQuorum()
+    {
+        if (_world is null || _ending || !_settings.Elastic.Enabled || _settings.Elastic.Quorum == QuorumPolicy.Off) return;
+        var self = _cluster.SelfAddress;
+        var voters = _world.Nodes.Select(n => new Quorum.Voter(n.NodeName, Quorum.AddressOf(n.NodeActorPath) ?? self))
+            .Where(v => !_departed.Contains(v.Address)).ToList();
+        bool Seen(string name) => voters.First(v => v.Name == name).Address is var a && (a == self || !_unreachable.Contains(a));
+        if (Quorum.Holds(voters, Seen))
+        {
+            if (!_quorumLost) return;
+            _quorumLost = false;
+            _session.QuorumLost = false;
+            ProgressLine.Info("Node {0}: sees the majority of generation {1} again; waiting for the coordinator", _nodeName, _world.Generation);
+            return;
+        }
+        if (_quorumLost) return;
+        _quorumLost = true;
+        _session.QuorumLost = true;
+        _rejoinPending = false;
+        var lacking = Quorum.Lacking(voters.Count(v => Seen(v.Name)), voters.Count);
+        Console.Error.WriteLine($"warning: node {_nodeName}: lost the quorum of generation {_world.Generation} ({lacking}); " +
+            "dropping the step in flight and training no further until the network heals");
+        if (_haltingFor <= _world.Generation)
+        {
+            _haltingFor = _world.Generation + 1;
+            _halted.Clear();
+        }
+        Timers.Cancel("progress");
+        Timers.Cancel("register");
+        _generationCancelled.Cancel();
+        foreach (var t in _trainers) t.Tell(new HaltTrainer(_haltingFor, false));
     }
 
     private void CloseDataPlane()
@@ -579,11 +651,31 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
             if (!_ending && !_runCancelled.IsCancellationRequested && _trainers.Contains(t.ActorRef))
                 Fail($"trainer {t.ActorRef.Path.Name} stopped");
         });
-        Receive<ClusterEvent.UnreachableMember>(m => OnMemberLost(m.Member, "unreachable"));
+        Receive<LeftOut>(l =>
+        {
+            _session.LeftOut = true;
+            Console.Error.WriteLine($"error: node {_nodeName}: {l.Reason}");
+            EndLocally(3, l.Reason);
+        });
+        Receive<DrainNode>(_ => Drain());
+        Receive<ClusterEvent.UnreachableMember>(m =>
+        {
+            _unreachable.Add(m.Member.Address);
+            CheckQuorum();
+            OnMemberLost(m.Member, "unreachable");
+        });
+        Receive<ClusterEvent.ReachableMember>(m =>
+        {
+            _unreachable.Remove(m.Member.Address);
+            CheckQuorum();
+        });
         Receive<ClusterEvent.MemberRemoved>(m =>
         {
             _upMembers.Remove(m.Member.Address);
             _metrics.SetMembers(_upMembers.Count);
+            // A member removed without being unreachable first left (or was taken out by a coordinator that holds quorum).
+            if (!_unreachable.Contains(m.Member.Address)) _departed.Add(m.Member.Address);
+            CheckQuorum();
             OnMemberLost(m.Member, "removed");
         });
         Receive<ClusterEvent.IMemberEvent>(e =>
@@ -606,6 +698,8 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
     {
         if (_ending || member.Address == _cluster.SelfAddress || !member.HasRole(Cluster.Hosting.ClusterBootstrap.SeedRole)) return;
         _seedsUp.Remove(member.Address);
+        // Cut off from the majority: nothing to do but wait (the network heals, or the cluster removes this node).
+        if (_quorumLost) return;
         if (_world is null && _coordinatorRef.IsNobody()) return;
         var coordinatorThere = _coordinatorRef.IsNobody() || _coordinatorRef.Path.Address == member.Address;
         if (!coordinatorThere) return;
@@ -624,11 +718,36 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
             _nodeName, member.Address, how, string.Join(", ", _seedsUp));
         _coordinatorRef = ActorRefs.Nobody;
         _rejoinPending = true;
+        if (_lastHalted is { } done && done.NextGeneration == _haltingFor && _halted.Count == LocalSize)
+        {
+            // The coordinator died during a regroup, after this node had stopped and reported: its
+            // trainers are stopped already, so register with the state they stopped in.
+            RegisterWithState(done.Trainers);
+            return;
+        }
+        // Stopping already (a regroup in progress): the registration goes out once every trainer has stopped.
+        if (_haltingFor > _world.Generation) return;
         _haltingFor = _world.Generation + 1;
         _halted.Clear();
         Timers.Cancel("progress");
         _generationCancelled.Cancel();
         foreach (var t in _trainers) t.Tell(new HaltTrainer(_haltingFor, false));
+    }
+
+    /// <summary>
+    /// SIGTERM: leave at a step boundary. The coordinator stops every replica after the same step
+    /// and forms the next generation without this node, so no step is redone; then it ends this node.
+    /// </summary>
+    private void Drain()
+    {
+        if (_ending) return;
+        if (_world is null || !_settings.Elastic.Enabled || _coordinatorRef.IsNobody() || _quorumLost)
+        {
+            EndLocally(143, "terminated (SIGTERM)");
+            return;
+        }
+        ProgressLine.Info("Node {0}: SIGTERM; leaving the run at the next step boundary", _nodeName);
+        _coordinatorRef.Tell(new NodeLeaving(_nodeName, "SIGTERM"));
     }
 
     private void Fail(string reason)
@@ -717,4 +836,11 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
     private sealed record EndpointsResolved(long Generation, int Index, IActorRef[] Endpoints, string? Error);
 
     private sealed record LocalFailure(string Reason);
+}
+
+/// <summary>Tells the node actor that the process was asked to stop (SIGTERM): leave the run at a step boundary.</summary>
+public sealed class DrainNode
+{
+    public static readonly DrainNode Instance = new();
+    private DrainNode() { }
 }

@@ -70,6 +70,13 @@ public sealed class TrainerActor : ReceiveActor
     private readonly List<LossSample> _lossCurve = [];
     private const int MaxLossCurvePoints = 2000;
 
+    /// <summary>
+    /// Fault injection for recovery tests and drills: a trainer whose process has this variable set
+    /// throws when it starts the given global step, as a bad batch or an out-of-memory error would.
+    /// </summary>
+    public const string ThrowAtStepVariable = "ACTORTRAIN_FAULT_THROW_AT_STEP";
+    private readonly long _throwAtStep = long.TryParse(Environment.GetEnvironmentVariable(ThrowAtStepVariable), out var step) ? step : -1;
+
     public TrainerActor(TrainingJob job, int localRank, Device device, int intraOpThreads, long bucketSizeBytes, int seed, bool overlapBackward = false)
     {
         _overlapBackward = overlapBackward;
@@ -273,6 +280,8 @@ public sealed class TrainerActor : ReceiveActor
     private void RunStep()
     {
         if (_world.RunCancelled.IsCancellationRequested || _stopped || !_running) return;
+        if (_globalStep == _throwAtStep)
+            throw new InvalidOperationException($"fault injected at step {_globalStep} ({ThrowAtStepVariable})");
         var stepWatch = Stopwatch.StartNew();
         _world.Progress.StepStarted(_epoch, _stepsInEpoch, _stepsThisEpoch, _globalStep);
         var batch = _world.Plan.BatchSize;

@@ -168,14 +168,18 @@ public static class LocalLauncher
         }
     }
 
-    /// <summary>Ports free on 127.0.0.1 right now (held open together so they are distinct).</summary>
+    /// <summary>
+    /// Ports free on 127.0.0.1 right now (held open together so they are distinct), lowest first:
+    /// node0, the seed, gets the lowest address, so an even split of the nodes keeps its half
+    /// (actortrain.elastic.quorum).
+    /// </summary>
     public static int[] FreeLoopbackPorts(int count)
     {
         var listeners = Enumerable.Range(0, count).Select(_ => new TcpListener(IPAddress.Loopback, 0)).ToList();
         try
         {
             foreach (var l in listeners) l.Start();
-            return listeners.Select(l => ((IPEndPoint)l.LocalEndpoint).Port).ToArray();
+            return listeners.Select(l => ((IPEndPoint)l.LocalEndpoint).Port).Order().ToArray();
         }
         finally
         {

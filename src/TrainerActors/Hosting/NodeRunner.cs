@@ -26,8 +26,6 @@ public static class NodeRunner
 
         var (system, proxy) = ClusterBootstrap.Start(config, settings);
         var cluster = Akka.Cluster.Cluster.Get(system);
-        var outcome = new RunOutcome();
-        system.ActorOf(Props.Create(() => new RunEndListener(outcome, role == NodeRole.Seed)), "run-end");
         if (role == NodeRole.Seed && config.GetStringList("akka.cluster.seed-nodes").Count == 0)
             cluster.Join(cluster.SelfAddress);
 
@@ -38,32 +36,61 @@ public static class NodeRunner
         var metrics = new NodeMetrics(settings.NodeName);
         using var metricsEndpoint = StartMetrics(settings, metrics, system);
         using var display = CreateDisplay(settings);
-        if (role == NodeRole.Seed) system.ActorOf(Props.Create(() => new PlotWriter()), "plots");
-        if (settings.Node.Train)
-        {
-            system.ActorOf(NodeActor.Props(settings, job, proxy, metrics, display), "node");
-        }
-
-        using var cancel = new CancelHandler(system, outcome);
+        var session = new NodeSession();
+        var lifetime = new Lifetime();
+        using var cancel = new CancelHandler(lifetime);
         using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, context =>
         {
-            // Leave the cluster gracefully, as for Ctrl+C, and say so in the exit code.
+            // Leave the run at a step boundary, then the cluster, and say so in the exit code.
             context.Cancel = true;
-            outcome.Set(143, "terminated (SIGTERM)");
-            Task.Run(() => ShutDown(system, outcome));
+            lifetime.Drain();
         });
-        if (Environment.GetEnvironmentVariable(ExitWithParentVariable) == "1") WatchParent(system, outcome);
-        system.WhenTerminated.Wait();
-        // A node Akka.Remote shut down after a failed TLS handshake has a configuration error.
-        if (Cluster.Security.NodeTls.ShutDownByFailedHandshake(system))
-            outcome.Set(2, "a TLS handshake with a peer failed, so Akka shut this node down: does this node's certificate " +
-                "(actortrain.tls.certificate-path) chain to the CA the cluster trusts, and does actortrain.tls.ca-certificate-path hold that CA?");
-        // Nothing recorded why the system stopped: the cluster removed this node (the split-brain
-        // resolver downed it, e.g. after its seed died) before any run outcome.
-        outcome.Set(3, "this node was removed from the cluster before the run ended (its seed or the majority of nodes was lost)");
-        if (outcome.ExitCode != 0) Console.Error.WriteLine($"run ended with exit code {outcome.ExitCode}: {outcome.Reason}");
-        return outcome.ExitCode;
+        if (Environment.GetEnvironmentVariable(ExitWithParentVariable) == "1") WatchParent(lifetime);
+        var rejoinUntil = DateTime.MaxValue;
+        while (true)
+        {
+            var outcome = new RunOutcome();
+            system.ActorOf(Props.Create(() => new RunEndListener(outcome, role == NodeRole.Seed)), "run-end");
+            if (role == NodeRole.Seed) system.ActorOf(Props.Create(() => new PlotWriter()), "plots");
+            var node = settings.Node.Train ? system.ActorOf(NodeActor.Props(settings, job, proxy, metrics, display, session), "node") : null;
+            lifetime.Attach(system, outcome, node);
+            system.WhenTerminated.Wait();
+            // A node Akka.Remote shut down after a failed TLS handshake has a configuration error.
+            if (Cluster.Security.NodeTls.ShutDownByFailedHandshake(system))
+                outcome.Set(2, "a TLS handshake with a peer failed, so Akka shut this node down: does this node's certificate " +
+                    "(actortrain.tls.certificate-path) chain to the CA the cluster trusts, and does actortrain.tls.ca-certificate-path hold that CA?");
+            // Nothing recorded why the system stopped: the cluster removed this node (the split-brain
+            // resolver downed it, e.g. after its seed died or its side of a partition lost the majority)
+            // before any run outcome.
+            var removed = outcome.Set(3, session.QuorumLost
+                ? "this node's side of the network lost the majority of its generation, and the cluster removed it; it wrote no result"
+                : "this node was removed from the cluster before the run ended (its seed or the majority of nodes was lost)");
+            var selfAddress = Akka.Cluster.Cluster.Get(system).SelfAddress.ToString();
+            var peers = session.Peers.Concat(config.GetStringList("akka.cluster.seed-nodes")).Where(p => p != selfAddress).Distinct().ToList();
+            if (rejoinUntil == DateTime.MaxValue) rejoinUntil = DateTime.UtcNow + settings.Elastic.RejoinTimeout;
+            if ((removed || session.LeftOut) && CanRejoin(settings, lifetime, peers, rejoinUntil))
+            {
+                Cluster.Hosting.ProgressLine.Info("Node {0}: {1}; rejoining the cluster as a new member through {2} (actortrain.elastic.rejoin = on)",
+                    settings.NodeName, outcome.Reason, string.Join(", ", peers));
+                config = ConfigurationFactory.ParseString(
+                        $"akka.cluster.seed-nodes = [{string.Join(", ", peers.Select(p => $"\"{p}\""))}]\n" +
+                        $"actortrain.startup-timeout = {Math.Max(1, (rejoinUntil - DateTime.UtcNow).TotalSeconds):0}s")
+                    .WithFallback(config);
+                settings = settings with { StartupTimeout = TimeSpan.FromSeconds(Math.Max(1, (rejoinUntil - DateTime.UtcNow).TotalSeconds)) };
+                session.LeftOut = false;
+                session.QuorumLost = false;
+                session.Rejoining = true;
+                (system, proxy) = ClusterBootstrap.Start(config, settings);
+                continue;
+            }
+            if (outcome.ExitCode != 0) Console.Error.WriteLine($"run ended with exit code {outcome.ExitCode}: {outcome.Reason}");
+            return outcome.ExitCode;
+        }
     }
+
+    /// <summary>A node that was left out or removed comes back unless told not to, it was asked to stop, or it has nowhere to go.</summary>
+    private static bool CanRejoin(ActorTrainSettings settings, Lifetime lifetime, List<string> peers, DateTime until) =>
+        settings.Elastic.Enabled && settings.Elastic.Rejoin && settings.Node.Train && !lifetime.Stopping && peers.Count > 0 && DateTime.UtcNow < until;
 
     /// <summary>Set by the local launcher for the node it renders the progress bar of.</summary>
     public const string ProgressProtocolVariable = "ACTORTRAIN_PROGRESS_PROTOCOL";
@@ -117,14 +144,13 @@ public static class NodeRunner
         return ConfigLoader.Load(configFile, text, job.DefaultConfig, job.Name, lines);
     }
 
-    private static void WatchParent(ActorSystem system, RunOutcome outcome)
+    private static void WatchParent(Lifetime lifetime)
     {
         var thread = new Thread(() =>
         {
             try { while (Console.In.Read() >= 0) { } }
             catch (IOException) { }
-            outcome.Set(130, "the launcher went away");
-            ShutDown(system, outcome);
+            lifetime.Stop(130, "the launcher went away");
         }) { IsBackground = true, Name = "parent-watch" };
         thread.Start();
     }
@@ -145,17 +171,75 @@ public static class NodeRunner
 
     private static readonly TimeSpan ShutdownDeadline = TimeSpan.FromSeconds(30);
 
+    /// <summary>How long a node on SIGTERM waits to leave the run at a step boundary before it shuts down anyway.</summary>
+    private static readonly TimeSpan DrainDeadline = TimeSpan.FromSeconds(30);
+
+    /// <summary>The process's current ActorSystem (a new one after a rejoin), for the signals that stop it.</summary>
+    private sealed class Lifetime
+    {
+        private readonly object _gate = new();
+        private ActorSystem? _system;
+        private RunOutcome _outcome = new();
+        private IActorRef? _node;
+        private volatile bool _stopping;
+
+        /// <summary>The process was asked to stop: it does not come back as a new member.</summary>
+        public bool Stopping => _stopping;
+
+        public void Attach(ActorSystem system, RunOutcome outcome, IActorRef? node)
+        {
+            lock (_gate) (_system, _outcome, _node) = (system, outcome, node);
+        }
+
+        /// <summary>Ctrl+C or the launcher gone: leave the cluster now.</summary>
+        public void Stop(int exitCode, string reason)
+        {
+            _stopping = true;
+            var (system, outcome) = Current();
+            outcome.Set(exitCode, reason);
+            if (system is not null) Task.Run(() => ShutDown(system, outcome));
+        }
+
+        /// <summary>SIGTERM: leave the run at a step boundary (the node actor asks the coordinator), then the cluster.</summary>
+        public void Drain()
+        {
+            _stopping = true;
+            var (system, outcome) = Current();
+            outcome.Set(143, "terminated (SIGTERM)");
+            if (system is null) return;
+            IActorRef? node;
+            lock (_gate) node = _node;
+            if (node is null)
+            {
+                Task.Run(() => ShutDown(system, outcome));
+                return;
+            }
+            node.Tell(DrainNode.Instance);
+            Task.Run(async () =>
+            {
+                if (await Task.WhenAny(system.WhenTerminated, Task.Delay(DrainDeadline)) != system.WhenTerminated)
+                {
+                    Console.Error.WriteLine($"error: the node did not leave the run within {DrainDeadline.TotalSeconds:0} s of SIGTERM; shutting down");
+                    ShutDown(system, outcome);
+                }
+            });
+        }
+
+        private (ActorSystem? System, RunOutcome Outcome) Current()
+        {
+            lock (_gate) return (_system, _outcome);
+        }
+    }
+
     /// <summary>Ctrl+C leaves the cluster gracefully; a second Ctrl+C kills the process.</summary>
     private sealed class CancelHandler : IDisposable
     {
-        private readonly ActorSystem _system;
-        private readonly RunOutcome _outcome;
+        private readonly Lifetime _lifetime;
         private int _presses;
 
-        public CancelHandler(ActorSystem system, RunOutcome outcome)
+        public CancelHandler(Lifetime lifetime)
         {
-            _system = system;
-            _outcome = outcome;
+            _lifetime = lifetime;
             Console.CancelKeyPress += OnCancel;
         }
 
@@ -163,8 +247,7 @@ public static class NodeRunner
         {
             if (Interlocked.Increment(ref _presses) > 1) return;
             e.Cancel = true;
-            _outcome.Set(130, "interrupted");
-            Task.Run(() => ShutDown(_system, _outcome));
+            _lifetime.Stop(130, "interrupted");
         }
 
         public void Dispose() => Console.CancelKeyPress -= OnCancel;
@@ -203,11 +286,13 @@ public sealed class RunOutcome
     public int ExitCode { get; private set; }
     public string Reason { get; private set; } = "";
 
-    public void Set(int exitCode, string reason)
+    /// <returns>True when this call set the outcome (nothing had before).</returns>
+    public bool Set(int exitCode, string reason)
     {
-        if (Interlocked.Exchange(ref _set, 1) == 1) return;
+        if (Interlocked.Exchange(ref _set, 1) == 1) return false;
         ExitCode = exitCode;
         Reason = reason;
+        return true;
     }
 }
 

@@ -36,6 +36,8 @@ internal static class Samples
         new NodeFinished(7, "node-a", [new TrainerSummary(0, "sha256:ab", 9380, 11.5, 0.75, 3.25, 15.5), new TrainerSummary(1, "sha256:ab", 9380, 12.5, 0.5, 3.5, 16.25)], "out/model.pth", [new LossSample(100, 2.25), new LossSample(200, 1.125)]),
         new EndRun(3, "node node-b was lost"),
         new NodeFailed("node-b", "CUDA out of memory"),
+        new LeftOut(7, "did not answer the regroup within 8s"),
+        new NodeLeaving("node-c", "terminated (SIGTERM)"),
         new NodeProgress(7, "node-a", 3, [new RankProgress(0, 120, 41.5, 30.25, 12.5, -1), new RankProgress(1, 119, 42.5, 31.25, 2500.5, 3)]),
         new GetStatus("req-1"),
         new ClusterStatus("req-1", "mnist", "training", 7, 3, 10, 4,
