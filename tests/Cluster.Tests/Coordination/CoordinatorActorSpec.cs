@@ -101,6 +101,13 @@ public sealed class CoordinatorActorSpec(SeedSystem seed) : IClassFixture<SeedSy
 
     private static string[] Names(WorldAssignment world) => world.Nodes.Select(n => n.NodeName).ToArray();
 
+    private ClusterStatus Status(IActorRef coordinator)
+    {
+        var probe = Node();
+        probe.Send(coordinator, new GetStatus("q"));
+        return probe.ExpectMsg<ClusterStatus>(TestConfig.Timeout);
+    }
+
     /// <summary>Two epochs of <paramref name="generation"/> reported by every node, through to the report and EndRun(0).</summary>
     private JsonElement FinishTwoEpochs(IActorRef coordinator, long generation, (TestProbe Probe, string Name)[] nodes, int fromEpoch = 1, int epochs = 2)
     {
@@ -400,9 +407,9 @@ public sealed class CoordinatorActorSpec(SeedSystem seed) : IClassFixture<SeedSy
     }
 
     [Fact]
-    public void Coordinator_must_end_the_run_on_every_node_when_one_fails()
+    public void Coordinator_must_end_the_run_on_every_node_when_one_fails_and_elastic_is_off()
     {
-        var (coordinator, a, b, _) = Training();
+        var (coordinator, a, b, _) = Training("actortrain.elastic.enabled = off");
 
         b.Send(coordinator, new NodeFailed("node-b", "CUDA out of memory"));
 
@@ -411,6 +418,109 @@ public sealed class CoordinatorActorSpec(SeedSystem seed) : IClassFixture<SeedSy
         Assert.Contains("node-b", end.Reason);
         Assert.Contains("CUDA out of memory", end.Reason);
         Assert.NotEqual(0, Expect<EndRun>(b).ExitCode);
+    }
+
+    [Fact]
+    public void Coordinator_must_go_on_without_a_node_whose_trainer_failed_when_elastic()
+    {
+        var (coordinator, nodes, _) = TrainingWith("actortrain.min-nodes = 3", "node-a", "node-b", "node-c");
+        var (a, b, c) = (nodes[0], nodes[1], nodes[2]);
+
+        b.Send(coordinator, new NodeFailed("node-b", "CUDA out of memory"));
+
+        var end = Expect<EndRun>(b);
+        Assert.Equal(1, end.ExitCode);
+        Assert.Contains("CUDA out of memory", end.Reason);
+        Assert.False(Expect<Regroup>(a).Graceful);
+        Expect<Regroup>(c);
+        a.Send(coordinator, new NodeHalted(2, "node-a", [Halt(0, 9), Halt(1, 9)], "node-a:5054"));
+        c.Send(coordinator, new NodeHalted(2, "node-c", [Halt(4, 9), Halt(5, 9)], "node-c:5054"));
+        Assert.Equal(["node-a", "node-c"], Names(Expect<WorldAssignment>(a)));
+        Expect<WorldAssignment>(c);
+    }
+
+    [Fact]
+    public void Coordinator_must_ignore_a_failure_report_from_an_actor_that_is_not_the_named_node()
+    {
+        var (coordinator, a, b, _) = Training("actortrain.elastic.enabled = off");
+        var stranger = Node();
+
+        stranger.Send(coordinator, new NodeFailed("node-b", "forged"));
+
+        a.ExpectNoMsg(TimeSpan.FromMilliseconds(500));
+        b.ExpectNoMsg(TimeSpan.FromMilliseconds(100));
+    }
+
+    [Fact]
+    public void Coordinator_must_not_form_a_generation_on_a_side_without_the_majority()
+    {
+        var (coordinator, nodes, _) = TrainingWith("""
+            actortrain.min-nodes = 3
+            actortrain.elastic.regroup-timeout = 1s
+            """, "node-a", "node-b", "node-c");
+        var (a, b, c) = (nodes[0], nodes[1], nodes[2]);
+
+        // node-a's side of a partition: node-b and node-c never answer the regroup.
+        a.Send(coordinator, new GenerationBroken(1, "node-a", "step 7 waited past actortrain.sync.step-timeout", ""));
+        foreach (var n in nodes) Expect<Regroup>(n);
+        a.Send(coordinator, new NodeHalted(2, "node-a", [Halt(0, 7), Halt(1, 7)], "node-a:5054"));
+
+        // 1 of 3: no world, no end of the run, nobody left out (they may be training on the other side).
+        a.ExpectNoMsg(TimeSpan.FromSeconds(2));
+        b.ExpectNoMsg(TimeSpan.FromMilliseconds(100));
+        c.ExpectNoMsg(TimeSpan.FromMilliseconds(100));
+        Assert.Equal("quorum-lost", Status(coordinator).Phase);
+
+        // The network heals: node-b answers with the state it stopped in, and the majority forms the next generation.
+        b.Send(coordinator, new NodeHalted(2, "node-b", [Halt(2, 7), Halt(3, 7)], "node-b:5054"));
+        var world = Expect<WorldAssignment>(a);
+        Assert.Equal(2, world.Generation);
+        Assert.Contains("node-b", Names(world));
+    }
+
+    [Fact]
+    public void Coordinator_must_go_on_after_an_even_split_only_in_the_half_with_the_lowest_address()
+    {
+        // Four nodes; node-a has the lowest address (host names order as strings).
+        var (coordinator, nodes, _) = TrainingWith("""
+            actortrain.min-nodes = 4
+            actortrain.elastic.regroup-timeout = 1s
+            """, "node-a", "node-b", "node-c", "node-d");
+        nodes[0].Send(coordinator, new GenerationBroken(1, "node-a", "connection reset", ""));
+        foreach (var n in nodes) Expect<Regroup>(n);
+        nodes[0].Send(coordinator, new NodeHalted(2, "node-a", [Halt(0, 7), Halt(1, 7)], "node-a:5054"));
+        nodes[1].Send(coordinator, new NodeHalted(2, "node-b", [Halt(2, 7), Halt(3, 7)], "node-b:5054"));
+        Assert.Equal(["node-a", "node-b"], Names(Expect<WorldAssignment>(nodes[0])));
+
+        var (other, others, _) = TrainingWith("""
+            actortrain.min-nodes = 4
+            actortrain.elastic.regroup-timeout = 1s
+            """, "node-a", "node-b", "node-c", "node-d");
+        others[2].Send(other, new GenerationBroken(1, "node-c", "connection reset", ""));
+        foreach (var n in others) Expect<Regroup>(n);
+        others[2].Send(other, new NodeHalted(2, "node-c", [Halt(4, 7), Halt(5, 7)], "node-c:5054"));
+        others[3].Send(other, new NodeHalted(2, "node-d", [Halt(6, 7), Halt(7, 7)], "node-d:5054"));
+        others[2].ExpectNoMsg(TimeSpan.FromSeconds(2));
+        Assert.Equal("quorum-lost", Status(other).Phase);
+    }
+
+    [Fact]
+    public void Coordinator_must_let_a_leaving_node_go_after_a_step_every_replica_agrees_on()
+    {
+        var (coordinator, nodes, _) = TrainingWith("actortrain.min-nodes = 3", "node-a", "node-b", "node-c");
+        var (a, b, c) = (nodes[0], nodes[1], nodes[2]);
+
+        c.Send(coordinator, new NodeLeaving("node-c", "SIGTERM"));
+        foreach (var n in nodes) Assert.True(Expect<Regroup>(n).Graceful);
+        a.Send(coordinator, new NodeHalted(2, "node-a", [Halt(0, 9), Halt(1, 9)], "node-a:5054"));
+        b.Send(coordinator, new NodeHalted(2, "node-b", [Halt(2, 9), Halt(3, 9)], "node-b:5054"));
+        c.Send(coordinator, new NodeHalted(2, "node-c", [Halt(4, 9), Halt(5, 9)], "node-c:5054"));
+
+        Assert.Equal(0, Expect<EndRun>(c).ExitCode);
+        var world = Expect<WorldAssignment>(a);
+        Assert.Equal(["node-a", "node-b"], Names(world));
+        Assert.Equal(9, world.Resume.GlobalStep);
+        Expect<WorldAssignment>(b);
     }
 
     [Fact]
@@ -580,8 +690,8 @@ public sealed class CoordinatorActorSpec(SeedSystem seed) : IClassFixture<SeedSy
         Expect<Regroup>(b);
         a.Send(coordinator, new NodeHalted(2, "node-a", [Halt(0, 7), Halt(1, 7)], "node-a:5054"));
 
-        var end = Expect<EndRun>(b);
-        Assert.Equal(3, end.ExitCode);
+        var end = Expect<LeftOut>(b);
+        Assert.Equal(2, end.Generation);
         Assert.Contains("regroup-timeout", end.Reason);
         var world = Expect<WorldAssignment>(a);
         Assert.Equal(["node-a"], Names(world));
@@ -616,8 +726,8 @@ public sealed class CoordinatorActorSpec(SeedSystem seed) : IClassFixture<SeedSy
         var world = a.ExpectMsg<WorldAssignment>(TimeSpan.FromSeconds(8));
         Assert.InRange(clock.Elapsed, TimeSpan.FromSeconds(1.5), TimeSpan.FromSeconds(8));
         Assert.Equal(["node-a", "node-c"], Names(world));
-        var end = Expect<EndRun>(b);
-        Assert.Equal(3, end.ExitCode);
+        var end = Expect<LeftOut>(b);
+        Assert.Equal(2, end.Generation);
         Assert.Contains("data-plane", end.Reason);
         Assert.Equal(2, Expect<WorldAssignment>(c).Generation);
     }

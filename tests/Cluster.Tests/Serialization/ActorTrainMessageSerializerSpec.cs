@@ -161,14 +161,16 @@ public class ActorTrainMessageSerializerSpec(LocalSystemFixture fixture) : IClas
     }
 
     /// <summary>
-    /// Groups of messages that look the same on the wire: NodeReady (long, string) and EndRun
-    /// (int, string); GetStatus (string) and RegistrationRefused (string). Nothing in a payload
-    /// can tell them apart, only the manifest does.
+    /// Groups of messages that look the same on the wire: NodeReady (long, string), LeftOut
+    /// (long, string) and EndRun (int, string); GetStatus (string) and RegistrationRefused (string);
+    /// NodeFailed and NodeLeaving (string, string). Nothing in a payload can tell them apart, only
+    /// the manifest does.
     /// </summary>
     private static readonly HashSet<Type>[] SameWireShape =
     [
-        [typeof(NodeReady), typeof(EndRun)],
+        [typeof(NodeReady), typeof(EndRun), typeof(LeftOut)],
         [typeof(GetStatus), typeof(RegistrationRefused)],
+        [typeof(NodeFailed), typeof(NodeLeaving)],
     ];
 
     private static bool Indistinguishable(Type a, Type b) => SameWireShape.Any(g => g.Contains(a) && g.Contains(b));
