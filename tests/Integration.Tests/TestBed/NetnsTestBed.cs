@@ -68,7 +68,8 @@ internal sealed partial class NetnsTestBed : IDisposable
             Live[bed] = 0;
             var (code, output) = bed.Script("up", hosts.ToString(), "--subnet", bed.Subnet);
             if (code == 0) return bed;
-            bed.Dispose();
+            try { bed.Dispose(); }
+            catch (InvalidOperationException e) { output += "\n" + e.Message; }
             // Another run took the same subnet or prefix in the meantime: draw again.
             if (attempt < 5 && (output.Contains("overlaps", StringComparison.Ordinal) || output.Contains("exists already", StringComparison.Ordinal))) continue;
             throw new InvalidOperationException($"testbed.sh up {hosts} failed (exit {code}):\n{output}");
