@@ -7,17 +7,19 @@ namespace ActorTrain.Integration.Tests;
 
 /// <summary>
 /// A real node: the MNIST example's program in its own OS process, talking Akka remoting over
-/// 127.0.0.1. Output is captured; the process is killed on Dispose whatever happened.
+/// 127.0.0.1, or over a test bed's bridge when started inside one of its network namespaces.
+/// Output is captured; the process is killed on Dispose whatever happened.
 /// </summary>
 internal sealed class NodeProcess : IDisposable
 {
     private readonly Process _process;
     private readonly ConcurrentQueue<string> _lines = new();
 
-    private NodeProcess(string name, string dll, IEnumerable<string> args)
+    private NodeProcess(string name, string dll, IEnumerable<string> args, string? netns = null)
     {
         Name = name;
-        var psi = new ProcessStartInfo("dotnet")
+        // `ip netns exec` enters the namespace and execs the program: the PID is dotnet's.
+        var psi = new ProcessStartInfo(netns is null ? "dotnet" : "ip")
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
@@ -25,6 +27,10 @@ internal sealed class NodeProcess : IDisposable
             UseShellExecute = false,
             WorkingDirectory = Repo.Root,
         };
+        if (netns is not null)
+        {
+            foreach (var a in new[] { "netns", "exec", netns, "dotnet" }) psi.ArgumentList.Add(a);
+        }
         psi.ArgumentList.Add(dll);
         foreach (var a in args) psi.ArgumentList.Add(a);
         psi.Environment["ACTORTRAIN_MNIST_DATA"] = Repo.MnistData;
@@ -44,6 +50,9 @@ internal sealed class NodeProcess : IDisposable
     public int Pid => _process.Id;
 
     public static NodeProcess Start(string name, params string[] args) => new(name, Repo.ExampleDll, args);
+
+    /// <summary>The example inside the network namespace <paramref name="netns"/> (see TestBed/NetnsTestBed).</summary>
+    public static NodeProcess StartInNamespace(string netns, string name, params string[] args) => new(name, Repo.ExampleDll, args, netns);
 
     /// <summary>The all-reduce benchmark (bench/AllReduce) instead of the example.</summary>
     public static NodeProcess StartBench(string name, params string[] args) => new(name, Repo.BenchDll, args);
