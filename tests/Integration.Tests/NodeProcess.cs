@@ -15,7 +15,7 @@ internal sealed class NodeProcess : IDisposable
     private readonly Process _process;
     private readonly ConcurrentQueue<string> _lines = new();
 
-    private NodeProcess(string name, string dll, IEnumerable<string> args, string? netns = null)
+    private NodeProcess(string name, string dll, IEnumerable<string> args, string? netns = null, IReadOnlyDictionary<string, string>? environment = null)
     {
         Name = name;
         // `ip netns exec` enters the namespace and execs the program: the PID is dotnet's.
@@ -36,6 +36,7 @@ internal sealed class NodeProcess : IDisposable
         psi.Environment["ACTORTRAIN_MNIST_DATA"] = Repo.MnistData;
         // The node ends itself if this test process dies and its stdin closes.
         psi.Environment["ACTORTRAIN_EXIT_WITH_PARENT"] = "1";
+        foreach (var (key, value) in environment ?? new Dictionary<string, string>()) psi.Environment[key] = value;
         _process = Process.Start(psi)!;
         _process.OutputDataReceived += (_, e) => { if (e.Data is not null) _lines.Enqueue(e.Data); };
         _process.ErrorDataReceived += (_, e) => { if (e.Data is not null) _lines.Enqueue("ERR " + e.Data); };
@@ -53,6 +54,16 @@ internal sealed class NodeProcess : IDisposable
 
     /// <summary>The example inside the network namespace <paramref name="netns"/> (see TestBed/NetnsTestBed).</summary>
     public static NodeProcess StartInNamespace(string netns, string name, params string[] args) => new(name, Repo.ExampleDll, args, netns);
+
+    public static NodeProcess StartInNamespace(string netns, string name, IReadOnlyDictionary<string, string> environment, params string[] args) =>
+        new(name, Repo.ExampleDll, args, netns, environment);
+
+    /// <summary>Sends a POSIX signal (TERM, STOP, CONT, KILL) to the node's process.</summary>
+    public void Signal(string signal)
+    {
+        using var kill = Process.Start(new ProcessStartInfo("kill", ["-" + signal, Pid.ToString(System.Globalization.CultureInfo.InvariantCulture)]) { UseShellExecute = false })!;
+        kill.WaitForExit();
+    }
 
     /// <summary>The all-reduce benchmark (bench/AllReduce) instead of the example.</summary>
     public static NodeProcess StartBench(string name, params string[] args) => new(name, Repo.BenchDll, args);

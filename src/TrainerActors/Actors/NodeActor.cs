@@ -578,6 +578,7 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
             if (!_coordinatorRef.IsNobody()) _coordinatorRef.Tell(_lastHalted);
             return;
         }
+        ProgressLine.Info("Node {0}: stopped after step {1} for generation {2}", _nodeName, states.Max(t => t.GlobalStep), _haltingFor);
         if (_rejoinPending)
         {
             RegisterWithState(states);

@@ -91,10 +91,13 @@ internal sealed partial class NetnsTestBed : IDisposable
         Command("ip", ["netns", "exec", Namespace(host), .. command]);
 
     /// <summary>Starts the example inside the host; it is killed on <see cref="Dispose"/>.</summary>
-    public NodeProcess Start(int host, string name, params string[] args)
+    public NodeProcess Start(int host, string name, params string[] args) => Start(host, name, new Dictionary<string, string>(), args);
+
+    /// <summary>Starts the example inside the host with extra environment variables; it is killed on <see cref="Dispose"/>.</summary>
+    public NodeProcess Start(int host, string name, IReadOnlyDictionary<string, string> environment, params string[] args)
     {
         ObjectDisposedException.ThrowIf(_disposed != 0, this);
-        var node = NodeProcess.StartInNamespace(Namespace(host), name, args);
+        var node = NodeProcess.StartInNamespace(Namespace(host), name, environment, args);
         lock (_nodes) _nodes.Add(node);
         return node;
     }

@@ -1,0 +1,236 @@
+using System.Text.Json;
+using ActorTrain.Integration.Tests.TestBed;
+
+namespace ActorTrain.Integration.Tests;
+
+/// <summary>
+/// Faults of real networks on the namespace test bed: hosts cut off and healed, nodes killed,
+/// stopped or asked to leave, and a trainer that throws. Every node is a real process started as
+/// on real machines, with its own address; the assertions are on exit codes, reports and files.
+/// </summary>
+[Collection(ProcessCollection.Name)]
+public class PartitionTests
+{
+    private static readonly TimeSpan RunTimeout = TimeSpan.FromMinutes(6);
+    private const string Port = "4053";
+
+    /// <summary>Nodes on hosts of one bed; host 1 (the lowest address) is always the first seed.</summary>
+    private sealed class Cluster : IDisposable
+    {
+        public readonly NetnsTestBed Bed;
+        private readonly string[] _seeds;
+        public readonly Dictionary<int, NodeProcess> Nodes = [];
+        public readonly Dictionary<int, string> OutDirs = [];
+
+        public Cluster(int hosts, int seeds = 1)
+        {
+            Bed = NetnsTestBed.Create(hosts);
+            _seeds = Enumerable.Range(1, seeds).Select(h => $"{Bed.Ip(h)}:{Port}").ToArray();
+        }
+
+        public NodeProcess Start(int host, int minNodes, int epochs, IReadOnlyDictionary<string, string>? environment = null, params string[] extra)
+        {
+            OutDirs[host] = Repo.TempDir();
+            var role = host <= _seeds.Length ? "seed" : "worker";
+            var args = new List<string> { role, "--hostname", Bed.Ip(host), "--port", Port, "--node-name", $"h{host}", "--out", OutDirs[host],
+                "--intra-op-threads", "1", "--no-progress", "--epochs", epochs.ToString(), "--min-nodes", minNodes.ToString() };
+            foreach (var s in _seeds) args.AddRange(["--seed-node", s]);
+            args.AddRange(extra);
+            return Nodes[host] = Bed.Start(host, $"h{host}", environment ?? new Dictionary<string, string>(), args.ToArray());
+        }
+
+        public JsonElement Report(int host)
+        {
+            using var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(OutDirs[host], "run-report.json")));
+            return doc.RootElement.Clone();
+        }
+
+        public string Tails() => string.Join("\n", Nodes.Select(n => $"--- h{n.Key}:\n{n.Value.Tail(40)}"));
+
+        public void Dispose() => Bed.Dispose();
+    }
+
+    private static void AssertCompleted(JsonElement report, int worldSize, string context)
+    {
+        Assert.Equal("completed", report.GetProperty("status").GetString());
+        Assert.True(report.GetProperty("replicas_equal").GetBoolean(), context);
+        var checksums = report.GetProperty("replica_checksums").EnumerateObject().Select(p => p.Value.GetString()).ToList();
+        Assert.Equal(worldSize, checksums.Count);
+        Assert.Single(checksums.Distinct());
+    }
+
+    private static List<JsonElement> Generations(JsonElement report) => report.GetProperty("generations").EnumerateArray().ToList();
+
+    [TestBedFact]
+    public async Task Partition_the_coordinators_host_cut_off_for_40s_the_majority_finishes_and_the_minority_writes_nothing()
+    {
+        using var c = new Cluster(3, seeds: 2);
+        var s1 = c.Start(1, 3, 10);
+        var s2 = c.Start(2, 3, 10);
+        var w3 = c.Start(3, 3, 10);
+        await s1.WaitForLineAsync("[2,    20] loss:", RunTimeout);
+        c.Bed.Cut(1);
+        var cut = DateTime.UtcNow;
+        // The cut-off side (the coordinator and its node) loses the quorum and stops there.
+        await s1.WaitForLineAsync("Quorum lost", TimeSpan.FromSeconds(40));
+        await s2.WaitForLineAsync("trains from step", TimeSpan.FromSeconds(120));
+        var trainingAgain = DateTime.UtcNow - cut;
+        await Task.Delay(TimeSpan.FromSeconds(40) - (DateTime.UtcNow - cut) is { Ticks: > 0 } left ? left : TimeSpan.Zero);
+        c.Bed.Heal(1);
+
+        Assert.Equal(0, await s2.WaitForExitAsync(RunTimeout));
+        Assert.Equal(0, await w3.WaitForExitAsync(TimeSpan.FromSeconds(60)));
+        var r = c.Report(2);
+        var context = $"training again {trainingAgain.TotalSeconds:0.0}s after the cut\n{c.Tails()}";
+        Assert.Equal(10, r.GetProperty("epochs").GetInt32());
+        AssertCompleted(r, r.GetProperty("world_size").GetInt32(), context);
+        // The minority: whether it rejoined or ended, it never wrote a model or a report of its own.
+        var code = await s1.WaitForExitAsync(TimeSpan.FromSeconds(90));
+        Assert.True(code is 0 or 3, $"h1 exited {code}\n{context}");
+        Assert.False(File.Exists(Path.Combine(c.OutDirs[1], "run-report.json")), context);
+        Assert.False(File.Exists(Path.Combine(c.OutDirs[1], "model.pth")), context);
+        Console.WriteLine($"coordinator's host cut off: the majority trained again {trainingAgain.TotalSeconds:0.0}s after the cut; h1 exited {code}");
+    }
+
+    [TestBedFact]
+    public async Task Partition_a_workers_host_cut_off_and_healed_rejoins_and_the_run_finishes_with_it()
+    {
+        using var c = new Cluster(3);
+        var s1 = c.Start(1, 3, 10);
+        c.Start(2, 3, 10);
+        var w3 = c.Start(3, 3, 10);
+        await s1.WaitForLineAsync("[2,    20] loss:", RunTimeout);
+        c.Bed.Cut(3);
+        var cut = DateTime.UtcNow;
+        await s1.WaitForLineAsync("Generation 2 trains from step", TimeSpan.FromSeconds(60));
+        var trainingAgain = DateTime.UtcNow - cut;
+        // The cut-off worker stops on its own side, then is removed; it comes back after the heal.
+        await w3.WaitForLineAsync("lost the quorum", TimeSpan.FromSeconds(40));
+        await Task.Delay(TimeSpan.FromSeconds(35) - (DateTime.UtcNow - cut) is { Ticks: > 0 } left ? left : TimeSpan.Zero);
+        c.Bed.Heal(3);
+        await w3.WaitForLineAsync("rejoining the cluster as a new member", TimeSpan.FromSeconds(60));
+        var healed = DateTime.UtcNow;
+
+        Assert.Equal(0, await s1.WaitForExitAsync(RunTimeout));
+        Assert.Equal(0, await w3.WaitForExitAsync(TimeSpan.FromSeconds(60)));
+        var r = c.Report(1);
+        var context = $"training again {trainingAgain.TotalSeconds:0.0}s after the cut\n{c.Tails()}";
+        AssertCompleted(r, 3, context);
+        var last = Generations(r)[^1];
+        Assert.Contains("h3", last.GetProperty("members").EnumerateArray().Select(m => m.GetString()));
+        Console.WriteLine($"worker's host cut off: training again {trainingAgain.TotalSeconds:0.0}s after the cut; rejoined in generation {last.GetProperty("generation")}, " +
+            $"recovery {last.GetProperty("recovery_seconds")}s after its registration");
+    }
+
+    [TestBedFact]
+    public async Task Partition_with_rejoin_off_a_cut_off_worker_exits_3_and_the_run_finishes()
+    {
+        using var c = new Cluster(3);
+        var off = new[] { "--config", WriteConfig("actortrain.elastic.rejoin = off") };
+        var s1 = c.Start(1, 3, 6, null, off);
+        c.Start(2, 3, 6, null, off);
+        var w3 = c.Start(3, 3, 6, null, off);
+        await s1.WaitForLineAsync("[2,    20] loss:", RunTimeout);
+        c.Bed.Cut(3);
+        Assert.Equal(3, await w3.WaitForExitAsync(TimeSpan.FromSeconds(90)));
+        c.Bed.Heal(3);
+        Assert.Equal(0, await s1.WaitForExitAsync(RunTimeout));
+        AssertCompleted(c.Report(1), 2, c.Tails());
+        Assert.False(File.Exists(Path.Combine(c.OutDirs[3], "model.pth")));
+    }
+
+    [TestBedFact]
+    public async Task Faults_the_coordinator_killed_during_a_regroup_and_the_run_completes()
+    {
+        using var c = new Cluster(5, seeds: 2);
+        var longRegroup = new[] { "--config", WriteConfig("actortrain.elastic.regroup-timeout = 30s") };
+        var nodes = Enumerable.Range(1, 5).Select(h => c.Start(h, 5, 6, null, longRegroup)).ToArray();
+        await nodes[0].WaitForLineAsync("[2,    20] loss:", RunTimeout);
+        // h5 stops answering (SIGSTOP), h4 dies: the regroup waits for h5 while the others have reported.
+        nodes[4].Signal("STOP");
+        nodes[3].Kill();
+        await nodes[1].WaitForLineAsync("stopped after step", TimeSpan.FromSeconds(30));
+        await nodes[2].WaitForLineAsync("stopped after step", TimeSpan.FromSeconds(30));
+        nodes[0].Kill(); // the coordinator, mid-regroup
+        var killed = DateTime.UtcNow;
+        nodes[4].Signal("CONT");
+
+        Assert.Equal(0, await nodes[1].WaitForExitAsync(RunTimeout));
+        foreach (var h in new[] { 2, 4 }) Assert.Equal(0, await nodes[h].WaitForExitAsync(TimeSpan.FromSeconds(60)));
+        var r = c.Report(2);
+        AssertCompleted(r, 3, c.Tails());
+        Assert.Equal(6, r.GetProperty("epochs").GetInt32());
+        var last = Generations(r)[^1];
+        Console.WriteLine($"coordinator killed during a regroup: generation {last.GetProperty("generation")} trained " +
+            $"{last.GetProperty("recovery_seconds")}s after the regroup began ({(DateTime.UtcNow - killed).TotalSeconds:0}s to the end of the run)");
+    }
+
+    [TestBedFact]
+    public async Task Faults_two_workers_of_four_killed_at_once_the_half_with_the_lowest_address_completes()
+    {
+        using var c = new Cluster(4);
+        var nodes = Enumerable.Range(1, 4).Select(h => c.Start(h, 4, 6)).ToArray();
+        await nodes[0].WaitForLineAsync("[2,    20] loss:", RunTimeout);
+        nodes[2].Kill();
+        nodes[3].Kill();
+        var killed = DateTime.UtcNow;
+        await nodes[0].WaitForLineAsync("Generation 2 trains from step", TimeSpan.FromSeconds(60));
+        var trainingAgain = DateTime.UtcNow - killed;
+
+        Assert.Equal(0, await nodes[0].WaitForExitAsync(RunTimeout));
+        Assert.Equal(0, await nodes[1].WaitForExitAsync(TimeSpan.FromSeconds(60)));
+        var r = c.Report(1);
+        AssertCompleted(r, 2, c.Tails());
+        Console.WriteLine($"two of four killed: training again {trainingAgain.TotalSeconds:0.0}s after the kill");
+    }
+
+    [TestBedFact]
+    public async Task Faults_sigterm_on_a_worker_leaves_at_a_step_boundary_with_no_step_redone()
+    {
+        using var c = new Cluster(3);
+        var s1 = c.Start(1, 3, 5);
+        c.Start(2, 3, 5);
+        var w3 = c.Start(3, 3, 5);
+        await s1.WaitForLineAsync("[2,    20] loss:", RunTimeout);
+        w3.Signal("TERM");
+        var term = DateTime.UtcNow;
+        Assert.Equal(143, await w3.WaitForExitAsync(TimeSpan.FromSeconds(60)));
+        await s1.WaitForLineAsync("Generation 2 trains from step", TimeSpan.FromSeconds(60));
+        var trainingAgain = DateTime.UtcNow - term;
+
+        Assert.Equal(0, await s1.WaitForExitAsync(RunTimeout));
+        var r = c.Report(1);
+        AssertCompleted(r, 2, c.Tails());
+        var second = Generations(r)[1];
+        Assert.Equal(0, second.GetProperty("steps_redone").GetInt32());
+        Assert.Equal(0, r.GetProperty("steps_redone").GetInt32());
+        Assert.Contains("leave", second.GetProperty("reason").GetString());
+        Console.WriteLine($"SIGTERM: training again {trainingAgain.TotalSeconds:0.0}s after the signal, 0 steps redone");
+    }
+
+    [TestBedFact]
+    public async Task Faults_a_trainer_that_throws_loses_its_node_and_the_others_go_on()
+    {
+        using var c = new Cluster(3);
+        var s1 = c.Start(1, 3, 5);
+        c.Start(2, 3, 5);
+        var w3 = c.Start(3, 3, 5, new Dictionary<string, string> { ["ACTORTRAIN_FAULT_THROW_AT_STEP"] = "60" });
+        Assert.Equal(1, await w3.WaitForExitAsync(RunTimeout));
+        var failed = DateTime.UtcNow;
+        await s1.WaitForLineAsync("Generation 2 trains from step", TimeSpan.FromSeconds(60));
+        var trainingAgain = DateTime.UtcNow - failed;
+
+        Assert.Equal(0, await s1.WaitForExitAsync(RunTimeout));
+        var r = c.Report(1);
+        AssertCompleted(r, 2, c.Tails());
+        Assert.Contains("fault injected", Generations(r)[1].GetProperty("reason").GetString());
+        Console.WriteLine($"a trainer threw: training again {trainingAgain.TotalSeconds:0.0}s after its node exited");
+    }
+
+    private static string WriteConfig(string hocon)
+    {
+        var path = Path.Combine(Repo.TempDir(), "test.conf");
+        File.WriteAllText(path, hocon);
+        return path;
+    }
+}
