@@ -125,4 +125,38 @@ public sealed class ClusterSecretSpec : IDisposable
         Assert.Equal("from file", ActorTrainSettings.Create(ClusterSecretSettings.FromEnvironment("")
             .WithFallback(TestConfig.With("actortrain.cluster-secret = \"from file\""))).ClusterSecret.Value);
     }
+
+    [Fact]
+    public async Task Over_remoting_a_message_with_the_wrong_secret_is_dropped_and_one_with_the_right_secret_arrives()
+    {
+        var systems = new[] { "correct horse", "battery staple", "correct horse" }
+            .Select((secret, i) => ActorSystem.Create($"secret-remote-{i}", TestConfig.Remote($"actortrain.cluster-secret = \"{secret}\"")))
+            .ToArray();
+        try
+        {
+            var (receiver, stranger, member) = (systems[0], systems[1], systems[2]);
+            var inbox = new TestProbe(receiver, new XunitAssertions());
+            var refusals = new TestProbe(receiver, new XunitAssertions());
+            receiver.EventStream.Subscribe(refusals.Ref, typeof(ActorTrainMessageSerializer.Refused));
+            var target = receiver.ActorOf(Props.Create(() => new Relay(inbox.Ref)), "target");
+            var path = $"{TestConfig.AddressOf(receiver)}/user/target";
+
+            stranger.ActorSelection(path).Tell(new NodeFailed("node-a", "forged"));
+            Assert.Equal(DropReason.BadSecret, refusals.ExpectMsg<ActorTrainMessageSerializer.Refused>(TestConfig.Timeout).Reason);
+            inbox.ExpectNoMsg(TestConfig.Quiet);
+
+            member.ActorSelection(path).Tell(Message);
+            Assert.Equal(Message, inbox.ExpectMsg<NodeFailed>(TestConfig.Timeout));
+            GC.KeepAlive(target);
+        }
+        finally
+        {
+            await Task.WhenAll(systems.Select(s => s.Terminate())).WaitAsync(TestConfig.Timeout);
+        }
+    }
+
+    private sealed class Relay : ReceiveActor
+    {
+        public Relay(IActorRef to) => ReceiveAny(m => to.Forward(m));
+    }
 }
