@@ -128,12 +128,17 @@ public sealed class GradientEndpointActor : ReceiveActor
             Drop($"{key} from peer {chunk.FromPeer}: duplicate or stale", _mailbox.StaleDropped > staleBefore ? DropReason.Stale : DropReason.Duplicate);
     }
 
-    /// <summary>Keeps a chunk of a generation not set up here yet, within the mailbox's bound per claimed peer.</summary>
+    /// <summary>
+    /// Keeps a chunk of a generation not set up here yet, within the mailbox's bound per claimed peer
+    /// and twice that in all: the peer indices of an unknown world are not known to be few (a ring
+    /// node hears from its left neighbour only).
+    /// </summary>
     private void Hold(GradientChunk chunk, Address from)
     {
         var bytes = (long)chunk.Data.Length * sizeof(float);
         var held = _earlyBytes.GetValueOrDefault(chunk.FromPeer);
-        if (held + bytes > _mailbox.MaxPendingBytesPerPeer)
+        var total = _earlyBytes.Values.Sum();
+        if (held + bytes > _mailbox.MaxPendingBytesPerPeer || total + bytes > 2 * Math.Min(_mailbox.MaxPendingBytesPerPeer, long.MaxValue / 4))
         {
             Drop($"of generation {chunk.Generation} from {from} claiming peer {chunk.FromPeer}: {held} bytes already wait for that generation (actortrain.sync.max-pending-chunk-bytes = {_mailbox.MaxPendingBytesPerPeer})", DropReason.PendingLimit);
             return;

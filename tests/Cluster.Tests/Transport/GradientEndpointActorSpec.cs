@@ -211,6 +211,9 @@ public class GradientEndpointActorSpec : IClassFixture<LocalSystemFixture>
         var early = Enumerable.Range(0, 100).Select(i => Chunk(generation: Generation + 1, fromPeer: 1, step: i, data: new float[64])).ToArray();
         var after = CountersAfterSending(early);
         Assert.Equal(counters.Dropped + 100 - 8, after.Dropped);
+        // Claiming many peers of the unknown world does not multiply the bound: twice it in all.
+        var spread = Enumerable.Range(0, 100).Select(i => Chunk(generation: Generation + 1, fromPeer: 10 + i, step: i, data: new float[64])).ToArray();
+        Assert.Equal(after.Dropped + 100 - 8, CountersAfterSending(spread).Dropped);
     }
 
     [Fact]
