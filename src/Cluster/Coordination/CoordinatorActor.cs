@@ -89,6 +89,38 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
 
     protected override void PostStop() => _cluster.Unsubscribe(Self);
 
+    /// <summary>
+    /// A message that names a node counts only when it comes from the node actor registered under
+    /// that name: one from anyone else (a stranger who reached the port, an actor of a node that was
+    /// dropped) is ignored before any handler sees it, so it cannot end the run or stand in for a node.
+    /// </summary>
+    protected override bool AroundReceive(Receive receive, object message)
+    {
+        var named = message switch
+        {
+            NodeFailed m => m.NodeName,
+            NodeHalted m => m.NodeName,
+            NodeReady m => m.NodeName,
+            EpochCompleted m => m.NodeName,
+            GenerationBroken m => m.NodeName,
+            NodeProgress m => m.NodeName,
+            NodeFinished m => m.NodeName,
+            NonFiniteGradientReported m => m.NodeName,
+            _ => null,
+        };
+        if (named is not null && !AllKnown().Concat(_voterRegistrations.Values).Any(r => r.Message.NodeName == named && r.Node.Equals(Sender)))
+        {
+            // The first few and then every 100th: a flood must not flood the log too.
+            if (++_ignoredFromStrangers <= 10 || _ignoredFromStrangers % 100 == 0)
+                _log.Warning("Ignored {0} naming node {1} from {2}, which is not that node's registered actor; {3} ignored so far",
+                    message.GetType().Name, named, Sender.Path, _ignoredFromStrangers);
+            return true;
+        }
+        return base.AroundReceive(receive, message);
+    }
+
+    private long _ignoredFromStrangers;
+
     private bool Elastic => _settings.Elastic.Enabled;
 
     private void WaitingForNodes()

@@ -6,6 +6,7 @@ using Akka.Cluster.Tools.Client;
 using Akka.Cluster.Tools.PublishSubscribe;
 using Akka.Cluster.Tools.Singleton;
 using Akka.Configuration;
+using Akka.Event;
 
 namespace ActorTrain.Cluster.Hosting;
 
@@ -51,9 +52,14 @@ public static class ClusterBootstrap
             "coordinator-proxy");
         if (roles.Contains(SeedRole))
         {
-            // Lets `status` ask the coordinator from outside the cluster, without joining it.
-            ClusterClientReceptionist.Get(system).RegisterService(proxy);
+            // Lets `status` ask the coordinator from outside the cluster, without joining it; the
+            // service passes on GetStatus only.
+            ClusterClientReceptionist.Get(system).RegisterService(system.ActorOf(StatusService.Props(proxy), StatusService.Name));
         }
+        if (!settings.ClusterSecret.Enabled)
+            system.Log.Warning("{0} is not set: this node accepts control messages (registration included) from any peer that reaches its port {1}; " +
+                "set it (or {2}) on every node, or use TLS (README, \"Security\")",
+                ClusterSecretSettings.Key, Akka.Cluster.Cluster.Get(system).SelfAddress.Port, ClusterSecretSettings.EnvironmentVariable);
         return (system, proxy);
     }
 

@@ -18,8 +18,8 @@ public static class StatusClient
 {
     public const string SystemName = "actortrain-status";
 
-    /// <summary>Where the seed registers the coordinator proxy with its receptionist.</summary>
-    public const string CoordinatorServicePath = "/user/coordinator-proxy";
+    /// <summary>Where the seed registers its <see cref="StatusService"/> with its receptionist.</summary>
+    public const string StatusServicePath = "/user/" + StatusService.Name;
 
     /// <summary>
     /// The coordinator's status. <paramref name="seedAddress"/> is the seed's address
@@ -27,9 +27,11 @@ public static class StatusClient
     /// <paramref name="tls"/> is on), <paramref name="hostname"/> this machine's address as the seed
     /// can reach it. No answer within <paramref name="timeout"/> throws <see cref="AskTimeoutException"/>;
     /// a refused TLS handshake throws <see cref="StatusTlsException"/>; a certificate problem on this
-    /// side is a <see cref="SettingsException"/> naming the key and the file.
+    /// side is a <see cref="SettingsException"/> naming the key and the file. A cluster with a cluster
+    /// secret answers only a client with the same <paramref name="clusterSecret"/> (else no answer).
     /// </summary>
-    public static async Task<ClusterStatus> AskAsync(string seedAddress, string hostname, TlsSettings tls, TimeSpan timeout)
+    public static async Task<ClusterStatus> AskAsync(string seedAddress, string hostname, TlsSettings tls, TimeSpan timeout,
+        ClusterSecretSettings? clusterSecret = null)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(seedAddress);
         ArgumentNullException.ThrowIfNull(tls);
@@ -41,13 +43,14 @@ public static class StatusClient
             akka.loglevel = ERROR
             akka.stdout-loglevel = OFF
             akka.coordinated-shutdown.run-by-clr-shutdown-hook = off
+            {{ClusterSecretSettings.Key}} = {{Quote(clusterSecret?.Value ?? "")}}
             """).WithFallback(ActorTrainSettings.DefaultConfig());
         var system = ClusterBootstrap.CreateSystem(SystemName, config, tls);
         try
         {
             var client = system.ActorOf(ClusterClient.Props(ClusterClientSettings.Create(system)), "client");
             var ask = client.Ask<ClusterStatus>(
-                new ClusterClient.Send(CoordinatorServicePath, new GetStatus(Guid.NewGuid().ToString("N")), localAffinity: true), timeout);
+                new ClusterClient.Send(StatusServicePath, new GetStatus(Guid.NewGuid().ToString("N")), localAffinity: true), timeout);
             // A failed TLS handshake makes Akka shut this system down; say so instead of waiting out the timeout.
             var first = await Task.WhenAny(ask, system.WhenTerminated).ConfigureAwait(false);
             if (first == ask) return await ask.ConfigureAwait(false);

@@ -31,6 +31,15 @@ public static class DropReason
     /// <summary>From a peer index outside the current world.</summary>
     public const string UnknownPeer = "unknown_peer";
 
+    /// <summary>A control message without a valid tag for this node's cluster secret.</summary>
+    public const string BadSecret = "bad_secret";
+
+    /// <summary>A gradient chunk whose sender's address is not that of the peer it claims to come from.</summary>
+    public const string WrongSender = "wrong_sender";
+
+    /// <summary>A gradient chunk beyond the bytes a node holds for one peer before its reduction asks for them.</summary>
+    public const string PendingLimit = "pending_limit";
+
     /// <summary>The reasons exported at 0 from the start, so a rate query sees them before the first drop.</summary>
-    public static readonly IReadOnlyList<string> Known = [Malformed, Stale, Duplicate, Oversized, UnknownPeer];
+    public static readonly IReadOnlyList<string> Known = [Malformed, Stale, Duplicate, Oversized, UnknownPeer, BadSecret, WrongSender, PendingLimit];
 }

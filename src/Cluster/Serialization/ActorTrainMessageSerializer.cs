@@ -1,4 +1,8 @@
 using System.Reflection;
+using System.Security.Cryptography;
+using System.Text;
+using ActorTrain.Cluster.Metrics;
+using ActorTrain.Cluster.Settings;
 using ActorTrain.Cluster.Protocol;
 using Akka.Actor;
 using Akka.Serialization;
@@ -16,6 +20,13 @@ namespace ActorTrain.Cluster.Serialization;
 /// also have exactly its type's fields, no trailing bytes, and no null where the type does not
 /// allow one: MessagePack alone fills missing fields with defaults, so a payload meant for
 /// another type (or cut short by a peer) would otherwise become a message with null fields.
+/// <para>
+/// With a cluster secret (<see cref="ClusterSecretSettings"/>, read from the ActorSystem's config)
+/// every message written ends with a <see cref="TagSize"/>-byte tag: HMAC-SHA256 over the manifest
+/// and the payload, with a key derived from the secret. A message read must end with a valid one,
+/// else it is refused as having a wrong or missing cluster secret. Every refusal is published on the
+/// event stream as <see cref="Refused"/> (to be counted and logged: Akka only drops the message).
+/// </para>
 /// </summary>
 public sealed class ActorTrainMessageSerializer : SerializerWithStringManifest
 {
@@ -53,9 +64,37 @@ public sealed class ActorTrainMessageSerializer : SerializerWithStringManifest
         .WithResolver(StandardResolver.Instance)
         .WithSecurity(MessagePackSecurity.UntrustedData);
 
-    public ActorTrainMessageSerializer(ExtendedActorSystem system) : base(system) { }
+    /// <summary>Bytes of the tag a message carries when a cluster secret is set.</summary>
+    public const int TagSize = 16;
+
+    /// <summary>Key of the tags, derived from the cluster secret; null without one.</summary>
+    private readonly byte[]? _tagKey;
+
+    public ActorTrainMessageSerializer(ExtendedActorSystem system) : base(system)
+    {
+        var secret = ClusterSecretSettings.Create(system.Settings.Config);
+        if (secret.Enabled) _tagKey = DeriveTagKey(secret.Value);
+    }
+
+    /// <summary>Published on the system's event stream for every message <see cref="FromBinary"/> refuses; <paramref name="Reason"/> is a <see cref="DropReason"/>.</summary>
+    public sealed record Refused(string Problem, string Reason);
 
     public override int Identifier => 3141;
+
+    /// <summary>The HMAC key of a cluster secret: HKDF-SHA256 of the secret, bound to this use.</summary>
+    public static byte[] DeriveTagKey(string secret) =>
+        HKDF.DeriveKey(HashAlgorithmName.SHA256, Encoding.UTF8.GetBytes(secret), 32, salt: null, info: Encoding.ASCII.GetBytes("actortrain control messages v1"));
+
+    private static void Tag(byte[] key, string manifest, ReadOnlySpan<byte> payload, Span<byte> tag)
+    {
+        using var hmac = IncrementalHash.CreateHMAC(HashAlgorithmName.SHA256, key);
+        hmac.AppendData(Encoding.UTF8.GetBytes(manifest));
+        hmac.AppendData([0]);
+        hmac.AppendData(payload);
+        Span<byte> full = stackalloc byte[32];
+        hmac.GetHashAndReset(full);
+        full[..TagSize].CopyTo(tag);
+    }
 
     public static IReadOnlyCollection<Type> MessageTypes => ManifestOf.Keys;
 
@@ -64,10 +103,48 @@ public sealed class ActorTrainMessageSerializer : SerializerWithStringManifest
             ? manifest
             : throw new ArgumentException($"{o.GetType()} is not an ActorTrain wire message");
 
-    public override byte[] ToBinary(object obj) =>
-        MessagePackSerializer.Serialize(ManifestOf.ContainsKey(obj.GetType()) ? obj.GetType() : throw new ArgumentException($"{obj.GetType()} is not an ActorTrain wire message"), obj, Options);
+    public override byte[] ToBinary(object obj)
+    {
+        if (!ManifestOf.TryGetValue(obj.GetType(), out var manifest)) throw new ArgumentException($"{obj.GetType()} is not an ActorTrain wire message");
+        var payload = MessagePackSerializer.Serialize(obj.GetType(), obj, Options);
+        if (_tagKey is null) return payload;
+        var bytes = new byte[payload.Length + TagSize];
+        payload.CopyTo(bytes, 0);
+        Tag(_tagKey, manifest, payload, bytes.AsSpan(payload.Length));
+        return bytes;
+    }
 
     public override object FromBinary(byte[] bytes, string manifest)
+    {
+        try
+        {
+            return Decode(Verified(bytes, manifest), manifest);
+        }
+        catch (SerializationException e)
+        {
+            system?.EventStream.Publish(new Refused(e.Message, e is SecretException ? DropReason.BadSecret : DropReason.Malformed));
+            throw;
+        }
+    }
+
+    /// <summary>The payload of a message whose tag is valid (all of it without a secret).</summary>
+    private byte[] Verified(byte[] bytes, string manifest)
+    {
+        if (_tagKey is null) return bytes;
+        if (bytes.Length < TagSize)
+            throw new SecretException($"wrong or missing cluster secret: a message of {bytes.Length} bytes (manifest \"{Truncate(manifest)}\") has no tag");
+        var payload = bytes.AsSpan(0, bytes.Length - TagSize);
+        Span<byte> expected = stackalloc byte[TagSize];
+        Tag(_tagKey, manifest, payload, expected);
+        if (!CryptographicOperations.FixedTimeEquals(expected, bytes.AsSpan(bytes.Length - TagSize)))
+            throw new SecretException($"wrong or missing cluster secret: the tag of a message of {bytes.Length} bytes (manifest \"{Truncate(manifest)}\") does not match (actortrain.cluster-secret / ACTORTRAIN_CLUSTER_SECRET must be the same on every node)");
+        return payload.ToArray();
+    }
+
+    /// <summary>A message without a valid tag for this node's cluster secret.</summary>
+    private sealed class SecretException(string message) : SerializationException(message);
+
+    private static object Decode(byte[] bytes, string manifest)
     {
         if (!TypeOf.TryGetValue(manifest, out var type))
             throw new SerializationException($"unknown ActorTrain message manifest \"{Truncate(manifest)}\"");

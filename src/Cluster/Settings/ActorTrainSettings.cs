@@ -35,6 +35,8 @@ public sealed record ActorTrainSettings
     public required MetricsSettings Metrics { get; init; }
     public required CheckpointSettings Checkpoint { get; init; }
     public TlsSettings Tls { get; init; } = TlsSettings.Disabled;
+    /// <summary>The shared secret every control message is tagged with (off when empty).</summary>
+    public ClusterSecretSettings ClusterSecret { get; init; } = ClusterSecretSettings.Off;
 
     /// <summary>ActorTrain's embedded defaults (reference.conf) with Akka's below them.</summary>
     public static Config DefaultConfig() =>
@@ -112,6 +114,7 @@ public sealed record ActorTrainSettings
                 TcpPort = c.Int("actortrain.sync.tcp-port", min: 0, max: 65535),
                 Compression = c.Enum("actortrain.sync.compression", WireCompressionNames.All.ToDictionary(n => n, n => n)),
                 OverlapBackward = c.Bool("actortrain.sync.overlap-backward"),
+                MaxPendingChunkBytes = c.Bytes("actortrain.sync.max-pending-chunk-bytes", min: 64 * 1024),
             },
             MkldnnEnabled = c.Bool("actortrain.torch.mkldnn"),
             ProgressBar = c.Bool("actortrain.progress-bar"),
@@ -130,6 +133,7 @@ public sealed record ActorTrainSettings
                 ResumeFrom = c.String("actortrain.checkpoint.resume-from", allowEmpty: true),
             },
             Tls = ReadTls(c),
+            ClusterSecret = ClusterSecretSettings.Create(config),
         };
     }
 
@@ -270,6 +274,13 @@ public sealed record SyncSettings
     /// <summary>Reduce each bucket as soon as backward has produced its gradients (CPU trainers).</summary>
     public required bool OverlapBackward { get; init; }
 
+    /// <summary>
+    /// Bytes of gradient chunks from one peer that a node holds before their reduction asks for them;
+    /// beyond it a chunk is refused and counted (a neighbour that runs ahead legitimately stays below
+    /// about twice the model's gradient bytes).
+    /// </summary>
+    public required long MaxPendingChunkBytes { get; init; }
+
     /// <summary>Chunk size of the chosen cross-node transport.</summary>
     public int TransportChunkSizeBytes => Transport == "tcp" ? TcpChunkSizeBytes : ChunkSizeBytes;
 }
@@ -294,6 +305,47 @@ public sealed record TlsSettings
     /// <summary>Keeps the password out of logs and exception messages.</summary>
     public override string ToString() =>
         $"TlsSettings {{ Enabled = {Enabled}, CertificatePath = {CertificatePath}, CaCertificatePath = {CaCertificatePath} }}";
+}
+
+/// <summary>
+/// The cluster secret (<c>actortrain.cluster-secret</c>, or the environment variable
+/// <c>ACTORTRAIN_CLUSTER_SECRET</c>, which wins over config files): when set, every control message
+/// carries a tag made with it, and a message without a valid one is refused.
+/// </summary>
+public sealed class ClusterSecretSettings
+{
+    public const string Key = "actortrain.cluster-secret";
+    public const string EnvironmentVariable = "ACTORTRAIN_CLUSTER_SECRET";
+
+    public static readonly ClusterSecretSettings Off = new("");
+
+    private ClusterSecretSettings(string value) => Value = value;
+
+    /// <summary>Empty: no secret, every peer that reaches the port is heard.</summary>
+    public string Value { get; }
+
+    public bool Enabled => Value.Length > 0;
+
+    /// <summary>The secret in <paramref name="config"/> (loaders layer <see cref="FromEnvironment"/> above the config files).</summary>
+    public static ClusterSecretSettings Create(Config config)
+    {
+        var value = config.HasPath(Key) ? config.GetString(Key) ?? "" : "";
+        return value.Length == 0 ? Off : new ClusterSecretSettings(value);
+    }
+
+    /// <summary>
+    /// A config layer holding the secret from <see cref="EnvironmentVariable"/>'s value, or an empty
+    /// one when it is unset or empty.
+    /// </summary>
+    public static Config FromEnvironment(string? environmentValue)
+    {
+        if (string.IsNullOrEmpty(environmentValue)) return ConfigurationFactory.Empty;
+        var quoted = "\"" + environmentValue.Replace("\\", "\\\\", StringComparison.Ordinal).Replace("\"", "\\\"", StringComparison.Ordinal) + "\"";
+        return ConfigurationFactory.ParseString($"{Key} = {quoted}");
+    }
+
+    /// <summary>Keeps the secret out of logs and exception messages.</summary>
+    public override string ToString() => Enabled ? "ClusterSecret { set }" : "ClusterSecret { off }";
 }
 
 public sealed record MetricsSettings

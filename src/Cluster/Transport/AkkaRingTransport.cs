@@ -41,7 +41,8 @@ public sealed class AkkaRingTransport : IRingTransport
         // ring may overwrite its buffer once this returns: the message gets a copy of its own, made
         // straight in the form it goes on the wire in.
         var chunk = GradientChunkSerializer.Prepare(key.Generation, key.Step, key.Bucket, key.Lane, key.RingStep, key.Chunk, PeerIndex, data.Span);
-        _endpoints[peer].Tell(chunk);
+        // Sent from this node's own endpoint: the receiver admits a chunk only from the address of the peer it names.
+        _endpoints[peer].Tell(chunk, _endpoints[PeerIndex]);
         _metrics?.AddBytes(TransportLabel.Akka, sent: true, (long)data.Length * sizeof(float));
         return ValueTask.CompletedTask;
     }

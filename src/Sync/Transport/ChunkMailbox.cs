@@ -11,6 +11,12 @@ namespace ActorTrain.Sync.Transport;
 /// the mailbox is closed) to that callback exactly once, outside its lock, so a transport can take
 /// pooled memory back. A chunk given to a receive belongs to the receiver.
 /// </para>
+/// <para>
+/// Chunks held for a receive that has not come yet are bounded per sending peer
+/// (<see cref="MaxPendingBytesPerPeer"/>): a chunk that would take a peer's held bytes beyond it is
+/// refused and counted, so a peer (or a stranger posing as one) cannot fill the memory with chunks
+/// of keys no reduction asks for.
+/// </para>
 /// </summary>
 public sealed class ChunkMailbox
 {
@@ -18,21 +24,44 @@ public sealed class ChunkMailbox
     private readonly Action<ReadOnlyMemory<float>>? discard;
     private readonly Dictionary<Slot, ReadOnlyMemory<float>> pending = new();
     private readonly Dictionary<Slot, TaskCompletionSource<ReadOnlyMemory<float>>> waiters = new();
+    private readonly Dictionary<int, long> pendingBytes = new();
     private long lowestLiveGeneration = long.MinValue;
     private long duplicatesDropped;
     private long staleDropped;
+    private long limitDropped;
     private bool closed;
 
+    /// <summary>The bound of a mailbox made without one: no bound.</summary>
+    public const long Unbounded = long.MaxValue;
+
     /// <summary>A mailbox whose dropped chunks are left to the garbage collector.</summary>
-    public ChunkMailbox()
+    public ChunkMailbox(long maxPendingBytesPerPeer = Unbounded)
     {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(maxPendingBytesPerPeer);
+        MaxPendingBytesPerPeer = maxPendingBytesPerPeer;
     }
 
     /// <summary>A mailbox that hands every chunk it drops to <paramref name="discard"/>.</summary>
-    public ChunkMailbox(Action<ReadOnlyMemory<float>> discard)
+    public ChunkMailbox(Action<ReadOnlyMemory<float>> discard, long maxPendingBytesPerPeer = Unbounded)
+        : this(maxPendingBytesPerPeer)
     {
         ArgumentNullException.ThrowIfNull(discard);
         this.discard = discard;
+    }
+
+    /// <summary>Most bytes of chunks from one peer held for receives that have not come yet.</summary>
+    public long MaxPendingBytesPerPeer { get; }
+
+    /// <summary>Chunks refused because their peer's held bytes would have exceeded <see cref="MaxPendingBytesPerPeer"/>.</summary>
+    public long LimitDropped
+    {
+        get { lock (gate) { return limitDropped; } }
+    }
+
+    /// <summary>Bytes of chunks from <paramref name="fromPeer"/> delivered and not yet received.</summary>
+    public long PendingBytes(int fromPeer)
+    {
+        lock (gate) { return pendingBytes.GetValueOrDefault(fromPeer); }
     }
 
     /// <summary>Chunks refused because the same key from the same peer was already waiting to be taken.</summary>
@@ -61,7 +90,8 @@ public sealed class ChunkMailbox
 
     /// <summary>
     /// Hands a chunk to its receive, or keeps it until that receive comes. Returns false (and counts
-    /// the chunk) when it is a duplicate of one still pending or belongs to a dropped generation.
+    /// the chunk) when it is a duplicate of one still pending, belongs to a dropped generation, or
+    /// would take its peer's held bytes beyond <see cref="MaxPendingBytesPerPeer"/>.
     /// The mailbox keeps <paramref name="data"/> as given: the caller must not reuse its memory. A
     /// closed mailbox drops every chunk (returning false, counting none).
     /// </summary>
@@ -83,13 +113,19 @@ public sealed class ChunkMailbox
             {
                 waiter = waiting;
             }
-            else if (pending.TryAdd(slot, data))
+            else if (pending.ContainsKey(slot))
             {
-                return true;
+                duplicatesDropped++;
+            }
+            else if (pendingBytes.GetValueOrDefault(fromPeer) + Bytes(data) > MaxPendingBytesPerPeer)
+            {
+                limitDropped++;
             }
             else
             {
-                duplicatesDropped++;
+                pending.Add(slot, data);
+                pendingBytes[fromPeer] = pendingBytes.GetValueOrDefault(fromPeer) + Bytes(data);
+                return true;
             }
         }
 
@@ -132,6 +168,7 @@ public sealed class ChunkMailbox
 
             if (pending.Remove(slot, out var data))
             {
+                Released(fromPeer, data);
                 return new ValueTask<ReadOnlyMemory<float>>(data);
             }
 
@@ -164,6 +201,7 @@ public sealed class ChunkMailbox
             foreach (var slot in pending.Keys.Where(s => s.Key.Generation < generation).ToList())
             {
                 pending.Remove(slot, out var data);
+                Released(slot.FromPeer, data);
                 discarded.Add(data);
             }
 
@@ -203,6 +241,7 @@ public sealed class ChunkMailbox
             closed = true;
             discarded = [.. pending.Values];
             pending.Clear();
+            pendingBytes.Clear();
             abandoned = [.. waiters.Values];
             waiters.Clear();
         }
@@ -213,6 +252,22 @@ public sealed class ChunkMailbox
         }
 
         Discard(discarded);
+    }
+
+    private static long Bytes(ReadOnlyMemory<float> data) => (long)data.Length * sizeof(float);
+
+    /// <summary>A held chunk leaves the mailbox (call under the lock).</summary>
+    private void Released(int fromPeer, ReadOnlyMemory<float> data)
+    {
+        var left = pendingBytes.GetValueOrDefault(fromPeer) - Bytes(data);
+        if (left > 0)
+        {
+            pendingBytes[fromPeer] = left;
+        }
+        else
+        {
+            pendingBytes.Remove(fromPeer);
+        }
     }
 
     private void Discard(List<ReadOnlyMemory<float>> chunks)

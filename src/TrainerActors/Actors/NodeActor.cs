@@ -35,7 +35,7 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
     private readonly IActorRef _coordinator;
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private readonly Akka.Cluster.Cluster _cluster = Akka.Cluster.Cluster.Get(Context.System);
-    private readonly ChunkMailbox _mailbox = new();
+    private readonly ChunkMailbox _mailbox;
     private readonly NodeMetrics _metrics;
     private readonly IProgressSink _display;
     private int _ticks;
@@ -90,6 +90,7 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
         _settings = settings;
         _job = job;
         _coordinator = coordinator;
+        _mailbox = new ChunkMailbox(settings.Sync.MaxPendingChunkBytes);
         Starting();
     }
 
@@ -365,7 +366,8 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
         if (Superseded(r.Generation)) return;
         if (r.Error is not null) { Fail($"cannot reach the gradient endpoints of the world's nodes: {r.Error}"); return; }
         // Akka chunks are as large as the seed says (its chunk-size may differ from this node's).
-        _endpoint.Tell(new GradientEndpointActor.SetWorld(w.Generation, w.Nodes.Length, w.Plan.Transport == "akka" ? w.Plan.ChunkSizeBytes : 0));
+        _endpoint.Tell(new GradientEndpointActor.SetWorld(w.Generation, w.Nodes.Select(n => ActorPath.Parse(n.EndpointPath).Address).ToArray(),
+            w.Plan.Transport == "akka" ? w.Plan.ChunkSizeBytes : 0));
 
         if (w.Plan.Transport == "tcp" && w.Nodes.Length > 1)
         {
@@ -373,7 +375,7 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
             var self = Self;
             var listener = _dataPlaneListener ?? throw new InvalidOperationException("the data-plane listener is not open");
             _dataPlaneListener = null; // the transport owns it from here on
-            ConnectDataPlane(w, r.Index, listener, Cluster.Security.NodeTls.Of(Context.System)?.DataPlane, _generationCancelled.Token).ContinueWith(t => t.IsCompletedSuccessfully
+            ConnectDataPlane(w, r.Index, listener, Cluster.Security.NodeTls.Of(Context.System)?.DataPlane, _settings.Sync.MaxPendingChunkBytes, _generationCancelled.Token).ContinueWith(t => t.IsCompletedSuccessfully
                     ? new DataPlaneConnected(w.Generation, r.Index, t.Result, null)
                     : new DataPlaneConnected(w.Generation, r.Index, null, t.Exception?.GetBaseException().Message
                         ?? "the ring neighbours did not connect within 30 s (is actortrain.sync.tcp-port open between the nodes?)"))
@@ -384,14 +386,14 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
     }
 
     private static async Task<TcpRingTransport> ConnectDataPlane(WorldAssignment w, int index, TcpListener listener, TcpTlsOptions? tls,
-        CancellationToken generationEnded)
+        long maxPendingBytes, CancellationToken generationEnded)
     {
         var peers = new List<IPEndPoint>();
         foreach (var n in w.Nodes) peers.Add(await ResolveEndpoint(n.DataPlaneEndpoint, n.NodeName));
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(generationEnded);
         timeout.CancelAfter(TimeSpan.FromSeconds(30));
         return await TcpRingTransport.ConnectAsync(index, peers, listener, w.Generation, w.Plan.DataPlaneToken,
-            Math.Max(1, w.Plan.ChunkSizeBytes / sizeof(float)), timeout.Token, tls);
+            Math.Max(1, w.Plan.ChunkSizeBytes / sizeof(float)), timeout.Token, tls, maxPendingBytes);
     }
 
     private static async Task<IPEndPoint> ResolveEndpoint(string hostAndPort, string nodeName)

@@ -8,8 +8,9 @@ namespace ActorTrain.TrainerActors.Hosting;
 public sealed class UsageException(string message) : Exception(message);
 
 /// <summary>
-/// Layers a node's configuration: command-line overrides > --config file > the job's defaults >
-/// ActorTrain's reference.conf > Akka's, and validates it. Every error names the file and the key.
+/// Layers a node's configuration: command-line overrides > the cluster secret from
+/// ACTORTRAIN_CLUSTER_SECRET > --config file > the job's defaults > ActorTrain's reference.conf >
+/// Akka's, and validates it. Every error names the file and the key.
 /// </summary>
 public static class ConfigLoader
 {
@@ -25,6 +26,7 @@ public static class ConfigLoader
         var layered = ConfigurationFactory.Empty;
         foreach (var line in overrides)
             layered = layered.WithFallback(Parse(line, "command line"));
+        layered = layered.WithFallback(ClusterSecretSettings.FromEnvironment(Environment.GetEnvironmentVariable(ClusterSecretSettings.EnvironmentVariable)));
         if (configFile is not null && configText is not null)
             layered = layered.WithFallback(Parse(configText, configFile, Path.GetDirectoryName(Path.GetFullPath(configFile))));
         if (!string.IsNullOrWhiteSpace(jobDefaults)) layered = layered.WithFallback(Parse(jobDefaults, $"defaults of job {jobName}"));

@@ -34,6 +34,7 @@ public static class NodeRunner
         Cluster.Logging.NodeLog.NodeName = settings.NodeName;
         Cluster.Hosting.ProgressLine.Info("{0} node {1} (job \"{2}\")", role.ToString().ToLowerInvariant(), cluster.SelfAddress, settings.JobId);
         var metrics = new NodeMetrics(settings.NodeName);
+        system.ActorOf(ControlMessageRefusals.Props(metrics), ControlMessageRefusals.Name);
         using var metricsEndpoint = StartMetrics(settings, metrics, system);
         using var display = CreateDisplay(settings);
         var session = new NodeSession();

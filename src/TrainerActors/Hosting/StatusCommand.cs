@@ -12,15 +12,18 @@ namespace ActorTrain.TrainerActors.Hosting;
 /// doing, as a cluster client (through the seed's receptionist), without joining the cluster. A
 /// TLS cluster is reached with the <c>actortrain.tls</c> keys of the <c>--config</c> file (the
 /// nodes' own config, or one with just those keys): the client then runs the nodes' remoting TLS.
+/// A cluster secret comes from the same file or from ACTORTRAIN_CLUSTER_SECRET.
 /// </summary>
 public static class StatusCommand
 {
     public static int Run(string seed, string hostname, TimeSpan timeout, string? configFile = null)
     {
-        var tls = configFile is null ? TlsSettings.Disabled : ConfigLoader.Load(configFile, "", "status", []).Settings.Tls;
+        // The config file (when given) and ACTORTRAIN_CLUSTER_SECRET give the TLS keys and the cluster secret.
+        var settings = ConfigLoader.Load(configFile, "", "status", []).Settings;
+        var tls = configFile is null ? TlsSettings.Disabled : settings.Tls;
         try
         {
-            var status = StatusClient.AskAsync(NodeOptions.SeedAddress(seed), hostname, tls, timeout).GetAwaiter().GetResult();
+            var status = StatusClient.AskAsync(NodeOptions.SeedAddress(seed), hostname, tls, timeout, settings.ClusterSecret).GetAwaiter().GetResult();
             Console.Write(Format(status));
             return 0;
         }
@@ -38,6 +41,9 @@ public static class StatusCommand
             var hint = tls.Enabled
                 ? $" (TLS is on from {configFile}; does the cluster run TLS with the same CA?)"
                 : " (if the cluster runs TLS, give --config with its actortrain.tls settings)";
+            hint += settings.ClusterSecret.Enabled
+                ? $" (a cluster secret is set: is it the cluster's?)"
+                : $" (if the cluster has a cluster secret, give it in --config or {ClusterSecretSettings.EnvironmentVariable})";
             Console.Error.WriteLine($"error: no coordinator answered at {seed} within {timeout.TotalSeconds:0} s " +
                 "(is the seed node running, and is this machine reachable from it at --hostname?)" + hint);
             return 1;

@@ -524,6 +524,43 @@ public sealed class CoordinatorActorSpec(SeedSystem seed) : IClassFixture<SeedSy
     }
 
     [Fact]
+    public void Coordinator_must_ignore_a_NodeFailed_from_anyone_but_the_registered_node()
+    {
+        var (coordinator, a, b, world) = Training();
+        var stranger = Node();
+
+        // A stranger naming a member, and a member naming another: neither ends the run.
+        stranger.Send(coordinator, new NodeFailed("node-b", "forged"));
+        a.Send(coordinator, new NodeFailed("node-b", "forged by a member"));
+        stranger.Send(coordinator, new NodeFailed("node-x", "not registered at all"));
+
+        a.ExpectNoMsg(TestConfig.Quiet);
+        b.ExpectNoMsg(TestConfig.Quiet);
+        // The run goes on: the epoch completes with the real nodes' reports.
+        a.Send(coordinator, Epoch(world.Generation, "node-a", 1));
+        b.Send(coordinator, Epoch(world.Generation, "node-b", 1));
+        ExpectEpochRecorded(a, 1);
+        Assert.Equal(new StartEpoch(world.Generation, 2), Expect<StartEpoch>(a));
+    }
+
+    [Fact]
+    public void Coordinator_must_ignore_node_reports_from_a_sender_that_is_not_the_named_node()
+    {
+        var (coordinator, a, b, world) = Training();
+        var stranger = Node();
+
+        // A forged epoch report for node-b must not complete the epoch.
+        a.Send(coordinator, Epoch(world.Generation, "node-a", 1));
+        stranger.Send(coordinator, Epoch(world.Generation, "node-b", 1));
+        stranger.Send(coordinator, new GenerationBroken(world.Generation, "node-b", "forged", "node-a"));
+        a.ExpectNoMsg(TestConfig.Quiet);
+
+        b.Send(coordinator, Epoch(world.Generation, "node-b", 1));
+        ExpectEpochRecorded(a, 1);
+        Assert.Equal(new StartEpoch(world.Generation, 2), Expect<StartEpoch>(a));
+    }
+
+    [Fact]
     public void Coordinator_must_end_the_run_when_a_node_actor_stops_during_training_and_elastic_is_off()
     {
         var (_, a, b, _) = Training("actortrain.elastic.enabled = off");

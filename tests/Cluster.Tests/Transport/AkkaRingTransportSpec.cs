@@ -21,7 +21,7 @@ public sealed class RingOfSystems : IDisposable
         Systems = Enumerable.Range(0, Peers).Select(i => ActorSystem.Create($"ring-node-{i}", TestConfig.Remote())).ToArray();
         Mailboxes = Systems.Select(_ => new ChunkMailbox()).ToArray();
         LocalEndpoints = Systems.Select((s, i) => s.ActorOf(Props(Mailboxes[i], ChunkSizeBytes), Name)).ToArray();
-        foreach (var endpoint in LocalEndpoints) endpoint.Tell(new SetWorld(Generation, Peers));
+        foreach (var endpoint in LocalEndpoints) endpoint.Tell(new SetWorld(Generation, Systems.Select(TestConfig.AddressOf).ToArray()));
 
         // What each node sees: the others' endpoints resolved over the network by their remote paths.
         Transports = Systems.Select((system, i) =>

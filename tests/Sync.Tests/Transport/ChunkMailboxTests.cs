@@ -209,4 +209,33 @@ public class ChunkMailboxTests
         await Assert.ThrowsAsync<ObjectDisposedException>(() => mailbox.ReceiveAsync(0, Key(generation: 5), CancellationToken.None).AsTask());
         Assert.Equal(0, mailbox.PendingCount);
     }
+
+    [Fact]
+    public async Task A_flood_of_future_chunks_keeps_the_held_bytes_of_a_peer_within_the_bound()
+    {
+        const long bound = 10 * 4 * sizeof(float);
+        var discarded = 0;
+        var mailbox = new ChunkMailbox(_ => Interlocked.Increment(ref discarded), bound);
+
+        // Chunks no receive asks for: only the first ten of four floats fit.
+        var accepted = Enumerable.Range(0, 1000).Count(i => mailbox.Deliver(3, Key(chunk: i), new float[4]));
+
+        Assert.Equal(10, accepted);
+        Assert.Equal(bound, mailbox.PendingBytes(3));
+        Assert.Equal(990, mailbox.LimitDropped);
+        Assert.Equal(990, discarded);
+        // Another peer has a bound of its own, and a chunk a waiting receive takes is never held.
+        Assert.True(mailbox.Deliver(4, Key(), new float[4]));
+        var waiting = mailbox.ReceiveAsync(3, Key(chunk: 5000), CancellationToken.None).AsTask();
+        Assert.True(mailbox.Deliver(3, Key(chunk: 5000), new float[4]));
+        await waiting.WaitAsync(TestData.Timeout);
+        // Taking a held chunk frees its bytes for the next.
+        await mailbox.ReceiveAsync(3, Key(chunk: 0), CancellationToken.None);
+        Assert.Equal(bound - 4 * sizeof(float), mailbox.PendingBytes(3));
+        Assert.True(mailbox.Deliver(3, Key(chunk: 2000), new float[4]));
+        Assert.False(mailbox.Deliver(3, Key(chunk: 2001), new float[4]));
+        // Leaving the generation frees them all.
+        mailbox.DropGenerationsBefore(2);
+        Assert.Equal(0, mailbox.PendingBytes(3));
+    }
 }

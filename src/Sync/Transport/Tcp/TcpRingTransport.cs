@@ -66,8 +66,13 @@ public sealed class TcpRingTransport : IRingTransport, IAsyncDisposable
     private long rejectedConnections;
     private long droppedFrames;
 
-    private TcpRingTransport(int peerIndex, int peerCount, TcpListener listener, long generation, byte[] token, int maxChunkElements, TcpTlsOptions? tls)
+    /// <summary>The address the left neighbour listens on: its connection must come from that host.</summary>
+    private readonly IPAddress leftAddress;
+
+    private TcpRingTransport(int peerIndex, int peerCount, TcpListener listener, long generation, byte[] token, int maxChunkElements, TcpTlsOptions? tls,
+        IPAddress leftAddress, long maxPendingBytes)
     {
+        this.leftAddress = leftAddress;
         this.tls = tls;
         PeerIndex = peerIndex;
         PeerCount = peerCount;
@@ -76,7 +81,7 @@ public sealed class TcpRingTransport : IRingTransport, IAsyncDisposable
         this.token = token;
         MaxChunkElements = maxChunkElements;
         buffers = new ReceiveBufferPool(maxChunkElements);
-        mailbox = new ChunkMailbox(buffers.Return);
+        mailbox = new ChunkMailbox(buffers.Return, maxPendingBytes);
         RightNeighbour = (peerIndex + 1) % peerCount;
         LeftNeighbour = (peerIndex + peerCount - 1) % peerCount;
         ListenEndPoint = (IPEndPoint)listener.LocalEndpoint;
@@ -169,7 +174,10 @@ public sealed class TcpRingTransport : IRingTransport, IAsyncDisposable
     /// from here on and stops it when disposed. Every peer must pass the same generation and token.
     /// Completes when both connections stand; bound the wait with <paramref name="cancellationToken"/>.
     /// With <paramref name="tls"/> every peer must use TLS with certificates of the same CA; null
-    /// (the default) sends the bytes in the clear.
+    /// (the default) sends the bytes in the clear. A connection is admitted only from the host of the
+    /// left neighbour's address in <paramref name="peers"/> (any loopback address for a loopback one),
+    /// besides its handshake; and chunks that arrive before their reduction asks for them are held up
+    /// to <paramref name="maxPendingBytes"/>, beyond which they are dropped and counted.
     /// </summary>
     /// <exception cref="TcpHandshakeRefusedException">The right neighbour refused the handshake.</exception>
     /// <exception cref="AuthenticationException">TLS with the right neighbour failed; the message says why.</exception>
@@ -181,7 +189,8 @@ public sealed class TcpRingTransport : IRingTransport, IAsyncDisposable
         ReadOnlyMemory<byte> token,
         int maxChunkElements,
         CancellationToken cancellationToken,
-        TcpTlsOptions? tls = null)
+        TcpTlsOptions? tls = null,
+        long maxPendingBytes = ChunkMailbox.Unbounded)
     {
         ArgumentNullException.ThrowIfNull(peers);
         ArgumentNullException.ThrowIfNull(listener);
@@ -208,7 +217,8 @@ public sealed class TcpRingTransport : IRingTransport, IAsyncDisposable
             throw new ArgumentException($"The listener must be started (use {nameof(TcpRingTransport)}.{nameof(Listen)}).", nameof(listener));
         }
 
-        var transport = new TcpRingTransport(peerIndex, peers.Count, listener, generation, token.ToArray(), maxChunkElements, tls);
+        var transport = new TcpRingTransport(peerIndex, peers.Count, listener, generation, token.ToArray(), maxChunkElements, tls,
+            peers[(peerIndex + peers.Count - 1) % peers.Count].Address, maxPendingBytes);
         transport.acceptLoop = transport.AcceptLoopAsync();
         if (transport.PeerCount == 1)
         {
@@ -371,6 +381,14 @@ public sealed class TcpRingTransport : IRingTransport, IAsyncDisposable
             var socket = new Socket(endpoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
             try
             {
+                // From the address this node listens on (the one its right neighbour expects), not
+                // whichever one the route picks on a host with several.
+                var own = ListenEndPoint.Address;
+                if (own.AddressFamily == endpoint.AddressFamily && !own.Equals(IPAddress.Any) && !own.Equals(IPAddress.IPv6Any) && !IPAddress.IsLoopback(own))
+                {
+                    socket.Bind(new IPEndPoint(own, 0));
+                }
+
                 await socket.ConnectAsync(endpoint, linked.Token).ConfigureAwait(false);
             }
             catch (SocketException e) when (e.SocketErrorCode is SocketError.ConnectionRefused or SocketError.TimedOut or SocketError.TryAgain)
@@ -500,6 +518,13 @@ public sealed class TcpRingTransport : IRingTransport, IAsyncDisposable
         try
         {
             socket.NoDelay = true;
+            if (!FromHost(leftAddress, (socket.RemoteEndPoint as IPEndPoint)?.Address))
+            {
+                // Not even the left neighbour's machine: no handshake, no answer.
+                Reject($"a connection from {socket.RemoteEndPoint}, not from the left neighbour's host {leftAddress}");
+                return;
+            }
+
             if (tls is null)
             {
                 connection = DataPlaneConnection.Plain(socket);
@@ -621,6 +646,31 @@ public sealed class TcpRingTransport : IRingTransport, IAsyncDisposable
             }
         }
     }
+
+    /// <summary>
+    /// Whether a connection from <paramref name="actual"/> can come from a peer listening on
+    /// <paramref name="expected"/>: the same address (IPv4-mapped IPv6 read as IPv4), any loopback
+    /// address for a loopback one, and any address for a peer listening on all of them.
+    /// </summary>
+    internal static bool FromHost(IPAddress expected, IPAddress? actual)
+    {
+        if (actual is null)
+        {
+            return false;
+        }
+
+        if (expected.Equals(IPAddress.Any) || expected.Equals(IPAddress.IPv6Any))
+        {
+            return true;
+        }
+
+        var e = expected.IsIPv4MappedToIPv6 ? expected.MapToIPv4() : expected;
+        var a = actual.IsIPv4MappedToIPv6 ? actual.MapToIPv4() : actual;
+        return e.Equals(a) || (IPAddress.IsLoopback(e) && IPAddress.IsLoopback(a));
+    }
+
+    /// <summary>Chunks dropped because the left neighbour's held bytes would have exceeded the bound.</summary>
+    public long PendingLimitDropped => mailbox.LimitDropped;
 
     private async Task RefuseAsync(DataPlaneConnection connection, TcpRefusalReason reason, string detail, CancellationToken cancellationToken)
     {

@@ -31,6 +31,21 @@ public class TcpRingTransportTests
         Assert.All(ring.Peers, p => Assert.Equal(0, p.DroppedFrames));
     }
 
+    [Theory]
+    [InlineData("10.0.0.5", "10.0.0.5", true)]
+    [InlineData("10.0.0.5", "10.0.0.6", false)]
+    [InlineData("10.0.0.5", "::ffff:10.0.0.5", true)]
+    [InlineData("127.0.0.1", "127.0.0.2", true)]
+    [InlineData("127.0.0.1", "::1", true)]
+    [InlineData("127.0.0.1", "10.0.0.5", false)]
+    [InlineData("10.0.0.5", "127.0.0.1", false)]
+    [InlineData("0.0.0.0", "10.0.0.9", true)]
+    public void A_connection_is_admitted_only_from_the_left_neighbours_host(string expected, string actual, bool admitted)
+    {
+        Assert.Equal(admitted, TcpRingTransport.FromHost(System.Net.IPAddress.Parse(expected), System.Net.IPAddress.Parse(actual)));
+        Assert.False(TcpRingTransport.FromHost(System.Net.IPAddress.Parse(expected), null));
+    }
+
     [Fact]
     public async Task Byte_counters_match_on_both_ends_of_every_connection()
     {
