@@ -51,7 +51,6 @@ internal sealed class AkkaWorker : IWorkerRun
         system = ActorSystem.Create(SystemName, config);
         chunkBytes = ActorTrainSettings.Create(system).Sync.ChunkSizeBytes;
         endpoint = system.ActorOf(GradientEndpointActor.Props(mailbox, chunkBytes), GradientEndpointActor.Name);
-        endpoint.Tell(new GradientEndpointActor.SetWorld(RingMeasurement.Generation, spec.Nodes));
     }
 
     /// <summary>HOST:PORT of this worker's remoting (IPv6 hosts in brackets, as Akka addresses write them).</summary>
@@ -83,6 +82,9 @@ internal sealed class AkkaWorker : IWorkerRun
                     .ResolveOne(TimeSpan.FromSeconds(30), cancellationToken);
         }
 
+        // Chunks are accepted only from each peer's own address.
+        endpoint.Tell(new GradientEndpointActor.SetWorld(RingMeasurement.Generation,
+            endpoints.Select((e, p) => p == rank ? ((ExtendedActorSystem)system).Provider.DefaultAddress : e.Path.Address).ToList()));
         transport = new AkkaRingTransport(rank, endpoints, mailbox, chunkBytes);
     }
 
