@@ -96,9 +96,10 @@ public class PartitionTests
     public async Task Partition_a_workers_host_cut_off_and_healed_rejoins_and_the_run_finishes_with_it()
     {
         using var c = new Cluster(3);
-        var s1 = c.Start(1, 3, 10);
-        c.Start(2, 3, 10);
-        var w3 = c.Start(3, 3, 10);
+        // Enough epochs that the run still goes on when the worker is back.
+        var s1 = c.Start(1, 3, 25);
+        c.Start(2, 3, 25);
+        var w3 = c.Start(3, 3, 25);
         await s1.WaitForLineAsync("[2,    20] loss:", RunTimeout);
         c.Bed.Cut(3);
         var cut = DateTime.UtcNow;
@@ -109,10 +110,9 @@ public class PartitionTests
         await Task.Delay(TimeSpan.FromSeconds(35) - (DateTime.UtcNow - cut) is { Ticks: > 0 } left ? left : TimeSpan.Zero);
         c.Bed.Heal(3);
         await w3.WaitForLineAsync("rejoining the cluster as a new member", TimeSpan.FromSeconds(60));
-        var healed = DateTime.UtcNow;
 
-        Assert.Equal(0, await s1.WaitForExitAsync(RunTimeout));
-        Assert.Equal(0, await w3.WaitForExitAsync(TimeSpan.FromSeconds(60)));
+        Assert.True(await s1.WaitForExitAsync(RunTimeout) == 0, c.Tails());
+        Assert.True(await w3.WaitForExitAsync(TimeSpan.FromSeconds(60)) == 0, c.Tails());
         var r = c.Report(1);
         var context = $"training again {trainingAgain.TotalSeconds:0.0}s after the cut\n{c.Tails()}";
         AssertCompleted(r, 3, context);
@@ -142,27 +142,34 @@ public class PartitionTests
     [TestBedFact]
     public async Task Faults_the_coordinator_killed_during_a_regroup_and_the_run_completes()
     {
-        using var c = new Cluster(5, seeds: 2);
-        var longRegroup = new[] { "--config", WriteConfig("actortrain.elastic.regroup-timeout = 30s") };
-        var nodes = Enumerable.Range(1, 5).Select(h => c.Start(h, 5, 6, null, longRegroup)).ToArray();
+        using var c = new Cluster(4, seeds: 2);
+        // Over Akka remoting no data-plane connection names a suspect, so a regroup waits for a
+        // silent node up to regroup-timeout: the window in which the coordinator is killed.
+        var config = new[] { "--config", WriteConfig("""
+            actortrain.sync.transport = akka
+            actortrain.sync.step-timeout = 3s
+            actortrain.elastic.regroup-timeout = 30s
+            """) };
+        var nodes = Enumerable.Range(1, 4).Select(h => c.Start(h, 4, 6, null, config)).ToArray();
         await nodes[0].WaitForLineAsync("[2,    20] loss:", RunTimeout);
-        // h5 stops answering (SIGSTOP), h4 dies: the regroup waits for h5 while the others have reported.
-        nodes[4].Signal("STOP");
-        nodes[3].Kill();
+        // h4 stops answering (SIGSTOP): the step times out, the coordinator regroups, and waits for h4
+        // while the others have stopped and reported.
+        nodes[3].Signal("STOP");
         await nodes[1].WaitForLineAsync("stopped after step", TimeSpan.FromSeconds(30));
         await nodes[2].WaitForLineAsync("stopped after step", TimeSpan.FromSeconds(30));
         nodes[0].Kill(); // the coordinator, mid-regroup
         var killed = DateTime.UtcNow;
-        nodes[4].Signal("CONT");
+        nodes[3].Signal("CONT");
 
-        Assert.Equal(0, await nodes[1].WaitForExitAsync(RunTimeout));
-        foreach (var h in new[] { 2, 4 }) Assert.Equal(0, await nodes[h].WaitForExitAsync(TimeSpan.FromSeconds(60)));
+        Assert.True(await nodes[1].WaitForExitAsync(RunTimeout) == 0, c.Tails());
+        foreach (var h in new[] { 2, 3 }) Assert.True(await nodes[h].WaitForExitAsync(TimeSpan.FromSeconds(60)) == 0, c.Tails());
         var r = c.Report(2);
         AssertCompleted(r, 3, c.Tails());
         Assert.Equal(6, r.GetProperty("epochs").GetInt32());
         var last = Generations(r)[^1];
+        Assert.Contains("coordinator moved", last.GetProperty("reason").GetString());
         Console.WriteLine($"coordinator killed during a regroup: generation {last.GetProperty("generation")} trained " +
-            $"{last.GetProperty("recovery_seconds")}s after the regroup began ({(DateTime.UtcNow - killed).TotalSeconds:0}s to the end of the run)");
+            $"{last.GetProperty("recovery_seconds")}s after the new coordinator took over ({(DateTime.UtcNow - killed).TotalSeconds:0}s from the kill to the end of the run)");
     }
 
     [TestBedFact]

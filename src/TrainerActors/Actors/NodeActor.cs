@@ -254,7 +254,8 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
             Timers.Cancel("unanswered");
             _log.Error("The coordinator refused this node: {0}", r.Reason);
             Console.Error.WriteLine($"error: the coordinator refused node {_nodeName}: {r.Reason}");
-            EndLocally(2, $"refused: {r.Reason}");
+            // Coming back after being left out is no configuration error: the run went on without it.
+            EndLocally(_session.Rejoining ? 3 : 2, $"refused: {r.Reason}");
         });
         Receive<WorldAssignment>(OnWorld);
         Receive<EndpointsResolved>(OnEndpointsResolved);
@@ -721,7 +722,7 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
             _nodeName, member.Address, how, string.Join(", ", _seedsUp));
         _coordinatorRef = ActorRefs.Nobody;
         _rejoinPending = true;
-        if (_lastHalted is { } done && done.NextGeneration == _haltingFor && _halted.Count == LocalSize)
+        if (_lastHalted is { } done && _haltingFor > _world.Generation && done.NextGeneration == _haltingFor && _halted.Count == LocalSize)
         {
             // The coordinator died during a regroup, after this node had stopped and reported: its
             // trainers are stopped already, so register with the state they stopped in.
