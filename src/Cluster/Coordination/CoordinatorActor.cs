@@ -956,7 +956,17 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         _progress[p.NodeName] = _progress.TryGetValue(p.NodeName, out var old)
             ? (p, now, old.Latest, old.At)
             : (p, now, null, default);
+        var straggler = Stragglers.Find(_progress.SelectMany(x => x.Value.Latest.Ranks.Select(r => (x.Key, r))));
+        if (straggler?.Node == _straggler?.Node && straggler?.Rank == _straggler?.Rank) return;
+        if (straggler is not null)
+            _log.Warning("Straggler: {0}; every step waits for it", straggler);
+        else
+            ProgressLine.Info("No straggler any more ({0} has caught up)", _straggler);
+        _straggler = straggler;
+        Context.System.EventStream.Publish(new StragglerChanged(straggler));
     }
+
+    private Straggler? _straggler;
 
     /// <summary>
     /// A step that has waited past hang-report-after for its contributions: name the ranks that
@@ -1028,7 +1038,7 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         }
         return new ClusterStatus(requestId, _settings.JobId, _phase, _generation, _epoch, _world?.Plan.Epochs ?? _settings.Training.Epochs,
             _world?.WorldSize ?? 0, nodes.ToArray(), slowest.Node is null ? -1 : slowest.Rank.Rank, slowest.Node is null ? 0 : slowest.Rank.RecentComputeMs,
-            late.ToArray(), _members.Count, _settings.MinNodes);
+            late.ToArray(), _members.Count, _settings.MinNodes, _straggler?.ToString() ?? "");
     }
 
     private static string AddressOf(string actorPath) =>

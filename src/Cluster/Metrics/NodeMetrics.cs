@@ -30,7 +30,7 @@ public sealed class NodeMetrics
     private readonly Counter _bytes;
     private readonly Counter.Child _akkaSent, _akkaReceived, _tcpSent, _tcpReceived;
     private readonly Counter _dropped;
-    private readonly Gauge _generation, _members, _worldSize, _epoch;
+    private readonly Gauge _generation, _members, _worldSize, _epoch, _straggler;
     private readonly Counter _stepsCompleted, _skippedSteps, _nonFiniteGradients;
 
     public NodeMetrics(string nodeName)
@@ -62,6 +62,9 @@ public sealed class NodeMetrics
             ["reason"]);
         foreach (var reason in DropReason.Known) _dropped.WithLabels(reason);
 
+        _straggler = factory.CreateGauge("actortrain_straggler",
+            "On the coordinator's node: the rank that holds the others up, as its recent compute time over the other ranks' median (0: no longer).",
+            ["straggler_node", "straggler_rank"]);
         _generation = factory.CreateGauge("actortrain_generation",
             "Generation of the world this node trains in (0 before the first).");
         _members = factory.CreateGauge("actortrain_members",
@@ -134,6 +137,17 @@ public sealed class NodeMetrics
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(reason);
         _dropped.WithLabels(reason).Inc();
+    }
+
+    /// <summary>
+    /// The rank that holds the others up, as the coordinator sees it (on the coordinator's node):
+    /// its slowdown against the others' median, labelled with its node and rank; 0 for one that
+    /// caught up.
+    /// </summary>
+    public void SetStraggler(string? node, int rank, double ratio)
+    {
+        foreach (var labels in _straggler.GetAllLabelValues().ToList()) _straggler.WithLabels(labels).Set(0);
+        if (node is not null) _straggler.WithLabels(node, rank.ToString(System.Globalization.CultureInfo.InvariantCulture)).Set(ratio);
     }
 
     public void SetGeneration(long generation) => _generation.Set(generation);

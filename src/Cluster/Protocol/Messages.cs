@@ -327,6 +327,7 @@ public sealed record LateRank(
 
 /// <summary>Coordinator → client: the world as the coordinator sees it.</summary>
 /// <param name="SlowestRank">Rank with the longest recent compute time; -1 when unknown.</param>
+/// <param name="Straggler">The rank that holds the others up (see <see cref="Coordination.Stragglers"/>); empty when none stands out.</param>
 [MessagePackObject]
 public sealed record ClusterStatus(
     [property: Key(0)] string RequestId,
@@ -341,7 +342,8 @@ public sealed record ClusterStatus(
     [property: Key(9)] double SlowestComputeMs,
     [property: Key(10)] LateRank[] LateRanks,
     [property: Key(11)] int RegisteredNodes,
-    [property: Key(12)] int MinNodes) : IActorTrainMessage;
+    [property: Key(12)] int MinNodes,
+    [property: Key(13)] string Straggler) : IActorTrainMessage;
 
 /// <summary>Coordinator → nodes: the run is over (successfully when ExitCode is 0); leave the cluster and exit.</summary>
 [MessagePackObject]

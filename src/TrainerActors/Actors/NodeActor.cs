@@ -662,6 +662,13 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
             EndLocally(3, l.Reason);
         });
         Receive<DrainNode>(_ => Drain());
+        Receive<SeedLost>(l =>
+        {
+            if (_ending || _quorumLost) return;
+            Console.Error.WriteLine($"error: node {_nodeName}: the seed node {l.Address} is {l.How}; the coordinator is gone" +
+                (l.NoSeedLeft ? " and no other seed node is up" : ""));
+            EndLocally(3, $"the seed node {l.Address} is {l.How}");
+        });
         Receive<ClusterEvent.UnreachableMember>(m =>
         {
             _unreachable.Add(m.Member.Address);
@@ -709,10 +716,10 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
         if (!coordinatorThere) return;
         if (_seedsUp.Count == 0 || !_settings.Elastic.Enabled || _world is null)
         {
-            // Without a seed node nobody forms the world or ends the run: stop rather than wait forever.
-            Console.Error.WriteLine($"error: node {_nodeName}: the seed node {member.Address} is {how}; the coordinator is gone" +
-                (_seedsUp.Count == 0 ? " and no other seed node is up" : ""));
-            EndLocally(3, $"the seed node {member.Address} is {how}");
+            // Without a seed node nobody forms the world or ends the run: stop rather than wait
+            // forever. Not at once: the failure detector reports the members it lost one event at
+            // a time, and if this node turns out to be the one cut off (no quorum), it waits instead.
+            Timers.StartSingleTimer("seed-lost", new SeedLost(member.Address, how, _seedsUp.Count == 0), SeedLostGrace);
             return;
         }
         if (_rejoin is not null || _haltingFor > _world.Generation && _coordinatorRef.IsNobody()) return;
@@ -840,6 +847,11 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
     private sealed record EndpointsResolved(long Generation, int Index, IActorRef[] Endpoints, string? Error);
 
     private sealed record LocalFailure(string Reason);
+
+    private sealed record SeedLost(Address Address, string How, bool NoSeedLeft);
+
+    /// <summary>How long a node that lost its only seed waits for the rest of the failure detector's news before it ends.</summary>
+    private static readonly TimeSpan SeedLostGrace = TimeSpan.FromSeconds(2);
 }
 
 /// <summary>Tells the node actor that the process was asked to stop (SIGTERM): leave the run at a step boundary.</summary>

@@ -52,7 +52,11 @@ public static class NodeRunner
         {
             var outcome = new RunOutcome();
             system.ActorOf(Props.Create(() => new RunEndListener(outcome, role == NodeRole.Seed)), "run-end");
-            if (role == NodeRole.Seed) system.ActorOf(Props.Create(() => new PlotWriter()), "plots");
+            if (role == NodeRole.Seed)
+            {
+                system.ActorOf(Props.Create(() => new PlotWriter()), "plots");
+                system.ActorOf(Props.Create(() => new StragglerGauge(metrics)), "straggler-metrics");
+            }
             var node = settings.Node.Train ? system.ActorOf(NodeActor.Props(settings, job, proxy, metrics, display, session), "node") : null;
             lifetime.Attach(system, outcome, node);
             system.WhenTerminated.Wait();
@@ -253,6 +257,17 @@ public static class NodeRunner
 
         public void Dispose() => Console.CancelKeyPress -= OnCancel;
     }
+}
+
+/// <summary>On a seed: the straggler the coordinator names (when it runs here) goes into this node's metrics.</summary>
+internal sealed class StragglerGauge : ReceiveActor
+{
+    public StragglerGauge(NodeMetrics metrics)
+    {
+        Receive<Cluster.Coordination.StragglerChanged>(c => metrics.SetStraggler(c.Current?.Node, c.Current?.Rank ?? -1, c.Current?.Ratio ?? 0));
+    }
+
+    protected override void PreStart() => Context.System.EventStream.Subscribe(Self, typeof(Cluster.Coordination.StragglerChanged));
 }
 
 /// <summary>On the seed: draws loss.png and accuracy.png beside run-report.json when the coordinator has written it.</summary>

@@ -71,6 +71,7 @@ public static class StatusCommand
         text.AppendLine(s.SlowestRank < 0
             ? "slowest rank: not known yet"
             : string.Create(c, $"slowest rank (recent compute per step): {s.SlowestRank}, {s.SlowestComputeMs:F1} ms"));
+        if (s.Straggler.Length > 0) text.AppendLine($"straggler: {s.Straggler}");
         if (s.LateRanks.Length == 0) text.AppendLine("late on the current step: none");
         foreach (var l in s.LateRanks)
             text.AppendLine(string.Create(c, $"late on the current step: rank {l.Rank} on {l.NodeName}, at step {l.Step} ({l.StepsBehind} behind), in its step for {l.CurrentStepMs / 1000:F1} s"));

@@ -42,7 +42,7 @@ internal static class Samples
         new GetStatus("req-1"),
         new ClusterStatus("req-1", "mnist", "training", 7, 3, 10, 4,
             [new NodeStatus("node-a", "akka.tcp://actortrain@10.0.0.1:4053", 0, 2, ["cpu", "cpu"], 120, 23.5, 1.25)],
-            1, 31.25, [new LateRank(1, "node-a", 119, 1, 2500.5)], 2, 3),
+            1, 31.25, [new LateRank(1, "node-a", 119, 1, 2500.5)], 2, 3, "rank 1 on node node-a (31.2 ms per step, 1.6x the others' median)"),
         new Regroup(7, 8, true, "node node-c joins"),
         new NodeHalted(8, "node-b", [Halt], "10.0.0.2:4999"),
         new GenerationBroken(7, "node-a", "the data plane failed at step 158", "node-b"),
@@ -53,7 +53,7 @@ internal static class Samples
     public static IEnumerable<object> Edges()
     {
         yield return new NodeFinished(1, "node-b", [], null, []);
-        yield return new ClusterStatus("", "", "waiting-for-nodes", 0, 0, 10, 0, [], -1, 0, [], 0, 1);
+        yield return new ClusterStatus("", "", "waiting-for-nodes", 0, 0, 10, 0, [], -1, 0, [], 0, 1, "");
         yield return new WorldAssignment(1, [], 0, new TrainingPlan(1, 1, 0, 1, 1024, false, 1024, "akka", [], "none", 1), new ResumePoint(0, 1, 0, 0, 0, false, 0, 0, 0, 0, ""), RunHistory.Empty);
         yield return new RegisterNode("", 1, "", "", 1, "", "", [], "", null, null);
         yield return new EpochCompleted(long.MaxValue, "n", int.MaxValue, long.MaxValue, double.NaN, 0, 0, -1);
