@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Xunit.Abstractions;
 using ActorTrain.Integration.Tests.TestBed;
 
 namespace ActorTrain.Integration.Tests;
@@ -9,7 +10,7 @@ namespace ActorTrain.Integration.Tests;
 /// on real machines, with its own address; the assertions are on exit codes, reports and files.
 /// </summary>
 [Collection(ProcessCollection.Name)]
-public class PartitionTests
+public class PartitionTests(ITestOutputHelper output)
 {
     private static readonly TimeSpan RunTimeout = TimeSpan.FromMinutes(6);
     private const string Port = "4053";
@@ -89,7 +90,7 @@ public class PartitionTests
         Assert.True(code is 0 or 3, $"h1 exited {code}\n{context}");
         Assert.False(File.Exists(Path.Combine(c.OutDirs[1], "run-report.json")), context);
         Assert.False(File.Exists(Path.Combine(c.OutDirs[1], "model.pth")), context);
-        Console.WriteLine($"coordinator's host cut off: the majority trained again {trainingAgain.TotalSeconds:0.0}s after the cut; h1 exited {code}");
+        output.WriteLine($"coordinator's host cut off: the majority trained again {trainingAgain.TotalSeconds:0.0}s after the cut; h1 exited {code}");
     }
 
     [TestBedFact]
@@ -118,7 +119,7 @@ public class PartitionTests
         AssertCompleted(r, 3, context);
         var last = Generations(r)[^1];
         Assert.Contains("h3", last.GetProperty("members").EnumerateArray().Select(m => m.GetString()));
-        Console.WriteLine($"worker's host cut off: training again {trainingAgain.TotalSeconds:0.0}s after the cut; rejoined in generation {last.GetProperty("generation")}, " +
+        output.WriteLine($"worker's host cut off: training again {trainingAgain.TotalSeconds:0.0}s after the cut; rejoined in generation {last.GetProperty("generation")}, " +
             $"recovery {last.GetProperty("recovery_seconds")}s after its registration");
     }
 
@@ -168,7 +169,7 @@ public class PartitionTests
         Assert.Equal(6, r.GetProperty("epochs").GetInt32());
         var last = Generations(r)[^1];
         Assert.Contains("coordinator moved", last.GetProperty("reason").GetString());
-        Console.WriteLine($"coordinator killed during a regroup: generation {last.GetProperty("generation")} trained " +
+        output.WriteLine($"coordinator killed during a regroup: generation {last.GetProperty("generation")} trained " +
             $"{last.GetProperty("recovery_seconds")}s after the new coordinator took over ({(DateTime.UtcNow - killed).TotalSeconds:0}s from the kill to the end of the run)");
     }
 
@@ -188,7 +189,7 @@ public class PartitionTests
         Assert.Equal(0, await nodes[1].WaitForExitAsync(TimeSpan.FromSeconds(60)));
         var r = c.Report(1);
         AssertCompleted(r, 2, c.Tails());
-        Console.WriteLine($"two of four killed: training again {trainingAgain.TotalSeconds:0.0}s after the kill");
+        output.WriteLine($"two of four killed: training again {trainingAgain.TotalSeconds:0.0}s after the kill");
     }
 
     [TestBedFact]
@@ -212,7 +213,7 @@ public class PartitionTests
         Assert.True(second.GetProperty("steps_redone").GetInt32() == 0, c.Tails());
         Assert.Equal(0, r.GetProperty("steps_redone").GetInt32());
         Assert.Contains("leave", second.GetProperty("reason").GetString());
-        Console.WriteLine($"SIGTERM: training again {trainingAgain.TotalSeconds:0.0}s after the signal, 0 steps redone");
+        output.WriteLine($"SIGTERM: training again {trainingAgain.TotalSeconds:0.0}s after the signal, 0 steps redone");
     }
 
     [TestBedFact]
@@ -231,7 +232,68 @@ public class PartitionTests
         var r = c.Report(1);
         AssertCompleted(r, 2, c.Tails());
         Assert.Contains("fault injected", Generations(r)[1].GetProperty("reason").GetString());
-        Console.WriteLine($"a trainer threw: training again {trainingAgain.TotalSeconds:0.0}s after its node exited");
+        output.WriteLine($"a trainer threw: training again {trainingAgain.TotalSeconds:0.0}s after its node exited");
+    }
+
+    [TestBedFact]
+    public async Task Faults_a_slow_node_is_named_the_straggler_in_status_and_in_the_metrics()
+    {
+        using var c = new Cluster(3);
+        var s1 = c.Start(1, 3, 10);
+        c.Start(2, 3, 10);
+        var w3 = c.Start(3, 3, 10);
+        await s1.WaitForLineAsync("[1,    20] loss:", RunTimeout);
+        // h3's host gets a fifth of a core (a real CPU quota, as on an overloaded or throttled machine).
+        using var slow = CpuQuota.Create(w3.Pid, percent: 20);
+        await s1.WaitForLineAsync("Straggler: rank", TimeSpan.FromSeconds(60));
+
+        var status = c.Bed.Start(1, "status", "status", "--seed", $"{c.Bed.Ip(1)}:{Port}", "--hostname", c.Bed.Ip(1), "--timeout", "20");
+        Assert.True(await status.WaitForExitAsync(TimeSpan.FromSeconds(60)) == 0, status.Tail());
+        Assert.Matches(@"straggler: rank \d+ on node h3 ", status.Output);
+
+        var url = System.Text.RegularExpressions.Regex.Match(s1.Output, @"metrics at (http://\S+)").Groups[1].Value;
+        var (code, metrics) = c.Bed.Exec(1, "bash", "-c", $"exec 3<>/dev/tcp/127.0.0.1/{new Uri(url).Port}; printf 'GET /metrics HTTP/1.0\\r\\n\\r\\n' >&3; cat <&3");
+        Assert.Equal(0, code);
+        var line = metrics.Split('\n').FirstOrDefault(l => l.StartsWith("actortrain_straggler{", StringComparison.Ordinal) && l.Contains("straggler_node=\"h3\""));
+        Assert.True(line is not null, metrics);
+        Assert.True(double.Parse(line.Split(' ')[^1], System.Globalization.CultureInfo.InvariantCulture) >= 1.5, line);
+    }
+
+    /// <summary>A CPU quota on a process (a cgroup of its own), removed on Dispose; cgroup v2 or v1's cpu controller.</summary>
+    private sealed class CpuQuota : IDisposable
+    {
+        private readonly string _dir;
+        private readonly string _parentProcs;
+        private readonly int _pid;
+
+        private CpuQuota(string dir, string parentProcs, int pid) => (_dir, _parentProcs, _pid) = (dir, parentProcs, pid);
+
+        public static CpuQuota Create(int pid, int percent)
+        {
+            var name = $"actortrain-test-{Guid.NewGuid():N}"[..28];
+            if (File.Exists("/sys/fs/cgroup/cgroup.controllers"))
+            {
+                var dir = Path.Combine("/sys/fs/cgroup", name);
+                Directory.CreateDirectory(dir);
+                File.WriteAllText(Path.Combine(dir, "cpu.max"), $"{percent * 1000} 100000");
+                File.WriteAllText(Path.Combine(dir, "cgroup.procs"), pid.ToString());
+                return new CpuQuota(dir, "/sys/fs/cgroup/cgroup.procs", pid);
+            }
+            var v1 = Path.Combine("/sys/fs/cgroup/cpu", name);
+            Directory.CreateDirectory(v1);
+            File.WriteAllText(Path.Combine(v1, "cpu.cfs_period_us"), "100000");
+            File.WriteAllText(Path.Combine(v1, "cpu.cfs_quota_us"), (percent * 1000).ToString());
+            File.WriteAllText(Path.Combine(v1, "cgroup.procs"), pid.ToString());
+            return new CpuQuota(v1, "/sys/fs/cgroup/cpu/cgroup.procs", pid);
+        }
+
+        public void Dispose()
+        {
+            try { File.WriteAllText(_parentProcs, _pid.ToString()); }
+            catch (IOException) { } // the process has exited
+            try { Directory.Delete(_dir); }
+            catch (IOException) { Thread.Sleep(500); Directory.Delete(_dir); }
+        }
     }
 
     private static string WriteConfig(string hocon)

@@ -53,6 +53,9 @@ internal sealed partial class NetnsTestBed : IDisposable
 
     public string Ip(int host) => $"{Subnet}.{CheckHost(host)}";
 
+    /// <summary>The bridge's own address in the root namespace: a process of the test itself reaches the hosts from there.</summary>
+    public string BridgeIp => $"{Subnet}.254";
+
     public string Namespace(int host) => $"{Prefix}-h{CheckHost(host)}";
 
     /// <summary>The root namespace's end of the host's veth (the host's own end is eth0).</summary>
