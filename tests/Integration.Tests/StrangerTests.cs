@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Text.RegularExpressions;
+using Xunit.Abstractions;
 using ActorTrain.Cluster.Protocol;
 using ActorTrain.Cluster.Settings;
 using ActorTrain.Integration.Tests.TestBed;
@@ -14,7 +15,7 @@ namespace ActorTrain.Integration.Tests;
 /// the figures come from their metrics.
 /// </summary>
 [Collection(ProcessCollection.Name)]
-public class StrangerTests
+public class StrangerTests(ITestOutputHelper output)
 {
     private static readonly TimeSpan RunTimeout = TimeSpan.FromMinutes(6);
     private const string Port = "4053";
@@ -79,8 +80,8 @@ public class StrangerTests
         var clock = Stopwatch.StartNew();
         for (var i = 0; i < Chunks; i++)
         {
-            // Claims to be rank 0's node; the first ones for the current generation, then far future ones.
-            var generation = i < 100 ? 1 : 1000 + i;
+            // Claims to be rank 0's node: for the current generation, the next one, and far future ones.
+            var generation = i < 1000 ? 1 : i < 2000 ? 2 : 1000 + i;
             endpoint.Tell(new GradientChunk(generation, 5 + i, 0, 0, 0, i, 0, floats), me);
             if (i % 200 == 199) await Task.Delay(50);
         }
@@ -89,13 +90,16 @@ public class StrangerTests
         var after = Metrics(bed, 2, worker);
         var wrongSender = Sample(after, "actortrain_dropped_messages_total", "reason=\"wrong_sender\"") -
                           Sample(before, "actortrain_dropped_messages_total", "reason=\"wrong_sender\"");
+        var future = Sample(after, "actortrain_dropped_messages_total", "reason=\"future_generation\"") -
+                     Sample(before, "actortrain_dropped_messages_total", "reason=\"future_generation\"");
         var rssAfter = Sample(after, "actortrain_process_resident_bytes", "node=");
-        Assert.True(wrongSender >= Chunks * 0.95, $"{wrongSender} of {Chunks} forged chunks counted as wrong_sender\n{after}");
+        Assert.True(wrongSender >= 2000 * 0.95 && future >= 1000 * 0.95,
+            $"of {Chunks} forged chunks, {wrongSender} counted as wrong_sender and {future} as future_generation\n{after}");
         Assert.True(rssAfter - rssBefore < 100e6, $"RSS grew {(rssAfter - rssBefore) / 1e6:F0} MB during a flood of {Chunks * floats.Length * 4 / 1e6:F0} MB");
         // Training was not disturbed: the run completes with equal replicas.
         Assert.True(await seed.WaitForExitAsync(RunTimeout) == 0, seed.Tail());
         Assert.Equal(0, await worker.WaitForExitAsync(TimeSpan.FromSeconds(60)));
-        Console.WriteLine($"flood: {Chunks} chunks in {clock.Elapsed.TotalSeconds:F1}s, {wrongSender} dropped as wrong_sender, RSS {rssBefore / 1e6:F0} -> {rssAfter / 1e6:F0} MB");
+        output.WriteLine($"flood: {Chunks} chunks in {clock.Elapsed.TotalSeconds:F1}s, {wrongSender} dropped as wrong_sender, {future} as future_generation, RSS {rssBefore / 1e6:F0} -> {rssAfter / 1e6:F0} MB");
     }
 
     private static string WriteConfig(string hocon)

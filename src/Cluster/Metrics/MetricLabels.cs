@@ -40,6 +40,9 @@ public static class DropReason
     /// <summary>A gradient chunk beyond the bytes a node holds for one peer before its reduction asks for them.</summary>
     public const string PendingLimit = "pending_limit";
 
+    /// <summary>A gradient chunk of a generation more than one ahead of this node's: no peer can be that far ahead.</summary>
+    public const string FutureGeneration = "future_generation";
+
     /// <summary>The reasons exported at 0 from the start, so a rate query sees them before the first drop.</summary>
-    public static readonly IReadOnlyList<string> Known = [Malformed, Stale, Duplicate, Oversized, UnknownPeer, BadSecret, WrongSender, PendingLimit];
+    public static readonly IReadOnlyList<string> Known = [Malformed, Stale, Duplicate, Oversized, UnknownPeer, BadSecret, WrongSender, PendingLimit, FutureGeneration];
 }

@@ -103,7 +103,14 @@ public sealed class GradientEndpointActor : ReceiveActor
         }
         if (chunk.Generation > _generation)
         {
-            Hold(chunk, from);
+            // A peer can be one generation ahead (it set the next world up first), never more; and
+            // only a cluster member can be a peer of the next world.
+            if (chunk.Generation > _generation + 1)
+                Drop($"from {from}: generation {chunk.Generation} while this node is in {_generation}", DropReason.FutureGeneration);
+            else if (!IsClusterMember(from))
+                Drop($"from {from}, which is not a member of the cluster, for generation {chunk.Generation}", DropReason.WrongSender);
+            else
+                Hold(chunk, from);
             return;
         }
         if (from != _peers[chunk.FromPeer])
@@ -145,6 +152,14 @@ public sealed class GradientEndpointActor : ReceiveActor
         }
         _earlyBytes[chunk.FromPeer] = held + bytes;
         _early.Add((chunk, from));
+    }
+
+    /// <summary>Whether an address belongs to a member of this node's cluster (always true outside a cluster).</summary>
+    private bool IsClusterMember(Address address)
+    {
+        if (address == ((ExtendedActorSystem)Context.System).Provider.DefaultAddress) return true;
+        if (((ExtendedActorSystem)Context.System).Provider is not Akka.Cluster.ClusterActorRefProvider) return true;
+        return Akka.Cluster.Cluster.Get(Context.System).State.Members.Any(m => m.Address == address);
     }
 
     private (string? Problem, string Reason) Validate(GradientChunk c)
