@@ -59,8 +59,8 @@ public class StrangerTests(ITestOutputHelper output)
     public async Task Strangers_forged_and_flooded_gradient_chunks_are_dropped_counted_and_do_not_grow_the_node()
     {
         using var bed = NetnsTestBed.Create(2);
-        var seed = Start(bed, 1, "seed", "s3cret", 30, "--config", WriteConfig("actortrain.sync.transport = akka"));
-        var worker = Start(bed, 2, "worker", "s3cret", 30, "--config", WriteConfig("actortrain.sync.transport = akka"));
+        var seed = Start(bed, 1, "seed", "s3cret", 6, "--config", WriteConfig("actortrain.sync.transport = akka"));
+        var worker = Start(bed, 2, "worker", "s3cret", 6, "--config", WriteConfig("actortrain.sync.transport = akka"));
         await seed.WaitForLineAsync("[1,    20] loss:", RunTimeout);
         var before = Metrics(bed, 2, worker);
         var rssBefore = Sample(before, "actortrain_process_resident_bytes", "node=");
@@ -85,6 +85,7 @@ public class StrangerTests(ITestOutputHelper output)
             endpoint.Tell(new GradientChunk(generation, 5 + i, 0, 0, 0, i, 0, floats), me);
             if (i % 200 == 199) await Task.Delay(50);
         }
+        var floodTime = clock.Elapsed;
         await Task.Delay(TimeSpan.FromSeconds(5));
 
         var after = Metrics(bed, 2, worker);
@@ -99,7 +100,7 @@ public class StrangerTests(ITestOutputHelper output)
         // Training was not disturbed: the run completes with equal replicas.
         Assert.True(await seed.WaitForExitAsync(RunTimeout) == 0, seed.Tail());
         Assert.Equal(0, await worker.WaitForExitAsync(TimeSpan.FromSeconds(60)));
-        output.WriteLine($"flood: {Chunks} chunks in {clock.Elapsed.TotalSeconds:F1}s, {wrongSender} dropped as wrong_sender, {future} as future_generation, RSS {rssBefore / 1e6:F0} -> {rssAfter / 1e6:F0} MB");
+        output.WriteLine($"flood: {Chunks} chunks in {floodTime.TotalSeconds:F1}s, {wrongSender} dropped as wrong_sender, {future} as future_generation, RSS {rssBefore / 1e6:F0} -> {rssAfter / 1e6:F0} MB");
     }
 
     private static string WriteConfig(string hocon)
