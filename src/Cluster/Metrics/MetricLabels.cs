@@ -43,6 +43,12 @@ public static class DropReason
     /// <summary>A gradient chunk of a generation more than one ahead of this node's: no peer can be that far ahead.</summary>
     public const string FutureGeneration = "future_generation";
 
+    /// <summary>A TCP data-plane connection closed at its handshake (garbage, wrong token, generation or peer, a host other than the left neighbour's, a failed TLS handshake).</summary>
+    public const string RejectedConnection = "rejected_connection";
+
+    /// <summary>A TCP data-plane frame not delivered: malformed, cut off, duplicate or stale.</summary>
+    public const string DroppedFrame = "dropped_frame";
+
     /// <summary>The reasons exported at 0 from the start, so a rate query sees them before the first drop.</summary>
-    public static readonly IReadOnlyList<string> Known = [Malformed, Stale, Duplicate, Oversized, UnknownPeer, BadSecret, WrongSender, PendingLimit, FutureGeneration];
+    public static readonly IReadOnlyList<string> Known = [Malformed, Stale, Duplicate, Oversized, UnknownPeer, BadSecret, WrongSender, PendingLimit, FutureGeneration, RejectedConnection, DroppedFrame];
 }

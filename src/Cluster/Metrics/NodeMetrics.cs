@@ -133,10 +133,10 @@ public sealed class NodeMetrics
     }
 
     /// <summary>Counts one dropped message; <paramref name="reason"/> is a <see cref="DropReason"/> (a small, fixed set).</summary>
-    public void Dropped(string reason)
+    public void Dropped(string reason, long count = 1)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(reason);
-        _dropped.WithLabels(reason).Inc();
+        if (count > 0) _dropped.WithLabels(reason).Inc(count);
     }
 
     /// <summary>

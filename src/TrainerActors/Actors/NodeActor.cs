@@ -644,6 +644,7 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
         _dataPlane.DisposeAsync().AsTask().Wait(TimeSpan.FromSeconds(2));
         _dataPlane = null;
         (_tcpSentReported, _tcpReceivedReported) = (0, 0);
+        _tcpDropsReported = (0, 0, 0);
     }
 
     private void Common()
@@ -811,7 +812,15 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
         _metrics.AddBytes(TransportLabel.Tcp, sent: true, sent - _tcpSentReported);
         _metrics.AddBytes(TransportLabel.Tcp, sent: false, received - _tcpReceivedReported);
         (_tcpSentReported, _tcpReceivedReported) = (sent, received);
+        // What the transport refused, by reason: the pending bound, other frames, connections.
+        var (limit, frames, rejected) = (_dataPlane.PendingLimitDropped, _dataPlane.DroppedFrames, _dataPlane.RejectedConnections);
+        _metrics.Dropped(DropReason.PendingLimit, limit - _tcpDropsReported.Limit);
+        _metrics.Dropped(DropReason.DroppedFrame, frames - limit - (_tcpDropsReported.Frames - _tcpDropsReported.Limit));
+        _metrics.Dropped(DropReason.RejectedConnection, rejected - _tcpDropsReported.Rejected);
+        _tcpDropsReported = (limit, frames, rejected);
     }
+
+    private (long Limit, long Frames, long Rejected) _tcpDropsReported;
 
     /// <summary>Nodes without rank 0 print a compact status line now and then instead of a progress bar.</summary>
     private void PrintStatusLine(RankProgress[] ranks)

@@ -34,7 +34,6 @@ public static class NodeRunner
         Cluster.Logging.NodeLog.NodeName = settings.NodeName;
         Cluster.Hosting.ProgressLine.Info("{0} node {1} (job \"{2}\")", role.ToString().ToLowerInvariant(), cluster.SelfAddress, settings.JobId);
         var metrics = new NodeMetrics(settings.NodeName);
-        system.ActorOf(ControlMessageRefusals.Props(metrics), ControlMessageRefusals.Name);
         using var metricsEndpoint = StartMetrics(settings, metrics, system);
         using var display = CreateDisplay(settings);
         var session = new NodeSession();
@@ -52,6 +51,7 @@ public static class NodeRunner
         {
             var outcome = new RunOutcome();
             system.ActorOf(Props.Create(() => new RunEndListener(outcome, role == NodeRole.Seed)), "run-end");
+            system.ActorOf(ControlMessageRefusals.Props(metrics), ControlMessageRefusals.Name);
             if (role == NodeRole.Seed)
             {
                 system.ActorOf(Props.Create(() => new PlotWriter()), "plots");

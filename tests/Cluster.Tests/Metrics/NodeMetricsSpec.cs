@@ -68,6 +68,10 @@ public class NodeMetricsSpec
         metrics.Dropped(DropReason.Stale);
         metrics.Dropped(DropReason.Stale);
         metrics.Dropped(DropReason.UnknownPeer);
+        metrics.Dropped(DropReason.RejectedConnection, 5);
+        metrics.Dropped(DropReason.DroppedFrame, 0);
+        metrics.SetStraggler("node-c", 2, 2.5);
+        metrics.SetStraggler("node-d", 3, 1.75);
         metrics.SetGeneration(3);
         metrics.SetMembers(4);
         metrics.SetWorldSize(8);
@@ -85,6 +89,11 @@ public class NodeMetricsSpec
         Assert.Equal(2, s.Value("actortrain_dropped_messages_total", ("reason", "stale")));
         Assert.Equal(1, s.Value("actortrain_dropped_messages_total", ("reason", "unknown_peer")));
         Assert.Equal(0, s.Value("actortrain_dropped_messages_total", ("reason", "malformed")));
+        Assert.Equal(5, s.Value("actortrain_dropped_messages_total", ("reason", "rejected_connection")));
+        Assert.Equal(0, s.Value("actortrain_dropped_messages_total", ("reason", "dropped_frame")));
+        // The straggler that caught up reads 0; the current one its slowdown.
+        Assert.Equal(0, s.Value("actortrain_straggler", ("straggler_node", "node-c"), ("straggler_rank", "2")));
+        Assert.Equal(1.75, s.Value("actortrain_straggler", ("straggler_node", "node-d"), ("straggler_rank", "3")));
         Assert.Equal(3, s.Value("actortrain_generation"));
         Assert.Equal(4, s.Value("actortrain_members"));
         Assert.Equal(8, s.Value("actortrain_world_size"));
