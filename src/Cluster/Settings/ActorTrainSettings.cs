@@ -31,6 +31,8 @@ public sealed record ActorTrainSettings
     public required TrainingSettings Training { get; init; }
     public required SyncSettings Sync { get; init; }
     public required bool MkldnnEnabled { get; init; }
+    /// <summary>actortrain.torch.nnpack: libtorch's NNPACK convolutions.</summary>
+    public required bool NnpackEnabled { get; init; }
     public required bool ProgressBar { get; init; }
     public required MetricsSettings Metrics { get; init; }
     public required CheckpointSettings Checkpoint { get; init; }
@@ -117,6 +119,7 @@ public sealed record ActorTrainSettings
                 MaxPendingChunkBytes = c.Bytes("actortrain.sync.max-pending-chunk-bytes", min: 64 * 1024),
             },
             MkldnnEnabled = c.Bool("actortrain.torch.mkldnn"),
+            NnpackEnabled = c.Bool("actortrain.torch.nnpack"),
             ProgressBar = c.Bool("actortrain.progress-bar"),
             Metrics = new MetricsSettings
             {

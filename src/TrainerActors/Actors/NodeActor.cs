@@ -149,6 +149,8 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
 
         if (!TorchRuntime.TrySetMkldnn(_settings.MkldnnEnabled, out var detail))
             _log.Warning("Cannot switch oneDNN {0}: {1}", _settings.MkldnnEnabled ? "on" : "off", detail);
+        if (!TorchRuntime.TrySetNnpack(_settings.NnpackEnabled, out var nnpackDetail))
+            _log.Warning("Cannot switch NNPACK {0}: {1}", _settings.NnpackEnabled ? "on" : "off", nnpackDetail);
 
         var devices = ChooseDevices();
         // The intra-node collective depends on this node's devices only: choose it now, so an

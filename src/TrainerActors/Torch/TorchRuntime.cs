@@ -15,26 +15,40 @@ public static class TorchRuntime
     /// <c>at::Context::setUserEnabledMkldnn(bool)</c> directly. Returns false, with the reason,
     /// where the symbols cannot be found (another libtorch build).
     /// </summary>
-    public static bool TrySetMkldnn(bool enabled, out string detail)
+    public static bool TrySetMkldnn(bool enabled, out string detail) =>
+        TrySetContextFlag("_ZN2at7Context20setUserEnabledMkldnnEb", "setUserEnabledMkldnn", "oneDNN", enabled, ref _mkldnn, out detail);
+
+    /// <summary>
+    /// Turns libtorch's NNPACK convolutions on or off for the whole process
+    /// (<c>at::Context::setUserEnabledNNPACK(bool)</c>). Where NNPACK cannot initialise (AMD Zen 5:
+    /// "Unsupported hardware") libtorch warns on every convolution that could use it; off, it is
+    /// never tried.
+    /// </summary>
+    public static bool TrySetNnpack(bool enabled, out string detail) =>
+        TrySetContextFlag("_ZN2at7Context20setUserEnabledNNPACKEb", "setUserEnabledNNPACK", "NNPACK", enabled, ref _nnpack, out detail);
+
+    private static bool? _nnpack;
+
+    private static bool TrySetContextFlag(string symbol, string setter, string what, bool enabled, ref bool? current, out string detail)
     {
         lock (Gate)
         {
-            if (_mkldnn == enabled) { detail = "unchanged"; return true; }
+            if (current == enabled) { detail = "unchanged"; return true; }
             _ = torch.ones(1); // makes sure TorchSharp has loaded libtorch
             if (!TryLoadTorchCpu(out var handle, out detail)) return false;
             if (!NativeLibrary.TryGetExport(handle, "_ZN2at13globalContextEv", out var globalContext) ||
-                !NativeLibrary.TryGetExport(handle, "_ZN2at7Context20setUserEnabledMkldnnEb", out var setMkldnn))
+                !NativeLibrary.TryGetExport(handle, symbol, out var set))
             {
-                detail = "libtorch_cpu does not export at::globalContext / at::Context::setUserEnabledMkldnn";
+                detail = $"libtorch_cpu does not export at::globalContext / at::Context::{setter}";
                 return false;
             }
             unsafe
             {
                 var context = ((delegate* unmanaged<IntPtr>)globalContext)();
-                ((delegate* unmanaged<IntPtr, byte, void>)setMkldnn)(context, enabled ? (byte)1 : (byte)0);
+                ((delegate* unmanaged<IntPtr, byte, void>)set)(context, enabled ? (byte)1 : (byte)0);
             }
-            _mkldnn = enabled;
-            detail = enabled ? "oneDNN on" : "oneDNN off";
+            current = enabled;
+            detail = $"{what} {(enabled ? "on" : "off")}";
             return true;
         }
     }
