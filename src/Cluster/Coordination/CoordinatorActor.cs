@@ -176,7 +176,6 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
     private void TrainingHandlers()
     {
         Receive<RegisterNode>(OnRegisterWhileTraining);
-        Receive<NodeLeaving>(OnNodeLeaving);
         Receive<GenerationBroken>(b =>
         {
             if (b.Generation != _generation) return;
@@ -203,15 +202,7 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         Receive<GetStatus>(g => Sender.Tell(BuildStatus(g.RequestId)));
         Receive<NodeProgress>(OnProgress);
         Receive<NodeFailed>(OnNodeFailed);
-        Receive<NodeLeaving>(l =>
-        {
-            // Not training yet: the node simply goes.
-            var r = AllKnown().FirstOrDefault(x => x.Message.NodeName == l.NodeName && x.Node.Equals(Sender));
-            if (r is null) return;
-            _members.Remove(r);
-            _joiners.Remove(r);
-            r.Node.Tell(new EndRun(0, "left before training started"));
-        });
+        Receive<NodeLeaving>(OnNodeLeaving);
         Receive<ClusterEvent.IMemberEvent>(_ => { });
         Receive<ClusterEvent.ReachableMember>(_ => { });
         Receive<ClusterEvent.CurrentClusterState>(_ => { });
@@ -857,7 +848,6 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         Receive<Terminated>(t => DropUnseen(r => r.Node.Equals(t.ActorRef)));
         Receive<RegroupTimedOut>(_ => { });
         Receive<GenerationBroken>(_ => { });
-        Receive<NodeLeaving>(OnNodeLeaving);
         CommonHandlers();
     }
 
@@ -890,12 +880,9 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
     /// <summary>A node's trainer failed. Elastic: the node is lost and the others go on without it; otherwise the run ends.</summary>
     private void OnNodeFailed(NodeFailed f)
     {
+        // AroundReceive let it through from the named node's own actor; it may be a voter no longer registered.
         var r = AllKnown().FirstOrDefault(x => x.Message.NodeName == f.NodeName && x.Node.Equals(Sender));
-        if (r is null)
-        {
-            _log.Warning("Ignored a failure report naming node {0} from {1}, which is not that node's registered actor", f.NodeName, Sender.Path);
-            return;
-        }
+        if (r is null) return;
         if (!Elastic || _world is null && _phase != "waiting-for-nodes")
         {
             EndRun(1, $"node {f.NodeName} failed: {f.Reason}");
@@ -918,9 +905,11 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
     {
         var r = AllKnown().FirstOrDefault(x => x.Message.NodeName == l.NodeName && x.Node.Equals(Sender));
         if (r is null || _ended) return;
-        if (_joiners.Remove(r))
+        if (_joiners.Remove(r) || _world is null)
         {
-            r.Node.Tell(new EndRun(0, "left before it joined the run"));
+            // Not training yet: the node simply goes.
+            _members.Remove(r);
+            r.Node.Tell(new EndRun(0, "left before it took part in training"));
             return;
         }
         _departed.Add(l.NodeName);
