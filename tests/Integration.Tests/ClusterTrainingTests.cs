@@ -48,7 +48,7 @@ public class ClusterTrainingTests
         Assert.True(r.GetProperty("timings_ms").GetProperty("cross_node").GetDouble() > 0, "three nodes must sync across nodes");
 
         Assert.True(File.Exists(Path.Combine(outDir, "model.pth")));
-        foreach (var plot in new[] { "loss.png", "accuracy.png" })
+        foreach (var plot in new[] { "loss.png", "test_accuracy.png" })
         {
             var bytes = File.ReadAllBytes(Path.Combine(outDir, plot));
             Assert.Equal(new byte[] { 0x89, (byte)'P', (byte)'N', (byte)'G' }, bytes[..4]);

@@ -499,8 +499,9 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
 
         var lossSum = _epochReports.Sum(x => x.LossSum);
         var lossCount = _epochReports.Sum(x => x.LossCount);
-        var accuracy = _epochReports.Select(x => x.TestAccuracy).Where(a => a >= 0).DefaultIfEmpty(-1).First();
-        RecordEpoch(_epoch, _epochReports.Max(x => x.Steps), lossCount > 0 ? lossSum / lossCount : double.NaN, accuracy, _epochReports.Max(x => x.SkippedSteps));
+        var metrics = _epochReports.Select(x => x.Metrics).FirstOrDefault(m => m is { Count: > 0 }) ?? [];
+        RecordEpoch(new EpochRecord(_epoch, _epochReports.Max(x => x.Steps), lossCount > 0 ? lossSum / lossCount : double.NaN,
+            _epochReports.Max(x => x.SkippedSteps), metrics));
         _epochReports.Clear();
         if (_phase == "regrouping") return; // the regroup decides what comes next
 
@@ -512,12 +513,12 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         Finish();
     }
 
-    private void RecordEpoch(int epoch, long endStep, double meanLoss, double accuracy, int skipped)
+    private void RecordEpoch(EpochRecord epoch)
     {
-        if (_epochs.Any(x => x.Epoch == epoch)) return;
-        _epochs.Add(new EpochRecord(epoch, endStep, meanLoss, accuracy, skipped));
-        ProgressLine.Info("Epoch {0}/{1} done: mean training loss {2:F4}{3}{4}", epoch, _plan!.Epochs, meanLoss,
-            accuracy >= 0 ? $", test accuracy {accuracy:F4}" : "", skipped > 0 ? $", {skipped} step(s) skipped" : "");
+        if (_epochs.Any(x => x.Epoch == epoch.Epoch)) return;
+        _epochs.Add(epoch);
+        ProgressLine.Info("Epoch {0}/{1} done: mean training loss {2:F4}{3}{4}", epoch.Epoch, _plan!.Epochs, epoch.MeanLoss,
+            JobMetrics.Describe(epoch.MetricsOrEmpty), epoch.SkippedSteps > 0 ? $", {epoch.SkippedSteps} step(s) skipped" : "");
         var update = new HistoryUpdate(History());
         foreach (var r in _members) r.Node.Tell(update);
     }
@@ -566,8 +567,8 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
             return;
         }
         Context.System.EventStream.Publish(new RunReportWritten(report, Path.GetDirectoryName(where)!));
-        ProgressLine.Info("Run complete: {0} steps, test accuracy {1:F4}, replicas {2}; report at {3}",
-            report.Steps, report.TestAccuracy, report.ReplicasEqual ? "bitwise equal" : "DIFFER", where);
+        ProgressLine.Info("Run complete: {0} steps{1}, replicas {2}; report at {3}",
+            report.Steps, JobMetrics.Describe(report.Metrics), report.ReplicasEqual ? "bitwise equal" : "DIFFER", where);
         EndRun(report.ReplicasEqual ? 0 : 6, report.ReplicasEqual ? "training complete" : "replica checksums differ");
     }
 
@@ -586,8 +587,8 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
             GlobalBatch = _world.Plan.BatchSize * _world.WorldSize * _world.Plan.AccumulationSteps,
             Seed = _world.Plan.Seed,
             FinalLoss = _epochs.Count > 0 ? _epochs[^1].MeanLoss : double.NaN,
-            TestAccuracy = _epochs.Count > 0 ? _epochs[^1].TestAccuracy : -1,
-            EpochHistory = _epochs.Select(e => new ReportEpoch(e.Epoch, e.Steps, e.MeanLoss, e.TestAccuracy, e.SkippedSteps)).ToList(),
+            Metrics = _epochs.Count > 0 ? new Dictionary<string, double>(_epochs[^1].MetricsOrEmpty) : [],
+            EpochHistory = _epochs.Select(e => new ReportEpoch(e.Epoch, e.Steps, e.MeanLoss, e.SkippedSteps) { Metrics = e.MetricsOrEmpty }).ToList(),
             Generations = _generations.Select(g => new ReportGeneration(g.Generation, g.Members, g.WorldSize, g.StartStep, g.Reason, g.StepsRedone, g.RecoverySeconds)).ToList(),
             StepsRedone = _generations.Sum(g => g.StepsRedone),
             ReplicaChecksums = trainers.ToDictionary(t => t.Rank.ToString(System.Globalization.CultureInfo.InvariantCulture), t => t.Checksum),
@@ -754,7 +755,7 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         var s = source.State;
         var resume = s.GlobalStep < 0 ? FreshStart() : ResumeFrom(s, "");
         if (s.EpochFinished && _epochs.All(x => x.Epoch != s.Epoch) && s.GlobalStep >= 0)
-            RecordEpoch(s.Epoch, s.GlobalStep, s.LossCount > 0 ? s.LossSum / s.LossCount : double.NaN, -1, s.SkippedInEpoch);
+            RecordEpoch(new EpochRecord(s.Epoch, s.GlobalStep, s.LossCount > 0 ? s.LossSum / s.LossCount : double.NaN, s.SkippedInEpoch, null));
         _nextRecord = (_regroupReason, stepsRedone, _regroupStarted);
         FormWorld(survivors.Concat(incoming).ToList(), resume, s.GlobalStep < 0 ? null : source.Node, Math.Max(0, sourceLocal));
     }

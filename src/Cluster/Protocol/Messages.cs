@@ -169,13 +169,26 @@ public sealed record GenerationRecord(
     [property: Key(6)] double RecoverySeconds);
 
 /// <summary>One finished epoch, as the run report lists it.</summary>
+/// <param name="Metrics">The job's evaluation metrics by name (empty when it has no test data).
+/// Key 3 held a single accuracy in checkpoints of earlier builds; it is no longer read.</param>
 [MessagePackObject]
 public sealed record EpochRecord(
     [property: Key(0)] int Epoch,
     [property: Key(1)] long Steps,
     [property: Key(2)] double MeanLoss,
-    [property: Key(3)] double TestAccuracy,
-    [property: Key(4)] int SkippedSteps);
+    [property: Key(4)] int SkippedSteps,
+    [property: Key(5)] Dictionary<string, double>? Metrics)
+{
+    [IgnoreMember] public IReadOnlyDictionary<string, double> MetricsOrEmpty => Metrics ?? [];
+
+    // Metrics compare by content (a record would compare the dictionaries by reference); a null and an empty set are equal.
+    public bool Equals(EpochRecord? other) =>
+        other is not null && Epoch == other.Epoch && Steps == other.Steps && MeanLoss.Equals(other.MeanLoss) && SkippedSteps == other.SkippedSteps &&
+        MetricsOrEmpty.Count == other.MetricsOrEmpty.Count &&
+        MetricsOrEmpty.All(m => other.MetricsOrEmpty.TryGetValue(m.Key, out var v) && v.Equals(m.Value));
+
+    public override int GetHashCode() => HashCode.Combine(Epoch, Steps, MeanLoss, SkippedSteps, MetricsOrEmpty.Count);
+}
 
 /// <summary>What the coordinator knows of the run so far; nodes keep the latest copy so a new coordinator can take over.</summary>
 [MessagePackObject]
@@ -229,7 +242,7 @@ public sealed record NodeReady([property: Key(0)] long Generation, [property: Ke
 public sealed record StartEpoch([property: Key(0)] long Generation, [property: Key(1)] int Epoch) : IActorTrainMessage;
 
 /// <summary>Node → coordinator: the node's trainers finished an epoch.</summary>
-/// <param name="TestAccuracy">Held-out accuracy, from the node that holds rank 0; negative when not measured.</param>
+/// <param name="Metrics">The job's evaluation metrics by name, from the node that holds rank 0; empty elsewhere and when not measured.</param>
 [MessagePackObject]
 public sealed record EpochCompleted(
     [property: Key(0)] long Generation,
@@ -239,7 +252,7 @@ public sealed record EpochCompleted(
     [property: Key(4)] double LossSum,
     [property: Key(5)] long LossCount,
     [property: Key(6)] int SkippedSteps,
-    [property: Key(7)] double TestAccuracy) : IActorTrainMessage;
+    [property: Key(7)] Dictionary<string, double> Metrics) : IActorTrainMessage;
 
 /// <summary>A trainer found a non-finite value in its own gradient; it did not enter the average.</summary>
 [MessagePackObject]

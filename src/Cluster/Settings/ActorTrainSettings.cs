@@ -18,7 +18,7 @@ public sealed record ActorTrainSettings
     /// Version of everything nodes say to each other; a node of another version is refused at
     /// registration. 3: gradient chunks carry raw floats in their own binary format.
     /// </summary>
-    public const int ProtocolVersion = 4;
+    public const int ProtocolVersion = 5;
 
     public required string JobId { get; init; }
     public required string NodeName { get; init; }

@@ -502,7 +502,7 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
             // Each trainer's loss is already the mean over all replicas; report one trainer's.
             var first = all.OrderBy(x => x.LocalRank).First();
             _coordinatorRef.Tell(new EpochCompleted(_world!.Generation, _nodeName, d.Epoch, all.Max(x => x.Steps),
-                first.LossSum, first.LossCount, all.Max(x => x.SkippedSteps), all.Select(x => x.TestAccuracy).Max()));
+                first.LossSum, first.LossCount, all.Max(x => x.SkippedSteps), all.Select(x => x.Metrics).FirstOrDefault(m => m.Count > 0) ?? []));
         });
         Receive<ReportProgress>(_ =>
         {

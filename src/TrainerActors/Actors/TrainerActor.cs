@@ -35,6 +35,7 @@ public sealed class TrainerActor : ReceiveActor
     private Replica _replica = null!;
     private IBatchSource _train = null!;
     private IBatchSource? _test;
+    private IReadOnlyList<TrainingCallback> _callbacks = [];
     private ConfigureTrainer _world = null!;
     private DistributedSampler _sampler = null!;
     private WireCompression _compression;
@@ -109,6 +110,7 @@ public sealed class TrainerActor : ReceiveActor
         else if (_overlapBackward) _log.Info("Trainer {0}: buckets are reduced after backward (overlap-backward is for CPU trainers; this one is on {1})", _localRank, _device);
         _train = _job.LoadTrainingData();
         _test = _job.LoadTestData();
+        _callbacks = _job.CreateCallbacks();
         _sampler = new DistributedSampler(_train.Count, _seed);
         Context.Parent.Tell(new TrainerReady(_localRank, _replica.Fingerprint, _device.ToString()));
     }
@@ -189,6 +191,7 @@ public sealed class TrainerActor : ReceiveActor
         _windowLoss = 0;
         _windowCount = 0;
         _running = true;
+        foreach (var callback in _callbacks) callback.OnEpochBegin(JobContext(), _replica.Optimizer);
         if (IsRankZero) Display(_stepsInEpoch == 0 ? ProgressKinds.EpochStart : ProgressKinds.Step, _stepsInEpoch, double.NaN, null);
         if (_stepsInEpoch >= _stepsThisEpoch) EndEpoch();
         else Self.Tell(NextStep.Instance);
@@ -330,6 +333,7 @@ public sealed class TrainerActor : ReceiveActor
 
         if (_replica.BucketsToGradients(_world.WorldSize))
         {
+            foreach (var callback in _callbacks) callback.BeforeOptimizerStep(JobContext(), _replica.Model, _replica.Optimizer);
             _replica.OptimizerStep();
             _world.Metrics.StepCompleted();
         }
@@ -353,6 +357,7 @@ public sealed class TrainerActor : ReceiveActor
         _stepMs.Add(stepWatch.Elapsed.TotalMilliseconds);
         _world.Progress.StepFinished(_stepMs[^1], computeMs);
         _world.Metrics.ObserveStep(computeMs, sync.IntraNodeMs, sync.CrossNodeMs, _stepMs[^1]);
+        foreach (var callback in _callbacks) callback.OnStepEnd(JobContext(), _replica.Optimizer, meanLoss);
         _globalStep++;
         _samplesDone += (long)_world.WorldSize * batch * k;
         _stepsInEpoch++;
@@ -390,19 +395,39 @@ public sealed class TrainerActor : ReceiveActor
     {
         _running = false;
         _epochFinished = true;
-        var accuracy = -1.0;
-        if (IsRankZero && _test is not null)
-        {
-            accuracy = _job.Evaluate(_replica.Model, _test, _device);
-        }
+        var metrics = IsRankZero && _test is not null ? EvaluateJob(_test) : [];
+        var meanLoss = _epochLossCount > 0 ? _epochLossSum / _epochLossCount : double.NaN;
         if (IsRankZero)
         {
-            Display(ProgressKinds.EpochEnd, _stepsInEpoch, _epochLossCount > 0 ? _epochLossSum / _epochLossCount : double.NaN,
-                accuracy >= 0 ? FormattableString.Invariant($"epoch {_epoch}: test accuracy {accuracy:F4} on {_test!.Count} held-out samples") : null);
+            Display(ProgressKinds.EpochEnd, _stepsInEpoch, meanLoss,
+                metrics.Count > 0 ? $"epoch {_epoch}:{JobMetrics.Describe(metrics).TrimStart(',')} on {_test!.Count} held-out samples" : null);
         }
-        SaveCheckpointIfDue(new EpochRecord(_epoch, _globalStep, _epochLossCount > 0 ? _epochLossSum / _epochLossCount : double.NaN, accuracy, _epochSkipped));
-        Context.Parent.Tell(new TrainerEpochDone(_localRank, _epoch, _globalStep, _epochLossSum, _epochLossCount, _epochSkipped, accuracy));
+        foreach (var callback in _callbacks) callback.OnEpochEnd(JobContext(), meanLoss, metrics);
+        SaveCheckpointIfDue(new EpochRecord(_epoch, _globalStep, meanLoss, _epochSkipped, metrics));
+        Context.Parent.Tell(new TrainerEpochDone(_localRank, _epoch, _globalStep, _epochLossSum, _epochLossCount, _epochSkipped, metrics));
     }
+
+    /// <summary>The job's metrics on its held-out data: eval mode, no gradients, one dispose scope.</summary>
+    private Dictionary<string, double> EvaluateJob(IBatchSource test)
+    {
+        _replica.Model.eval();
+        try
+        {
+            using var scope = torch.NewDisposeScope();
+            using var noGrad = torch.no_grad();
+            var metrics = new Dictionary<string, double>(_job.Evaluate(_replica.Model, test, JobContext()));
+            JobMetrics.Validate(metrics, _job.Name);
+            return metrics;
+        }
+        finally
+        {
+            _replica.Model.train();
+        }
+    }
+
+    /// <summary>Where this replica stands, for the job's code.</summary>
+    private TrainingContext JobContext() =>
+        new(_world.GlobalRank, _world.WorldSize, _localRank, _device, _world.Generation, _epoch, _globalStep);
 
     /// <summary>Rank 0 writes the checkpoints (every replica holds the same state); a failed write is logged and training goes on.</summary>
     private void SaveCheckpointIfDue(EpochRecord? finishedEpoch)

@@ -64,7 +64,7 @@ public interface ITrainerCheckpoints
 }
 
 /// <summary>Trainer → node.</summary>
-public sealed record TrainerEpochDone(int LocalRank, int Epoch, long Steps, double LossSum, long LossCount, int SkippedSteps, double TestAccuracy);
+public sealed record TrainerEpochDone(int LocalRank, int Epoch, long Steps, double LossSum, long LossCount, int SkippedSteps, Dictionary<string, double> Metrics);
 
 /// <summary>Trainer → node: this replica's gradient held non-finite values at a step.</summary>
 public sealed record TrainerNonFinite(int LocalRank, int GlobalRank, long Step, int Count);

@@ -270,7 +270,7 @@ internal sealed class StragglerGauge : ReceiveActor
     protected override void PreStart() => Context.System.EventStream.Subscribe(Self, typeof(Cluster.Coordination.StragglerChanged));
 }
 
-/// <summary>On the seed: draws loss.png and accuracy.png beside run-report.json when the coordinator has written it.</summary>
+/// <summary>On the seed: draws loss.png and a plot per job metric beside run-report.json when the coordinator has written it.</summary>
 internal sealed class PlotWriter : ReceiveActor
 {
     public PlotWriter()
@@ -279,10 +279,10 @@ internal sealed class PlotWriter : ReceiveActor
         {
             try
             {
-                var (loss, accuracy) = RunPlots.Write(r.Directory,
+                var written = RunPlots.Write(r.Directory,
                     r.Report.LossCurve.Select(p => new LossPoint(p.Step, p.Loss)).ToList(),
-                    r.Report.EpochHistory.Select(e => new EpochPoint(e.Epoch, e.EndStep, e.MeanLoss, e.TestAccuracy)).ToList());
-                Cluster.Hosting.ProgressLine.Info("plots: {0}, {1}", loss, accuracy);
+                    r.Report.EpochHistory.Select(e => new EpochPoint(e.Epoch, e.EndStep, e.MeanLoss, e.Metrics)).ToList());
+                Cluster.Hosting.ProgressLine.Info("plots: {0}", string.Join(", ", written));
             }
             catch (Exception e)
             {

@@ -40,30 +40,49 @@ public abstract class TrainingJob
     /// <summary>Held-out data evaluated by rank 0 after each epoch; null for none.</summary>
     public virtual IBatchSource? LoadTestData() => null;
 
-    /// <summary>Fraction of <paramref name="data"/> classified correctly (argmax of the output). Override for other metrics.</summary>
-    public virtual double Evaluate(nn.Module<Tensor, Tensor> model, IBatchSource data, Device device)
+    /// <summary>
+    /// Code every replica runs at fixed points of its steps and epochs (learning-rate schedules,
+    /// gradient clipping, the job's own bookkeeping); called once per replica, after the model and
+    /// the optimizer exist. See <see cref="TrainingCallback"/>.
+    /// </summary>
+    public virtual IReadOnlyList<TrainingCallback> CreateCallbacks() => [];
+
+    /// <summary>The name the default <see cref="Evaluate"/> gives its metric in the report, the plots and the log.</summary>
+    public const string AccuracyMetric = "test_accuracy";
+
+    /// <summary>
+    /// The job's metrics on the held-out data, by name; rank 0 calls it after each epoch with the
+    /// model in eval mode and gradients off. The names appear in run-report.json (top level for the
+    /// last epoch, and per epoch), in a plot each, and in the epoch's log line. The default is the
+    /// fraction classified correctly (argmax of the output), named <see cref="AccuracyMetric"/>;
+    /// override it for other metrics (a regression's mean squared error, say).
+    /// </summary>
+    public virtual IReadOnlyDictionary<string, double> Evaluate(nn.Module<Tensor, Tensor> model, IBatchSource data, TrainingContext context)
     {
-        model.eval();
-        try
+        long correct = 0;
+        foreach (var (input, target) in EvaluationBatches(data, context.Device))
         {
-            using var noGrad = torch.no_grad();
-            long correct = 0;
-            const int batch = 500;
-            var indices = new int[batch];
-            for (var start = 0; start < data.Count; start += batch)
-            {
-                using var scope = torch.NewDisposeScope();
-                var n = Math.Min(batch, data.Count - start);
-                for (var i = 0; i < n; i++) indices[i] = start + i;
-                var (input, target) = data.GetBatch(indices.AsSpan(0, n), device);
-                var predicted = model.call(input).argmax(1);
-                correct += predicted.eq(target).sum().item<long>();
-            }
-            return data.Count == 0 ? 0 : (double)correct / data.Count;
+            var predicted = model.call(input).argmax(1);
+            correct += predicted.eq(target).sum().item<long>();
         }
-        finally
+        return new Dictionary<string, double> { [AccuracyMetric] = data.Count == 0 ? 0 : (double)correct / data.Count };
+    }
+
+    /// <summary>
+    /// <paramref name="data"/> in order, in batches of <paramref name="batchSize"/>, for an
+    /// <see cref="Evaluate"/> of a job's own. Each batch's tensors (and whatever the caller computes
+    /// from them before asking for the next) are disposed when the next batch is made.
+    /// </summary>
+    protected static IEnumerable<(Tensor Input, Tensor Target)> EvaluationBatches(IBatchSource data, Device device, int batchSize = 500)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(batchSize);
+        var indices = new int[batchSize];
+        for (var start = 0; start < data.Count; start += batchSize)
         {
-            model.train();
+            using var scope = torch.NewDisposeScope();
+            var n = Math.Min(batchSize, data.Count - start);
+            for (var i = 0; i < n; i++) indices[i] = start + i;
+            yield return data.GetBatch(indices.AsSpan(0, n), device);
         }
     }
 }

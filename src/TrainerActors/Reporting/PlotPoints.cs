@@ -4,7 +4,7 @@ namespace ActorTrain.TrainerActors.Reporting;
 public readonly record struct LossPoint(long Step, double Loss);
 
 /// <summary>
-/// One finished epoch: the global step it ended at, its mean training loss and the test accuracy
-/// (0..1; below 0 when it was not measured).
+/// One finished epoch: the global step it ended at, its mean training loss and the job's
+/// evaluation metrics by name (empty when it was not measured).
 /// </summary>
-public readonly record struct EpochPoint(int Epoch, long EndStep, double MeanLoss, double TestAccuracy);
+public readonly record struct EpochPoint(int Epoch, long EndStep, double MeanLoss, IReadOnlyDictionary<string, double> Metrics);

@@ -6,7 +6,9 @@ namespace ActorTrain.TrainerActors.Reporting;
 public static class RunPlots
 {
     public const string LossFileName = "loss.png";
-    public const string AccuracyFileName = "accuracy.png";
+
+    /// <summary>The file a job metric is drawn in: its name, e.g. <c>test_accuracy.png</c>.</summary>
+    public static string MetricFileName(string metric) => metric + ".png";
 
     // Skia's default face is whatever font it finds first (DejaVu Serif on Debian); prefer a sans one.
     private static readonly string[] PreferredFonts = ["DejaVu Sans", "Liberation Sans", "Noto Sans", "Open Sans", "Arial", "Helvetica"];
@@ -18,13 +20,13 @@ public static class RunPlots
 
     /// <summary>
     /// Writes <c>loss.png</c> (training loss against global step, with each epoch's mean loss
-    /// marked at its end step) and <c>accuracy.png</c> (test accuracy against epoch) into
-    /// <paramref name="outDir"/>, creating it if needed. Non-finite values and unmeasured
-    /// accuracies are left out; a plot with nothing to draw says "no data". Each file is written
-    /// to a temporary name and renamed, so a reader never sees half a PNG.
+    /// marked at its end step) and one <c>NAME.png</c> per job metric (its value against epoch)
+    /// into <paramref name="outDir"/>, creating it if needed. Non-finite values are left out; a
+    /// plot with nothing to draw says "no data". Each file is written to a temporary name and
+    /// renamed, so a reader never sees half a PNG.
     /// </summary>
-    /// <returns>The full paths of the two files.</returns>
-    public static (string LossPng, string AccuracyPng) Write(
+    /// <returns>The full paths of the files: the loss plot first, then the metrics' in name order.</returns>
+    public static IReadOnlyList<string> Write(
         string outDir,
         IReadOnlyList<LossPoint> lossCurve,
         IReadOnlyList<EpochPoint> epochs,
@@ -41,10 +43,15 @@ public static class RunPlots
         Directory.CreateDirectory(dir);
 
         var lossPath = Path.Combine(dir, LossFileName);
-        var accuracyPath = Path.Combine(dir, AccuracyFileName);
         WriteAtomically(lossPath, LossPlot(lossCurve, epochs).GetImageBytes(width, height, ImageFormat.Png));
-        WriteAtomically(accuracyPath, AccuracyPlot(epochs).GetImageBytes(width, height, ImageFormat.Png));
-        return (lossPath, accuracyPath);
+        var written = new List<string> { lossPath };
+        foreach (var metric in epochs.SelectMany(e => e.Metrics.Keys).Distinct().Order(StringComparer.Ordinal))
+        {
+            var path = Path.Combine(dir, MetricFileName(metric));
+            WriteAtomically(path, MetricPlot(epochs, metric).GetImageBytes(width, height, ImageFormat.Png));
+            written.Add(path);
+        }
+        return written;
     }
 
     private static Plot NewPlot()
@@ -100,15 +107,17 @@ public static class RunPlots
         return plot;
     }
 
-    private static Plot AccuracyPlot(IReadOnlyList<EpochPoint> epochs)
+    private static Plot MetricPlot(IReadOnlyList<EpochPoint> epochs, string metric)
     {
         var plot = NewPlot();
-        plot.Title("Test accuracy");
+        var label = metric.Replace('_', ' ');
+        plot.Title(char.ToUpperInvariant(label[0]) + label[1..]);
         plot.XLabel("epoch");
-        plot.YLabel("test accuracy");
+        plot.YLabel(label);
 
         var measured = epochs
-            .Where(e => double.IsFinite(e.TestAccuracy) && e.TestAccuracy >= 0)
+            .Select(e => (e.Epoch, Value: e.Metrics.TryGetValue(metric, out var v) ? v : double.NaN))
+            .Where(e => double.IsFinite(e.Value))
             .OrderBy(e => e.Epoch)
             .ToArray();
 
@@ -116,7 +125,7 @@ public static class RunPlots
         {
             var series = plot.Add.Scatter(
                 measured.Select(e => (double)e.Epoch).ToArray(),
-                measured.Select(e => e.TestAccuracy).ToArray());
+                measured.Select(e => e.Value).ToArray());
             series.MarkerSize = 8;
             series.LineWidth = 1.5f;
 
@@ -129,7 +138,8 @@ public static class RunPlots
             NoData(plot);
         }
 
-        plot.Axes.SetLimitsY(0, 1);
+        // Fractions (accuracies) on a fixed 0..1 axis, so runs compare at a glance; anything else scales to its values.
+        if (measured.All(e => e.Value is >= 0 and <= 1)) plot.Axes.SetLimitsY(0, 1);
         plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericAutomatic { IntegerTicksOnly = true };
         return plot;
     }

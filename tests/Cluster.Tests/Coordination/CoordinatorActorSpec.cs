@@ -46,7 +46,7 @@ public sealed class CoordinatorActorSpec(SeedSystem seed) : IClassFixture<SeedSy
     private static T Expect<T>(TestProbe probe) => probe.ExpectMsg<T>(TestConfig.Timeout);
 
     private static EpochCompleted Epoch(long generation, string node, int epoch, double lossSum = 10, long lossCount = 100, double accuracy = -1) =>
-        new(generation, node, epoch, Steps: 50, lossSum, lossCount, SkippedSteps: 0, accuracy);
+        new(generation, node, epoch, Steps: 50, lossSum, lossCount, SkippedSteps: 0, accuracy >= 0 ? new() { ["test_accuracy"] = accuracy } : []);
 
     private static NodeFinished Finished(long generation, string node, int firstRank, string checksum = "sha256:same", string? model = null) =>
         new(generation, node, Enumerable.Range(firstRank, Trainers).Select(r => new TrainerSummary(r, checksum, 100, 10 + r, 1, 2, 13 + r)).ToArray(), model,
@@ -263,7 +263,7 @@ public sealed class CoordinatorActorSpec(SeedSystem seed) : IClassFixture<SeedSy
         a.Send(coordinator, Epoch(1, "node-a", 1, lossSum: 30, lossCount: 100, accuracy: 0.91));
         b.Send(coordinator, Epoch(1, "node-b", 1, lossSum: 10, lossCount: 100));
         var history = ExpectEpochRecorded(a, 1);
-        Assert.Equal(new EpochRecord(1, 50, 0.2, 0.91, 0), Assert.Single(history.Epochs));
+        Assert.Equal(new EpochRecord(1, 50, 0.2, 0, new() { ["test_accuracy"] = 0.91 }), Assert.Single(history.Epochs));
         Assert.Equal(1, Assert.Single(history.Generations).Generation);
         ExpectEpochRecorded(b, 1);
         Assert.Equal(new StartEpoch(1, 2), Expect<StartEpoch>(a));
@@ -709,7 +709,7 @@ public sealed class CoordinatorActorSpec(SeedSystem seed) : IClassFixture<SeedSy
             [Halt(0, 50, finished: true, lossSum: 20, lossCount: 50), Halt(1, 50, finished: true, lossSum: 20, lossCount: 50)], "node-a:5054"));
 
         // The epoch the survivors finished (its report never came) enters the history first.
-        Assert.Equal(new EpochRecord(1, 50, 0.4, -1, 0), Assert.Single(Expect<HistoryUpdate>(a).History.Epochs));
+        Assert.Equal(new EpochRecord(1, 50, 0.4, 0, null), Assert.Single(Expect<HistoryUpdate>(a).History.Epochs));
         var world = Expect<WorldAssignment>(a);
         Assert.Equal(["node-a"], Names(world));
         Assert.Equal((0, 1, true, 50L), (world.Resume.SourceRank, world.Resume.Epoch, world.Resume.EpochFinished, world.Resume.GlobalStep));
@@ -842,7 +842,7 @@ public sealed class CoordinatorActorSpec(SeedSystem seed) : IClassFixture<SeedSy
         var plan = new TrainingPlan(3, 8, 7, 10, 1 << 20, false, 64 * 1024, "tcp", new byte[32], "none", 1);
         var history = new RunHistory(
             [new GenerationRecord(1, ["node-a", "node-b", "node-c"], 6, 0, "start", 0, 0), new GenerationRecord(2, ["node-a", "node-b"], 4, 60, "node node-c was lost", 1, 1.5)],
-            [new EpochRecord(1, 50, 0.4, 0.9, 0)], 12);
+            [new EpochRecord(1, 50, 0.4, 0, new() { ["test_accuracy"] = 0.9 })], 12);
 
         // The last world: node-a and node-b, cluster members (their probes live in the test cluster), and node-c,
         // which died with the old coordinator and is no member any more: nobody waits for it.

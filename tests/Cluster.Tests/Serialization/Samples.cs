@@ -17,7 +17,7 @@ internal static class Samples
 
     private static readonly RunHistory History = new(
         [new GenerationRecord(1, ["node-a", "node-b"], 4, 0, "start", 0, 0), new GenerationRecord(2, ["node-a"], 2, 157, "node node-b was lost", 1, 2.5)],
-        [new EpochRecord(1, 70, 1.25, 0.875, 2)], 33.5);
+        [new EpochRecord(1, 70, 1.25, 2, new() { ["test_accuracy"] = 0.875 })], 33.5);
 
     private static readonly NodeRejoin Rejoin = new(7, [Halt], History, Plan, [NodeA, NodeB]);
 
@@ -30,7 +30,7 @@ internal static class Samples
         new WorldAssignment(7, [NodeA, NodeB], 4, Plan, new ResumePoint(3, 4, 1280, 20, 158, true, 41.5, 20, 1, 377, "ckpt/ckpt-000000158.atc"), History),
         new NodeReady(7, "node-b"),
         new StartEpoch(7, 3),
-        new EpochCompleted(7, "node-a", 3, 938, 123.456, 60032, 2, 0.9871),
+        new EpochCompleted(7, "node-a", 3, 938, 123.456, 60032, 2, new() { ["test_accuracy"] = 0.9871, ["test_loss"] = 0.25 }),
         new NonFiniteGradientReported(7, 4711, 3, "node-b", 12),
         new FinishTraining(7),
         new NodeFinished(7, "node-a", [new TrainerSummary(0, "sha256:ab", 9380, 11.5, 0.75, 3.25, 15.5), new TrainerSummary(1, "sha256:ab", 9380, 12.5, 0.5, 3.5, 16.25)], "out/model.pth", [new LossSample(100, 2.25), new LossSample(200, 1.125)]),
@@ -56,8 +56,8 @@ internal static class Samples
         yield return new ClusterStatus("", "", "waiting-for-nodes", 0, 0, 10, 0, [], -1, 0, [], 0, 1, "");
         yield return new WorldAssignment(1, [], 0, new TrainingPlan(1, 1, 0, 1, 1024, false, 1024, "akka", [], "none", 1), new ResumePoint(0, 1, 0, 0, 0, false, 0, 0, 0, 0, ""), RunHistory.Empty);
         yield return new RegisterNode("", 1, "", "", 1, "", "", [], "", null, null);
-        yield return new EpochCompleted(long.MaxValue, "n", int.MaxValue, long.MaxValue, double.NaN, 0, 0, -1);
-        yield return new EpochCompleted(-1, "n", 0, 0, double.PositiveInfinity, 0, 0, double.NegativeInfinity);
+        yield return new EpochCompleted(long.MaxValue, "n", int.MaxValue, long.MaxValue, double.NaN, 0, 0, []);
+        yield return new EpochCompleted(-1, "n", 0, 0, double.PositiveInfinity, 0, 0, new() { ["m"] = double.NegativeInfinity });
         yield return new RegistrationRefused("ünïcødé — “quoted” \0 nul");
     }
 }

@@ -113,7 +113,9 @@ public class UntrustedPayloadSpec(LocalSystemFixture fixture) : IClassFixture<Lo
             {
                 var t = Nullable.GetUnderlyingType(property.PropertyType) ?? property.PropertyType;
                 while (t.IsArray) t = t.GetElementType()!;
-                if (t.IsPrimitive || t == typeof(string) || t == typeof(decimal) || t.IsEnum) continue;
+                if (IsScalar(t)) continue;
+                // A Dictionary is read into a Dictionary of exactly the declared types (the formatter builds it, not the bytes).
+                if (t.IsGenericType && t.GetGenericTypeDefinition() == typeof(Dictionary<,>) && t.GetGenericArguments().All(IsScalar)) continue;
                 if (t.GetCustomAttribute<MessagePackObjectAttribute>() is not null && t.IsSealed && !t.GetCustomAttributes<UnionAttribute>().Any())
                 {
                     todo.Enqueue(t);
@@ -126,4 +128,6 @@ public class UntrustedPayloadSpec(LocalSystemFixture fixture) : IClassFixture<Lo
         Assert.Empty(open);
         Assert.True(seen.Count > ActorTrainMessageSerializer.MessageTypes.Count, "nested message objects were checked too");
     }
+
+    private static bool IsScalar(Type t) => t.IsPrimitive || t == typeof(string) || t == typeof(decimal) || t.IsEnum;
 }

@@ -30,6 +30,15 @@ internal static class WireAssert
             case string or ValueType:
                 Assert.True(expected.Equals(actual), $"{path}: expected {Show(expected)}, got {Show(actual)}");
                 break;
+            case IDictionary map:
+                var otherMap = (IDictionary)actual;
+                Assert.True(map.Count == otherMap.Count, $"{path}: expected {map.Count} entries, got {otherMap.Count}");
+                foreach (DictionaryEntry e in map)
+                {
+                    Assert.True(otherMap.Contains(e.Key), $"{path}: no entry {e.Key}");
+                    Equal(e.Value, otherMap[e.Key], $"{path}[{e.Key}]");
+                }
+                break;
             case IList list:
                 var other = (IList)actual;
                 Assert.True(list.Count == other.Count, $"{path}: expected {list.Count} elements, got {other.Count}");

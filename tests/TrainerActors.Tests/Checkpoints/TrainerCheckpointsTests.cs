@@ -39,7 +39,7 @@ public sealed class TrainerCheckpointsTests : IDisposable
     [Fact]
     public void A_saved_checkpoint_is_offered_with_its_position_and_history_and_loads_the_replica()
     {
-        var finished = new EpochRecord(2, 140, 1.25, 0.85, 0);
+        var finished = new EpochRecord(2, 140, 1.25, 0, new() { ["test_accuracy"] = 0.85 });
         Checkpoints(_dir).Save(State(140, finished: true), _replica, finished);
 
         var offer = TrainerCheckpoints.Offer(_dir, "mnist", _replica.Fingerprint, _warnings.Add);
