@@ -1,5 +1,5 @@
-using ActorTrain.TrainerActors.Data;
-using ActorTrain.TrainerActors.Hosting;
+using ActorTrain.Examples.Mnist;
+using ActorTrain.Hosting;
 using ActorTrain.TrainerActors.Jobs;
 using TorchSharp;
 using static TorchSharp.torch;

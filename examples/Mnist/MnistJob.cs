@@ -1,5 +1,4 @@
 using System.Runtime.InteropServices;
-using ActorTrain.TrainerActors.Data;
 using ActorTrain.TrainerActors.Jobs;
 using TorchSharp;
 using static TorchSharp.torch;

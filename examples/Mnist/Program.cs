@@ -1,4 +1,4 @@
 using ActorTrain.Examples.Mnist;
-using ActorTrain.TrainerActors.Hosting;
+using ActorTrain.Hosting;
 
 return ActorTrainHost.Run(args, new MnistJob(MnistJob.DefaultDataDirectory()));

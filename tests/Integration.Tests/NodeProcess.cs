@@ -147,7 +147,7 @@ internal static class Repo
         }
     }
 
-    private static string Configuration =>
+    internal static string Configuration =>
         AppContext.BaseDirectory.Contains($"{Path.DirectorySeparatorChar}Debug{Path.DirectorySeparatorChar}", StringComparison.Ordinal) ? "Debug" : "Release";
 
     private static string FindRoot()

@@ -20,8 +20,9 @@ public static class NodeRunner
     /// <summary>Set by the local launcher: end this process when its standard input closes (the launcher died).</summary>
     public const string ExitWithParentVariable = "ACTORTRAIN_EXIT_WITH_PARENT";
 
-    public static int Run(TrainingJob job, NodeRole role, string? configFile, IReadOnlyList<string> overrides)
+    public static int Run(TrainingJob job, NodeRole role, string? configFile, IReadOnlyList<string> overrides, NodeHostServices? services = null)
     {
+        services ??= NodeHostServices.Default;
         var (config, settings) = LoadForRole(job, role, configFile, overrides);
 
         var (system, proxy) = ClusterBootstrap.Start(config, settings);
@@ -35,7 +36,7 @@ public static class NodeRunner
         Cluster.Hosting.ProgressLine.Info("{0} node {1} (job \"{2}\")", role.ToString().ToLowerInvariant(), cluster.SelfAddress, settings.JobId);
         var metrics = new NodeMetrics(settings.NodeName);
         using var metricsEndpoint = StartMetrics(settings, metrics, system);
-        using var display = CreateDisplay(settings);
+        using var display = CreateDisplay(settings, services);
         var session = new NodeSession();
         var lifetime = new Lifetime();
         using var cancel = new CancelHandler(lifetime);
@@ -54,7 +55,8 @@ public static class NodeRunner
             system.ActorOf(ControlMessageRefusals.Props(metrics), ControlMessageRefusals.Name);
             if (role == NodeRole.Seed)
             {
-                system.ActorOf(Props.Create(() => new PlotWriter()), "plots");
+                if (services.ReportWritten is { } reportWritten)
+                    system.ActorOf(Props.Create(() => new ReportWrittenListener(reportWritten)), "report-written");
                 system.ActorOf(Props.Create(() => new StragglerGauge(metrics)), "straggler-metrics");
             }
             var node = settings.Node.Train ? system.ActorOf(NodeActor.Props(settings, job, proxy, metrics, display, session), "node") : null;
@@ -101,16 +103,13 @@ public static class NodeRunner
     public const string ProgressProtocolVariable = "ACTORTRAIN_PROGRESS_PROTOCOL";
 
     /// <summary>
-    /// Rank 0's progress goes to a live bar on an interactive terminal, as plain lines otherwise,
-    /// or as protocol lines to the local launcher, which draws the bar for the whole run.
+    /// Rank 0's progress goes as protocol lines to the local launcher (which draws the progress for
+    /// the whole run), else to the host's display, else as plain lines to standard output.
     /// </summary>
-    private static IProgressSink CreateDisplay(ActorTrainSettings settings)
+    private static IProgressSink CreateDisplay(ActorTrainSettings settings, NodeHostServices services)
     {
         if (Environment.GetEnvironmentVariable(ProgressProtocolVariable) == "1") return new ProtocolProgressSink(Console.Out);
-        var sink = ProgressSinks.ForConsole(noProgress: !settings.ProgressBar);
-        if (sink is LiveProgressSink)
-            Cluster.Logging.NodeLog.Output = (line, _) => sink.Report(ProgressEvent.Line(line));
-        return sink;
+        return services.CreateDisplay?.Invoke(settings) ?? new PlainProgressSink(Console.Out);
     }
 
     private static MetricsEndpoint? StartMetrics(ActorTrainSettings settings, NodeMetrics metrics, ActorSystem system)
@@ -270,24 +269,21 @@ internal sealed class StragglerGauge : ReceiveActor
     protected override void PreStart() => Context.System.EventStream.Subscribe(Self, typeof(Cluster.Coordination.StragglerChanged));
 }
 
-/// <summary>On the seed: draws loss.png and a plot per job metric beside run-report.json when the coordinator has written it.</summary>
-internal sealed class PlotWriter : ReceiveActor
+/// <summary>On the seed: hands the written run report to the host (<see cref="NodeHostServices.ReportWritten"/>).</summary>
+internal sealed class ReportWrittenListener : ReceiveActor
 {
-    public PlotWriter()
+    public ReportWrittenListener(Action<RunReportWritten> reportWritten)
     {
         Receive<RunReportWritten>(r =>
         {
             try
             {
-                var written = RunPlots.Write(r.Directory,
-                    r.Report.LossCurve.Select(p => new LossPoint(p.Step, p.Loss)).ToList(),
-                    r.Report.EpochHistory.Select(e => new EpochPoint(e.Epoch, e.EndStep, e.MeanLoss, e.Metrics)).ToList());
-                Cluster.Hosting.ProgressLine.Info("plots: {0}", string.Join(", ", written));
+                reportWritten(r);
             }
             catch (Exception e)
             {
-                // A plot is a convenience: the run's results are in run-report.json already.
-                Cluster.Hosting.ProgressLine.Info("could not draw the plots: {0}", e.Message);
+                // What the host does with the report is extra: the run's results are in run-report.json already.
+                Cluster.Hosting.ProgressLine.Info("after writing the run report: {0}", e.Message);
             }
         });
     }

@@ -1,4 +1,5 @@
 using ActorTrain.Examples.Mnist;
+using ActorTrain.Hosting;
 using ActorTrain.TrainerActors.Hosting;
 
 namespace ActorTrain.TrainerActors.Tests.Hosting;

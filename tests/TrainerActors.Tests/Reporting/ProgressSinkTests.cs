@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using ActorTrain.Hosting;
 using ActorTrain.TrainerActors.Reporting;
 using Spectre.Console;
 

@@ -1,3 +1,4 @@
+using ActorTrain.Hosting;
 using ActorTrain.TrainerActors.Reporting;
 
 namespace ActorTrain.TrainerActors.Tests.Reporting;

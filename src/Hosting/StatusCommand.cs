@@ -4,8 +4,9 @@ using ActorTrain.Cluster.Hosting;
 using ActorTrain.Cluster.Protocol;
 using ActorTrain.Cluster.Settings;
 using Akka.Actor;
+using ActorTrain.TrainerActors.Hosting;
 
-namespace ActorTrain.TrainerActors.Hosting;
+namespace ActorTrain.Hosting;
 
 /// <summary>
 /// <c>status --seed HOST:PORT [--config FILE]</c>: asks a running cluster's coordinator what it is

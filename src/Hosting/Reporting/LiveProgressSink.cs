@@ -2,8 +2,9 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Runtime.InteropServices;
 using Spectre.Console;
+using ActorTrain.TrainerActors.Reporting;
 
-namespace ActorTrain.TrainerActors.Reporting;
+namespace ActorTrain.Hosting;
 
 /// <summary>
 /// A live progress bar for the current epoch (epoch e/E, step s/S, percentage and the epoch's

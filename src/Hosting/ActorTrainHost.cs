@@ -1,7 +1,8 @@
 using System.CommandLine;
 using ActorTrain.TrainerActors.Jobs;
+using ActorTrain.TrainerActors.Hosting;
 
-namespace ActorTrain.TrainerActors.Hosting;
+namespace ActorTrain.Hosting;
 
 /// <summary>
 /// The console host a training program hands control to:
@@ -22,12 +23,12 @@ public static class ActorTrainHost
         seedOptions.AddTo(seed, includeClusterAddress: true);
         seed.Add(noTrain);
         seed.SetAction(r => Guard(() => NodeRunner.Run(job, NodeRole.Seed, r.GetValue(seedOptions.Config),
-            With(seedOptions.Overrides(r), r.GetValue(noTrain) ? "actortrain.node.train = off" : null))));
+            With(seedOptions.Overrides(r), r.GetValue(noTrain) ? "actortrain.node.train = off" : null), ConsoleNodeServices.Create())));
 
         var workerOptions = new NodeOptions();
         var worker = new Command("worker", "Start a worker node that joins the seed nodes and trains");
         workerOptions.AddTo(worker, includeClusterAddress: true);
-        worker.SetAction(r => Guard(() => NodeRunner.Run(job, NodeRole.Worker, r.GetValue(workerOptions.Config), workerOptions.Overrides(r))));
+        worker.SetAction(r => Guard(() => NodeRunner.Run(job, NodeRole.Worker, r.GetValue(workerOptions.Config), workerOptions.Overrides(r), ConsoleNodeServices.Create())));
 
         var localOptions = new NodeOptions();
         var nodes = new Option<int>("--nodes") { Description = "Number of node processes (one seed, the rest workers)", DefaultValueFactory = _ => 2 };

@@ -1,4 +1,4 @@
-namespace ActorTrain.TrainerActors.Data;
+namespace ActorTrain.Examples.Mnist;
 
 /// <summary>
 /// MNIST-style images and labels held in memory as bytes: <see cref="Count"/> grayscale images of

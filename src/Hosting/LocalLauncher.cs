@@ -4,8 +4,9 @@ using System.Net;
 using System.Net.Sockets;
 using System.Reflection;
 using ActorTrain.TrainerActors.Reporting;
+using ActorTrain.TrainerActors.Hosting;
 
-namespace ActorTrain.TrainerActors.Hosting;
+namespace ActorTrain.Hosting;
 
 /// <summary>
 /// <c>local --nodes N</c>: a seed and N-1 workers, each a separate OS process of this same

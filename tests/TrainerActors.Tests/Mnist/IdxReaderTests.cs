@@ -1,4 +1,4 @@
-using ActorTrain.TrainerActors.Data;
+using ActorTrain.Examples.Mnist;
 using static ActorTrain.TrainerActors.Tests.Data.DataTestSupport;
 
 namespace ActorTrain.TrainerActors.Tests.Data;

@@ -1,6 +1,7 @@
 using Spectre.Console;
+using ActorTrain.TrainerActors.Reporting;
 
-namespace ActorTrain.TrainerActors.Reporting;
+namespace ActorTrain.Hosting;
 
 /// <summary>Picks the progress display for this process's console.</summary>
 public static class ProgressSinks

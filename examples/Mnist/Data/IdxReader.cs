@@ -1,7 +1,7 @@
 using System.Buffers.Binary;
 using System.IO.Compression;
 
-namespace ActorTrain.TrainerActors.Data;
+namespace ActorTrain.Examples.Mnist;
 
 /// <summary>
 /// An n-dimensional array read from an IDX file (the format of the MNIST database).

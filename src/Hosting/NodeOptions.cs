@@ -1,7 +1,8 @@
 using System.CommandLine;
 using System.Globalization;
+using ActorTrain.TrainerActors.Hosting;
 
-namespace ActorTrain.TrainerActors.Hosting;
+namespace ActorTrain.Hosting;
 
 /// <summary>The command-line options shared by <c>seed</c>, <c>worker</c> and <c>local</c>, turned into HOCON overrides.</summary>
 internal sealed class NodeOptions

@@ -1,6 +1,7 @@
 using ScottPlot;
+using ActorTrain.TrainerActors.Reporting;
 
-namespace ActorTrain.TrainerActors.Reporting;
+namespace ActorTrain.Hosting;
 
 /// <summary>Draws a run's training curves as PNG files (ScottPlot on SkiaSharp).</summary>
 public static class RunPlots
