@@ -238,10 +238,7 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
         _metrics.SetWorldSize(w.WorldSize);
         var intraNode = _devices!.ForGeneration();
         var me = w.Nodes[index];
-        // Nodes started side by side on one machine share its cores.
-        var myHost = HostOf(me.EndpointPath);
-        var trainersOnHost = w.Nodes.Where(n => HostOf(n.EndpointPath) == myHost).Sum(n => n.TrainerCount);
-        var threads = _settings.Node.EffectiveIntraOpThreads(trainersOnHost);
+        var (threads, trainersOnHost, myHost) = NodeDevices.IntraOpThreads(_settings.Node, w, me);
         _trainers.StartProgress(me.FirstRank);
         for (var i = 0; i < LocalSize; i++)
         {
@@ -389,15 +386,14 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
     {
         if (_world is null || _ending || !_settings.Elastic.Enabled || _settings.Elastic.Quorum == QuorumPolicy.Off) return;
         var lacking = _members.QuorumLacking(_world);
-        if (lacking is null)
+        var lost = lacking is not null;
+        if (lost == _quorumLost) return;
+        _quorumLost = _session.QuorumLost = lost;
+        if (!lost)
         {
-            if (!_quorumLost) return;
-            _quorumLost = _session.QuorumLost = false;
             ProgressLine.Info("Node {0}: sees the majority of generation {1} again; waiting for the coordinator", _nodeName, _world.Generation);
             return;
         }
-        if (_quorumLost) return;
-        _quorumLost = _session.QuorumLost = true;
         _rejoinPending = false;
         Console.Error.WriteLine($"warning: node {_nodeName}: lost the quorum of generation {_world.Generation} ({lacking}); " +
             "dropping the step in flight and training no further until the network heals");
@@ -547,9 +543,6 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
         Context.System.EventStream.Publish(new EndRun(exitCode, reason));
     }
 
-    private static string HostOf(string actorPath) =>
-        ActorPath.TryParse(actorPath, out var path) ? path.Address.Host ?? "" : "";
-
     /// <summary>How often the node tells the coordinator where its trainers are (for status and hang reports).</summary>
     private static readonly TimeSpan ProgressInterval = TimeSpan.FromSeconds(2);
 
@@ -565,11 +558,4 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
     private sealed record LocalFailure(string Reason);
 
     private sealed record SeedLost(Address Address, string How, bool NoSeedLeft);
-}
-
-/// <summary>Tells the node actor that the process was asked to stop (SIGTERM): leave the run at a step boundary.</summary>
-public sealed class DrainNode
-{
-    public static readonly DrainNode Instance = new();
-    private DrainNode() { }
 }

@@ -2,6 +2,8 @@ using ActorTrain.Cluster.Hosting;
 using ActorTrain.Cluster.Settings;
 using ActorTrain.Sync.Collectives;
 using ActorTrain.TrainerActors.Torch;
+using ActorTrain.Cluster.Protocol;
+using Akka.Actor;
 using Akka.Event;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -94,6 +96,20 @@ internal sealed class NodeDevices : IDisposable
         _used = true;
         return _collective;
     }
+
+    /// <summary>
+    /// Intra-op threads per trainer in world <paramref name="w"/>, where this node is <paramref name="me"/>:
+    /// nodes started side by side on one machine share its cores.
+    /// </summary>
+    public static (int Threads, int TrainersOnHost, string Host) IntraOpThreads(NodeSettings node, WorldAssignment w, WorldNode me)
+    {
+        var host = HostOf(me.EndpointPath);
+        var trainersOnHost = w.Nodes.Where(n => HostOf(n.EndpointPath) == host).Sum(n => n.TrainerCount);
+        return (node.EffectiveIntraOpThreads(trainersOnHost), trainersOnHost, host);
+    }
+
+    private static string HostOf(string actorPath) =>
+        ActorPath.TryParse(actorPath, out var path) ? path.Address.Host ?? "" : "";
 
     public void Dispose() => _collective.Dispose();
 }

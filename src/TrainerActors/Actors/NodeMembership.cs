@@ -25,14 +25,22 @@ internal sealed class NodeMembership(Address self)
 
     public void Changed(ClusterEvent.IMemberEvent e)
     {
-        if (e is ClusterEvent.MemberUp or ClusterEvent.MemberWeaklyUp)
-        {
-            _up.Add(e.Member.Address);
-            if (e.Member.HasRole(ClusterBootstrap.SeedRole)) _seedsUp.Add(e.Member.Address);
-        }
-        else if (e is ClusterEvent.MemberRemoved or ClusterEvent.MemberExited or ClusterEvent.MemberLeft) _up.Remove(e.Member.Address);
-        // A member removed without being unreachable first left (or was taken out by a coordinator that holds quorum).
-        if (e is ClusterEvent.MemberRemoved && !_unreachable.Contains(e.Member.Address)) _departed.Add(e.Member.Address);
+        if (e is ClusterEvent.MemberUp or ClusterEvent.MemberWeaklyUp) Up(e.Member.Address, e.Member.HasRole(ClusterBootstrap.SeedRole));
+        else if (e is ClusterEvent.MemberRemoved) Removed(e.Member.Address);
+        else if (e is ClusterEvent.MemberExited or ClusterEvent.MemberLeft) _up.Remove(e.Member.Address);
+    }
+
+    public void Up(Address member, bool seed)
+    {
+        _up.Add(member);
+        if (seed) _seedsUp.Add(member);
+    }
+
+    /// <summary>A member removed without being unreachable first left (or was taken out by a coordinator that holds quorum): it no longer counts.</summary>
+    public void Removed(Address member)
+    {
+        _up.Remove(member);
+        if (!_unreachable.Contains(member)) _departed.Add(member);
     }
 
     public void Unreachable(Address member) => _unreachable.Add(member);

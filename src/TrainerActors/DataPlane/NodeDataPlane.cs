@@ -169,11 +169,13 @@ internal sealed class NodeDataPlane : IDisposable
         }
         catch (OperationCanceledException)
         {
+            ring.Listener.Stop();
             throw new DataPlaneException($"cannot connect the TCP data plane of generation {w.Generation}: the ring neighbours did not connect " +
                 $"within {ConnectTimeout.TotalSeconds:0} s (is actortrain.sync.tcp-port open between the nodes?)");
         }
         catch (Exception e)
         {
+            ring.Listener.Stop();
             throw new DataPlaneException($"cannot connect the TCP data plane of generation {w.Generation}: {Reason(e)}", e);
         }
     }
