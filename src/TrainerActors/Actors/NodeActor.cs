@@ -3,7 +3,6 @@ using ActorTrain.Cluster.Hosting;
 using ActorTrain.Cluster.Metrics;
 using ActorTrain.Cluster.Protocol;
 using ActorTrain.Cluster.Settings;
-using ActorTrain.Cluster.Transport;
 using ActorTrain.Sync.Transport;
 using ActorTrain.TrainerActors.Checkpoints;
 using ActorTrain.TrainerActors.DataPlane;
@@ -30,7 +29,6 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
     private readonly IActorRef _coordinator;
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private readonly Akka.Cluster.Cluster _cluster = Akka.Cluster.Cluster.Get(Context.System);
-    private readonly ChunkMailbox _mailbox;
     private readonly NodeMetrics _metrics;
     private readonly IProgressSink _display;
     private readonly NodeSession _session;
@@ -40,7 +38,6 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
     private NodeDevices? _devices;
     private NodeDataPlane? _dataPlane;
     private NodeStatusLine _statusLine = null!;
-    private IActorRef _endpoint = ActorRefs.Nobody;
     private IActorRef _coordinatorRef = ActorRefs.Nobody;
     private WorldAssignment? _world;
     private RunHistory _history = RunHistory.Empty;
@@ -67,7 +64,6 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
         _settings = settings;
         _job = job;
         _coordinator = coordinator;
-        _mailbox = new ChunkMailbox(settings.Sync.MaxPendingChunkBytes);
         Starting();
     }
 
@@ -120,8 +116,7 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
 
     private void StartNode()
     {
-        _endpoint = Context.ActorOf(GradientEndpointActor.Props(_mailbox, _settings.Sync.ChunkSizeBytes, _metrics), GradientEndpointActor.Name);
-        _dataPlane = new NodeDataPlane(Context.System, _settings.Sync, _endpoint, _mailbox, _metrics);
+        _dataPlane = NodeDataPlane.Open(Context, _settings.Sync, _metrics);
         _cluster.Subscribe(Self, ClusterEvent.SubscriptionInitialStateMode.InitialStateAsEvents,
             typeof(ClusterEvent.IMemberEvent), typeof(ClusterEvent.UnreachableMember), typeof(ClusterEvent.ReachableMember));
         _devices = NodeDevices.Start(_settings, _nodeName, _log);
@@ -187,7 +182,7 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
     {
         var address = _cluster.SelfAddress;
         _coordinator.Tell(new RegisterNode(_settings.JobId, ActorTrainSettings.ProtocolVersion, _trainers.Fingerprint, _nodeName, LocalSize,
-            Self.Path.ToStringWithAddress(address), _endpoint.Path.ToStringWithAddress(address), _trainers.Devices, _dataPlane!.Endpoint, _rejoin, _world is null ? _offer : null));
+            Self.Path.ToStringWithAddress(address), _dataPlane!.EndpointPath, _trainers.Devices, _dataPlane.Endpoint, _rejoin, _world is null ? _offer : null));
     }
 
     private void OnWorld(WorldAssignment w)
@@ -197,10 +192,9 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
         if (_world is not null && w.Generation <= _world.Generation) return;
         var index = Array.FindIndex(w.Nodes, n => n.NodeName == _nodeName);
         if (index < 0) { Fail($"world generation {w.Generation} does not include this node"); return; }
-        // The previous generation's rings are over; its chunks can no longer be used.
+        // The previous generation's rings are over.
         _generationCancelled.Cancel();
         _generationCancelled = CancellationTokenSource.CreateLinkedTokenSource(_runCancelled.Token);
-        _mailbox.DropGenerationsBefore(w.Generation);
         _brokenReported = false;
         _trainers.ClearAnswers();
         _rejoin = null;

@@ -32,6 +32,17 @@ internal sealed class NodeDataPlane : IDisposable
     private CrossNodeTransport? _transport;
     private Reported _reported;
 
+    /// <summary>
+    /// The data plane of the node actor whose context is <paramref name="context"/>: its Akka gradient
+    /// endpoint (a child of that actor, fed into a bounded chunk mailbox) and its TCP listener.
+    /// </summary>
+    public static NodeDataPlane Open(IUntypedActorContext context, SyncSettings sync, NodeMetrics metrics)
+    {
+        var mailbox = new ChunkMailbox(sync.MaxPendingChunkBytes);
+        var endpoint = context.ActorOf(GradientEndpointActor.Props(mailbox, sync.ChunkSizeBytes, metrics), GradientEndpointActor.Name);
+        return new NodeDataPlane(context.System, sync, endpoint, mailbox, metrics);
+    }
+
     /// <summary>Opens the TCP listener on the address Akka remoting binds: the seed chooses the transport, and tells it only with the world.</summary>
     public NodeDataPlane(ActorSystem system, SyncSettings sync, IActorRef endpoint, ChunkMailbox mailbox, NodeMetrics metrics)
     {
@@ -44,6 +55,9 @@ internal sealed class NodeDataPlane : IDisposable
         Listen();
     }
 
+    /// <summary>The Akka gradient endpoint's path as other nodes reach it.</summary>
+    public string EndpointPath => _endpoint.Path.ToStringWithAddress(((ExtendedActorSystem)_system).Provider.DefaultAddress);
+
     /// <summary>host:port of this node's TCP listener, as registrations and halt reports offer it.</summary>
     public string Endpoint { get; private set; } = "";
 
@@ -55,6 +69,8 @@ internal sealed class NodeDataPlane : IDisposable
     {
         var transport = CrossNodeTransports.Parse(w.Plan.Transport, $"world generation {w.Generation}");
         _transport = transport;
+        // The previous generation's rings are over; its chunks can no longer be used.
+        _mailbox.DropGenerationsBefore(w.Generation);
         // Which addresses may send Akka chunks in this generation: every other one is a stranger.
         _endpoint.Tell(new GradientEndpointActor.SetWorld(w.Generation, w.Nodes.Select(n => ActorPath.Parse(n.EndpointPath).Address).ToArray(),
             transport == CrossNodeTransport.Akka ? w.Plan.ChunkSizeBytes : 0));
