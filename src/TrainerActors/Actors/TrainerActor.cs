@@ -4,6 +4,7 @@ using ActorTrain.Cluster.Hosting;
 using ActorTrain.Cluster.Protocol;
 using ActorTrain.Sync;
 using ActorTrain.Sync.Compression;
+using ActorTrain.TrainerActors.Checkpoints;
 using ActorTrain.TrainerActors.Data;
 using ActorTrain.TrainerActors.Jobs;
 using ActorTrain.TrainerActors.Reporting;
@@ -39,6 +40,8 @@ public sealed class TrainerActor : ReceiveActor
     private ConfigureTrainer _world = null!;
     private DistributedSampler _sampler = null!;
     private WireCompression _compression;
+    // The run's history as the node last forwarded it; checkpoints carry it.
+    private RunHistory _history = RunHistory.Empty;
 
     // Where this replica is in the run. Adopted from the generation's resume point only once the
     // replica holds the source's state, so a halted trainer always reports what it really holds.
@@ -93,6 +96,7 @@ public sealed class TrainerActor : ReceiveActor
         Receive<NextStep>(_ => RunStep());
         Receive<HaltTrainer>(OnHalt);
         Receive<FinishTrainer>(OnFinish);
+        Receive<HistoryUpdate>(h => _history = h.History);
     }
 
     public static Props Props(TrainingJob job, int localRank, Device device, int intraOpThreads, long bucketSizeBytes, int seed, bool overlapBackward = false) =>
@@ -433,7 +437,7 @@ public sealed class TrainerActor : ReceiveActor
     private void SaveCheckpointIfDue(EpochRecord? finishedEpoch)
     {
         if (IsRankZero && _world.Checkpoints is { } checkpoints && checkpoints.Due(_globalStep, endOfEpoch: finishedEpoch is not null))
-            checkpoints.Save(CurrentState(), _replica, finishedEpoch);
+            checkpoints.Save(new CheckpointRun(_history, _world.WorldSize, _world.Plan.Seed), CurrentState(), _replica, finishedEpoch);
     }
 
     private void OnFinish(FinishTrainer f)

@@ -2,6 +2,7 @@ using ActorTrain.Cluster.Metrics;
 using ActorTrain.Cluster.Protocol;
 using ActorTrain.Sync.Collectives;
 using ActorTrain.Sync.Transport;
+using ActorTrain.TrainerActors.Checkpoints;
 using ActorTrain.TrainerActors.Reporting;
 using ActorTrain.TrainerActors.Training;
 
@@ -53,11 +54,12 @@ public interface ITrainerCheckpoints
     bool Due(long globalStep, bool endOfEpoch);
 
     /// <summary>
-    /// Writes one; a failure is logged, never thrown: training goes on. At an epoch's end,
-    /// <paramref name="finishedEpoch"/> is that epoch's record, which the coordinator's history
-    /// does not hold yet.
+    /// Writes one; a failure is logged, never thrown: training goes on. <paramref name="run"/> is
+    /// what the trainer was last told of the run (by message, never read from the node's state).
+    /// At an epoch's end, <paramref name="finishedEpoch"/> is that epoch's record, which the
+    /// coordinator's history does not hold yet.
     /// </summary>
-    void Save(TrainerHaltState state, Replica replica, EpochRecord? finishedEpoch);
+    void Save(CheckpointRun run, TrainerHaltState state, Replica replica, EpochRecord? finishedEpoch);
 
     /// <summary>Loads the replica's parameters and optimizer state from <paramref name="file"/>.</summary>
     void Load(string file, Replica replica);

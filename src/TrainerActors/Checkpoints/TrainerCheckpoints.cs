@@ -1,3 +1,4 @@
+using ActorTrain.Cluster.Hosting;
 using ActorTrain.Cluster.Logging;
 using ActorTrain.Cluster.Protocol;
 using ActorTrain.Cluster.Serialization;
@@ -24,30 +25,46 @@ public sealed class TrainerCheckpoints : ITrainerCheckpoints
     private readonly CheckpointSettings _settings;
     private readonly string _jobId;
     private readonly string _fingerprint;
-    private readonly Func<(RunHistory History, int WorldSize, int Seed)> _run;
     private readonly Action<string> _warn;
 
-    /// <param name="run">The run's history, world size and seed at the time of a save.</param>
     /// <param name="warn">Where a failed save is reported (default: the node's error output).</param>
-    public TrainerCheckpoints(CheckpointStore store, CheckpointSettings settings, string jobId, string fingerprint,
-        Func<(RunHistory History, int WorldSize, int Seed)> run, Action<string>? warn = null)
+    public TrainerCheckpoints(CheckpointStore store, CheckpointSettings settings, string jobId, string fingerprint, Action<string>? warn = null)
     {
         _warn = warn ?? (line => NodeLog.Output(line, true));
         _store = store;
         _settings = settings;
         _jobId = jobId;
         _fingerprint = fingerprint;
-        _run = run;
     }
 
     public string Dir => _store.Dir;
 
+    /// <summary>
+    /// A node's checkpoints once its trainers have built model <paramref name="fingerprint"/>: where
+    /// rank 0 writes, and with --resume the newest valid checkpoint to offer (null when there is
+    /// none). Throws <see cref="InvalidOperationException"/>, <see cref="IOException"/> or
+    /// <see cref="UnauthorizedAccessException"/> when the resume folder cannot be used.
+    /// </summary>
+    public static (TrainerCheckpoints Checkpoints, CheckpointOffer? Offer) Prepare(ActorTrainSettings settings, string fingerprint, string nodeName,
+        Action<string> warn)
+    {
+        var c = settings.Checkpoint;
+        var checkpoints = new TrainerCheckpoints(new CheckpointStore(c.ResolveDir(settings.Training.OutDir), c.Keep), c, settings.JobId, fingerprint);
+        if (c.ResumeFrom.Length == 0) return (checkpoints, null);
+        var offer = Offer(c.ResumeFrom, settings.JobId, fingerprint, warn);
+        if (offer is null)
+            ProgressLine.Info("Node {0}: no valid checkpoint in {1}; this node offers none", nodeName, c.ResumeFrom);
+        else
+            ProgressLine.Info("Node {0}: offering checkpoint {1} (step {2}, epoch {3})", nodeName, offer.File, offer.Position.GlobalStep, offer.Position.Epoch);
+        return (checkpoints, offer);
+    }
+
     public bool Due(long globalStep, bool endOfEpoch) =>
         globalStep > 0 && ((endOfEpoch && _settings.AtEpochEnd) || (!endOfEpoch && _settings.EverySteps > 0 && globalStep % _settings.EverySteps == 0));
 
-    public void Save(TrainerHaltState state, Replica replica, EpochRecord? finishedEpoch)
+    public void Save(CheckpointRun run, TrainerHaltState state, Replica replica, EpochRecord? finishedEpoch)
     {
-        var (history, worldSize, seed) = _run();
+        var history = run.History;
         if (finishedEpoch is not null && history.Epochs.All(e => e.Epoch != finishedEpoch.Epoch))
             history = history with { Epochs = [.. history.Epochs, finishedEpoch] };
         var checkpoint = new TrainingState
@@ -57,8 +74,8 @@ public sealed class TrainerCheckpoints : ITrainerCheckpoints
             Epoch = state.Epoch,
             SamplesConsumedInEpoch = state.SamplesDone,
             GlobalStep = state.GlobalStep,
-            WorldSize = worldSize,
-            Seed = seed,
+            WorldSize = run.WorldSize,
+            Seed = run.Seed,
             CreatedUtc = DateTime.UtcNow,
             Sections = new Dictionary<string, byte[]>
             {

@@ -1,4 +1,4 @@
-using ActorTrain.TrainerActors.Actors;
+using ActorTrain.TrainerActors.DataPlane;
 using Akka.Actor;
 
 namespace ActorTrain.TrainerActors.Tests.Actors;
@@ -13,7 +13,7 @@ public class EndpointResolutionTests
     {
         using var system = ActorSystem.Create("resolve-late");
         var path = "/user/late-endpoint";
-        var resolving = NodeActor.ResolveEndpointAsync(system.ActorSelection(path), path, DateTime.UtcNow + TimeSpan.FromSeconds(20));
+        var resolving = NodeDataPlane.ResolveEndpointAsync(system.ActorSelection(path), path, DateTime.UtcNow + TimeSpan.FromSeconds(20));
         await Task.Delay(600);
         Assert.False(resolving.IsCompleted, "nothing is there yet");
         var endpoint = system.ActorOf(Props.Create(() => new Endpoint()), "late-endpoint");
@@ -29,7 +29,7 @@ public class EndpointResolutionTests
         var started = DateTime.UtcNow;
 
         var e = await Assert.ThrowsAsync<ActorNotFoundException>(() =>
-            NodeActor.ResolveEndpointAsync(system.ActorSelection(path), path, started + TimeSpan.FromSeconds(1.5)));
+            NodeDataPlane.ResolveEndpointAsync(system.ActorSelection(path), path, started + TimeSpan.FromSeconds(1.5)));
 
         Assert.Contains(path, e.Message);
         Assert.InRange(DateTime.UtcNow - started, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(15));

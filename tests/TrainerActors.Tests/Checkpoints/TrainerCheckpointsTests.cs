@@ -20,8 +20,9 @@ public sealed class TrainerCheckpointsTests : IDisposable
         new() { Dir = "", EverySteps = everySteps, AtEpochEnd = atEpochEnd, Keep = 3, ResumeFrom = "" };
 
     private TrainerCheckpoints Checkpoints(string dir, CheckpointSettings? settings = null) =>
-        new(new CheckpointStore(dir, 3), settings ?? Settings(), "mnist", _replica.Fingerprint,
-            () => (new RunHistory([new GenerationRecord(1, ["n0"], 2, 0, "start", 0, 0)], [], 12.5), 2, 42), _warnings.Add);
+        new(new CheckpointStore(dir, 3), settings ?? Settings(), "mnist", _replica.Fingerprint, _warnings.Add);
+
+    private static readonly CheckpointRun Run = new(new RunHistory([new GenerationRecord(1, ["n0"], 2, 0, "start", 0, 0)], [], 12.5), 2, 42);
 
     private static TrainerHaltState State(long step, int epoch = 2, bool finished = false) =>
         new(0, step, epoch, 1280, 10, finished, 12.5, 10, 0, false, 0, "c0ffee");
@@ -40,7 +41,7 @@ public sealed class TrainerCheckpointsTests : IDisposable
     public void A_saved_checkpoint_is_offered_with_its_position_and_history_and_loads_the_replica()
     {
         var finished = new EpochRecord(2, 140, 1.25, 0, new() { ["test_accuracy"] = 0.85 });
-        Checkpoints(_dir).Save(State(140, finished: true), _replica, finished);
+        Checkpoints(_dir).Save(Run, State(140, finished: true), _replica, finished);
 
         var offer = TrainerCheckpoints.Offer(_dir, "mnist", _replica.Fingerprint, _warnings.Add);
 
@@ -60,7 +61,7 @@ public sealed class TrainerCheckpointsTests : IDisposable
     [Fact]
     public void A_checkpoint_of_another_job_or_model_is_refused_by_name()
     {
-        Checkpoints(_dir).Save(State(70), _replica, null);
+        Checkpoints(_dir).Save(Run, State(70), _replica, null);
 
         var job = Assert.Throws<InvalidOperationException>(() => TrainerCheckpoints.Offer(_dir, "other-job", _replica.Fingerprint, _warnings.Add));
         Assert.Contains("other-job", job.Message);
@@ -76,7 +77,7 @@ public sealed class TrainerCheckpointsTests : IDisposable
         var blocker = Path.Combine(_dir, "not-a-dir");
         File.WriteAllText(blocker, "x");
 
-        Checkpoints(Path.Combine(blocker, "checkpoints")).Save(State(70), _replica, null);
+        Checkpoints(Path.Combine(blocker, "checkpoints")).Save(Run, State(70), _replica, null);
 
         var warning = Assert.Single(_warnings);
         Assert.Contains("not written", warning);
