@@ -55,8 +55,9 @@ public sealed class PackageConsumerTests(ITestOutputHelper output) : IDisposable
         await Dotnet(work, BuildTimeout, "new", "actortrain-job", "-n", ProjectName, "-o", project, "--debug:custom-hive", hive);
         Assert.Contains($"Include=\"ActorTrain.Hosting\" Version=\"{version}\"", File.ReadAllText(Path.Combine(project, $"{ProjectName}.csproj")));
 
-        // The user's own job instead of the template's.
-        foreach (var file in Directory.GetFiles(project, "*.cs")) File.Delete(file);
+        // The user's own job instead of the template's. The template's job class stays in the project,
+        // unused, so the build also shows that the template compiles as shipped.
+        Assert.True(File.Exists(Path.Combine(project, "SpiralJob.cs")), "the template made no SpiralJob.cs");
         File.WriteAllText(Path.Combine(project, "Program.cs"), ConsumerProgram);
         await WriteNuGetConfig(project, feed, Path.Combine(work, "packages"));
 
