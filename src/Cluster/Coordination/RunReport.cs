@@ -1,9 +1,13 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using ActorTrain.Cluster.Protocol;
 
 namespace ActorTrain.Cluster.Coordination;
 
-/// <summary>What <c>run-report.json</c> holds; written by the coordinator when a run ends.</summary>
+/// <summary>
+/// What <c>run-report.json</c> holds; written by the coordinator when a run ends. Its epochs and
+/// generations are the records of the run's history (<see cref="RunHistory"/>).
+/// </summary>
 public sealed record RunReport
 {
     [JsonPropertyName("job_id")] public required string JobId { get; init; }
@@ -17,8 +21,8 @@ public sealed record RunReport
     [JsonPropertyName("seed")] public required int Seed { get; init; }
     [JsonPropertyName("final_loss")] public required double FinalLoss { get; init; }
     [JsonPropertyName("test_accuracy")] public required double TestAccuracy { get; init; }
-    [JsonPropertyName("epoch_history")] public required IReadOnlyList<ReportEpoch> EpochHistory { get; init; }
-    [JsonPropertyName("generations")] public IReadOnlyList<ReportGeneration> Generations { get; init; } = [];
+    [JsonPropertyName("epoch_history")] public required IReadOnlyList<EpochRecord> EpochHistory { get; init; }
+    [JsonPropertyName("generations")] public IReadOnlyList<GenerationRecord> Generations { get; init; } = [];
     [JsonPropertyName("steps_redone")] public int StepsRedone { get; init; }
     [JsonPropertyName("replica_checksums")] public required IReadOnlyDictionary<string, string> ReplicaChecksums { get; init; }
     [JsonPropertyName("replicas_equal")] public required bool ReplicasEqual { get; init; }
@@ -54,23 +58,6 @@ public sealed record ReportNode(
     [property: JsonPropertyName("first_rank")] int FirstRank,
     [property: JsonPropertyName("trainers")] int Trainers,
     [property: JsonPropertyName("devices")] IReadOnlyList<string> Devices);
-
-public sealed record ReportEpoch(
-    [property: JsonPropertyName("epoch")] int Epoch,
-    [property: JsonPropertyName("end_step")] long EndStep,
-    [property: JsonPropertyName("mean_loss")] double MeanLoss,
-    [property: JsonPropertyName("test_accuracy")] double TestAccuracy,
-    [property: JsonPropertyName("skipped_steps")] int SkippedSteps);
-
-/// <summary>One generation of the world: who trained, from which step, and why it began.</summary>
-public sealed record ReportGeneration(
-    [property: JsonPropertyName("generation")] long Generation,
-    [property: JsonPropertyName("members")] IReadOnlyList<string> Members,
-    [property: JsonPropertyName("world_size")] int WorldSize,
-    [property: JsonPropertyName("start_step")] long StartStep,
-    [property: JsonPropertyName("reason")] string Reason,
-    [property: JsonPropertyName("steps_redone")] int StepsRedone,
-    [property: JsonPropertyName("recovery_seconds")] double RecoverySeconds);
 
 public sealed record ReportTimings(
     [property: JsonPropertyName("compute")] double Compute,

@@ -1,3 +1,4 @@
+using System.Text.Json.Serialization;
 using MessagePack;
 
 namespace ActorTrain.Cluster.Protocol;
@@ -160,22 +161,24 @@ public sealed record TrainerHaltState(
 /// <param name="RecoverySeconds">From the event that ended the previous generation to this one's first step (0 for the first).</param>
 [MessagePackObject]
 public sealed record GenerationRecord(
-    [property: Key(0)] long Generation,
-    [property: Key(1)] string[] Members,
-    [property: Key(2)] int WorldSize,
-    [property: Key(3)] long StartStep,
-    [property: Key(4)] string Reason,
-    [property: Key(5)] int StepsRedone,
-    [property: Key(6)] double RecoverySeconds);
+    [property: Key(0), JsonPropertyName("generation")] long Generation,
+    [property: Key(1), JsonPropertyName("members")] string[] Members,
+    [property: Key(2), JsonPropertyName("world_size")] int WorldSize,
+    [property: Key(3), JsonPropertyName("start_step")] long StartStep,
+    [property: Key(4), JsonPropertyName("reason")] string Reason,
+    [property: Key(5), JsonPropertyName("steps_redone")] int StepsRedone,
+    [property: Key(6), JsonPropertyName("recovery_seconds")] double RecoverySeconds);
 
 /// <summary>One finished epoch, as the run report lists it.</summary>
+/// <param name="EndStep">The global step the epoch ended at.</param>
+/// <param name="TestAccuracy">-1 when the epoch was not evaluated.</param>
 [MessagePackObject]
 public sealed record EpochRecord(
-    [property: Key(0)] int Epoch,
-    [property: Key(1)] long Steps,
-    [property: Key(2)] double MeanLoss,
-    [property: Key(3)] double TestAccuracy,
-    [property: Key(4)] int SkippedSteps);
+    [property: Key(0), JsonPropertyName("epoch")] int Epoch,
+    [property: Key(1), JsonPropertyName("end_step")] long EndStep,
+    [property: Key(2), JsonPropertyName("mean_loss")] double MeanLoss,
+    [property: Key(3), JsonPropertyName("test_accuracy")] double TestAccuracy,
+    [property: Key(4), JsonPropertyName("skipped_steps")] int SkippedSteps);
 
 /// <summary>What the coordinator knows of the run so far; nodes keep the latest copy so a new coordinator can take over.</summary>
 [MessagePackObject]
