@@ -10,22 +10,16 @@ using Registration = ActorTrain.Cluster.Coordination.Registration<Akka.Actor.IAc
 namespace ActorTrain.Cluster.Coordination;
 
 /// <summary>
-/// The coordinator (a cluster singleton on the seed role) holds the world: it admits nodes, forms a
-/// generation once min-nodes have registered, assigns global ranks, drives the epochs, collects the
-/// final state of every replica, writes run-report.json and ends the run on every node. It is the
-/// protocol only; its policies are pure classes: <see cref="Admission{TNode}"/>,
-/// <see cref="SourceReplica"/>, <see cref="HangDetector"/>, <see cref="ProgressTracker"/>,
-/// <see cref="RunRecorder"/>, <see cref="Electorate{TNode}"/> and <see cref="Quorum"/>.
+/// The coordinator (a cluster singleton on the seed role): the protocol of a run. It admits nodes,
+/// forms a generation once min-nodes have registered, drives the epochs, and ends the run on every
+/// node once the report is written. Elastic runs end a generation when a node is lost, a collective
+/// breaks or a node joins or leaves: the nodes stop at a step boundary (<see cref="Regroup"/>), report
+/// their states (<see cref="NodeHalted"/>), and the next generation goes on from the source replica;
+/// only a side holding the quorum does. A coordinator that takes over (the singleton moved) regroups
+/// from what the nodes bring back (<see cref="NodeRejoin"/>). The decisions are pure classes:
+/// <see cref="Admission{TNode}"/>, <see cref="SourceReplica"/>, <see cref="RegroupEnd"/>,
+/// <see cref="Electorate{TNode}"/>, <see cref="HangDetector"/>, <see cref="ProgressTracker"/>, <see cref="RunRecorder"/>.
 /// </summary>
-/// <remarks>
-/// Elastic runs (actortrain.elastic.enabled): a lost node, a broken collective or a node that
-/// registers mid-run ends the generation. The coordinator asks the nodes to stop at a step boundary
-/// (<see cref="Regroup"/>), takes the states they report (<see cref="NodeHalted"/>), leaves out those
-/// that do not answer within regroup-timeout, and forms the next generation from the survivors and
-/// any new nodes, re-ranked, starting from the source replica's state. When the coordinator itself
-/// moves to another seed node, the nodes register again with what they hold (<see cref="NodeRejoin"/>)
-/// and the new coordinator regroups from that.
-/// </remarks>
 public sealed class CoordinatorActor : ReceiveActor, IWithTimers
 {
     public const string SingletonName = "coordinator";
@@ -66,32 +60,19 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
     {
         _cluster.Subscribe(Self, ClusterEvent.SubscriptionInitialStateMode.InitialStateAsEvents,
             typeof(ClusterEvent.UnreachableMember), typeof(ClusterEvent.ReachableMember), typeof(ClusterEvent.MemberRemoved));
-        if (_settings.StartupTimeout > TimeSpan.Zero)
-            Timers.StartSingleTimer("startup", StartupTimedOut.Instance, _settings.StartupTimeout);
+        if (_settings.StartupTimeout > TimeSpan.Zero) Timers.StartSingleTimer("startup", StartupTimedOut.Instance, _settings.StartupTimeout);
         ProgressLine.Info("Coordinator started on {0}; waiting for {1} node(s) of job \"{2}\"", _cluster.SelfAddress, _settings.MinNodes, _settings.JobId);
     }
 
     protected override void PostStop() => _cluster.Unsubscribe(Self);
 
     /// <summary>
-    /// A message that names a node counts only when it comes from the node actor registered under
-    /// that name: one from anyone else (a stranger who reached the port, an actor of a node that was
-    /// dropped) is ignored before any handler sees it, so it cannot end the run or stand in for a node.
+    /// A message that names a node counts only from the node actor registered under that name: one from
+    /// anyone else (a stranger who reached the port, a dropped node's actor) cannot end the run or stand in for a node.
     /// </summary>
     protected override bool AroundReceive(Receive receive, object message)
     {
-        var named = message switch
-        {
-            NodeFailed m => m.NodeName,
-            NodeHalted m => m.NodeName,
-            NodeReady m => m.NodeName,
-            EpochCompleted m => m.NodeName,
-            GenerationBroken m => m.NodeName,
-            NodeProgress m => m.NodeName,
-            NodeFinished m => m.NodeName,
-            NonFiniteGradientReported m => m.NodeName,
-            _ => null,
-        };
+        var named = NamedMessages.NodeOf(message);
         if (named is null || _admission.Find(named, Sender) is not null || _voters.Registration(named, Sender) is not null)
             return base.AroundReceive(receive, message);
         // The first few and then every 100th: a flood must not flood the log too.
@@ -168,18 +149,7 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
     private void TrainingHandlers()
     {
         Receive<RegisterNode>(OnRegisterWhileTraining);
-        Receive<GenerationBroken>(b =>
-        {
-            if (b.Generation != _generation) return;
-            if (_phase == CoordinatorPhase.Regrouping)
-            {
-                if (_hangs.Suspect(b)) CheckRegroupComplete();
-                return;
-            }
-            _log.Warning("Node {0} reports generation {1} broken: {2}", b.NodeName, b.Generation, b.Reason);
-            _hangs.Suspect(b);
-            NodeLost(null, b.Suspect.Length > 0 ? $"{b.NodeName} lost its data-plane connection to {b.Suspect}" : $"a collective failed on {b.NodeName}: {b.Reason}");
-        });
+        Receive<GenerationBroken>(OnGenerationBroken);
         Receive<Terminated>(t => NodeLost(t.ActorRef.Path.Address, "its node actor stopped", t.ActorRef));
         Receive<ClusterEvent.UnreachableMember>(m => NodeLost(m.Member.Address, "it became unreachable"));
         Receive<ClusterEvent.MemberRemoved>(m => NodeLost(m.Member.Address, "it left the cluster"));
@@ -219,24 +189,21 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         }
     }
 
-    /// <summary>Min-nodes have registered: the run starts, or with --resume goes on from the furthest checkpoint any node offered, with its history.</summary>
+    /// <summary>Min-nodes have registered: the run starts, or with --resume goes on from the furthest checkpoint offered, with its history.</summary>
     private void FirstGeneration()
     {
         Timers.Cancel("startup");
         var (t, sync) = (_settings.Training, _settings.Sync);
         _plan = new TrainingPlan(t.Epochs, t.BatchSize, t.Seed, t.LogInterval, sync.BucketSizeBytes, sync.NonFiniteGradients == NonFiniteGradientPolicy.Fail,
             sync.TransportChunkSizeBytes, sync.Transport, [], sync.Compression, t.AccumulationSteps);
-        if (SourceReplica.FromCheckpoint(_admission.Members) is not { } resumed)
+        var resumed = SourceReplica.FromCheckpoint(_admission.Members);
+        if (resumed is var (source, c))
         {
-            _record.Next("start");
-            FormWorld(_admission.Members, SourceReplica.Fresh);
-            return;
+            AdoptHistory(c.History);
+            ProgressLine.Info("Resuming from checkpoint {0} on node {1}: step {2}, epoch {3}", c.File, source.Node, c.Position.GlobalStep, c.Position.Epoch);
         }
-        var (source, c) = resumed;
-        AdoptHistory(c.History);
-        _record.Next($"resumed from {c.File}");
-        ProgressLine.Info("Resuming from checkpoint {0} on node {1}: step {2}, epoch {3}", c.File, source.Node, c.Position.GlobalStep, c.Position.Epoch);
-        FormWorld(_admission.Members, source);
+        _record.Next(resumed is null ? "start" : $"resumed from {resumed.Value.Offer.File}");
+        FormWorld(_admission.Members, resumed?.Source ?? SourceReplica.Fresh);
     }
 
     private void Refuse(RegisterNode r, string refusal)
@@ -287,16 +254,15 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
 
     private void Forget(Address address, string why)
     {
-        foreach (var r in Drop(r => r.Node.Path.Address == address, joinersToo: true))
-            _log.Warning("Node {0} dropped from registration: {1}", r.Name, why);
+        foreach (var r in Drop(r => r.Node.Path.Address == address, joinersToo: true)) _log.Warning("Node {0} dropped from registration: {1}", r.Name, why);
         if (!_recovering) _admission.ForgetModelIfEmpty();
         else if (_regroup.WaitsForAny && _regroup.Complete) FinishRegroup();
     }
 
     /// <summary>
-    /// This coordinator took over from one that was lost: a node that was training registers with the
-    /// states its trainers hold. The regroup completes when every node of the last generation still in
-    /// the cluster has come back, or after regroup-timeout.
+    /// This coordinator took over from one that was lost: a node that was training registers with its
+    /// trainers' states. The regroup completes when every node of the last generation still in the
+    /// cluster has come back, or after regroup-timeout.
     /// </summary>
     private void OnRejoin(RegisterNode r)
     {
@@ -341,14 +307,22 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         _world = new WorldAssignment(_generation, ranked.Nodes, ranked.WorldSize, plan, source.Resume with { SourceRank = ranked.SourceRank }, _record.History());
         ProgressLine.Info("Generation {0}: world size {1} on {2} node(s), gradients over {4}: {3}", _generation, ranked.WorldSize, ranked.Nodes.Length,
             string.Join(", ", ranked.Nodes.Select(n => $"{n.NodeName} (ranks {n.FirstRank}..{n.FirstRank + n.TrainerCount - 1})")), plan.Transport);
-        _pending.Clear();
         _progress.Clear();
-        foreach (var r in ranked.Ordered)
-        {
-            _pending.Add(r.Name);
-            r.Node.Tell(_world);
-        }
+        AwaitAll(_world);
         Enter(CoordinatorPhase.Forming);
+    }
+
+    /// <summary>Sends every member <paramref name="message"/> and waits for each to answer (ready, finished).</summary>
+    private void AwaitAll(object message)
+    {
+        _pending.Clear();
+        foreach (var r in _admission.Members) _pending.Add(r.Name);
+        TellMembers(message);
+    }
+
+    private void TellMembers(object message)
+    {
+        foreach (var r in _admission.Members) r.Node.Tell(message);
     }
 
     /// <summary>Every node of the generation is set up: record it and go on from its resume point.</summary>
@@ -367,13 +341,7 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         }
         _epoch = next - 1;
         StartNextEpoch();
-        if (_admission.Members.Any(m => _voters.IsLeaving(m.Name)))
-            BeginRegroup($"node(s) {string.Join(", ", _voters.Leaving)} leave", graceful: true);
-    }
-
-    private void TellMembers(object message)
-    {
-        foreach (var r in _admission.Members) r.Node.Tell(message);
+        if (_admission.Members.Any(m => _voters.IsLeaving(m.Name))) BeginRegroup($"node(s) {string.Join(", ", _voters.Leaving)} leave", graceful: true);
     }
 
     private void StartNextEpoch()
@@ -405,10 +373,8 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
     private void Finish()
     {
         Timers.Cancel("hang-check");
-        _pending.Clear();
         _finished.Clear();
-        foreach (var r in _admission.Members) _pending.Add(r.Name);
-        TellMembers(new FinishTraining(_generation));
+        AwaitAll(new FinishTraining(_generation));
         Enter(CoordinatorPhase.Finishing);
     }
 
@@ -419,6 +385,7 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
             EndRun(4, $"rank {n.Rank} on node {n.NodeName} produced a non-finite gradient at step {n.Step} (actortrain.sync.non-finite-gradients = fail)");
     }
 
+    /// <summary>Once every node has sent its final state: write the report and end the run.</summary>
     private void OnNodeFinished(NodeFinished f)
     {
         if (f.Generation != _generation) return;
@@ -427,14 +394,9 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         _pending.Remove(f.NodeName);
         if (_pending.Count > 0) return;
         var report = _record.Report(_settings.JobId, _world!, _finished);
-        string where;
-        try
+        if (report.TryWriteTo(_settings.Training.OutDir, out var error) is not { } where)
         {
-            where = report.WriteTo(_settings.Training.OutDir);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            _log.Error("Cannot write run-report.json to {0}: {1}. The report follows:\n{2}", _settings.Training.OutDir, e.Message, report.ToJson());
+            _log.Error("Cannot write run-report.json to {0}: {1}. The report follows:\n{2}", _settings.Training.OutDir, error, report.ToJson());
             EndRun(5, "training completed but run-report.json could not be written");
             return;
         }
@@ -444,7 +406,20 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         EndRun(report.ReplicasEqual ? 0 : 6, report.ReplicasEqual ? "training complete" : "replica checksums differ");
     }
 
-    /// <summary>A node of the world is gone (<paramref name="address"/>), or a collective failed somewhere (null: who is gone is found by the regroup).</summary>
+    private void OnGenerationBroken(GenerationBroken b)
+    {
+        if (b.Generation != _generation) return;
+        var newSuspect = _hangs.Suspect(b);
+        if (_phase == CoordinatorPhase.Regrouping)
+        {
+            if (newSuspect) CheckRegroupComplete();
+            return;
+        }
+        _log.Warning("Node {0} reports generation {1} broken: {2}", b.NodeName, b.Generation, b.Reason);
+        NodeLost(null, b.Suspect.Length > 0 ? $"{b.NodeName} lost its data-plane connection to {b.Suspect}" : $"a collective failed on {b.NodeName}: {b.Reason}");
+    }
+
+    /// <summary>A node of the world is gone (<paramref name="address"/>), or a collective failed somewhere (null: the regroup finds who is gone).</summary>
     private void NodeLost(Address? address, string why, IActorRef? actor = null)
     {
         // A stopped actor is matched by its ref: node actors in one process (beside the coordinator) share an address.
@@ -461,23 +436,23 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
             return;
         }
         if (lost is not null) _admission.RemoveMember(lost);
-        if (_phase == CoordinatorPhase.Finishing && lost is not null)
+        if (_phase is not (CoordinatorPhase.Finishing or CoordinatorPhase.Regrouping))
+        {
+            if (lost is not null) _log.Warning("{0}; the others regroup without it", what);
+            BeginRegroup(what, graceful: false);
+        }
+        else if (lost is not null && _phase == CoordinatorPhase.Finishing)
         {
             // Training is over: the others' final states still make a report.
             _pending.Remove(lost.Name);
             _log.Warning("{0} while the run was finishing; the report leaves it out", what);
             if (_pending.Count == 0 && _finished.Count > 0) OnNodeFinished(_finished[^1]);
         }
-        else if (_phase == CoordinatorPhase.Regrouping && lost is not null)
+        else if (lost is not null)
         {
             _regroup.Forget(lost.Name);
             _log.Warning("{0} during the regroup; it is left out", what);
             CheckRegroupComplete();
-        }
-        else if (_phase is not (CoordinatorPhase.Finishing or CoordinatorPhase.Regrouping))
-        {
-            if (lost is not null) _log.Warning("{0}; the others regroup without it", what);
-            BeginRegroup(what, graceful: false);
         }
     }
 
@@ -495,10 +470,7 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         if (_admission.Members.Count == 0) FinishRegroup();
     }
 
-    /// <summary>
-    /// Complete once every node has reported. A suspect gets only a short grace once all the others
-    /// have answered: a live node answers a regroup within one step's compute, a dead one never does.
-    /// </summary>
+    /// <summary>Complete once every node has reported; a suspect gets only a short grace once all the others have (a live node answers within a step).</summary>
     private void CheckRegroupComplete()
     {
         if (_regroup.Complete) FinishRegroup();
@@ -519,8 +491,8 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
             WaitForQuorum(lacking);
             return;
         }
-        var end = RegroupEnd.Conclude(_regroup, _admission.Members, new RegroupRules(_voters.IsLeaving, _hangs.IsSuspect, _hangs.SuspectGrace,
-            _settings.Elastic.RegroupTimeout, _record.Generations.Count > 0));
+        var end = RegroupEnd.Conclude(_regroup, _admission.Members,
+            new RegroupRules(_voters.IsLeaving, _hangs.IsSuspect, _hangs.SuspectGrace, _settings.Elastic.RegroupTimeout, _record.Generations.Count > 0));
         foreach (var gone in end.Leavers)
         {
             _admission.RemoveMember(gone);
@@ -528,26 +500,28 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         }
         foreach (var (silent, why) in end.LeftOut)
         {
+            _admission.RemoveMember(silent);
             _log.Warning("Node {0} is left out of generation {1}: {2}", silent.Name, _regroup.For, why);
             silent.Node.Tell(new LeftOut(_regroup.For, $"left out of generation {_regroup.For}: {why}"));
-            _admission.RemoveMember(silent);
         }
-        DownLostVoters();
+        // Voters not in the next generation leave the cluster: membership converges, and one cut off by a partition learns it was removed.
+        var kept = _admission.Members.Select(VoterAddress).ToHashSet();
+        foreach (var address in _voters.ToDown(_admission.IsMember, kept, _cluster.SelfAddress).ToList())
+        {
+            if (_cluster.State.Members.Any(m => m.Address == address && m.Status is MemberStatus.Up or MemberStatus.WeaklyUp or MemberStatus.Joining))
+                _cluster.Down(address);
+        }
         _hangs.ClearSuspects();
-        if (end.Failure is not null || end.Source is not { } source)
+        var incoming = end.Source is null || end.Failure is not null ? [] : _admission.TakeJoiners();
+        var remaining = end.Survivors.Count + incoming.Count;
+        if (end.Failure is not null || end.Source is null || remaining < _settings.Elastic.MinSurvivingNodes)
         {
-            EndRun(3, end.Failure ?? "no source replica");
+            EndRun(3, end.Failure ?? $"{_regroup.Reason}: only {remaining} node(s) remain, fewer than actortrain.elastic.min-surviving-nodes = {_settings.Elastic.MinSurvivingNodes}");
             return;
         }
-        var incoming = _admission.TakeJoiners();
-        if (end.Survivors.Count + incoming.Count < _settings.Elastic.MinSurvivingNodes)
-        {
-            EndRun(3, $"{_regroup.Reason}: only {end.Survivors.Count + incoming.Count} node(s) remain, fewer than actortrain.elastic.min-surviving-nodes = {_settings.Elastic.MinSurvivingNodes}");
-            return;
-        }
-        if (RunRecorder.FinishedBy(source.Resume) is { } finished) RecordEpoch(finished);
-        _record.Next(_regroup.Reason, source.StepsRedone, _regroup.Started);
-        FormWorld(end.Survivors.Concat(incoming), source);
+        if (RunRecorder.FinishedBy(end.Source.Resume) is { } finished) RecordEpoch(finished);
+        _record.Next(_regroup.Reason, end.Source.StepsRedone, _regroup.Started);
+        FormWorld(end.Survivors.Concat(incoming), end.Source);
     }
 
     private static Address VoterAddress(Registration r) => Quorum.AddressOf(r.Message.NodeActorPath) ?? r.Node.Path.Address;
@@ -555,23 +529,6 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
     /// <summary>Null when this side may form the next generation; otherwise why not.</summary>
     private string? QuorumLacking() =>
         _settings.Elastic.Quorum == QuorumPolicy.Off ? null : _voters.Lacking(name => _regroup.HasHalted(name) && _admission.IsMember(name));
-
-    /// <summary>
-    /// The previous generation's nodes that are not in the next one are taken out of the cluster, so
-    /// membership converges and a node cut off by a partition learns it was removed when the network
-    /// heals (it then rejoins as a new member). Never this process (Cluster.Down reads a local address
-    /// as its own), nor an address that a surviving node shares.
-    /// </summary>
-    private void DownLostVoters()
-    {
-        var kept = _admission.Members.Select(VoterAddress).ToHashSet();
-        foreach (var v in _voters.Lost(_admission.IsMember))
-        {
-            if (v.Address.HasLocalScope || v.Address == _cluster.SelfAddress || v.Address == Address.AllSystems || kept.Contains(v.Address)) continue;
-            if (_cluster.State.Members.Any(m => m.Address == v.Address && m.Status is MemberStatus.Up or MemberStatus.WeaklyUp or MemberStatus.Joining))
-                _cluster.Down(v.Address);
-        }
-    }
 
     /// <summary>This side lacks the previous generation's majority: it trains no further and waits.</summary>
     private void WaitForQuorum(string lacking)
@@ -594,17 +551,13 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         });
         Receive<ClusterEvent.ReachableMember>(_ =>
         {
-            // Every voter this side sees again is asked for its state (those that stopped for lack of
-            // quorum answer at once with the state they stopped in).
+            // Every voter this side sees again is asked for its state (one stopped for lack of quorum answers at once).
             var unreachable = _cluster.State.Unreachable.Select(m => m.Address).ToHashSet();
             var members = _cluster.State.Members.Select(m => m.Address).ToHashSet();
-            foreach (var r in _voters.Absent(r => _admission.Members.Contains(r)))
-            {
-                var address = r.Node.Path.Address;
-                if (!address.HasLocalScope && (unreachable.Contains(address) || !members.Contains(address))) continue;
-                Readmit(r);
-                r.Node.Tell(new Regroup(_generation, _regroup.For, false, "the network healed"));
-            }
+            var seen = _voters.Absent(r => _admission.Members.Contains(r))
+                .Where(r => r.Node.Path.Address.HasLocalScope || !unreachable.Contains(r.Node.Path.Address) && members.Contains(r.Node.Path.Address)).ToList();
+            foreach (var r in seen) r.Node.Tell(new Regroup(_generation, _regroup.For, false, "the network healed"));
+            Readmit(seen.ToArray());
             ResumeRegroup();
         });
         Receive<RegisterNode>(r =>
@@ -632,10 +585,14 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         CommonHandlers();
     }
 
-    private void Readmit(Registration r)
+    /// <summary>Voters seen again are members again, and the regroup waits for them.</summary>
+    private void Readmit(params Registration[] voters)
     {
-        _admission.Readmit(r);
-        _regroup.Expect(r.Name);
+        foreach (var r in voters)
+        {
+            _admission.Readmit(r);
+            _regroup.Expect(r.Name);
+        }
     }
 
     /// <summary>Back from a lost quorum: the regroup goes on once the majority is seen again.</summary>
@@ -660,10 +617,8 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         }
         _voters.Depart(f.NodeName);
         r.Node.Tell(new EndRun(1, $"this node failed and was left out of the run: {f.Reason}"));
-        if (_world is not null)
-            NodeLost(r.Node.Path.Address, $"it failed: {f.Reason}", r.Node);
-        else if (_admission.RemoveMember(r) | _admission.RemoveJoiner(r))
-            _log.Warning("Node {0} failed before training started and is dropped: {1}", f.NodeName, f.Reason);
+        if (_world is not null) NodeLost(r.Node.Path.Address, $"it failed: {f.Reason}", r.Node);
+        else if (_admission.RemoveMember(r) | _admission.RemoveJoiner(r)) _log.Warning("Node {0} failed before training started and is dropped: {1}", f.NodeName, f.Reason);
     }
 
     /// <summary>A node was asked to stop (SIGTERM): every replica stops after the same step, and the next generation forms without it.</summary>
@@ -679,8 +634,8 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         }
         _voters.Leave(l.NodeName);
         ProgressLine.Info("Node {0} is leaving ({1}); the others stop after the same step and go on without it", l.NodeName, l.Reason);
-        if (_phase == CoordinatorPhase.Training) BeginRegroup($"node {l.NodeName} leaves ({l.Reason})", graceful: true);
         // Forming or regrouping: the node is left out when the next generation forms.
+        if (_phase == CoordinatorPhase.Training) BeginRegroup($"node {l.NodeName} leaves ({l.Reason})", graceful: true);
     }
 
     private void EndRun(int exitCode, string reason)
@@ -710,7 +665,6 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         Context.System.EventStream.Publish(new StragglerChanged(_progress.Straggler));
     }
 
-    /// <summary>A step that has waited past hang-report-after: name the ranks that wait (and the bucket) and the ranks they wait for.</summary>
     private void ReportHangs()
     {
         if (_world is not null && _hangs.Check(_progress, _world.Nodes, DateTime.UtcNow) is { } h)

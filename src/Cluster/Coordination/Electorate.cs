@@ -68,6 +68,12 @@ internal sealed class Electorate<TNode> where TNode : notnull
     public List<Registration<TNode>> Absent(Func<Registration<TNode>, bool> isMember) =>
         _registrations.Values.Where(r => !_departed.Contains(r.Name) && !isMember(r)).ToList();
 
-    /// <summary>Voters that are not in the next generation (<paramref name="kept"/>) and did not leave on their own: the cluster should drop them.</summary>
-    public IEnumerable<Quorum.Voter> Lost(Func<string, bool> kept) => _voters.Where(v => !kept(v.Name) && !_leaving.Contains(v.Name));
+    /// <summary>
+    /// Addresses of the voters that are not in the next generation (<paramref name="kept"/>) and did
+    /// not leave on their own: the cluster should drop them. Never <paramref name="self"/> or a local
+    /// address (Cluster.Down reads one as its own), nor an address a kept node shares.
+    /// </summary>
+    public IEnumerable<Address> ToDown(Func<string, bool> kept, IReadOnlySet<Address> keptAddresses, Address self) =>
+        _voters.Where(v => !kept(v.Name) && !_leaving.Contains(v.Name)).Select(v => v.Address)
+            .Where(a => !a.HasLocalScope && a != self && a != Address.AllSystems && !keptAddresses.Contains(a));
 }

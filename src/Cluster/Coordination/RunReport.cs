@@ -51,6 +51,21 @@ public sealed record RunReport
         File.Move(tmp, path, overwrite: true);
         return Path.GetFullPath(path);
     }
+
+    /// <summary>Writes the report (see <see cref="WriteTo"/>); null with the reason in <paramref name="error"/> when the directory cannot take it.</summary>
+    public string? TryWriteTo(string directory, out string error)
+    {
+        error = "";
+        try
+        {
+            return WriteTo(directory);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            error = e.Message;
+            return null;
+        }
+    }
 }
 
 public sealed record ReportNode(

@@ -78,7 +78,7 @@ public sealed class RegroupSpec
         Assert.Null(voters.Lacking(n => n == "a"));
         voters.Leave("b");
         Assert.True(voters.IsLeaving("b"));
-        Assert.Equal(["c"], voters.Lost(n => n == "a").Select(v => v.Name));
+        Assert.Equal([new Address("akka.tcp", "actortrain", "c", 4053)], voters.ToDown(n => n == "a", new HashSet<Address>(), new Address("akka.tcp", "actortrain", "seed", 4053)));
         Assert.Equal(["a"], voters.Absent(_ => false).Select(r => r.Name));
         Assert.Empty(voters.Absent(r => r.Name == "a"));
     }
