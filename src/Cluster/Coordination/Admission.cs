@@ -51,6 +51,41 @@ internal sealed class Admission<TNode>(string jobId, int maxNodes, Func<TNode, s
         return null;
     }
 
+    /// <summary>
+    /// What to do with a registration in <paramref name="run"/>'s phase. Before training a matching node
+    /// becomes a member; while a world exists a new node joins with the next generation (elastic runs
+    /// only, up to max-nodes) and a member's retry is answered again; a node of a lost coordinator's world
+    /// brings its state back; after the run nobody registers.
+    /// </summary>
+    public AdmissionDecision Decide(RegisterNode r, TNode sender, RunState run)
+    {
+        var refusal = Refusal(r, sender);
+        switch (run.Phase)
+        {
+            case CoordinatorPhase.Ended:
+                return AdmissionDecision.Refused("the run has ended", logged: false);
+            case CoordinatorPhase.WaitingForNodes:
+                if (refusal is not null) return AdmissionDecision.Refused(refusal);
+                if (r.Rejoin is not null && run.Elastic) return new AdmissionDecision(Verdict.Rejoin);
+                return run.Recovering ? AsJoiner() : new AdmissionDecision(Verdict.Member);
+            case CoordinatorPhase.QuorumLost:
+                // A voter that lost its coordinator registers again with the state it stopped in.
+                if (r.Rejoin is not null && run.IsVoter(r.NodeName) && r.JobId == jobId) return new AdmissionDecision(Verdict.VoterBack);
+                if (refusal is not null) return AdmissionDecision.Refused(refusal);
+                return r.Rejoin is null ? AsJoiner() : new AdmissionDecision(Verdict.Ignore);
+            default:
+                // A node retries until it hears back, so a retry sent before the world formed may arrive after it.
+                if (Find(r.NodeName, sender) is not null) return new AdmissionDecision(Verdict.Retry);
+                if (!run.Elastic)
+                    return AdmissionDecision.Refused($"training of job \"{jobId}\" is already running with {_members.Count} node(s), and actortrain.elastic.enabled is off", logged: false);
+                if (r.Rejoin is not null)
+                    return AdmissionDecision.Refused($"node {r.NodeName} comes back from generation {r.Rejoin.Generation}, but this coordinator is running generation {run.Generation}; it was left out");
+                return refusal is not null ? AdmissionDecision.Refused(refusal) : AsJoiner();
+        }
+    }
+
+    private AdmissionDecision AsJoiner() => JoinRefusal() is { } full ? AdmissionDecision.Refused(full) : new AdmissionDecision(Verdict.Joiner);
+
     /// <summary>Why one more node cannot join (actortrain.max-nodes); null when it may.</summary>
     public string? JoinRefusal() =>
         maxNodes > 0 && Total >= maxNodes ? $"the job already has {Total} node(s), actortrain.max-nodes = {maxNodes}" : null;
@@ -138,3 +173,32 @@ internal sealed class Admission<TNode>(string jobId, int maxNodes, Func<TNode, s
         return new RankedWorld<TNode>(ordered, worldNodes, rank, sourceRank);
     }
 }
+
+/// <summary>What the coordinator does with a registration (see <see cref="Admission{TNode}.Decide"/>).</summary>
+internal enum Verdict
+{
+    /// <summary>Refused: the node is told why (and the refusal logged when <see cref="AdmissionDecision.Logged"/>).</summary>
+    Refuse,
+    /// <summary>A registered node asked again: it is answered again.</summary>
+    Retry,
+    /// <summary>A node before training: it is a member of the first generation.</summary>
+    Member,
+    /// <summary>A node that enters with the next generation.</summary>
+    Joiner,
+    /// <summary>A node of a lost coordinator's world, registering with its state: this coordinator takes over.</summary>
+    Rejoin,
+    /// <summary>A voter of the previous generation, back with its state while the quorum is lost.</summary>
+    VoterBack,
+    /// <summary>Nothing to do (a rejoin that is no voter's, while the quorum is lost).</summary>
+    Ignore,
+}
+
+internal sealed record AdmissionDecision(Verdict Verdict, string Reason = "", bool Logged = true)
+{
+    public static AdmissionDecision Refused(string reason, bool logged = true) => new(Verdict.Refuse, reason, logged);
+}
+
+/// <summary>Where the run stands when a node registers.</summary>
+/// <param name="Recovering">This coordinator is taking over a run: the last world's nodes are registering again.</param>
+/// <param name="IsVoter">Whether a node (by name) belongs to the previous generation.</param>
+internal sealed record RunState(CoordinatorPhase Phase, bool Elastic, bool Recovering, long Generation, Func<string, bool> IsVoter);

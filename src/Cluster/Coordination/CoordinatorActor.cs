@@ -103,7 +103,6 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
 
     private void WaitingForNodes()
     {
-        Receive<RegisterNode>(OnRegister);
         Receive<StartupTimedOut>(_ => EndRun(2, $"only {_admission.Members.Count} of {_settings.MinNodes} node(s) registered within {_settings.StartupTimeout.TotalSeconds:0}s (actortrain.startup-timeout)"));
         Receive<RegroupTimedOut>(t => { if (t.Generation == _regroup.For && _recovering) FinishRegroup(); });
         Receive<Terminated>(t => Forget(t.ActorRef.Path.Address, "its node actor stopped"));
@@ -148,7 +147,6 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
 
     private void TrainingHandlers()
     {
-        Receive<RegisterNode>(OnRegisterWhileTraining);
         Receive<GenerationBroken>(OnGenerationBroken);
         Receive<Terminated>(t => NodeLost(t.ActorRef.Path.Address, "its node actor stopped", t.ActorRef));
         Receive<ClusterEvent.UnreachableMember>(m => NodeLost(m.Member.Address, "it became unreachable"));
@@ -161,6 +159,7 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
 
     private void CommonHandlers()
     {
+        Receive<RegisterNode>(OnRegister);
         Receive<GetStatus>(g => Sender.Tell(BuildStatus(g.RequestId)));
         Receive<NodeProgress>(OnProgress);
         Receive<NodeFailed>(OnNodeFailed);
@@ -171,21 +170,50 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         Receive<StartupTimedOut>(_ => { });
     }
 
+    /// <summary>Every registration, in every phase: <see cref="Admission{TNode}.Decide"/> says what it is.</summary>
     private void OnRegister(RegisterNode r)
     {
-        if (_admission.Refusal(r, Sender) is { } refusal) Refuse(r, refusal);
-        else if (r.Rejoin is not null && Elastic) OnRejoin(r);
-        else if (_recovering) AdmitJoiner(r);
-        else
+        var decision = _admission.Decide(r, Sender, new RunState(_phase, Elastic, _recovering, _generation, _voters.IsVoter));
+        switch (decision.Verdict)
         {
-            if (_admission.Admit(r, Sender) is not null)
-            {
+            case Verdict.Refuse:
+                if (decision.Logged) _log.Warning("Refused node {0} at {1}: {2}", r.NodeName, Sender.Path.Address, decision.Reason);
+                Sender.Tell(new RegistrationRefused(decision.Reason));
+                break;
+            case Verdict.Retry:
+                Sender.Tell(new NodeRegistered(r.NodeName, _admission.Members.Count, _settings.MinNodes));
+                break;
+            case Verdict.Member:
+                if (_admission.Admit(r, Sender) is not null)
+                {
+                    Context.Watch(Sender);
+                    ProgressLine.Info("Node {0} registered ({1} trainer(s) on {2}); {3}/{4} node(s)",
+                        r.NodeName, r.TrainerCount, string.Join(",", r.Devices), _admission.Members.Count, _settings.MinNodes);
+                }
+                Sender.Tell(new NodeRegistered(r.NodeName, _admission.Members.Count, _settings.MinNodes));
+                if (_admission.Members.Count >= _settings.MinNodes) FirstGeneration();
+                break;
+            case Verdict.Joiner:
+                _admission.AdmitJoiner(r, Sender);
                 Context.Watch(Sender);
-                ProgressLine.Info("Node {0} registered ({1} trainer(s) on {2}); {3}/{4} node(s)",
-                    r.NodeName, r.TrainerCount, string.Join(",", r.Devices), _admission.Members.Count, _settings.MinNodes);
-            }
-            Sender.Tell(new NodeRegistered(r.NodeName, _admission.Members.Count, _settings.MinNodes));
-            if (_admission.Members.Count >= _settings.MinNodes) FirstGeneration();
+                ProgressLine.Info("Node {0} registered mid-run ({1} trainer(s) on {2}); it joins at the next step boundary", r.NodeName, r.TrainerCount, string.Join(",", r.Devices));
+                Sender.Tell(new NodeRegistered(r.NodeName, _admission.Total, _settings.MinNodes));
+                // Forming or regrouping: the joiner enters with the next generation that forms. Finishing: too late; it is told when the run ends.
+                if (_phase == CoordinatorPhase.Training) BeginRegroup($"node {r.NodeName} joins", graceful: true);
+                break;
+            case Verdict.Rejoin:
+                OnRejoin(r);
+                break;
+            case Verdict.VoterBack:
+                var voter = new Registration(r, Sender);
+                _admission.RemoveWhere(m => m.Name == r.NodeName, joinersToo: false);
+                _voters.Register(voter);
+                Context.Watch(Sender);
+                _regroup.Halted(new NodeHalted(_regroup.For, r.NodeName, r.Rejoin!.Trainers, r.DataPlaneEndpoint));
+                Readmit(voter);
+                Sender.Tell(new NodeRegistered(r.NodeName, _admission.Members.Count, _settings.MinNodes));
+                ResumeRegroup();
+                break;
         }
     }
 
@@ -204,44 +232,6 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         }
         _record.Next(resumed is null ? "start" : $"resumed from {resumed.Value.Offer.File}");
         FormWorld(_admission.Members, resumed?.Source ?? SourceReplica.Fresh);
-    }
-
-    private void Refuse(RegisterNode r, string refusal)
-    {
-        _log.Warning("Refused node {0} at {1}: {2}", r.NodeName, Sender.Path.Address, refusal);
-        Sender.Tell(new RegistrationRefused(refusal));
-    }
-
-    /// <summary>A node registers while a world exists: a retry of a member, or a new node that joins at the next step boundary.</summary>
-    private void OnRegisterWhileTraining(RegisterNode r)
-    {
-        // A node retries until it hears back, so a retry sent before the world formed may arrive after it.
-        if (_admission.Find(r.NodeName, Sender) is not null)
-            Sender.Tell(new NodeRegistered(r.NodeName, _admission.Members.Count, _settings.MinNodes));
-        else if (!Elastic)
-            Sender.Tell(new RegistrationRefused($"training of job \"{_settings.JobId}\" is already running with {_admission.Members.Count} node(s), and actortrain.elastic.enabled is off"));
-        else if (r.Rejoin is not null)
-            Refuse(r, $"node {r.NodeName} comes back from generation {r.Rejoin.Generation}, but this coordinator is running generation {_generation}; it was left out");
-        else if (_admission.Refusal(r, Sender) is { } refusal)
-            Refuse(r, refusal);
-        // Forming or regrouping: the joiner enters with the next generation that forms. Finishing: too late; it is told when the run ends.
-        else if (AdmitJoiner(r) && _phase == CoordinatorPhase.Training)
-            BeginRegroup($"node {r.NodeName} joins", graceful: true);
-    }
-
-    /// <returns>False when the node was refused (max-nodes reached).</returns>
-    private bool AdmitJoiner(RegisterNode r)
-    {
-        if (_admission.JoinRefusal() is { } refusal)
-        {
-            Refuse(r, refusal);
-            return false;
-        }
-        _admission.AdmitJoiner(r, Sender);
-        Context.Watch(Sender);
-        ProgressLine.Info("Node {0} registered mid-run ({1} trainer(s) on {2}); it joins at the next step boundary", r.NodeName, r.TrainerCount, string.Join(",", r.Devices));
-        Sender.Tell(new NodeRegistered(r.NodeName, _admission.Total, _settings.MinNodes));
-        return true;
     }
 
     /// <summary>Drops the registrations that are gone (joiners too, unless only members); the regroup no longer waits for them.</summary>
@@ -560,23 +550,6 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
             Readmit(seen.ToArray());
             ResumeRegroup();
         });
-        Receive<RegisterNode>(r =>
-        {
-            // A voter that lost its coordinator registers again with the state it stopped in.
-            if (r.Rejoin is { } rejoin && _voters.IsVoter(r.NodeName) && r.JobId == _settings.JobId)
-            {
-                var registration = new Registration(r, Sender);
-                _admission.RemoveWhere(m => m.Name == r.NodeName, joinersToo: false);
-                _voters.Register(registration);
-                Context.Watch(Sender);
-                _regroup.Halted(new NodeHalted(_regroup.For, r.NodeName, rejoin.Trainers, r.DataPlaneEndpoint));
-                Readmit(registration);
-                Sender.Tell(new NodeRegistered(r.NodeName, _admission.Members.Count, _settings.MinNodes));
-                ResumeRegroup();
-            }
-            else if (_admission.Refusal(r, Sender) is { } refusal) Refuse(r, refusal);
-            else if (r.Rejoin is null) AdmitJoiner(r);
-        });
         Receive<ClusterEvent.UnreachableMember>(m => Drop(r => r.Node.Path.Address == m.Member.Address, joinersToo: false));
         Receive<ClusterEvent.MemberRemoved>(m => Drop(r => r.Node.Path.Address == m.Member.Address, joinersToo: false));
         Receive<Terminated>(t => Drop(r => r.Node.Equals(t.ActorRef), joinersToo: false));
@@ -652,7 +625,7 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
     private void Ended()
     {
         Receive<GetStatus>(g => Sender.Tell(BuildStatus(g.RequestId)));
-        Receive<RegisterNode>(_ => Sender.Tell(new RegistrationRefused("the run has ended")));
+        Receive<RegisterNode>(OnRegister);
         ReceiveAny(_ => { });
     }
 

@@ -1,4 +1,5 @@
 using ActorTrain.Cluster.Coordination;
+using ActorTrain.Cluster.Protocol;
 using ActorTrain.Cluster.Settings;
 using static ActorTrain.Cluster.Tests.Coordination.PolicySamples;
 
@@ -87,5 +88,51 @@ public sealed class AdmissionSpec
         var admission = NewAdmission();
         var a = admission.Admit(Register("a"), "a")!;
         Assert.Equal(0, admission.Rank([a], _ => false, sourceNode: null, sourceLocalRank: 0).SourceRank);
+    }
+
+    private static RunState Run(CoordinatorPhase phase, bool elastic = true, bool recovering = false, params string[] voters) =>
+        new(phase, elastic, recovering, 3, voters.Contains);
+
+    private static RegisterNode Rejoining(string name) =>
+        Register(name) with { Rejoin = new NodeRejoin(2, [Halt(0, 10)], RunHistory.Empty, null!, []) };
+
+    [Fact]
+    public void Admission_must_make_matching_nodes_members_before_training_and_joiners_while_taking_over()
+    {
+        var admission = NewAdmission();
+        Assert.Equal(Verdict.Member, admission.Decide(Register("a"), "a", Run(CoordinatorPhase.WaitingForNodes)).Verdict);
+        Assert.Equal(Verdict.Joiner, admission.Decide(Register("a"), "a", Run(CoordinatorPhase.WaitingForNodes, recovering: true)).Verdict);
+        Assert.Equal(Verdict.Rejoin, admission.Decide(Rejoining("a"), "a", Run(CoordinatorPhase.WaitingForNodes)).Verdict);
+        Assert.Equal(Verdict.Member, admission.Decide(Rejoining("a"), "a", Run(CoordinatorPhase.WaitingForNodes, elastic: false)).Verdict);
+        Assert.Equal(Verdict.Refuse, admission.Decide(Register("a") with { JobId = "job-b" }, "a", Run(CoordinatorPhase.WaitingForNodes)).Verdict);
+    }
+
+    [Fact]
+    public void Admission_must_answer_a_retry_and_let_new_nodes_join_only_elastic_runs_while_training()
+    {
+        var admission = NewAdmission(maxNodes: 2);
+        admission.Admit(Register("a"), "a");
+        Assert.Equal(Verdict.Retry, admission.Decide(Register("a"), "a", Run(CoordinatorPhase.Training, elastic: false)).Verdict);
+
+        var closed = admission.Decide(Register("b"), "b", Run(CoordinatorPhase.Training, elastic: false));
+        Assert.Equal((Verdict.Refuse, false), (closed.Verdict, closed.Logged));
+        Assert.Contains("actortrain.elastic.enabled is off", closed.Reason);
+        Assert.Contains("running generation 3", admission.Decide(Rejoining("b"), "b", Run(CoordinatorPhase.Training)).Reason);
+        Assert.Equal(Verdict.Joiner, admission.Decide(Register("b"), "b", Run(CoordinatorPhase.Regrouping)).Verdict);
+
+        admission.AdmitJoiner(Register("b"), "b");
+        Assert.Contains("actortrain.max-nodes = 2", admission.Decide(Register("c"), "c", Run(CoordinatorPhase.Training)).Reason);
+    }
+
+    [Fact]
+    public void Admission_must_take_back_a_voter_while_the_quorum_is_lost_and_refuse_everyone_once_the_run_ended()
+    {
+        var admission = NewAdmission();
+        Assert.Equal(Verdict.VoterBack, admission.Decide(Rejoining("a"), "a", Run(CoordinatorPhase.QuorumLost, voters: "a")).Verdict);
+        Assert.Equal(Verdict.Ignore, admission.Decide(Rejoining("x"), "x", Run(CoordinatorPhase.QuorumLost, voters: "a")).Verdict);
+        Assert.Equal(Verdict.Joiner, admission.Decide(Register("x"), "x", Run(CoordinatorPhase.QuorumLost, voters: "a")).Verdict);
+
+        var ended = admission.Decide(Register("a"), "a", Run(CoordinatorPhase.Ended));
+        Assert.Equal((Verdict.Refuse, "the run has ended", false), (ended.Verdict, ended.Reason, ended.Logged));
     }
 }
