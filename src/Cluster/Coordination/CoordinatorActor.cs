@@ -224,14 +224,17 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         var (t, sync) = (_settings.Training, _settings.Sync);
         _plan = new TrainingPlan(t.Epochs, t.BatchSize, t.Seed, t.LogInterval, sync.BucketSizeBytes, sync.NonFiniteGradients == NonFiniteGradientPolicy.Fail,
             sync.TransportChunkSizeBytes, sync.Transport, [], sync.Compression, t.AccumulationSteps);
-        var resumed = SourceReplica.FromCheckpoint(_admission.Members);
-        if (resumed is var (source, c))
+        if (SourceReplica.FromCheckpoint(_admission.Members) is not { } resumed)
         {
-            AdoptHistory(c.History);
-            ProgressLine.Info("Resuming from checkpoint {0} on node {1}: step {2}, epoch {3}", c.File, source.Node, c.Position.GlobalStep, c.Position.Epoch);
+            _record.Next("start");
+            FormWorld(_admission.Members, SourceReplica.Fresh);
+            return;
         }
-        _record.Next(resumed is null ? "start" : $"resumed from {resumed.Value.Offer.File}");
-        FormWorld(_admission.Members, resumed?.Source ?? SourceReplica.Fresh);
+        var (source, c) = resumed;
+        AdoptHistory(c.History);
+        _record.Next($"resumed from {c.File}");
+        ProgressLine.Info("Resuming from checkpoint {0} on node {1}: step {2}, epoch {3}", c.File, source.Node, c.Position.GlobalStep, c.Position.Epoch);
+        FormWorld(_admission.Members, source);
     }
 
     /// <summary>Drops the registrations that are gone (joiners too, unless only members); the regroup no longer waits for them.</summary>
@@ -502,16 +505,20 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
                 _cluster.Down(address);
         }
         _hangs.ClearSuspects();
-        var incoming = end.Source is null || end.Failure is not null ? [] : _admission.TakeJoiners();
-        var remaining = end.Survivors.Count + incoming.Count;
-        if (end.Failure is not null || end.Source is null || remaining < _settings.Elastic.MinSurvivingNodes)
+        if (end.Failure is not null || end.Source is not { } source)
         {
-            EndRun(3, end.Failure ?? $"{_regroup.Reason}: only {remaining} node(s) remain, fewer than actortrain.elastic.min-surviving-nodes = {_settings.Elastic.MinSurvivingNodes}");
+            EndRun(3, end.Failure ?? $"no replica is left to go on from after {_regroup.Reason}");
             return;
         }
-        if (RunRecorder.FinishedBy(end.Source.Resume) is { } finished) RecordEpoch(finished);
-        _record.Next(_regroup.Reason, end.Source.StepsRedone, _regroup.Started);
-        FormWorld(end.Survivors.Concat(incoming), end.Source);
+        var incoming = _admission.TakeJoiners();
+        if (end.Survivors.Count + incoming.Count < _settings.Elastic.MinSurvivingNodes)
+        {
+            EndRun(3, $"{_regroup.Reason}: only {end.Survivors.Count + incoming.Count} node(s) remain, fewer than actortrain.elastic.min-surviving-nodes = {_settings.Elastic.MinSurvivingNodes}");
+            return;
+        }
+        if (RunRecorder.FinishedBy(source.Resume) is { } finished) RecordEpoch(finished);
+        _record.Next(_regroup.Reason, source.StepsRedone, _regroup.Started);
+        FormWorld(end.Survivors.Concat(incoming), source);
     }
 
     private static Address VoterAddress(Registration r) => Quorum.AddressOf(r.Message.NodeActorPath) ?? r.Node.Path.Address;
