@@ -28,7 +28,7 @@ internal static class ConsoleNodeServices
         {
             var written = RunPlots.Write(r.Directory,
                 r.Report.LossCurve.Select(p => new LossPoint(p.Step, p.Loss)).ToList(),
-                r.Report.EpochHistory.Select(e => new EpochPoint(e.Epoch, e.EndStep, e.MeanLoss, e.Metrics)).ToList());
+                r.Report.EpochHistory.Select(e => new EpochPoint(e.Epoch, e.EndStep, e.MeanLoss, e.MetricsOrEmpty)).ToList());
             ProgressLine.Info("plots: {0}", string.Join(", ", written));
         }
         catch (Exception e)

@@ -1,9 +1,13 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using ActorTrain.Cluster.Protocol;
 
 namespace ActorTrain.Cluster.Coordination;
 
-/// <summary>What <c>run-report.json</c> holds; written by the coordinator when a run ends.</summary>
+/// <summary>
+/// What <c>run-report.json</c> holds; written by the coordinator when a run ends. Its epochs and
+/// generations are the records of the run's history (<see cref="RunHistory"/>).
+/// </summary>
 public sealed record RunReport
 {
     [JsonPropertyName("job_id")] public required string JobId { get; init; }
@@ -23,8 +27,8 @@ public sealed record RunReport
         get => JobMetrics.FromJson(MetricsJson);
         init => MetricsJson = JobMetrics.ToJson(value);
     }
-    [JsonPropertyName("epoch_history")] public required IReadOnlyList<ReportEpoch> EpochHistory { get; init; }
-    [JsonPropertyName("generations")] public IReadOnlyList<ReportGeneration> Generations { get; init; } = [];
+    [JsonPropertyName("epoch_history")] public required IReadOnlyList<EpochRecord> EpochHistory { get; init; }
+    [JsonPropertyName("generations")] public IReadOnlyList<GenerationRecord> Generations { get; init; } = [];
     [JsonPropertyName("steps_redone")] public int StepsRedone { get; init; }
     [JsonPropertyName("replica_checksums")] public required IReadOnlyDictionary<string, string> ReplicaChecksums { get; init; }
     [JsonPropertyName("replicas_equal")] public required bool ReplicasEqual { get; init; }
@@ -53,6 +57,21 @@ public sealed record RunReport
         File.Move(tmp, path, overwrite: true);
         return Path.GetFullPath(path);
     }
+
+    /// <summary>Writes the report (see <see cref="WriteTo"/>); null with the reason in <paramref name="error"/> when the directory cannot take it.</summary>
+    public string? TryWriteTo(string directory, out string error)
+    {
+        error = "";
+        try
+        {
+            return WriteTo(directory);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            error = e.Message;
+            return null;
+        }
+    }
 }
 
 public sealed record ReportNode(
@@ -60,31 +79,6 @@ public sealed record ReportNode(
     [property: JsonPropertyName("first_rank")] int FirstRank,
     [property: JsonPropertyName("trainers")] int Trainers,
     [property: JsonPropertyName("devices")] IReadOnlyList<string> Devices);
-
-public sealed record ReportEpoch(
-    [property: JsonPropertyName("epoch")] int Epoch,
-    [property: JsonPropertyName("end_step")] long EndStep,
-    [property: JsonPropertyName("mean_loss")] double MeanLoss,
-    [property: JsonPropertyName("skipped_steps")] int SkippedSteps)
-{
-    /// <summary>The job's evaluation metrics for this epoch, written under their own names beside the fields above.</summary>
-    [JsonExtensionData] public Dictionary<string, object> MetricsJson { get; init; } = [];
-    [JsonIgnore] public IReadOnlyDictionary<string, double> Metrics
-    {
-        get => JobMetrics.FromJson(MetricsJson);
-        init => MetricsJson = JobMetrics.ToJson(value);
-    }
-}
-
-/// <summary>One generation of the world: who trained, from which step, and why it began.</summary>
-public sealed record ReportGeneration(
-    [property: JsonPropertyName("generation")] long Generation,
-    [property: JsonPropertyName("members")] IReadOnlyList<string> Members,
-    [property: JsonPropertyName("world_size")] int WorldSize,
-    [property: JsonPropertyName("start_step")] long StartStep,
-    [property: JsonPropertyName("reason")] string Reason,
-    [property: JsonPropertyName("steps_redone")] int StepsRedone,
-    [property: JsonPropertyName("recovery_seconds")] double RecoverySeconds);
 
 public sealed record ReportTimings(
     [property: JsonPropertyName("compute")] double Compute,
@@ -101,6 +95,14 @@ public sealed record ReportTimings(
     }
 }
 
+/// <summary>Rank 0's mean loss over all replicas for the log window ending at <see cref="Step"/>.</summary>
+public sealed record ReportLossPoint(
+    [property: JsonPropertyName("step")] long Step,
+    [property: JsonPropertyName("loss")] double Loss);
+
+/// <summary>Published on the coordinator's local event stream once run-report.json is written (e.g. for plots).</summary>
+public sealed record RunReportWritten(RunReport Report, string Directory);
+
 /// <summary>A job's evaluation metrics (see <c>TrainingJob.Evaluate</c>) as reports and logs show them.</summary>
 public static class JobMetrics
 {
@@ -108,7 +110,7 @@ public static class JobMetrics
     public static string Describe(IReadOnlyDictionary<string, double> metrics) =>
         string.Concat(metrics.Select(m => FormattableString.Invariant($", {m.Key.Replace('_', ' ')} {m.Value:F4}")));
 
-    private static readonly HashSet<string> ReportFields = typeof(RunReport).GetProperties().Concat(typeof(ReportEpoch).GetProperties())
+    private static readonly HashSet<string> ReportFields = typeof(RunReport).GetProperties().Concat(typeof(EpochRecord).GetProperties())
         .Select(p => p.GetCustomAttributes(typeof(JsonPropertyNameAttribute), true).OfType<JsonPropertyNameAttribute>().FirstOrDefault()?.Name)
         .OfType<string>().ToHashSet();
 
@@ -147,11 +149,3 @@ public static class JobMetrics
         return metrics;
     }
 }
-
-/// <summary>Rank 0's mean loss over all replicas for the log window ending at <see cref="Step"/>.</summary>
-public sealed record ReportLossPoint(
-    [property: JsonPropertyName("step")] long Step,
-    [property: JsonPropertyName("loss")] double Loss);
-
-/// <summary>Published on the coordinator's local event stream once run-report.json is written (e.g. for plots).</summary>
-public sealed record RunReportWritten(RunReport Report, string Directory);

@@ -1,3 +1,4 @@
+using System.Text.Json.Serialization;
 using MessagePack;
 
 namespace ActorTrain.Cluster.Protocol;
@@ -160,34 +161,49 @@ public sealed record TrainerHaltState(
 /// <param name="RecoverySeconds">From the event that ended the previous generation to this one's first step (0 for the first).</param>
 [MessagePackObject]
 public sealed record GenerationRecord(
-    [property: Key(0)] long Generation,
-    [property: Key(1)] string[] Members,
-    [property: Key(2)] int WorldSize,
-    [property: Key(3)] long StartStep,
-    [property: Key(4)] string Reason,
-    [property: Key(5)] int StepsRedone,
-    [property: Key(6)] double RecoverySeconds);
+    [property: Key(0), JsonPropertyName("generation")] long Generation,
+    [property: Key(1), JsonPropertyName("members")] string[] Members,
+    [property: Key(2), JsonPropertyName("world_size")] int WorldSize,
+    [property: Key(3), JsonPropertyName("start_step")] long StartStep,
+    [property: Key(4), JsonPropertyName("reason")] string Reason,
+    [property: Key(5), JsonPropertyName("steps_redone")] int StepsRedone,
+    [property: Key(6), JsonPropertyName("recovery_seconds")] double RecoverySeconds);
 
 /// <summary>One finished epoch, as the run report lists it.</summary>
-/// <param name="Metrics">The job's evaluation metrics by name (empty when it has no test data).
-/// Key 3 held a single accuracy in checkpoints of earlier builds; it is no longer read.</param>
+/// <param name="EndStep">The global step the epoch ended at.</param>
+/// <param name="Metrics">The job's evaluation metrics by name (null or empty when the epoch was not evaluated);
+/// in run-report.json they stand beside the other fields under their own names. Key 3 held a single
+/// accuracy in checkpoints of earlier builds; it is no longer read.</param>
 [MessagePackObject]
 public sealed record EpochRecord(
-    [property: Key(0)] int Epoch,
-    [property: Key(1)] long Steps,
-    [property: Key(2)] double MeanLoss,
-    [property: Key(4)] int SkippedSteps,
-    [property: Key(5)] Dictionary<string, double>? Metrics)
+    [property: Key(0), JsonPropertyName("epoch")] int Epoch,
+    [property: Key(1), JsonPropertyName("end_step")] long EndStep,
+    [property: Key(2), JsonPropertyName("mean_loss")] double MeanLoss,
+    [property: Key(4), JsonPropertyName("skipped_steps")] int SkippedSteps,
+    [property: Key(5), JsonIgnore] Dictionary<string, double>? Metrics)
 {
-    [IgnoreMember] public IReadOnlyDictionary<string, double> MetricsOrEmpty => Metrics ?? [];
+    private Dictionary<string, object>? _metricsJson;
+
+    /// <summary>The metrics; for a record read back from run-report.json, those found beside its fields.</summary>
+    [IgnoreMember, JsonIgnore]
+    public IReadOnlyDictionary<string, double> MetricsOrEmpty =>
+        Metrics is { } metrics ? metrics : _metricsJson is { } json ? Coordination.JobMetrics.FromJson(json) : new Dictionary<string, double>();
+
+    // The JSON reader fills the dictionary the getter hands it; the writer writes what it holds.
+    [IgnoreMember, JsonExtensionData]
+    public Dictionary<string, object> MetricsJson
+    {
+        get => _metricsJson ??= Coordination.JobMetrics.ToJson(Metrics ?? []);
+        init => _metricsJson = value;
+    }
 
     // Metrics compare by content (a record would compare the dictionaries by reference); a null and an empty set are equal.
     public bool Equals(EpochRecord? other) =>
-        other is not null && Epoch == other.Epoch && Steps == other.Steps && MeanLoss.Equals(other.MeanLoss) && SkippedSteps == other.SkippedSteps &&
+        other is not null && Epoch == other.Epoch && EndStep == other.EndStep && MeanLoss.Equals(other.MeanLoss) && SkippedSteps == other.SkippedSteps &&
         MetricsOrEmpty.Count == other.MetricsOrEmpty.Count &&
         MetricsOrEmpty.All(m => other.MetricsOrEmpty.TryGetValue(m.Key, out var v) && v.Equals(m.Value));
 
-    public override int GetHashCode() => HashCode.Combine(Epoch, Steps, MeanLoss, SkippedSteps, MetricsOrEmpty.Count);
+    public override int GetHashCode() => HashCode.Combine(Epoch, EndStep, MeanLoss, SkippedSteps, MetricsOrEmpty.Count);
 }
 
 /// <summary>What the coordinator knows of the run so far; nodes keep the latest copy so a new coordinator can take over.</summary>

@@ -1,11 +1,12 @@
 using System.Text.Json;
 using ActorTrain.Cluster.Coordination;
+using ActorTrain.Cluster.Protocol;
 
 namespace ActorTrain.Cluster.Tests.Coordination;
 
 public sealed class RunReportSpec
 {
-    private static RunReport Report(IReadOnlyDictionary<string, double> last, IReadOnlyList<ReportEpoch> epochs) => new()
+    private static RunReport Report(IReadOnlyDictionary<string, double> last, IReadOnlyList<EpochRecord> epochs) => new()
     {
         JobId = "j", Status = "completed", WorldSize = 2, Nodes = [], Epochs = epochs.Count, Steps = 10, SkippedSteps = 0, GlobalBatch = 128,
         Seed = 1, FinalLoss = 0.5, Metrics = last, EpochHistory = epochs, ReplicaChecksums = new Dictionary<string, string>(), ReplicasEqual = true,
@@ -17,8 +18,8 @@ public sealed class RunReportSpec
     {
         var epochs = new[]
         {
-            new ReportEpoch(1, 5, 0.9, 0) { Metrics = new Dictionary<string, double> { ["test_mse"] = 4.25, ["test_mae"] = 1.5 } },
-            new ReportEpoch(2, 10, 0.5, 0) { Metrics = new Dictionary<string, double> { ["test_mse"] = 2.0, ["test_mae"] = double.NaN } },
+            new EpochRecord(1, 5, 0.9, 0, new Dictionary<string, double> { ["test_mse"] = 4.25, ["test_mae"] = 1.5 }),
+            new EpochRecord(2, 10, 0.5, 0, new Dictionary<string, double> { ["test_mse"] = 2.0, ["test_mae"] = double.NaN }),
         };
         using var json = JsonDocument.Parse(Report(epochs[1].Metrics, epochs).ToJson());
         var r = json.RootElement;
@@ -33,11 +34,11 @@ public sealed class RunReportSpec
     [Fact]
     public void A_report_read_back_has_the_same_metrics()
     {
-        var epochs = new[] { new ReportEpoch(1, 5, 0.9, 0) { Metrics = new Dictionary<string, double> { ["test_accuracy"] = 0.933 } } };
+        var epochs = new[] { new EpochRecord(1, 5, 0.9, 0, new Dictionary<string, double> { ["test_accuracy"] = 0.933 }) };
         var back = JsonSerializer.Deserialize<RunReport>(Report(epochs[0].Metrics, epochs).ToJson(),
             new JsonSerializerOptions { NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals })!;
 
         Assert.Equal(0.933, back.Metrics["test_accuracy"]);
-        Assert.Equal(0.933, back.EpochHistory[0].Metrics["test_accuracy"]);
+        Assert.Equal(0.933, back.EpochHistory[0].MetricsOrEmpty["test_accuracy"]);
     }
 }
