@@ -1,3 +1,4 @@
+using ActorTrain.Sync.Compression;
 using System.Diagnostics;
 using ActorTrain.Cluster.Hosting;
 using ActorTrain.Cluster.Protocol;
@@ -240,7 +241,7 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
             var t = _settings.Training;
             _plan = new TrainingPlan(t.Epochs, t.BatchSize, t.Seed, t.LogInterval, _settings.Sync.BucketSizeBytes,
                 _settings.Sync.NonFiniteGradients == NonFiniteGradientPolicy.Fail, _settings.Sync.TransportChunkSizeBytes,
-                _settings.Sync.Transport, [], _settings.Sync.Compression, t.AccumulationSteps);
+                _settings.Sync.Transport, [], _settings.Sync.Compression.ToName(), t.AccumulationSteps);
             var offer = _members.Where(m => m.Message.Checkpoint is not null).OrderByDescending(m => m.Message.Checkpoint!.Position.GlobalStep).FirstOrDefault();
             if (offer is null)
             {

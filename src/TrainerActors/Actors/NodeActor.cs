@@ -4,7 +4,9 @@ using ActorTrain.Cluster.Metrics;
 using ActorTrain.Cluster.Protocol;
 using ActorTrain.Cluster.Settings;
 using ActorTrain.Cluster.Transport;
+using ActorTrain.Sync;
 using ActorTrain.Sync.Collectives;
+using ActorTrain.Sync.Compression;
 using ActorTrain.Sync.Transport;
 using ActorTrain.Sync.Transport.Tcp;
 using System.Net;
@@ -165,7 +167,8 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
         // Until the world tells how many trainers share this machine, assume only this node's.
         var threads = _settings.Node.EffectiveIntraOpThreads(devices.Count);
         for (var i = 0; i < devices.Count; i++)
-            _trainers.Add(Context.ActorOf(TrainerActor.Props(_job, i, devices[i], threads, _settings.Sync.BucketSizeBytes, _settings.Training.Seed, _settings.Sync.OverlapBackward), $"trainer-{i}"));
+            _trainers.Add(Context.ActorOf(TrainerActor.Props(_job, i, devices[i], threads, _settings.Sync.BucketSizeBytes, _settings.Training.Seed, _settings.Sync.OverlapBackward,
+                _settings.Sync.BroadcastBuffers), $"trainer-{i}"));
         foreach (var t in _trainers) Context.Watch(t);
         ProgressLine.Info("Node {0}: {1} trainer(s) on {2}, oneDNN {3}", _nodeName, devices.Count,
             string.Join(",", devices.Select(d => d.ToString())), _settings.MkldnnEnabled ? "on" : "off");
@@ -443,10 +446,14 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
         var trainersOnHost = w.Nodes.Where(n => HostOf(n.EndpointPath) == myHost).Sum(n => n.TrainerCount);
         var threads = _settings.Node.EffectiveIntraOpThreads(trainersOnHost);
         _progress = Enumerable.Range(0, LocalSize).Select(i => new TrainerProgress(me.FirstRank + i)).ToArray();
+        var generation = new GenerationScope(w.Generation, _generationCancelled.Token);
+        var compression = WireCompressionNames.Parse(w.Plan.Compression);
         for (var i = 0; i < LocalSize; i++)
-            _trainers[i].Tell(new ConfigureTrainer(w.Generation, me.FirstRank + i, w.WorldSize, w.Plan, intraNode, cross,
-                threads, _progress[i], _metrics, _display, _settings.Sync.StepTimeout, _runCancelled.Token, w.Resume, _generationCancelled.Token,
-                _checkpoints));
+        {
+            var group = new ProcessGroup(new GroupMember(me.FirstRank + i, w.WorldSize, i, index, w.Nodes.Length), intraNode, cross, compression, generation);
+            _trainers[i].Tell(new ConfigureTrainer(w.Generation, me.FirstRank + i, w.WorldSize, w.Plan, group,
+                threads, _progress[i], _metrics, _display, _settings.Sync.StepTimeout, _runCancelled.Token, w.Resume, _checkpoints));
+        }
         Timers.StartPeriodicTimer("progress", ReportProgress.Instance, ProgressInterval);
         ProgressLine.Info("Generation {0}: this node is {1} of {2} in the ring, global ranks {3}..{4}, intra-node {5}, {6} intra-op thread(s) per trainer ({7} trainer(s) on {8})",
             w.Generation, index, w.Nodes.Length, me.FirstRank, me.FirstRank + LocalSize - 1, intraNode.Name, threads, trainersOnHost, myHost);

@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using ActorTrain.Sync.Collectives;
 using ActorTrain.Sync.Collectives.Nccl;
+using ActorTrain.Sync.Compression;
 using ActorTrain.Sync.Transport;
 
 namespace ActorTrain.Sync.Tests.Nccl;
@@ -154,8 +155,9 @@ public class NcclCollectiveFakeTests
         var buffers = Contributions(4, Length);
         try
         {
-            OnEveryRank(4, trainer => HierarchicalAllReduce.Run(
-                nodes[trainer / 2], trainer % 2, ring[trainer / 2], buffers[trainer], generation: 1, step: 0, bucket: 0, CancellationToken.None));
+            OnEveryRank(4, trainer => new ProcessGroup(new GroupMember(trainer, 4, trainer % 2, trainer / 2, 2), nodes[trainer / 2], ring[trainer / 2],
+                    WireCompression.None, new GenerationScope(1, CancellationToken.None))
+                .AllReduce(buffers[trainer], new CollectiveKey(0, 0)));
         }
         finally
         {
