@@ -106,6 +106,12 @@ public sealed class ProcessGroup
     public GenerationScope Generation { get; }
 
     /// <summary>
+    /// The node's collective on device memory, where trainers keep their buckets on CUDA devices; null
+    /// where they do not (then <see cref="AllReduce(DeviceBuffer, CollectiveKey, CancellationToken)"/> is refused).
+    /// </summary>
+    public DeviceCollectives? Device { get; init; }
+
+    /// <summary>
     /// The part of a buffer of <paramref name="length"/> elements that this trainer holds reduced after
     /// <see cref="ReduceScatter"/>: the ring segment this node owns within the slice of this local rank.
     /// </summary>
@@ -133,6 +139,38 @@ public sealed class ProcessGroup
         double crossMs = RunRing(buffer, key, RingPhases.Both, token);
         start = Stopwatch.GetTimestamp();
         IntraNode.AllGather(LocalRank, buffer, token);
+        intraMs += Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+        return new SyncTimings(intraMs, crossMs);
+    }
+
+    /// <summary>
+    /// <see cref="AllReduce(Memory{float}, CollectiveKey, CancellationToken)"/> of a bucket in device memory: the node's
+    /// reduce-scatter and all-gather run on the device (<see cref="Device"/>), and only this trainer's slice of the
+    /// node's sum, 1/local-size of the bucket, is copied to the host for the cross-node ring and back.
+    /// </summary>
+    public SyncTimings AllReduce(DeviceBuffer buffer, CollectiveKey key, CancellationToken cancellationToken = default)
+    {
+        var device = Device ?? throw new InvalidOperationException(
+            $"rank {Rank}: a device buffer needs the node's device collective, and this process group has none (intra-node {IntraNode.Name})");
+        int length = checked((int)buffer.Count);
+        using var linked = Link(cancellationToken);
+        var token = linked.Token;
+        long start = Stopwatch.GetTimestamp();
+        device.IntraNode.ReduceScatter(LocalRank, buffer.Pointer, length, token);
+        double intraMs = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+        double crossMs = 0;
+        if (Ring is not null)
+        {
+            var (offset, count) = Partition.Slice(length, LocalSize, LocalRank);
+            var slice = buffer.Pointer + checked(offset * sizeof(float));
+            var shard = new float[count];
+            device.Memory.CopyToHost(slice, shard);
+            crossMs = RunRingOnSlice(shard, key, RingPhases.Both, token);
+            device.Memory.CopyToDevice(shard, slice);
+        }
+
+        start = Stopwatch.GetTimestamp();
+        device.IntraNode.AllGather(LocalRank, buffer.Pointer, length, token);
         intraMs += Stopwatch.GetElapsedTime(start).TotalMilliseconds;
         return new SyncTimings(intraMs, crossMs);
     }
@@ -220,10 +258,15 @@ public sealed class ProcessGroup
             return 0;
         }
 
-        long start = Stopwatch.GetTimestamp();
         var (offset, count) = Partition.Slice(buffer.Length, LocalSize, LocalRank);
-        RingAllReduce.RunAsync(Ring, buffer.Slice(offset, count), new RingCall(Key(key, AllReduceKind, LocalRank), Compression, phases), token)
-            .GetAwaiter().GetResult();
+        return RunRingOnSlice(buffer.Slice(offset, count), key, phases, token);
+    }
+
+    /// <summary>The cross-node ring of this local rank on its slice; returns its wall time.</summary>
+    private double RunRingOnSlice(Memory<float> slice, CollectiveKey key, RingPhases phases, CancellationToken token)
+    {
+        long start = Stopwatch.GetTimestamp();
+        RingAllReduce.RunAsync(Ring!, slice, new RingCall(Key(key, AllReduceKind, LocalRank), Compression, phases), token).GetAwaiter().GetResult();
         return Stopwatch.GetElapsedTime(start).TotalMilliseconds;
     }
 

@@ -122,6 +122,43 @@ public class BackwardOverlapTests
     }
 
     [Fact]
+    public void Without_overlap_the_same_reducer_reduces_every_bucket_after_backward_on_the_callers_thread()
+    {
+        using var world = new SimulatedWorld(2, 1, bucketSizeBytes: 16 * 1024);
+        using var reference = new SimulatedWorld(2, 1, bucketSizeBytes: 16 * 1024);
+        var expected = reference.OnEachRank(rank =>
+        {
+            var r = reference.Replicas[rank];
+            r.GradientsToBuckets(r.ForwardBackward(Indices(0, rank), SimulatedWorld.Data));
+            reference.Reduce(rank, 0);
+            return r.Buffers.SelectMany(b => b).ToArray();
+        });
+        var results = world.OnEachRank(rank =>
+        {
+            var r = world.Replicas[rank];
+            using var reducer = new GradientReducer(r);
+            Assert.False(reducer.Overlaps);
+            Assert.Equal(0, reducer.HookedModules);
+            var caller = Environment.CurrentManagedThreadId;
+            var started = new List<int>();
+            var pass = reducer.Begin(new ReductionStep(world.Group(rank), 0, b =>
+            {
+                Assert.Equal(caller, Environment.CurrentManagedThreadId);
+                started.Add(b);
+            }), CancellationToken.None);
+            var loss = pass.Run(true, () => r.ForwardBackward(Indices(0, rank), SimulatedWorld.Data));
+            pass.Finish(loss, voteToPause: false);
+            Assert.Empty(started);
+            pass.Wait();
+            Assert.Equal(0, pass.StartedDuringBackward);
+            Assert.Equal(Enumerable.Range(0, r.Buffers.Length), started);
+            return r.Buffers.SelectMany(b => b).ToArray();
+        });
+        for (var rank = 0; rank < 2; rank++)
+            Assert.True(expected[rank].AsSpan().SequenceEqual(results[rank]), $"rank {rank}: the reducer's bytes differ from the plain all-reduce's");
+    }
+
+    [Fact]
     public void The_example_model_has_its_four_layers_hooked_and_buckets_that_can_start_early()
     {
         using var world = new SimulatedWorld(1, 1, bucketSizeBytes: 1024 * 1024);
