@@ -9,7 +9,7 @@ namespace ActorTrain.Sync.Collectives;
 /// </summary>
 public interface IIntraNodeCollective : IDisposable
 {
-    /// <summary>Name used in logs and HOCON (<c>shared-memory</c>, <c>nccl</c>).</summary>
+    /// <summary>Name used in logs and configuration (<c>shared-memory</c>, <c>nccl</c>).</summary>
     string Name { get; }
 
     /// <summary>Number of trainers on this node taking part.</summary>
