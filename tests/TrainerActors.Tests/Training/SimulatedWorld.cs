@@ -6,6 +6,7 @@ using ActorTrain.Sync.Transport;
 using ActorTrain.TrainerActors.Data;
 using ActorTrain.TrainerActors.Jobs;
 using ActorTrain.TrainerActors.Tests.Data;
+using ActorTrain.TrainerActors.Torch;
 using ActorTrain.TrainerActors.Training;
 using TorchSharp;
 
@@ -27,6 +28,9 @@ internal sealed class SimulatedWorld : IDisposable
     public SimulatedWorld(int nodes, int localSize, long bucketSizeBytes = 256 * 1024, Func<int, int>? seedOfRank = null, int chunkElements = 4096,
         Func<TrainingJob>? job = null)
     {
+        // As a node does by default (actortrain.torch.mkldnn = off): libtorch's oneDNN convolution backward
+        // returns NaN/inf gradients on some CPUs, now and then, which would fail these tests at random.
+        if (!TorchRuntime.TrySetMkldnn(false, out var detail)) throw new InvalidOperationException(detail);
         Nodes = nodes;
         LocalSize = localSize;
         _intra = Enumerable.Range(0, nodes).Select(_ => (IIntraNodeCollective)new SharedMemoryCollective(localSize)).ToArray();

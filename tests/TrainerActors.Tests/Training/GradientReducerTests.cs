@@ -16,7 +16,7 @@ namespace ActorTrain.TrainerActors.Tests.Training;
 /// backward does, and must really start before backward ends.
 /// </summary>
 [Collection(TorchRandomCollection.Name)]
-public class BackwardOverlapTests
+public class GradientReducerTests
 {
     private const int PerRankBatch = 16;
 
