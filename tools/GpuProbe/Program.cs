@@ -287,7 +287,10 @@ public static class Program
                     intra.ReduceScatter(r, buffers[r], token);
                     intra.AllGather(r, buffers[r], token);
                     break;
-                case Op.Hierarchical: HierarchicalAllReduce.Run(intra, r, crossNode: null, buffers[r], 1, 0, 0, token); break;
+                case Op.Hierarchical:
+                    new ProcessGroup(new GroupMember(r, ranks, r, 0, 1), intra, null, ActorTrain.Sync.Compression.WireCompression.None, new GenerationScope(1, token))
+                        .AllReduce(buffers[r], new CollectiveKey(0, 0), token);
+                    break;
                 default: collective.Broadcast(r, 0, buffers[r], token); break;
             }
         });

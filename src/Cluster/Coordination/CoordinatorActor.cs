@@ -1,4 +1,5 @@
 using System.Security.Cryptography;
+using ActorTrain.Sync.Compression;
 using ActorTrain.Cluster.Hosting;
 using ActorTrain.Cluster.Protocol;
 using ActorTrain.Cluster.Settings;
@@ -223,7 +224,7 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         Timers.Cancel("startup");
         var (t, sync) = (_settings.Training, _settings.Sync);
         _plan = new TrainingPlan(t.Epochs, t.BatchSize, t.Seed, t.LogInterval, sync.BucketSizeBytes, sync.NonFiniteGradients == NonFiniteGradientPolicy.Fail,
-            sync.TransportChunkSizeBytes, sync.Transport, [], sync.Compression, t.AccumulationSteps);
+            sync.TransportChunkSizeBytes, sync.Transport, [], sync.Compression.ToName(), t.AccumulationSteps);
         if (SourceReplica.FromCheckpoint(_admission.Members) is not { } resumed)
         {
             _record.Next("start");

@@ -128,8 +128,9 @@ public sealed record ActorTrainSettings
                 Transport = c.Enum("actortrain.sync.transport", new Dictionary<string, string> { ["akka"] = "akka", ["tcp"] = "tcp" }),
                 TcpChunkSizeBytes = (int)c.Bytes("actortrain.sync.tcp-chunk-size", min: 1024, max: 64L << 20),
                 TcpPort = c.Int("actortrain.sync.tcp-port", min: 0, max: 65535),
-                Compression = c.Enum("actortrain.sync.compression", WireCompressionNames.All.ToDictionary(n => n, n => n)),
+                Compression = c.Enum("actortrain.sync.compression", WireCompressionNames.All.ToDictionary(n => n, WireCompressionNames.Parse)),
                 OverlapBackward = c.Bool("actortrain.sync.overlap-backward"),
+                BroadcastBuffers = c.Bool("actortrain.sync.broadcast-buffers"),
                 MaxPendingChunkBytes = c.Bytes("actortrain.sync.max-pending-chunk-bytes", min: 64 * 1024),
             },
             MkldnnEnabled = c.Bool("actortrain.torch.mkldnn"),
@@ -286,10 +287,12 @@ public sealed record SyncSettings
     public required string Transport { get; init; }
     public required int TcpChunkSizeBytes { get; init; }
     public required int TcpPort { get; init; }
-    /// <summary>none | fp16 | bf16: the format of gradient chunks on the cross-node ring (<see cref="WireCompressionNames"/>).</summary>
-    public required string Compression { get; init; }
+    /// <summary>The format of gradient chunks on the cross-node ring (HOCON: none | fp16 | bf16, <see cref="WireCompressionNames"/>).</summary>
+    public required WireCompression Compression { get; init; }
     /// <summary>Reduce each bucket as soon as backward has produced its gradients (CPU trainers).</summary>
     public required bool OverlapBackward { get; init; }
+    /// <summary>Before each step, every replica takes rank 0's module buffers (BatchNorm running statistics and the like).</summary>
+    public required bool BroadcastBuffers { get; init; }
 
     /// <summary>
     /// Bytes of gradient chunks from one peer that a node holds before their reduction asks for them;

@@ -9,7 +9,7 @@ namespace ActorTrain.Sync.Collectives;
 /// </summary>
 public interface IIntraNodeCollective : IDisposable
 {
-    /// <summary>Name used in logs and HOCON (<c>shared-memory</c>, <c>nccl</c>).</summary>
+    /// <summary>Name used in logs and configuration (<c>shared-memory</c>, <c>nccl</c>).</summary>
     string Name { get; }
 
     /// <summary>Number of trainers on this node taking part.</summary>
@@ -23,4 +23,7 @@ public interface IIntraNodeCollective : IDisposable
 
     /// <summary>After the call, every local buffer holds the element-wise sum of all local buffers.</summary>
     void AllReduce(int localRank, Memory<float> buffer, CancellationToken cancellationToken);
+
+    /// <summary>After the call, every local buffer equals local rank <paramref name="rootLocalRank"/>'s buffer (copied, not summed).</summary>
+    void Broadcast(int localRank, int rootLocalRank, Memory<float> buffer, CancellationToken cancellationToken);
 }

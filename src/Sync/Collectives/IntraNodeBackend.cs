@@ -1,6 +1,6 @@
 namespace ActorTrain.Sync.Collectives;
 
-/// <summary>Which <see cref="IIntraNodeCollective"/> a node uses (HOCON: <c>auto | shared-memory | nccl</c>).</summary>
+/// <summary>Which <see cref="IIntraNodeCollective"/> a node uses (configured as <c>auto | shared-memory | nccl</c>).</summary>
 public enum IntraNodeBackend
 {
     /// <summary>Shared memory for CPU trainers, NCCL for CUDA trainers.</summary>

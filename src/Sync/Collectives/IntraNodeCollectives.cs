@@ -8,8 +8,6 @@ public sealed record IntraNodeSelection(IIntraNodeCollective Collective, IntraNo
 /// <summary>Picks and creates the intra-node collective for a node; fails loudly when the requested one cannot work.</summary>
 public static class IntraNodeCollectives
 {
-    private const string Setting = "actortrain.sync.intra-node";
-
     private static readonly (string Name, IntraNodeBackend Backend)[] Names =
     [
         ("auto", IntraNodeBackend.Auto),
@@ -32,7 +30,7 @@ public static class IntraNodeCollectives
     /// too). <see cref="IntraNodeBackend.Nccl"/> where NCCL cannot work throws an
     /// <see cref="InvalidOperationException"/> naming what was probed.
     /// </summary>
-    /// <param name="ncclLibraryPath">HOCON <c>actortrain.sync.nccl-library</c>: a file or folder probed first; empty for none.</param>
+    /// <param name="ncclLibraryPath">The configured NCCL library: a file or folder probed first; empty for none.</param>
     /// <param name="locations">Where to look for the libraries after that; null: this process's environment.</param>
     public static IntraNodeSelection Select(
         IntraNodeBackend backend,
@@ -45,30 +43,30 @@ public static class IntraNodeCollectives
         switch (backend)
         {
             case IntraNodeBackend.SharedMemory:
-                return SharedMemory(localSize, $"{Setting} = shared-memory");
+                return SharedMemory(localSize, "intra-node backend shared-memory");
 
             case IntraNodeBackend.Nccl:
                 if (!devicesAreCuda)
                 {
                     throw new InvalidOperationException(
-                        $"the NCCL intra-node backend ({Setting} = nccl) needs CUDA trainers, but this node's trainers run on the CPU; use shared-memory or auto");
+                        "the NCCL intra-node backend needs CUDA trainers, but this node's trainers run on the CPU; use shared-memory or auto");
                 }
 
                 return TryNccl(localSize, ncclLibraryPath, locations, out var nccl, out var why)
                     ? nccl!
                     : throw new InvalidOperationException(
-                        $"{Setting} = nccl, but {why}. Set actortrain.sync.nccl-library to libnccl.so.2's path or folder, " +
-                        "add its folder to LD_LIBRARY_PATH, or use intra-node = auto | shared-memory");
+                        $"the intra-node backend is nccl, but {why}. Configure the NCCL library with libnccl.so.2's path or folder, " +
+                        "add its folder to LD_LIBRARY_PATH, or use the auto or shared-memory backend");
 
             case IntraNodeBackend.Auto:
                 if (!devicesAreCuda)
                 {
-                    return SharedMemory(localSize, $"{Setting} = auto and the trainers run on the CPU");
+                    return SharedMemory(localSize, "intra-node backend auto and the trainers run on the CPU");
                 }
 
                 return TryNccl(localSize, ncclLibraryPath, locations, out var chosen, out var reason)
                     ? chosen!
-                    : SharedMemory(localSize, $"{Setting} = auto, CUDA trainers, but {reason}; gradients are reduced in host memory instead");
+                    : SharedMemory(localSize, $"intra-node backend auto, CUDA trainers, but {reason}; gradients are reduced in host memory instead");
 
             default:
                 throw new ArgumentOutOfRangeException(nameof(backend), backend, "Unknown intra-node backend.");

@@ -81,6 +81,27 @@ public sealed class SharedMemoryCollective : IIntraNodeCollective
     }
 
     /// <inheritdoc />
+    public void Broadcast(int localRank, int rootLocalRank, Memory<float> buffer, CancellationToken cancellationToken)
+    {
+        if ((uint)rootLocalRank >= (uint)LocalSize)
+        {
+            throw new ArgumentOutOfRangeException(nameof(rootLocalRank), rootLocalRank, $"Root local rank must be in 0..{LocalSize - 1}.");
+        }
+
+        if (!Begin(localRank, buffer, cancellationToken))
+        {
+            return;
+        }
+
+        if (localRank != rootLocalRank)
+        {
+            registered[rootLocalRank].Span.CopyTo(registered[localRank].Span);
+        }
+
+        End(localRank, cancellationToken);
+    }
+
+    /// <inheritdoc />
     public void Dispose() => barrier?.Dispose();
 
     /// <summary>Registers the buffer and waits for all participants; false when there is nothing to do (one trainer).</summary>

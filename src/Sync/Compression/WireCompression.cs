@@ -2,7 +2,7 @@ namespace ActorTrain.Sync.Compression;
 
 /// <summary>
 /// How gradient chunks travel on the cross-node leg of the all-reduce
-/// (<c>actortrain.sync.compression</c>). Intra-node collectives always stay float32.
+/// (the node's compression setting). Intra-node collectives always stay float32.
 /// </summary>
 public enum WireCompression
 {
@@ -16,7 +16,7 @@ public enum WireCompression
     Bf16,
 }
 
-/// <summary>The names of <see cref="WireCompression"/> values in HOCON and in the world's plan.</summary>
+/// <summary>The names of <see cref="WireCompression"/> values in configuration and in the world's plan.</summary>
 public static class WireCompressionNames
 {
     public const string None = "none";
@@ -46,7 +46,7 @@ public static class WireCompressionNames
         TryParse(name, out var compression)
             ? compression
             : throw new ArgumentException(
-                $"unknown cross-node compression \"{name}\" (actortrain.sync.compression); expected one of {string.Join(" | ", All)}",
+                $"unknown cross-node compression \"{name}\"; expected one of {string.Join(" | ", All)}",
                 nameof(name));
 
     public static string ToName(this WireCompression compression) => compression switch

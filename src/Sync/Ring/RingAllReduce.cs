@@ -30,7 +30,7 @@ public static class RingAllReduce
     /// All peers end with bitwise identical buffers: each segment is summed once, by its owner, and copied
     /// from there.
     /// </summary>
-    public static async Task RunAsync(
+    public static Task RunAsync(
         IRingTransport transport,
         Memory<float> buffer,
         long generation,
@@ -38,8 +38,17 @@ public static class RingAllReduce
         int bucket,
         int lane,
         CancellationToken cancellationToken,
-        WireCompression compression = WireCompression.None)
+        WireCompression compression = WireCompression.None) =>
+        RunAsync(transport, buffer, new RingCall(new ChunkKey(generation, step, bucket, lane, 0, 0), compression, RingPhases.Both), cancellationToken);
+
+    /// <summary>
+    /// Runs the phases <paramref name="call"/> names of the ring all-reduce on <paramref name="buffer"/>. The reduce-scatter alone
+    /// leaves this peer's <see cref="RingSchedule.OwnedSegment"/> holding the sum; the all-gather alone starts from every peer's
+    /// owned segment and copies them to all. Run one after the other with the same key, they are the whole all-reduce.
+    /// </summary>
+    public static async Task RunAsync(IRingTransport transport, Memory<float> buffer, RingCall call, CancellationToken cancellationToken)
     {
+        var compression = call.Compression;
         ArgumentNullException.ThrowIfNull(transport);
         if (!Enum.IsDefined(compression))
         {
@@ -59,7 +68,7 @@ public static class RingAllReduce
 
         // Compressed chunks hold two values per float slot the transport carries.
         int chunkValues = compression == WireCompression.None ? maxChunk : (int)Math.Min(int.MaxValue, 2L * maxChunk);
-        var run = new Run(transport, buffer, generation, step, bucket, lane, chunkValues, compression);
+        var run = new Run(transport, buffer, call, chunkValues);
         using var failed = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
 
         // Each loop waits on the other's progress; if one fails the other must be stopped, not left waiting.
@@ -81,16 +90,15 @@ public static class RingAllReduce
         }
     }
 
-    /// <summary>State of one all-reduce on one peer.</summary>
+    /// <summary>State of one all-reduce (or one of its phases) on one peer.</summary>
     private sealed class Run
     {
         private readonly IRingTransport transport;
         private readonly Memory<float> buffer;
-        private readonly long generation;
-        private readonly long step;
-        private readonly int bucket;
-        private readonly int lane;
+        private readonly ChunkKey baseKey;
         private readonly int maxChunk;
+        private readonly int firstStep;
+        private readonly int endStep;
         private readonly WireCompression compression;
         private readonly RingSchedule schedule;
         private readonly (int Offset, int Count)[] segments;
@@ -103,16 +111,12 @@ public static class RingAllReduce
         private readonly ProgressCounter sent = new();
         private readonly ProgressCounter received = new();
 
-        public Run(IRingTransport transport, Memory<float> buffer, long generation, long step, int bucket, int lane, int maxChunk,
-            WireCompression compression)
+        public Run(IRingTransport transport, Memory<float> buffer, RingCall call, int maxChunk)
         {
-            this.compression = compression;
+            compression = call.Compression;
             this.transport = transport;
             this.buffer = buffer;
-            this.generation = generation;
-            this.step = step;
-            this.bucket = bucket;
-            this.lane = lane;
+            baseKey = call.Key;
             this.maxChunk = maxChunk;
             schedule = RingSchedule.For(transport.PeerCount, transport.PeerIndex);
             segments = new (int, int)[transport.PeerCount];
@@ -129,11 +133,26 @@ public static class RingAllReduce
                 firstSent[k] = firstSent[k - 1] + ChunkCount(schedule.Steps[k - 1].SendSegment);
                 firstReceived[k] = firstReceived[k - 1] + ChunkCount(schedule.Steps[k - 1].ReceiveSegment);
             }
+
+            int rsSteps = schedule.ReduceScatterStepCount;
+            firstStep = call.Phases == RingPhases.AllGather ? rsSteps : 0;
+            endStep = call.Phases == RingPhases.ReduceScatter ? rsSteps : stepCount;
+            if (firstStep > 0)
+            {
+                // The reduce-scatter ran in an earlier call: its chunks count as sent and received, so the
+                // all-gather's waits on them are already met.
+                sent.Advance(firstSent[firstStep]);
+                received.Advance(firstReceived[firstStep]);
+            }
         }
+
+        private IEnumerable<RingStep> Steps => schedule.Steps.Take(endStep).Skip(firstStep);
+
+        private ChunkKey KeyOf(int ringStep, int chunk) => baseKey with { RingStep = ringStep, Chunk = chunk };
 
         public async Task SendAllAsync(CancellationToken cancellationToken)
         {
-            foreach (var ringStep in schedule.Steps)
+            foreach (var ringStep in Steps)
             {
                 int k = ringStep.Index;
                 int chunks = ChunkCount(ringStep.SendSegment);
@@ -146,7 +165,7 @@ public static class RingAllReduce
                         await received.WaitForAsync(firstReceived[k - 1] + c + 1, cancellationToken).ConfigureAwait(false);
                     }
 
-                    var key = new ChunkKey(generation, step, bucket, lane, k, c);
+                    var key = KeyOf(k, c);
                     var chunk = ChunkOf(ringStep.SendSegment, c);
                     if (compression == WireCompression.None)
                     {
@@ -178,13 +197,13 @@ public static class RingAllReduce
         public async Task ReceiveAllAsync(CancellationToken cancellationToken)
         {
             int reduceScatterSteps = schedule.ReduceScatterStepCount;
-            foreach (var ringStep in schedule.Steps)
+            foreach (var ringStep in Steps)
             {
                 int k = ringStep.Index;
                 int chunks = ChunkCount(ringStep.ReceiveSegment);
                 for (int c = 0; c < chunks; c++)
                 {
-                    var key = new ChunkKey(generation, step, bucket, lane, k, c);
+                    var key = KeyOf(k, c);
                     var incoming = await transport.ReceiveAsync(schedule.LeftNeighbour, key, cancellationToken).ConfigureAwait(false);
                     try
                     {
@@ -260,12 +279,12 @@ public static class RingAllReduce
         private long awaitedValue;
         private TaskCompletionSource? waiter;
 
-        public void Advance()
+        public void Advance(long by = 1)
         {
             TaskCompletionSource? release = null;
             lock (gate)
             {
-                value++;
+                value += by;
                 if (waiter is not null && value >= awaitedValue)
                 {
                     release = waiter;

@@ -3,6 +3,8 @@ using ActorTrain.Cluster.Hosting;
 using ActorTrain.Cluster.Metrics;
 using ActorTrain.Cluster.Protocol;
 using ActorTrain.Cluster.Settings;
+using ActorTrain.Sync;
+using ActorTrain.Sync.Compression;
 using ActorTrain.Sync.Transport;
 using ActorTrain.TrainerActors.Checkpoints;
 using ActorTrain.TrainerActors.DataPlane;
@@ -234,13 +236,15 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
         var me = w.Nodes[index];
         var (threads, trainersOnHost, myHost) = NodeDevices.IntraOpThreads(_settings.Node, w, me);
         _trainers.StartProgress(me.FirstRank);
+        var generation = new GenerationScope(w.Generation, _generationCancelled.Token);
+        var compression = WireCompressionNames.Parse(w.Plan.Compression);
         for (var i = 0; i < LocalSize; i++)
         {
+            var group = new ProcessGroup(new GroupMember(me.FirstRank + i, w.WorldSize, i, index, w.Nodes.Length), intraNode, cross, compression, generation);
             // What checkpoints record of the run reaches the trainer by message, before its world.
             _trainers[i].Tell(new HistoryUpdate(_history));
-            _trainers[i].Tell(new ConfigureTrainer(w.Generation, me.FirstRank + i, w.WorldSize, w.Plan, intraNode, cross,
-                threads, _trainers.Progress[i], _metrics, _display, _settings.Sync.StepTimeout, _runCancelled.Token, w.Resume, _generationCancelled.Token,
-                _checkpoints));
+            _trainers[i].Tell(new ConfigureTrainer(w.Generation, me.FirstRank + i, w.WorldSize, w.Plan, group,
+                threads, _trainers.Progress[i], _metrics, _display, _settings.Sync.StepTimeout, _runCancelled.Token, w.Resume, _checkpoints));
         }
         Timers.StartPeriodicTimer("progress", ReportProgress.Instance, ProgressInterval);
         ProgressLine.Info("Generation {0}: this node is {1} of {2} in the ring, global ranks {3}..{4}, intra-node {5}, {6} intra-op thread(s) per trainer ({7} trainer(s) on {8})",

@@ -3,7 +3,6 @@ using ActorTrain.Cluster.Coordination;
 using ActorTrain.Cluster.Hosting;
 using ActorTrain.Cluster.Protocol;
 using ActorTrain.Sync;
-using ActorTrain.Sync.Compression;
 using ActorTrain.TrainerActors.Checkpoints;
 using ActorTrain.TrainerActors.Data;
 using ActorTrain.TrainerActors.Jobs;
@@ -32,14 +31,15 @@ public sealed class TrainerActor : ReceiveActor
     private readonly long _bucketSizeBytes;
     private readonly int _seed;
     private readonly bool _overlapBackward;
+    private readonly bool _broadcastBuffers;
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private Replica _replica = null!;
+    private GradientReducer _reducer = null!;
     private IBatchSource _train = null!;
     private IBatchSource? _test;
     private IReadOnlyList<TrainingCallback> _callbacks = [];
     private ConfigureTrainer _world = null!;
     private DistributedSampler _sampler = null!;
-    private WireCompression _compression;
     // The run's history as the node last forwarded it; checkpoints carry it.
     private RunHistory _history = RunHistory.Empty;
 
@@ -81,9 +81,11 @@ public sealed class TrainerActor : ReceiveActor
     public const string ThrowAtStepVariable = "ACTORTRAIN_FAULT_THROW_AT_STEP";
     private readonly long _throwAtStep = long.TryParse(Environment.GetEnvironmentVariable(ThrowAtStepVariable), out var step) ? step : -1;
 
-    public TrainerActor(TrainingJob job, int localRank, Device device, int intraOpThreads, long bucketSizeBytes, int seed, bool overlapBackward = false)
+    public TrainerActor(TrainingJob job, int localRank, Device device, int intraOpThreads, long bucketSizeBytes, int seed, bool overlapBackward = false,
+        bool broadcastBuffers = true)
     {
         _overlapBackward = overlapBackward;
+        _broadcastBuffers = broadcastBuffers;
         _job = job;
         _localRank = localRank;
         _device = device;
@@ -99,8 +101,9 @@ public sealed class TrainerActor : ReceiveActor
         Receive<HistoryUpdate>(h => _history = h.History);
     }
 
-    public static Props Props(TrainingJob job, int localRank, Device device, int intraOpThreads, long bucketSizeBytes, int seed, bool overlapBackward = false) =>
-        Akka.Actor.Props.Create(() => new TrainerActor(job, localRank, device, intraOpThreads, bucketSizeBytes, seed, overlapBackward))
+    public static Props Props(TrainingJob job, int localRank, Device device, int intraOpThreads, long bucketSizeBytes, int seed, bool overlapBackward = false,
+        bool broadcastBuffers = true) =>
+        Akka.Actor.Props.Create(() => new TrainerActor(job, localRank, device, intraOpThreads, bucketSizeBytes, seed, overlapBackward, broadcastBuffers))
             .WithDispatcher("actortrain.trainer-dispatcher");
 
     private bool IsRankZero => _world.GlobalRank == 0;
@@ -110,8 +113,9 @@ public sealed class TrainerActor : ReceiveActor
         // Per-thread in libtorch's OpenMP pool: this trainer's thread gets its share of the cores.
         torch.set_num_threads(_intraOpThreads);
         _replica = new Replica(_job, _seed, _device, _bucketSizeBytes);
-        if (_overlapBackward && _device.type == DeviceType.CPU) _replica.EnableOverlap($"actortrain-reduce-{_localRank}");
-        else if (_overlapBackward) _log.Info("Trainer {0}: buckets are reduced after backward (overlap-backward is for CPU trainers; this one is on {1})", _localRank, _device);
+        var overlap = _overlapBackward && _device.type == DeviceType.CPU;
+        _reducer = new GradientReducer(_replica, overlap ? $"actortrain-reduce-{_localRank}" : null);
+        if (_overlapBackward && !overlap) _log.Info("Trainer {0}: buckets are reduced after backward (overlap-backward is for CPU trainers; this one is on {1})", _localRank, _device);
         _train = _job.LoadTrainingData();
         _test = _job.LoadTestData();
         _callbacks = _job.CreateCallbacks();
@@ -119,18 +123,21 @@ public sealed class TrainerActor : ReceiveActor
         Context.Parent.Tell(new TrainerReady(_localRank, _replica.Fingerprint, _device.ToString()));
     }
 
-    protected override void PostStop() => _replica?.Dispose();
+    protected override void PostStop()
+    {
+        _reducer?.Dispose();
+        _replica?.Dispose();
+    }
 
     private void OnConfigure(ConfigureTrainer c)
     {
         _world = c;
         torch.set_num_threads(c.IntraOpThreads);
         _replica.UseBucketSize(c.Plan.BucketSizeBytes);
-        if (_replica.Overlap is { } overlap && _localRank == 0)
+        if (_reducer.Overlaps && _localRank == 0)
             ProgressLine.Info("Rank {0}: overlap-backward: {1} of {2} bucket(s) can start reducing during backward ({3} modules signal it)",
-                c.GlobalRank, overlap.EarlyBuckets, _replica.Layout.Buckets.Count, overlap.HookedModules);
+                c.GlobalRank, _reducer.EarlyBuckets, _replica.Layout.Buckets.Count, _reducer.HookedModules);
         if (_sampler.Seed != c.Plan.Seed) _sampler = new DistributedSampler(_train.Count, c.Plan.Seed);
-        _compression = WireCompressionNames.Parse(c.Plan.Compression);
         if (_sampler.StepsLeft(0, c.WorldSize, c.Plan.BatchSize * c.Plan.AccumulationSteps) == 0)
             throw new InvalidOperationException(
                 $"{_train.Count} training samples do not fill one global batch of {c.WorldSize} rank(s) x {c.Plan.BatchSize} x {c.Plan.AccumulationSteps} micro-batch(es)");
@@ -158,8 +165,7 @@ public sealed class TrainerActor : ReceiveActor
     {
         if (!_needsSync) return true;
         var r = _world.Resume;
-        if (!TryCollective(Replica.BroadcastStep, ct =>
-                _replica.BroadcastState(_world.GlobalRank == r.SourceRank, r.OptimizerStateBytes, _world.IntraNode, _localRank, _world.CrossNode, _world.Generation, ct)))
+        if (!TryCollective(r.GlobalStep, ct => _replica.BroadcastState(_world.Group, r.SourceRank, r.OptimizerStateBytes, r.GlobalStep, ct)))
             return false;
         _needsSync = false;
         _globalStep = r.GlobalStep;
@@ -241,7 +247,7 @@ public sealed class TrainerActor : ReceiveActor
     /// <summary>Cancelled when the generation ends or after the step timeout.</summary>
     private CancellationTokenSource StepDeadline()
     {
-        var deadline = CancellationTokenSource.CreateLinkedTokenSource(_world.GenerationCancelled);
+        var deadline = CancellationTokenSource.CreateLinkedTokenSource(_world.Group.Generation.Cancelled);
         deadline.CancelAfter(_world.StepTimeout);
         return deadline;
     }
@@ -258,7 +264,7 @@ public sealed class TrainerActor : ReceiveActor
         {
             throw new TrainingCancelledException();
         }
-        catch (OperationCanceledException) when (_world.GenerationCancelled.IsCancellationRequested)
+        catch (OperationCanceledException) when (_world.Group.Generation.Cancelled.IsCancellationRequested)
         {
             // The node ended this generation (a regroup); nothing to report beyond the halt.
         }
@@ -296,33 +302,28 @@ public sealed class TrainerActor : ReceiveActor
         var k = _world.Plan.AccumulationSteps;
         // The step timeout counts from here: with the overlap, buckets are reduced during backward.
         using var deadline = StepDeadline();
-        var target = new ReductionTarget(_world.IntraNode, _localRank, _world.CrossNode, _world.Generation, _compression, _world.Progress.SetWaitingBucket);
-        var overlapped = _replica.Overlap?.Begin(target, _globalStep, deadline.Token);
+        // DDP's broadcast_buffers: every replica runs forward with rank 0's running statistics.
+        if (_broadcastBuffers && !TryCollective(_globalStep, deadline, ct => _replica.BroadcastModuleBuffers(_world.Group, _globalStep, ct)))
+            return;
+        var pass = _reducer.Begin(new ReductionStep(_world.Group, _globalStep, _world.Progress.SetWaitingBucket), deadline.Token);
         var loss = 0f;
         try
         {
             for (var m = 0; m < k; m++)
             {
-                var indices = DistributedSampler.Batch(_order, _samplesDone + (long)m * _world.WorldSize * batch, _world.WorldSize, _world.GlobalRank, batch);
-                loss += _replica.ForwardBackward(indices, _train, m, k, signalBackward: overlapped is not null && m == k - 1) / k;
+                var microBatch = m;
+                loss += pass.Run(lastMicroBatch: m == k - 1, () => _replica.ForwardBackward(
+                    DistributedSampler.Batch(_order, _samplesDone + (long)microBatch * _world.WorldSize * batch, _world.WorldSize, _world.GlobalRank, batch),
+                    _train, microBatch, k)) / k;
             }
         }
         catch
         {
             // Buckets already reducing use the buffers: wait for them before anything else does.
-            overlapped?.Abort();
+            pass.Abort();
             throw;
         }
-        int nonFinite;
-        if (overlapped is null)
-        {
-            nonFinite = _replica.GradientsToBuckets(loss);
-            _replica.VoteToPause(_pauseRequested);
-        }
-        else
-        {
-            nonFinite = overlapped.Finish(loss, _pauseRequested);
-        }
+        var nonFinite = pass.Finish(loss, _pauseRequested);
         var computeMs = stepWatch.Elapsed.TotalMilliseconds;
         if (nonFinite > 0)
         {
@@ -331,7 +332,7 @@ public sealed class TrainerActor : ReceiveActor
         }
 
         var sync = default(SyncTimings);
-        if (!TryCollective(_globalStep, deadline, ct => sync = overlapped?.Wait() ?? _replica.ReduceBuckets(target, _globalStep, ct)))
+        if (!TryCollective(_globalStep, deadline, _ => sync = pass.Wait()))
             return;
         _world.Progress.SetWaitingBucket(-1);
 
@@ -451,6 +452,8 @@ public sealed class TrainerActor : ReceiveActor
             ModelFiles.SaveStateDict(_replica.Model, modelPath);
             Display(ProgressKinds.Message, _stepsInEpoch, double.NaN, $"saved {modelPath}");
         }
+        // The last forward left each replica its own statistics: the report's checksum is of rank 0's.
+        if (_broadcastBuffers && !TryCollective(_globalStep, ct => _replica.BroadcastModuleBuffers(_world.Group, _globalStep, ct))) return;
         var summary = new TrainerSummary(_world.GlobalRank, _replica.Checksum(), _globalStep,
             ReportTimings.Median(_computeMs), ReportTimings.Median(_intraMs), ReportTimings.Median(_crossMs), ReportTimings.Median(_stepMs));
         Context.Parent.Tell(new TrainerFinished(_localRank, summary, modelPath, IsRankZero ? _lossCurve.ToArray() : []));

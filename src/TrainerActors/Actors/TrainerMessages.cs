@@ -1,7 +1,6 @@
 using ActorTrain.Cluster.Metrics;
 using ActorTrain.Cluster.Protocol;
-using ActorTrain.Sync.Collectives;
-using ActorTrain.Sync.Transport;
+using ActorTrain.Sync;
 using ActorTrain.TrainerActors.Checkpoints;
 using ActorTrain.TrainerActors.Reporting;
 using ActorTrain.TrainerActors.Training;
@@ -13,14 +12,13 @@ namespace ActorTrain.TrainerActors.Actors;
 /// <summary>Trainer → node: the replica is built.</summary>
 public sealed record TrainerReady(int LocalRank, string Fingerprint, string Device);
 
-/// <summary>Node → trainer: the world of a generation and the collectives to use in it.</summary>
+/// <summary>Node → trainer: the world of a generation and its process group (the collectives, the generation's token).</summary>
 public sealed record ConfigureTrainer(
     long Generation,
     int GlobalRank,
     int WorldSize,
     TrainingPlan Plan,
-    IIntraNodeCollective IntraNode,
-    IRingTransport? CrossNode,
+    ProcessGroup Group,
     int IntraOpThreads,
     TrainerProgress Progress,
     NodeMetrics Metrics,
@@ -28,7 +26,6 @@ public sealed record ConfigureTrainer(
     TimeSpan StepTimeout,
     CancellationToken RunCancelled,
     ResumePoint Resume,
-    CancellationToken GenerationCancelled,
     ITrainerCheckpoints? Checkpoints);
 
 /// <summary>

@@ -6,7 +6,7 @@ namespace ActorTrain.TrainerActors.Training;
 /// <summary>
 /// Identity in forward; in backward it calls a callback, then passes the gradient on unchanged.
 /// TorchSharp has no tensor or AccumulateGrad hooks, so this custom autograd function is how
-/// <see cref="BackwardOverlap"/> learns during backward that a layer is done: placed on a layer's
+/// <see cref="GradientReducer"/> learns during backward that a layer is done: placed on a layer's
 /// input, its backward runs once the layer's own backward has produced the gradient of that input.
 /// The layer's parameter gradients are accumulated by then, because libtorch's engine runs
 /// AccumulateGrad nodes ahead of every other ready node (they carry the highest priority).

@@ -3,9 +3,6 @@ using System.Security.Cryptography;
 using System.Text;
 using ActorTrain.Sync;
 using ActorTrain.Sync.Buckets;
-using ActorTrain.Sync.Collectives;
-using ActorTrain.Sync.Compression;
-using ActorTrain.Sync.Transport;
 using ActorTrain.Sync.Reduction;
 using ActorTrain.TrainerActors.Checkpoints;
 using ActorTrain.TrainerActors.Jobs;
@@ -48,6 +45,7 @@ public sealed class Replica : IDisposable
         Model.train();
         Optimizer = job.CreateOptimizer(Model);
         var named = Model.named_parameters().ToList();
+        RequireFloat32(job, named);
         _parameters = named.Select(p => p.parameter).ToList();
         Specs = named.Select(p => new ParameterSpec(p.name, checked((int)p.parameter.numel()))).ToList();
         Fingerprint = ComputeFingerprint(named);
@@ -70,30 +68,10 @@ public sealed class Replica : IDisposable
         if (Layout is not null && Layout.BucketCapacityBytes == bucketSizeBytes) return;
         Layout = BucketLayout.Create(Specs, bucketSizeBytes, extraElements: ExtraSlots);
         Buffers = Layout.Buckets.Select(b => new float[b.Length]).ToArray();
-        if (Overlap is { } overlap)
-        {
-            // The overlap maps parameters to buckets: a new layout needs a new one.
-            overlap.Dispose();
-            Overlap = new BackwardOverlap(this, Model, _parameters, _overlapThreadName!);
-        }
     }
 
-    /// <summary>Set by <see cref="EnableOverlap"/>: reduces buckets while backward runs. Null: reduction after backward.</summary>
-    public BackwardOverlap? Overlap { get; private set; }
-
-    private string? _overlapThreadName;
-
-    /// <summary>
-    /// Puts the backward signals on the model (see <see cref="BackwardOverlap"/>); its reductions run
-    /// on a thread of their own named <paramref name="threadName"/>. CPU replicas only.
-    /// </summary>
-    public BackwardOverlap EnableOverlap(string threadName)
-    {
-        if (Device.type != DeviceType.CPU)
-            throw new NotSupportedException($"overlapping backward with the reduction needs a CPU replica; this one is on {Device}");
-        _overlapThreadName = threadName;
-        return Overlap ??= new BackwardOverlap(this, Model, _parameters, threadName);
-    }
+    /// <summary>The model's parameters in model order (the order of <see cref="Specs"/>).</summary>
+    internal IReadOnlyList<Parameter> Parameters => _parameters;
 
     /// <summary>Hash of parameter names, shapes and dtypes; equal for equal model definitions.</summary>
     public string Fingerprint { get; }
@@ -110,30 +88,19 @@ public sealed class Replica : IDisposable
     /// is scaled by 1/k before backward, so that for a mean loss the k calls leave the gradient of one
     /// batch of k × batch-size samples (up to float rounding).
     /// </summary>
-    /// With <paramref name="signalBackward"/> (the last micro-batch of a step whose
-    /// <see cref="BackwardOverlap.Pass"/> has begun), buckets start reducing while backward runs.
-    public float ForwardBackward(ReadOnlySpan<int> indices, IBatchSource data, int microBatch = 0, int microBatches = 1, bool signalBackward = false)
+    public float ForwardBackward(ReadOnlySpan<int> indices, IBatchSource data, int microBatch = 0, int microBatches = 1)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(microBatches);
         if (microBatch < 0 || microBatch >= microBatches)
             throw new ArgumentOutOfRangeException(nameof(microBatch), microBatch, $"must be in 0..{microBatches - 1}");
-        if (signalBackward && Overlap is null) throw new InvalidOperationException("signalBackward needs EnableOverlap first");
         using var scope = torch.NewDisposeScope();
         if (microBatch == 0) Optimizer.zero_grad();
         var (input, target) = data.GetBatch(indices, Device);
-        Overlap?.Arm(signalBackward);
-        try
-        {
-            var output = Model.call(input);
-            var loss = _job.ComputeLoss(output, target);
-            if (microBatches == 1) loss.backward();
-            else loss.div(microBatches).backward();
-            return loss.item<float>();
-        }
-        finally
-        {
-            Overlap?.Arm(false);
-        }
+        var output = Model.call(input);
+        var loss = _job.ComputeLoss(output, target);
+        if (microBatches == 1) loss.backward();
+        else loss.div(microBatches).backward();
+        return loss.item<float>();
     }
 
     /// <summary>
@@ -218,70 +185,66 @@ public sealed class Replica : IDisposable
     }
 
     /// <summary>
-    /// Sum-reduces every bucket across all replicas of the world: intra-node, then the
-    /// cross-node ring of this local rank, then intra-node again (see <see cref="HierarchicalAllReduce"/>).
-    /// The target's compression is the world's format on the cross-node ring (the plan's); the
-    /// broadcasts always reduce in float32. Blocks the calling thread, which must be this replica's own.
+    /// Makes every replica equal to rank <paramref name="sourceRank"/>'s: its parameters, bucket by bucket,
+    /// then (when <paramref name="optimizerStateBytes"/> &gt; 0) its serialized optimizer state, as bytes.
+    /// Broadcasts copy the source's bits; <paramref name="step"/> (the step the world resumes at) keys them.
     /// </summary>
-    public SyncTimings ReduceBuckets(ReductionTarget target, long step, CancellationToken cancellationToken)
+    public void BroadcastState(ProcessGroup group, int sourceRank, int optimizerStateBytes, long step, CancellationToken cancellationToken)
     {
-        double intra = 0, cross = 0;
+        var isSource = group.Rank == sourceRank;
+        if (isSource) ParametersToBuckets();
         for (var b = 0; b < Buffers.Length; b++)
-        {
-            var t = ReduceBucket(b, target, step, cancellationToken);
-            intra += t.IntraNodeMs;
-            cross += t.CrossNodeMs;
-        }
-        return new SyncTimings(intra, cross);
-    }
-
-    /// <summary>One bucket of <see cref="ReduceBuckets"/>; <see cref="BackwardOverlap"/> reduces them one at a time on its own thread.</summary>
-    internal SyncTimings ReduceBucket(int bucket, ReductionTarget target, long step, CancellationToken cancellationToken)
-    {
-        target.BucketStarted?.Invoke(bucket);
-        return HierarchicalAllReduce.Run(target.IntraNode, target.LocalRank, target.CrossNode, Buffers[bucket], target.Generation, step, bucket,
-            cancellationToken, target.Compression);
-    }
-
-    /// <summary>Makes every replica's parameters equal rank 0's: a sum-reduction to which the others contribute zeros.</summary>
-    public void BroadcastParameters(bool isSource, IIntraNodeCollective intraNode, int localRank, IRingTransport? crossNode,
-        long generation, CancellationToken cancellationToken)
-    {
-        ParametersToBuckets(isSource);
-        ReduceBuckets(new ReductionTarget(intraNode, localRank, crossNode, generation), BroadcastStep, cancellationToken);
+            group.Broadcast(Buffers[b], sourceRank, new CollectiveKey(step, b), cancellationToken);
         BucketsToParameters();
-    }
-
-    /// <summary>
-    /// Makes every replica equal to the source's: its parameters, then (when
-    /// <paramref name="optimizerStateBytes"/> &gt; 0) its serialized optimizer state. The state's
-    /// bytes travel one per float, so the sum with the others' zeros is exact whatever the bytes.
-    /// </summary>
-    public void BroadcastState(bool isSource, int optimizerStateBytes, IIntraNodeCollective intraNode, int localRank,
-        IRingTransport? crossNode, long generation, CancellationToken cancellationToken)
-    {
-        BroadcastParameters(isSource, intraNode, localRank, crossNode, generation, cancellationToken);
         if (optimizerStateBytes <= 0) return;
-        var blob = new float[optimizerStateBytes];
+        var state = new byte[optimizerStateBytes];
         if (isSource)
         {
             var bytes = SaveOptimizerState();
             if (bytes.Length != optimizerStateBytes)
                 throw new InvalidOperationException($"the optimizer state is {bytes.Length} bytes, but the world was told {optimizerStateBytes}");
-            for (var i = 0; i < bytes.Length; i++) blob[i] = bytes[i];
+            bytes.CopyTo(state, 0);
         }
-        HierarchicalAllReduce.Run(intraNode, localRank, crossNode, blob, generation, OptimizerStateStep, 0, cancellationToken);
-        if (isSource) return;
-        var received = new byte[blob.Length];
-        for (var i = 0; i < blob.Length; i++) received[i] = checked((byte)blob[i]);
-        LoadOptimizerState(received);
+        group.Broadcast(state.AsMemory(), sourceRank, new CollectiveKey(step, Buffers.Length), cancellationToken);
+        if (!isSource) LoadOptimizerState(state);
     }
 
-    /// <summary>Step id of the parameter broadcast in chunk keys (training steps count from 0).</summary>
-    public const long BroadcastStep = -1;
-
-    /// <summary>Step id of the optimizer-state broadcast that follows the parameters'.</summary>
-    public const long OptimizerStateStep = -2;
+    /// <summary>
+    /// Makes every replica's module buffers equal rank 0's, bit for bit and whatever their dtype (DDP's
+    /// broadcast_buffers): their bytes travel as one <see cref="ProcessGroup.Broadcast(Memory{byte}, int, CollectiveKey, CancellationToken)"/>
+    /// keyed by <paramref name="step"/>. Nothing happens for a model without buffers.
+    /// </summary>
+    public void BroadcastModuleBuffers(ProcessGroup group, long step, CancellationToken cancellationToken)
+    {
+        using var scope = torch.NewDisposeScope();
+        var buffers = Model.named_buffers().Select(b => b.buffer).ToList();
+        if (buffers.Count == 0) return;
+        var sizes = buffers.Select(b => checked((int)(b.numel() * b.element_size()))).ToArray();
+        var bytes = new byte[sizes.Sum()];
+        var isSource = group.Rank == 0;
+        var offset = 0;
+        if (isSource)
+        {
+            foreach (var b in buffers)
+            {
+                var host = b.detach().cpu().contiguous();
+                host.bytes.CopyTo(bytes.AsSpan(offset));
+                offset += host.bytes.Length;
+            }
+        }
+        // After the parameters' buckets and the optimizer state: a key of its own within the step.
+        group.Broadcast(bytes.AsMemory(), 0, new CollectiveKey(step, Buffers.Length + 1), cancellationToken);
+        if (isSource) return;
+        using var noGrad = torch.no_grad();
+        offset = 0;
+        for (var i = 0; i < buffers.Count; i++)
+        {
+            var staged = torch.empty(buffers[i].shape, buffers[i].dtype);
+            bytes.AsSpan(offset, sizes[i]).CopyTo(staged.bytes);
+            buffers[i].copy_(staged);
+            offset += sizes[i];
+        }
+    }
 
     /// <summary>The optimizer's state (momentum buffers and the like) as bytes; empty for an optimizer TorchSharp cannot save.</summary>
     public byte[] SaveOptimizerState()
@@ -308,11 +271,10 @@ public sealed class Replica : IDisposable
         Optimizer.step();
     }
 
-    /// <summary>Puts the parameters in the buckets (zeros unless <paramref name="isSource"/>), for a sum-based broadcast.</summary>
-    public void ParametersToBuckets(bool isSource)
+    /// <summary>Puts the parameters in the buckets (the counters' slots hold zeros).</summary>
+    public void ParametersToBuckets()
     {
         foreach (var buffer in Buffers) Array.Clear(buffer);
-        if (!isSource) return;
         for (var b = 0; b < Buffers.Length; b++)
             foreach (var e in Layout.Buckets[b].Entries)
                 CopyOut(_parameters[e.ParameterIndex], Buffers[b].AsSpan(e.Offset, e.Count));
@@ -327,10 +289,35 @@ public sealed class Replica : IDisposable
                 CopyIn(Buffers[b].AsSpan(e.Offset, e.Count), _parameters[e.ParameterIndex]);
     }
 
-    /// <summary>SHA-256 of every parameter's bytes in model order: equal only for bitwise-equal replicas.</summary>
+    /// <summary>
+    /// SHA-256 of every parameter's bytes in model order, then of every module buffer's (BatchNorm's
+    /// running statistics and the like): equal only for bitwise-equal replicas.
+    /// </summary>
     public string Checksum()
     {
         using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        AppendParameters(sha);
+        AppendModuleBuffers(sha);
+        return Convert.ToHexString(sha.GetHashAndReset())[..16].ToLowerInvariant();
+    }
+
+    /// <summary>SHA-256 of the module buffers alone (empty model: the hash of nothing).</summary>
+    public string ModuleBufferChecksum()
+    {
+        using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        AppendModuleBuffers(sha);
+        return Convert.ToHexString(sha.GetHashAndReset())[..16].ToLowerInvariant();
+    }
+
+    private void AppendModuleBuffers(IncrementalHash sha)
+    {
+        using var scope = torch.NewDisposeScope();
+        foreach (var (_, buffer) in Model.named_buffers())
+            sha.AppendData(buffer.detach().cpu().contiguous().bytes);
+    }
+
+    private void AppendParameters(IncrementalHash sha)
+    {
         foreach (var p in _parameters)
         {
             if (IsPlainCpuFloat(p))
@@ -343,7 +330,6 @@ public sealed class Replica : IDisposable
             CopyOut(p, values);
             sha.AppendData(MemoryMarshal.AsBytes(values.AsSpan()));
         }
-        return Convert.ToHexString(sha.GetHashAndReset())[..16].ToLowerInvariant();
     }
 
     private static void CopyOut(Tensor? source, Span<float> destination)
@@ -389,6 +375,21 @@ public sealed class Replica : IDisposable
     private static bool IsPlainCpuFloat(Tensor t) =>
         t.device_type == DeviceType.CPU && t.dtype == ScalarType.Float32 && t.is_contiguous();
 
+    /// <summary>
+    /// The buckets, the wire and the collectives carry float32: a parameter of another dtype is refused
+    /// here, when the replica is built, rather than silently reduced through a lossy or garbled copy.
+    /// </summary>
+    private static void RequireFloat32(TrainingJob job, IEnumerable<(string name, Parameter parameter)> named)
+    {
+        foreach (var (name, p) in named)
+        {
+            if (p.dtype != ScalarType.Float32)
+                throw new NotSupportedException(
+                    $"parameter \"{name}\" of job {job.Name} is {p.dtype}; ActorTrain reduces float32 parameters only " +
+                    "(build the model in float32, e.g. model.to(torch.float32), and cast inside forward where another precision is wanted)");
+        }
+    }
+
     private static string ComputeFingerprint(IEnumerable<(string name, Parameter parameter)> named)
     {
         var text = new StringBuilder();
@@ -399,7 +400,6 @@ public sealed class Replica : IDisposable
 
     public void Dispose()
     {
-        Overlap?.Dispose();
         Optimizer.Dispose();
         Model.Dispose();
     }

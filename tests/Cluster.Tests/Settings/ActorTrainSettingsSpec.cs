@@ -1,3 +1,4 @@
+using ActorTrain.Sync.Compression;
 using ActorTrain.Cluster.Serialization;
 using ActorTrain.Cluster.Settings;
 using Akka.Actor;
@@ -38,7 +39,8 @@ public class ActorTrainSettingsSpec
         Assert.Equal(80 * 1024, s.Sync.TcpChunkSizeBytes);
         Assert.Equal(80 * 1024, s.Sync.TransportChunkSizeBytes);
         Assert.Equal(0, s.Sync.TcpPort);
-        Assert.Equal("none", s.Sync.Compression);
+        Assert.Equal(WireCompression.None, s.Sync.Compression);
+        Assert.True(s.Sync.BroadcastBuffers);
         Assert.False(s.Sync.OverlapBackward);
         Assert.Equal(1, s.Training.AccumulationSteps);
         Assert.True(s.Metrics.Enabled);
@@ -66,6 +68,7 @@ public class ActorTrainSettingsSpec
             actortrain.sync.compression = BF16
             actortrain.training.accumulation-steps = 4
             actortrain.sync.overlap-backward = on
+            actortrain.sync.broadcast-buffers = off
             """));
 
         Assert.Equal("mnist", s.JobId);
@@ -81,9 +84,10 @@ public class ActorTrainSettingsSpec
         Assert.Equal(NonFiniteGradientPolicy.Fail, s.Sync.NonFiniteGradients);
         Assert.Equal(TimeSpan.Zero, s.StartupTimeout);
         Assert.True(s.MkldnnEnabled);
-        Assert.Equal("bf16", s.Sync.Compression);
+        Assert.Equal(WireCompression.Bf16, s.Sync.Compression);
         Assert.Equal(4, s.Training.AccumulationSteps);
         Assert.True(s.Sync.OverlapBackward);
+        Assert.False(s.Sync.BroadcastBuffers);
     }
 
     [Fact]
@@ -116,6 +120,7 @@ public class ActorTrainSettingsSpec
         { "actortrain.sync.compression", "fp8" },
         { "actortrain.sync.compression", "" },
         { "actortrain.sync.overlap-backward", "maybe" },
+        { "actortrain.sync.broadcast-buffers", "sometimes" },
         { "actortrain.training.accumulation-steps", "0" },
         { "actortrain.training.accumulation-steps", "two" },
         { "actortrain.sync.tcp-chunk-size", "1TiB" },

@@ -44,10 +44,10 @@ public sealed class IntraNodeSelectionTests : IDisposable
         var error = Assert.Throws<InvalidOperationException>(() =>
             IntraNodeCollectives.Select(IntraNodeBackend.Nccl, 1, devicesAreCuda: true, configured, Nowhere));
 
-        Assert.Contains("actortrain.sync.intra-node = nccl, but NCCL does not load", error.Message);
+        Assert.Contains("the intra-node backend is nccl, but NCCL does not load", error.Message);
         Assert.Contains(configured, error.Message);
         Assert.Contains(Path.Combine(_root, "libnccl.so"), error.Message);
-        Assert.Contains("actortrain.sync.nccl-library", error.Message);
+        Assert.Contains("Configure the NCCL library", error.Message);
         Assert.Contains("LD_LIBRARY_PATH", error.Message);
     }
 
@@ -80,6 +80,6 @@ public sealed class IntraNodeSelectionTests : IDisposable
         using var collective = selection.Collective;
 
         Assert.IsType<SharedMemoryCollective>(collective);
-        Assert.Equal("actortrain.sync.intra-node = shared-memory", selection.Reason);
+        Assert.Equal("intra-node backend shared-memory", selection.Reason);
     }
 }

@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using ActorTrain.Sync.Collectives;
 using ActorTrain.Sync.Collectives.Nccl;
+using ActorTrain.Sync.Compression;
 using ActorTrain.Sync.Transport;
 
 namespace ActorTrain.Sync.Tests.Nccl;
@@ -154,8 +155,9 @@ public class NcclCollectiveFakeTests
         var buffers = Contributions(4, Length);
         try
         {
-            OnEveryRank(4, trainer => HierarchicalAllReduce.Run(
-                nodes[trainer / 2], trainer % 2, ring[trainer / 2], buffers[trainer], generation: 1, step: 0, bucket: 0, CancellationToken.None));
+            OnEveryRank(4, trainer => new ProcessGroup(new GroupMember(trainer, 4, trainer % 2, trainer / 2, 2), nodes[trainer / 2], ring[trainer / 2],
+                    WireCompression.None, new GenerationScope(1, CancellationToken.None))
+                .AllReduce(buffers[trainer], new CollectiveKey(0, 0)));
         }
         finally
         {
@@ -164,6 +166,86 @@ public class NcclCollectiveFakeTests
 
         var expected = Enumerable.Range(0, Length).Select(i => Enumerable.Range(0, 4).Sum(r => (r + 1) * 1000f + i)).ToArray();
         Assert.All(buffers, b => Assert.Equal(expected, b));
+    }
+
+    /// <summary>Device memory copies through the fake CUDA runtime, counted in each direction.</summary>
+    private sealed class CountingMemory(CudaRuntime cuda) : IDeviceMemory
+    {
+        public long DeviceToHostBytes;
+        public long HostToDeviceBytes;
+
+        public void CopyToHost(IntPtr source, Span<float> destination)
+        {
+            Interlocked.Add(ref DeviceToHostBytes, (long)destination.Length * sizeof(float));
+            cuda.CopyToHost(source, destination);
+        }
+
+        public void CopyToDevice(ReadOnlySpan<float> source, IntPtr destination)
+        {
+            Interlocked.Add(ref HostToDeviceBytes, (long)source.Length * sizeof(float));
+            cuda.CopyToDevice(source, destination);
+        }
+    }
+
+    [FakeNcclFact]
+    public void A_device_bucket_crosses_to_the_host_only_as_the_trainers_shard_of_the_node_sum()
+    {
+        // Two nodes of two trainers, a bucket whose length the local size does not divide.
+        const int Length = 1001;
+        var cuda = FakeNccl.Cuda;
+        var ring = InMemoryRingTransport.CreateRing(2, maxChunkElements: 64);
+        var nodes = new[]
+        {
+            NcclCollective.Create(FakeNccl.Nccl, cuda, [0, 1]),
+            NcclCollective.Create(FakeNccl.Nccl, cuda, [2, 3]),
+        };
+        var buffers = Contributions(4, Length);
+        var memories = Enumerable.Range(0, 4).Select(_ => new CountingMemory(cuda)).ToArray();
+        try
+        {
+            OnEveryRank(4, trainer =>
+            {
+                var (node, local) = (nodes[trainer / 2], trainer % 2);
+                cuda.SetDevice(node.DeviceOf(local));
+                var pointer = cuda.Malloc((long)Length * sizeof(float));
+                try
+                {
+                    // The gradient is on the device before the step (put there here, outside the counted copies).
+                    cuda.CopyToDevice(buffers[trainer], pointer);
+                    var group = new ProcessGroup(new GroupMember(trainer, 4, local, trainer / 2, 2), node, ring[trainer / 2], WireCompression.None,
+                        new GenerationScope(1, CancellationToken.None)) { Device = new DeviceCollectives(node, memories[trainer]) };
+                    group.AllReduce(new DeviceBuffer(pointer, Length), new CollectiveKey(0, 0));
+                    cuda.CopyToHost(pointer, buffers[trainer]);
+                }
+                finally
+                {
+                    cuda.Free(pointer);
+                }
+            });
+        }
+        finally
+        {
+            Array.ForEach(nodes, n => n.Dispose());
+        }
+
+        var expected = Enumerable.Range(0, Length).Select(i => Enumerable.Range(0, 4).Sum(r => (r + 1) * 1000f + i)).ToArray();
+        Assert.All(buffers, b => Assert.Equal(expected, b));
+        for (var trainer = 0; trainer < 4; trainer++)
+        {
+            var shardBytes = (long)Partition.Slice(Length, 2, trainer % 2).Count * sizeof(float);
+            Assert.Equal(shardBytes, memories[trainer].DeviceToHostBytes);
+            Assert.Equal(shardBytes, memories[trainer].HostToDeviceBytes);
+            Assert.True(memories[trainer].DeviceToHostBytes < (long)Length * sizeof(float), "the whole bucket crossed to the host");
+        }
+    }
+
+    [Fact]
+    public void A_device_bucket_without_a_device_collective_is_refused_naming_the_rank()
+    {
+        using var intra = new SharedMemoryCollective(1);
+        var group = new ProcessGroup(new GroupMember(0, 1, 0, 0, 1), intra, null, WireCompression.None, new GenerationScope(1, CancellationToken.None));
+        var e = Assert.Throws<InvalidOperationException>(() => group.AllReduce(new DeviceBuffer(IntPtr.Zero, 4), new CollectiveKey(0, 0)));
+        Assert.Contains("rank 0", e.Message);
     }
 
     [FakeNcclFact]

@@ -1,3 +1,5 @@
+using ActorTrain.Sync;
+using ActorTrain.Sync.Compression;
 using ActorTrain.Cluster.Metrics;
 using ActorTrain.Cluster.Protocol;
 using ActorTrain.Sync.Collectives;
@@ -33,8 +35,9 @@ public sealed class TrainerActorSpec : Akka.TestKit.Xunit2.TestKit, IDisposable
         var ready = _node.ExpectMsg<TrainerReady>(ActorSpecConfig.Timeout);
         Assert.Equal((0, "cpu"), (ready.LocalRank, ready.Device));
         var plan = new TrainingPlan(1, 8, 42, 2, 1 << 20, false, 64 * 1024, "akka", [], "none", 1);
-        _node.Send(trainer, new ConfigureTrainer(1, 0, 1, plan, _intraNode, null, 1, _progress, new NodeMetrics("node-a"), _display,
-            TimeSpan.FromSeconds(30), _run.Token, new ResumePoint(0, 1, 0, 0, 0, false, 0, 0, 0, 0, ""), _generation.Token, null));
+        var group = new ProcessGroup(new GroupMember(0, 1, 0, 0, 1), _intraNode, null, WireCompression.None, new GenerationScope(1, _generation.Token));
+        _node.Send(trainer, new ConfigureTrainer(1, 0, 1, plan, group, 1, _progress, new NodeMetrics("node-a"), _display,
+            TimeSpan.FromSeconds(30), _run.Token, new ResumePoint(0, 1, 0, 0, 0, false, 0, 0, 0, 0, ""), null));
         return trainer;
     }
 

@@ -9,7 +9,7 @@ namespace ActorTrain.Sync.Collectives.Nccl;
 /// The current device is per thread: call <see cref="SetDevice"/> on the thread that allocates or
 /// enqueues work. Every failing call throws a <see cref="CudaException"/>.
 /// </summary>
-public sealed unsafe class CudaRuntime
+public sealed unsafe class CudaRuntime : IDeviceMemory
 {
     /// <summary>File names of the CUDA runtime: the development link, then the sonames of CUDA 13, 12 and 11 (pip wheels ship only those).</summary>
     public static readonly IReadOnlyList<string> FileNames = ["libcudart.so", "libcudart.so.13", "libcudart.so.12", "libcudart.so.11.0"];

@@ -105,7 +105,7 @@ public sealed unsafe class NcclLibrary
         TryLoad(configuredPath, out var library, out var report)
             ? library!
             : throw new InvalidOperationException(
-                $"cannot load NCCL: {report}. Set actortrain.sync.nccl-library to the library's path, or add its folder to LD_LIBRARY_PATH");
+                $"cannot load NCCL: {report}. Configure the NCCL library with its path, or add its folder to LD_LIBRARY_PATH");
 
     /// <summary><c>major.minor.patch</c> of an <c>ncclGetVersion</c> code (new scheme from 2.9: X*10000+Y*100+Z).</summary>
     public static string FormatVersion(int code) => code >= 10000

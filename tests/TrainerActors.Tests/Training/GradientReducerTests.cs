@@ -1,5 +1,7 @@
 using ActorTrain.Examples.Mnist;
+using ActorTrain.Sync;
 using ActorTrain.Sync.Collectives;
+using ActorTrain.Sync.Compression;
 using ActorTrain.TrainerActors.Data;
 using ActorTrain.TrainerActors.Jobs;
 using ActorTrain.TrainerActors.Tests.Data;
@@ -14,7 +16,7 @@ namespace ActorTrain.TrainerActors.Tests.Training;
 /// backward does, and must really start before backward ends.
 /// </summary>
 [Collection(TorchRandomCollection.Name)]
-public class BackwardOverlapTests
+public class GradientReducerTests
 {
     private const int PerRankBatch = 16;
 
@@ -88,14 +90,17 @@ public class BackwardOverlapTests
         var results = overlapped.OnEachRank(rank =>
         {
             var r = overlapped.Replicas[rank];
-            var overlap = r.EnableOverlap($"test-reducer-{rank}");
+            using var overlap = new GradientReducer(r, $"test-reducer-{rank}");
             var reduced = new List<float[]>();
             for (var step = 0; step < 3; step++)
             {
-                var pass = overlap.Begin(overlapped.Target(rank), step, CancellationToken.None);
+                var pass = overlap.Begin(new ReductionStep(overlapped.Group(rank), step), CancellationToken.None);
                 var loss = 0f;
                 for (var m = 0; m < microBatches; m++)
-                    loss += r.ForwardBackward(Indices(step, rank, m), SimulatedWorld.Data, m, microBatches, signalBackward: m == microBatches - 1) / microBatches;
+                {
+                    var microBatch = m;
+                    loss += pass.Run(m == microBatches - 1, () => r.ForwardBackward(Indices(step, rank, microBatch), SimulatedWorld.Data, microBatch, microBatches)) / microBatches;
+                }
                 Assert.Equal(0, pass.Finish(loss, voteToPause: false));
                 pass.Wait();
                 early[rank] += pass.StartedDuringBackward;
@@ -117,10 +122,47 @@ public class BackwardOverlapTests
     }
 
     [Fact]
+    public void Without_overlap_the_same_reducer_reduces_every_bucket_after_backward_on_the_callers_thread()
+    {
+        using var world = new SimulatedWorld(2, 1, bucketSizeBytes: 16 * 1024);
+        using var reference = new SimulatedWorld(2, 1, bucketSizeBytes: 16 * 1024);
+        var expected = reference.OnEachRank(rank =>
+        {
+            var r = reference.Replicas[rank];
+            r.GradientsToBuckets(r.ForwardBackward(Indices(0, rank), SimulatedWorld.Data));
+            reference.Reduce(rank, 0);
+            return r.Buffers.SelectMany(b => b).ToArray();
+        });
+        var results = world.OnEachRank(rank =>
+        {
+            var r = world.Replicas[rank];
+            using var reducer = new GradientReducer(r);
+            Assert.False(reducer.Overlaps);
+            Assert.Equal(0, reducer.HookedModules);
+            var caller = Environment.CurrentManagedThreadId;
+            var started = new List<int>();
+            var pass = reducer.Begin(new ReductionStep(world.Group(rank), 0, b =>
+            {
+                Assert.Equal(caller, Environment.CurrentManagedThreadId);
+                started.Add(b);
+            }), CancellationToken.None);
+            var loss = pass.Run(true, () => r.ForwardBackward(Indices(0, rank), SimulatedWorld.Data));
+            pass.Finish(loss, voteToPause: false);
+            Assert.Empty(started);
+            pass.Wait();
+            Assert.Equal(0, pass.StartedDuringBackward);
+            Assert.Equal(Enumerable.Range(0, r.Buffers.Length), started);
+            return r.Buffers.SelectMany(b => b).ToArray();
+        });
+        for (var rank = 0; rank < 2; rank++)
+            Assert.True(expected[rank].AsSpan().SequenceEqual(results[rank]), $"rank {rank}: the reducer's bytes differ from the plain all-reduce's");
+    }
+
+    [Fact]
     public void The_example_model_has_its_four_layers_hooked_and_buckets_that_can_start_early()
     {
         using var world = new SimulatedWorld(1, 1, bucketSizeBytes: 1024 * 1024);
-        var overlap = world.Replicas[0].EnableOverlap("test-reducer");
+        using var overlap = new GradientReducer(world.Replicas[0], "test-reducer");
         Assert.Equal(4, overlap.HookedModules);
         // fc2 and fc1 (reverse order) fill the buckets before the one with conv1, which waits for the end.
         Assert.InRange(overlap.EarlyBuckets, 1, world.Replicas[0].Layout.Buckets.Count - 1);
@@ -131,11 +173,12 @@ public class BackwardOverlapTests
     {
         using var world = new SimulatedWorld(1, 1, bucketSizeBytes: 1024 * 1024);
         var r = world.Replicas[0];
-        var first = r.EnableOverlap("test-reducer");
+        using var reducer = new GradientReducer(r, "test-reducer");
+        var first = reducer.Layout;
         r.UseBucketSize(16 * 1024);
-        Assert.NotSame(first, r.Overlap);
-        var pass = r.Overlap!.Begin(world.Target(0), 0, CancellationToken.None);
-        var loss = r.ForwardBackward(Indices(0, 0), SimulatedWorld.Data, signalBackward: true);
+        var pass = reducer.Begin(new ReductionStep(world.Group(0), 0), CancellationToken.None);
+        Assert.NotSame(first, reducer.Layout);
+        var loss = pass.Run(true, () => r.ForwardBackward(Indices(0, 0), SimulatedWorld.Data));
         pass.Finish(loss, voteToPause: false);
         pass.Wait();
         Assert.True(pass.StartedDuringBackward > 1, $"{pass.StartedDuringBackward} bucket(s) started during backward");
@@ -154,6 +197,8 @@ public class BackwardOverlapTests
         }
         public void AllGather(int localRank, Memory<float> buffer, CancellationToken cancellationToken) => inner.AllGather(localRank, buffer, cancellationToken);
         public void AllReduce(int localRank, Memory<float> buffer, CancellationToken cancellationToken) => inner.AllReduce(localRank, buffer, cancellationToken);
+        public void Broadcast(int localRank, int rootLocalRank, Memory<float> buffer, CancellationToken cancellationToken) =>
+            inner.Broadcast(localRank, rootLocalRank, buffer, cancellationToken);
         public void Dispose() => inner.Dispose();
     }
 
@@ -162,18 +207,19 @@ public class BackwardOverlapTests
     {
         using var world = new SimulatedWorld(1, 1, bucketSizeBytes: 16 * 1024);
         var r = world.Replicas[0];
-        var overlap = r.EnableOverlap("test-reducer");
+        using var overlap = new GradientReducer(r, "test-reducer");
         using var failing = new FailingCollective(new SharedMemoryCollective(1));
-        var pass = overlap.Begin(new ReductionTarget(failing, 0, null, 1), 0, CancellationToken.None);
-        var loss = r.ForwardBackward(Indices(0, 0), SimulatedWorld.Data, signalBackward: true);
+        var failingGroup = new ProcessGroup(new GroupMember(0, 1, 0, 0, 1), failing, null, WireCompression.None, new GenerationScope(1, CancellationToken.None));
+        var pass = overlap.Begin(new ReductionStep(failingGroup, 0), CancellationToken.None);
+        var loss = pass.Run(true, () => r.ForwardBackward(Indices(0, 0), SimulatedWorld.Data));
         pass.Finish(loss, voteToPause: false);
         var e = Assert.Throws<IOException>(() => pass.Wait());
         Assert.Equal("the peer went away", e.Message);
         Assert.Equal(1, failing.Calls);
 
         // The next step on a working collective: a one-rank world's sum is the gradient itself.
-        pass = overlap.Begin(world.Target(0), 1, CancellationToken.None);
-        loss = r.ForwardBackward(Indices(1, 0), SimulatedWorld.Data, signalBackward: true);
+        pass = overlap.Begin(new ReductionStep(world.Group(0), 1), CancellationToken.None);
+        loss = pass.Run(true, () => r.ForwardBackward(Indices(1, 0), SimulatedWorld.Data));
         pass.Finish(loss, voteToPause: false);
         pass.Wait();
         var reduced = r.Buffers.SelectMany(b => b).ToArray();
@@ -186,15 +232,15 @@ public class BackwardOverlapTests
     {
         using var world = new SimulatedWorld(1, 1, bucketSizeBytes: 16 * 1024);
         var r = world.Replicas[0];
-        var overlap = r.EnableOverlap("test-reducer");
+        using var overlap = new GradientReducer(r, "test-reducer");
         using var cancelled = new CancellationTokenSource();
         cancelled.Cancel();
-        var pass = overlap.Begin(world.Target(0), 0, cancelled.Token);
-        pass.Finish(r.ForwardBackward(Indices(0, 0), SimulatedWorld.Data, signalBackward: true), voteToPause: false);
+        var pass = overlap.Begin(new ReductionStep(world.Group(0), 0), cancelled.Token);
+        pass.Finish(pass.Run(true, () => r.ForwardBackward(Indices(0, 0), SimulatedWorld.Data)), voteToPause: false);
         Assert.ThrowsAny<OperationCanceledException>(() => pass.Wait());
 
-        pass = overlap.Begin(world.Target(0), 1, CancellationToken.None);
-        pass.Finish(r.ForwardBackward(Indices(1, 0), SimulatedWorld.Data, signalBackward: true), voteToPause: true);
+        pass = overlap.Begin(new ReductionStep(world.Group(0), 1), CancellationToken.None);
+        pass.Finish(pass.Run(true, () => r.ForwardBackward(Indices(1, 0), SimulatedWorld.Data)), voteToPause: true);
         pass.Wait();
         Assert.True(r.PauseVoted);
         Assert.True(r.BucketsToGradients(1));
@@ -205,13 +251,13 @@ public class BackwardOverlapTests
     {
         using var world = new SimulatedWorld(1, 1);
         var r = world.Replicas[0];
-        var overlap = r.EnableOverlap("test-reducer");
-        var pass = overlap.Begin(world.Target(0), 0, CancellationToken.None);
-        Assert.Throws<InvalidOperationException>(() => overlap.Begin(world.Target(0), 1, CancellationToken.None));
-        pass.Finish(r.ForwardBackward(Indices(0, 0), SimulatedWorld.Data, signalBackward: true), voteToPause: false);
+        using var overlap = new GradientReducer(r, "test-reducer");
+        var pass = overlap.Begin(new ReductionStep(world.Group(0), 0), CancellationToken.None);
+        Assert.Throws<InvalidOperationException>(() => overlap.Begin(new ReductionStep(world.Group(0), 1), CancellationToken.None));
+        pass.Finish(pass.Run(true, () => r.ForwardBackward(Indices(0, 0), SimulatedWorld.Data)), voteToPause: false);
         // Finished but not waited for: its reductions may still be using the buckets.
-        Assert.Throws<InvalidOperationException>(() => overlap.Begin(world.Target(0), 1, CancellationToken.None));
+        Assert.Throws<InvalidOperationException>(() => overlap.Begin(new ReductionStep(world.Group(0), 1), CancellationToken.None));
         pass.Wait();
-        overlap.Begin(world.Target(0), 1, CancellationToken.None);
+        overlap.Begin(new ReductionStep(world.Group(0), 1), CancellationToken.None);
     }
 }

@@ -1,51 +1,61 @@
 using System.Collections.Concurrent;
 using System.Runtime.ExceptionServices;
 using ActorTrain.Sync;
-using ActorTrain.Sync.Collectives;
-using ActorTrain.Sync.Compression;
-using ActorTrain.Sync.Transport;
+using ActorTrain.Sync.Buckets;
 using TorchSharp;
-using TorchSharp.Modules;
 using static TorchSharp.torch;
 
 namespace ActorTrain.TrainerActors.Training;
 
-/// <summary>Where and how a replica's buckets are reduced (<see cref="Replica.ReduceBuckets"/>, <see cref="BackwardOverlap"/>).</summary>
-public sealed record ReductionTarget(
-    IIntraNodeCollective IntraNode,
-    int LocalRank,
-    IRingTransport? CrossNode,
-    long Generation,
-    WireCompression Compression = WireCompression.None,
-    Action<int>? BucketStarted = null);
+/// <summary>One step's reduction: the generation's process group, the step (the key of its collectives), and who to tell when a bucket starts.</summary>
+public sealed record ReductionStep(ProcessGroup Group, long Step, Action<int>? BucketStarted = null);
 
 /// <summary>
-/// Overlaps backward with the gradient reduction (what DDP does with autograd hooks). A
-/// <see cref="GradientReadySignal"/> is put on the input of every module that owns parameters, so
-/// backward reports when that module's parameter gradients are complete. Once every parameter of
-/// a bucket is complete, the bucket is copied out and its all-reduce starts on this replica's
-/// reducer thread, while backward goes on with the earlier layers. Buckets start strictly in
-/// index order (the order every replica reduces them in); whatever backward did not report
-/// (a module whose input needs no gradient, such as the first layer; parameters no hooked module
-/// owns alone) goes when backward has returned. The reduced bytes are those of the reduction
-/// after backward: the same buckets, the same order, the same collective.
-/// CPU only: on CUDA, backward returns before the kernels that compute the gradients have run.
+/// The replica's gradient reducer, in the manner of DDP's: buckets in reverse parameter order
+/// (<see cref="BucketLayout"/>), each all-reduced through the generation's <see cref="ProcessGroup"/>
+/// as soon as it is complete, strictly in index order (the order every replica reduces them in).
+/// <para>
+/// With overlap (CPU replicas), a <see cref="GradientReadySignal"/> is put on the input of every
+/// module that owns parameters, so backward reports when that module's parameter gradients are
+/// complete; a bucket whose parameters are all complete is copied out and its all-reduce starts on
+/// the reducer's own thread while backward goes on with the earlier layers. Whatever backward did
+/// not report (a module whose input needs no gradient, such as the first layer; parameters no hooked
+/// module owns alone) goes when backward has returned. Without overlap it is the same reducer with
+/// no signals: every bucket becomes complete when backward has returned, and the reductions run on
+/// the caller's thread in <see cref="Pass.Wait"/>. Either way the reduced bytes are the same: the
+/// same buckets, the same order, the same collective.
+/// Overlap is for CPU only: on CUDA, backward returns before the kernels that compute the gradients have run.
+/// </para>
 /// </summary>
-public sealed class BackwardOverlap : IDisposable
+public sealed class GradientReducer : IDisposable
 {
     private readonly Replica _replica;
     private readonly List<Action> _unhook = [];
     private readonly int[][] _parametersOfModule;
-    private readonly int[] _bucketOfParameter;
-    private readonly int[] _signalledParametersPerBucket;
-    private readonly BlockingCollection<Action> _work = new();
-    private readonly Thread _reducer;
+    private int[] _bucketOfParameter = [];
+    private int[] _signalledParametersPerBucket = [];
+    private readonly BlockingCollection<Action>? _work;
+    private readonly Thread? _reducer;
     private Pass? _pass;
     private bool _armed;
 
-    internal BackwardOverlap(Replica replica, nn.Module model, IReadOnlyList<Parameter> parameters, string threadName)
+    /// <summary>
+    /// A reducer for <paramref name="replica"/>. With <paramref name="overlapThreadName"/> the buckets are reduced
+    /// during backward on a thread of that name (CPU replicas only); without, after backward on the caller's thread.
+    /// </summary>
+    public GradientReducer(Replica replica, string? overlapThreadName = null)
     {
         _replica = replica;
+        if (overlapThreadName is null)
+        {
+            _parametersOfModule = [];
+            UseLayout(replica.Layout);
+            return;
+        }
+        if (replica.Device.type != DeviceType.CPU)
+            throw new NotSupportedException($"overlapping backward with the reduction needs a CPU replica; this one is on {replica.Device}");
+        var model = replica.Model;
+        var parameters = replica.Parameters;
         var indexOf = new Dictionary<IntPtr, int>();
         for (var i = 0; i < parameters.Count; i++) indexOf[parameters[i].Handle] = i;
 
@@ -73,9 +83,28 @@ public sealed class BackwardOverlap : IDisposable
             _unhook.Add(module.register_forward_pre_hook((_, input) => OnForward(index, input)).remove);
         }
         _parametersOfModule = modules.ToArray();
+        UseLayout(replica.Layout);
 
-        var layout = replica.Layout;
-        _bucketOfParameter = new int[parameters.Count];
+        var work = new BlockingCollection<Action>();
+        _work = work;
+        _reducer = new Thread(() =>
+        {
+            foreach (var item in work.GetConsumingEnumerable()) item();
+        })
+        { IsBackground = true, Name = overlapThreadName };
+        _reducer.Start();
+    }
+
+    /// <summary>Whether buckets are reduced while backward runs.</summary>
+    public bool Overlaps => _reducer is not null;
+
+    /// <summary>The bucket layout the maps were built for; rebuilt at <see cref="Begin"/> when the replica's changed.</summary>
+    internal BucketLayout Layout { get; private set; } = null!;
+
+    private void UseLayout(BucketLayout layout)
+    {
+        var parameterCount = _replica.Specs.Count;
+        _bucketOfParameter = new int[parameterCount];
         foreach (var bucket in layout.Buckets)
             foreach (var e in bucket.Entries)
                 _bucketOfParameter[e.ParameterIndex] = bucket.Index;
@@ -84,17 +113,7 @@ public sealed class BackwardOverlap : IDisposable
             foreach (var p in m)
                 _signalledParametersPerBucket[_bucketOfParameter[p]]++;
         Layout = layout;
-
-        _reducer = new Thread(() =>
-        {
-            foreach (var item in _work.GetConsumingEnumerable()) item();
-        })
-        { IsBackground = true, Name = threadName };
-        _reducer.Start();
     }
-
-    /// <summary>The bucket layout the overlap was built for; the replica builds a new overlap when it changes.</summary>
-    internal Sync.Buckets.BucketLayout Layout { get; }
 
     /// <summary>Number of modules whose backward is signalled.</summary>
     public int HookedModules => _parametersOfModule.Length;
@@ -107,18 +126,19 @@ public sealed class BackwardOverlap : IDisposable
 
     /// <summary>
     /// Starts a step: from now until <see cref="Pass.Finish"/>, buckets whose gradients are complete
-    /// are reduced with <paramref name="target"/> under <paramref name="cancellationToken"/>.
+    /// are reduced as <paramref name="step"/> says under <paramref name="cancellationToken"/>.
     /// </summary>
-    public Pass Begin(ReductionTarget target, long step, CancellationToken cancellationToken)
+    public Pass Begin(ReductionStep step, CancellationToken cancellationToken)
     {
         // The buckets are shared between steps: a new step may start only once the last one's reductions are over.
         if (_pass is { Completed: false }) throw new InvalidOperationException("the previous step's reduction has not been waited for");
-        _pass = new Pass(this, target, step, cancellationToken);
+        if (!ReferenceEquals(Layout, _replica.Layout)) UseLayout(_replica.Layout);
+        _pass = new Pass(this, step, cancellationToken);
         return _pass;
     }
 
     /// <summary>While armed, forward puts the signals in and backward fires them (the last micro-batch of a step).</summary>
-    internal void Arm(bool armed) => _armed = armed;
+    private void Arm(bool armed) => _armed = armed;
 
     private Tensor OnForward(int module, Tensor input)
     {
@@ -137,17 +157,17 @@ public sealed class BackwardOverlap : IDisposable
     {
         foreach (var unhook in _unhook) unhook();
         _unhook.Clear();
-        _work.CompleteAdding();
-        _reducer.Join();
-        _work.Dispose();
+        _work?.CompleteAdding();
+        _reducer?.Join();
+        _work?.Dispose();
     }
 
     /// <summary>One step's overlapped reduction.</summary>
     public sealed class Pass
     {
-        private readonly BackwardOverlap _owner;
-        private readonly ReductionTarget _target;
-        private readonly long _step;
+        private readonly GradientReducer _owner;
+        private readonly ReductionStep _step;
+        private readonly Queue<Action> _deferred = new();
         private readonly CancellationTokenSource _cancel;
         private readonly int[] _calls;
         private readonly int[] _fired;
@@ -161,10 +181,9 @@ public sealed class BackwardOverlap : IDisposable
         private double _crossMs;
         private ExceptionDispatchInfo? _failure;
 
-        internal Pass(BackwardOverlap owner, ReductionTarget target, long step, CancellationToken cancellationToken)
+        internal Pass(GradientReducer owner, ReductionStep step, CancellationToken cancellationToken)
         {
             _owner = owner;
-            _target = target;
             _step = step;
             _cancel = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
             var modules = owner._parametersOfModule.Length;
@@ -204,6 +223,23 @@ public sealed class BackwardOverlap : IDisposable
         }
 
         /// <summary>
+        /// Runs one micro-batch's forward and backward (<paramref name="forwardBackward"/>); with
+        /// <paramref name="lastMicroBatch"/> on an overlapping reducer, buckets start reducing while its backward runs.
+        /// </summary>
+        public float Run(bool lastMicroBatch, Func<float> forwardBackward)
+        {
+            _owner.Arm(lastMicroBatch && _owner.Overlaps);
+            try
+            {
+                return forwardBackward();
+            }
+            finally
+            {
+                _owner.Arm(false);
+            }
+        }
+
+        /// <summary>
         /// After backward: copies and starts every bucket not started yet, the last with the step's
         /// counters (<see cref="Replica.GradientsToBuckets"/>'s rules). Returns the number of
         /// non-finite gradient values this replica found.
@@ -211,10 +247,18 @@ public sealed class BackwardOverlap : IDisposable
         public int Finish(float loss, bool voteToPause)
         {
             _owner.Arm(false);
-            Array.Clear(_waitingParameters);
-            StartCompleteBuckets(lastAllowed: _waitingParameters.Length - 2);
-            var last = _waitingParameters.Length - 1;
             var replica = _owner._replica;
+            var last = _waitingParameters.Length - 1;
+            if (_nextBucket == 0)
+            {
+                // Nothing is on its way yet: a replica with a non-finite value withholds every bucket.
+                _nonFinite = replica.GradientsToBuckets(loss);
+                replica.VoteToPause(voteToPause);
+                for (var b = 0; b <= last; b++) Start(b);
+                return _nonFinite;
+            }
+            Array.Clear(_waitingParameters);
+            StartCompleteBuckets(lastAllowed: last - 1);
             _nonFinite += replica.FillBucket(last);
             // Buckets already on their way cannot be withheld; a non-finite value in them makes the sum
             // non-finite, which every replica sees, so the step is skipped everywhere all the same.
@@ -228,6 +272,8 @@ public sealed class BackwardOverlap : IDisposable
         /// <summary>Blocks until every started bucket is reduced; rethrows the first failure (a cancellation included).</summary>
         public SyncTimings Wait()
         {
+            // Without overlap the reductions run here, on the caller's thread, in bucket order.
+            while (_deferred.TryDequeue(out var reduction)) reduction();
             Complete();
             _failure?.Throw();
             return new SyncTimings(_intraMs, _crossMs);
@@ -238,6 +284,7 @@ public sealed class BackwardOverlap : IDisposable
         {
             _owner.Arm(false);
             _cancel.Cancel();
+            _deferred.Clear();
             Complete();
         }
 
@@ -266,12 +313,13 @@ public sealed class BackwardOverlap : IDisposable
             _nextBucket = bucket + 1;
             lock (_gate) _outstanding++;
             var token = _cancel.Token;
-            _owner._work.Add(() =>
+            Action reduction = () =>
             {
                 try
                 {
                     token.ThrowIfCancellationRequested();
-                    var t = _owner._replica.ReduceBucket(bucket, _target, _step, token);
+                    _step.BucketStarted?.Invoke(bucket);
+                    var t = _step.Group.AllReduce(_owner._replica.Buffers[bucket], new CollectiveKey(_step.Step, bucket), token);
                     lock (_gate)
                     {
                         _intraMs += t.IntraNodeMs;
@@ -292,7 +340,9 @@ public sealed class BackwardOverlap : IDisposable
                         Monitor.PulseAll(_gate);
                     }
                 }
-            });
+            };
+            if (_owner._work is { } work) work.Add(reduction);
+            else _deferred.Enqueue(reduction);
         }
     }
 }
