@@ -163,10 +163,17 @@ public class ElasticTrainingTests
     [Fact]
     public async Task With_a_single_seed_losing_it_ends_the_run_on_every_worker_with_exit_3_naming_the_seed()
     {
-        var port = NodeProcess.FreePort();
+        // The worker holds the lower address, so for the quorum's tie rule it is the half that may go on: it
+        // loses the seed, not the quorum. (Were the seed's address the lower one, the worker could not tell a
+        // dead seed from a cut link, would count itself the cut-off half and wait for the network to heal:
+        // PartitionTests cover that side.)
+        var (workerPort, port) = (NodeProcess.FreePort(), NodeProcess.FreePort());
+        while (port == workerPort) port = NodeProcess.FreePort();
+        if (workerPort > port) (workerPort, port) = (port, workerPort);
         using var seed = NodeProcess.Start("seed", "seed", "--port", port.ToString(), "--min-nodes", "2", "--epochs", "5",
             "--out", Repo.TempDir(), "--intra-op-threads", "1", "--no-progress");
-        using var worker = NodeProcess.Start("worker", "worker", "--seed-node", $"127.0.0.1:{port}", "--intra-op-threads", "1", "--no-progress");
+        using var worker = NodeProcess.Start("worker", "worker", "--port", workerPort.ToString(), "--seed-node", $"127.0.0.1:{port}",
+            "--intra-op-threads", "1", "--no-progress");
         await seed.WaitForLineAsync("[1,    20] loss:", RunTimeout);
         seed.Kill();
 
