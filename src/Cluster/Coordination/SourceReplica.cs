@@ -17,11 +17,11 @@ internal sealed record SourceChoice(string? Node, int LocalRank, ResumePoint Res
 /// </summary>
 internal static class SourceReplica
 {
-    public static ResumePoint FreshStart { get; } = new(0, 1, 0, 0, 0, false, 0, 0, 0, 0, "");
+    public static ResumePoint FreshStart { get; } = new(0, TrainingPosition.Start, 0, "");
 
     /// <summary>Going on from a trainer's state (its source rank is set when the world is ranked).</summary>
     public static ResumePoint ResumeFrom(TrainerHaltState s, string checkpointFile) =>
-        new(0, s.Epoch, s.SamplesDone, s.StepsInEpoch, s.GlobalStep, s.EpochFinished, s.LossSum, s.LossCount, s.SkippedInEpoch, s.OptimizerStateBytes, checkpointFile);
+        new(0, s.Position, s.OptimizerStateBytes, checkpointFile);
 
     /// <summary>The furthest replica among the nodes' halted states; null when they hold no trainer state at all.</summary>
     public static SourceChoice? Choose(IEnumerable<NodeHalted> halts)

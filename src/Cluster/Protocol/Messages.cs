@@ -114,46 +114,86 @@ public sealed record WorldAssignment(
     [property: Key(5)] RunHistory History) : IActorTrainMessage;
 
 /// <summary>
+/// Where a replica stands in the run. The one record of a position: the protocol (halts and
+/// resume points), checkpoints and the trainer itself hold this and nothing else.
+/// </summary>
+/// <param name="GlobalStep">Optimizer steps completed in the run (applied to the parameters); -1 for a replica that has not taken part in one.</param>
+/// <param name="Epoch">The epoch in progress (or just finished), from 1.</param>
+/// <param name="SamplesDone">Samples of the epoch's shuffled order already trained on (the epoch's cursor).</param>
+/// <param name="StepsInEpoch">Steps already taken in the epoch (for the loss lines).</param>
+/// <param name="EpochFinished">The epoch is complete; what comes next starts the next one.</param>
+/// <param name="LossSum">Sum of the epoch's step losses (each the mean over all replicas) so far.</param>
+/// <param name="LossCount">Steps in <see cref="LossSum"/>.</param>
+/// <param name="SkippedInEpoch">Steps of the epoch whose update was skipped (a non-finite gradient).</param>
+[MessagePackObject]
+public sealed record TrainingPosition(
+    [property: Key(0)] long GlobalStep,
+    [property: Key(1)] int Epoch,
+    [property: Key(2)] long SamplesDone,
+    [property: Key(3)] long StepsInEpoch,
+    [property: Key(4)] bool EpochFinished,
+    [property: Key(5)] double LossSum,
+    [property: Key(6)] long LossCount,
+    [property: Key(7)] int SkippedInEpoch)
+{
+    /// <summary>A replica that has taken part in no step (and so in no epoch).</summary>
+    public static readonly TrainingPosition None = new(-1, 0, 0, 0, false, 0, 0, 0);
+
+    /// <summary>The start of a fresh run: epoch 1, step 0.</summary>
+    public static readonly TrainingPosition Start = new(0, 1, 0, 0, false, 0, 0, 0);
+
+    /// <summary>The epoch's mean step loss so far; NaN before any step counted.</summary>
+    [IgnoreMember] public double MeanLoss => LossCount > 0 ? LossSum / LossCount : double.NaN;
+
+    /// <summary>Epoch <paramref name="epoch"/> begins: its cursor, step count and loss start over; the run's step goes on.</summary>
+    public TrainingPosition BeginEpoch(int epoch) => new(GlobalStep, epoch, 0, 0, false, 0, 0, 0);
+}
+
+/// <summary>
 /// Where a generation starts: the source rank (in the new world) whose parameters and optimizer
 /// state every replica takes, and the position in the run that rank had reached.
 /// </summary>
-/// <param name="SamplesDone">Samples of the epoch's shuffled order already trained on (the epoch's cursor).</param>
-/// <param name="StepsInEpoch">Steps already taken in the epoch (for the loss lines).</param>
-/// <param name="EpochFinished">The epoch is complete; the generation starts with the next one.</param>
 /// <param name="OptimizerStateBytes">Length of the source's serialized optimizer state, broadcast after the parameters (0: none).</param>
 /// <param name="CheckpointFile">When not empty, the source first loads its replica from this checkpoint file.</param>
 [MessagePackObject]
 public sealed record ResumePoint(
     [property: Key(0)] int SourceRank,
-    [property: Key(1)] int Epoch,
-    [property: Key(2)] long SamplesDone,
-    [property: Key(3)] long StepsInEpoch,
-    [property: Key(4)] long GlobalStep,
-    [property: Key(5)] bool EpochFinished,
-    [property: Key(6)] double LossSum,
-    [property: Key(7)] long LossCount,
-    [property: Key(8)] int SkippedInEpoch,
-    [property: Key(9)] int OptimizerStateBytes,
-    [property: Key(10)] string CheckpointFile);
+    [property: Key(1)] TrainingPosition Position,
+    [property: Key(2)] int OptimizerStateBytes,
+    [property: Key(3)] string CheckpointFile)
+{
+    // Reads of the position, for the coordinator's policies.
+    [IgnoreMember] public long GlobalStep => Position.GlobalStep;
+    [IgnoreMember] public int Epoch => Position.Epoch;
+    [IgnoreMember] public long SamplesDone => Position.SamplesDone;
+    [IgnoreMember] public long StepsInEpoch => Position.StepsInEpoch;
+    [IgnoreMember] public bool EpochFinished => Position.EpochFinished;
+    [IgnoreMember] public double LossSum => Position.LossSum;
+    [IgnoreMember] public long LossCount => Position.LossCount;
+    [IgnoreMember] public int SkippedInEpoch => Position.SkippedInEpoch;
+}
 
 /// <summary>One trainer's state once it stopped for a regroup (or, for a checkpoint, when it was saved).</summary>
 /// <param name="Rank">Its global rank in the generation it stopped in.</param>
-/// <param name="GlobalStep">Steps completed (applied to its parameters).</param>
 /// <param name="InFlight">It had computed a step whose reduction was cut off: that step's work is lost.</param>
 [MessagePackObject]
 public sealed record TrainerHaltState(
     [property: Key(0)] int Rank,
-    [property: Key(1)] long GlobalStep,
-    [property: Key(2)] int Epoch,
-    [property: Key(3)] long SamplesDone,
-    [property: Key(4)] long StepsInEpoch,
-    [property: Key(5)] bool EpochFinished,
-    [property: Key(6)] double LossSum,
-    [property: Key(7)] long LossCount,
-    [property: Key(8)] int SkippedInEpoch,
-    [property: Key(9)] bool InFlight,
-    [property: Key(10)] int OptimizerStateBytes,
-    [property: Key(11)] string Checksum);
+    [property: Key(1)] TrainingPosition Position,
+    [property: Key(2)] bool InFlight,
+    [property: Key(3)] int OptimizerStateBytes,
+    [property: Key(4)] string Checksum)
+{
+    // Reads of the position, for the coordinator's policies.
+    [IgnoreMember] public long GlobalStep => Position.GlobalStep;
+    [IgnoreMember] public int Epoch => Position.Epoch;
+    [IgnoreMember] public long SamplesDone => Position.SamplesDone;
+    [IgnoreMember] public long StepsInEpoch => Position.StepsInEpoch;
+    [IgnoreMember] public bool EpochFinished => Position.EpochFinished;
+    [IgnoreMember] public double LossSum => Position.LossSum;
+    [IgnoreMember] public long LossCount => Position.LossCount;
+    [IgnoreMember] public int SkippedInEpoch => Position.SkippedInEpoch;
+}
 
 /// <summary>One generation of the world, as the run report lists it.</summary>
 /// <param name="StartStep">Global step the generation started from.</param>

@@ -46,14 +46,7 @@ public sealed class TrainerActor : ReceiveActor
     // Where this replica is in the run. Adopted from the generation's resume point only once the
     // replica holds the source's state, so a halted trainer always reports what it really holds.
     // A replica that has never taken part in a step reports GlobalStep -1.
-    private long _globalStep = -1;
-    private int _epoch;
-    private long _samplesDone;
-    private long _stepsInEpoch;
-    private bool _epochFinished;
-    private double _epochLossSum;
-    private long _epochLossCount;
-    private int _epochSkipped;
+    private TrainingPosition _position = TrainingPosition.None;
 
     private int[] _order = [];
     private int _orderEpoch = -1;
@@ -168,42 +161,26 @@ public sealed class TrainerActor : ReceiveActor
         if (!TryCollective(r.GlobalStep, ct => _replica.BroadcastState(_world.Group, r.SourceRank, r.OptimizerStateBytes, r.GlobalStep, ct)))
             return false;
         _needsSync = false;
-        _globalStep = r.GlobalStep;
-        _epoch = r.Epoch;
-        _samplesDone = r.SamplesDone;
-        _stepsInEpoch = r.StepsInEpoch;
-        _epochFinished = r.EpochFinished;
-        _epochLossSum = r.LossSum;
-        _epochLossCount = r.LossCount;
-        _epochSkipped = r.SkippedInEpoch;
+        _position = r.Position;
         return true;
     }
 
     private void OnRunEpoch(RunEpoch e)
     {
         if (_stopped || !SyncWithSource()) return;
-        if (e.Epoch != _epoch || _epochFinished)
+        if (e.Epoch != _position.Epoch || _position.EpochFinished) _position = _position.BeginEpoch(e.Epoch);
+        if (_orderEpoch != _position.Epoch)
         {
-            _epoch = e.Epoch;
-            _samplesDone = 0;
-            _stepsInEpoch = 0;
-            _epochFinished = false;
-            _epochLossSum = 0;
-            _epochLossCount = 0;
-            _epochSkipped = 0;
+            _order = _sampler.Order(_position.Epoch);
+            _orderEpoch = _position.Epoch;
         }
-        if (_orderEpoch != _epoch)
-        {
-            _order = _sampler.Order(_epoch);
-            _orderEpoch = _epoch;
-        }
-        _stepsThisEpoch = (int)_stepsInEpoch + _sampler.StepsLeft(_samplesDone, _world.WorldSize, _world.Plan.BatchSize * _world.Plan.AccumulationSteps);
+        _stepsThisEpoch = (int)_position.StepsInEpoch + _sampler.StepsLeft(_position.SamplesDone, _world.WorldSize, _world.Plan.BatchSize * _world.Plan.AccumulationSteps);
         _windowLoss = 0;
         _windowCount = 0;
         _running = true;
         foreach (var callback in _callbacks) callback.OnEpochBegin(JobContext(), _replica.Optimizer);
-        if (IsRankZero) Display(_stepsInEpoch == 0 ? ProgressKinds.EpochStart : ProgressKinds.Step, _stepsInEpoch, double.NaN, null);
-        if (_stepsInEpoch >= _stepsThisEpoch) EndEpoch();
+        if (IsRankZero) Display(_position.StepsInEpoch == 0 ? ProgressKinds.EpochStart : ProgressKinds.Step, _position.StepsInEpoch, double.NaN, null);
+        if (_position.StepsInEpoch >= _stepsThisEpoch) EndEpoch();
         else Self.Tell(NextStep.Instance);
     }
 
@@ -230,7 +207,7 @@ public sealed class TrainerActor : ReceiveActor
 
     // A trainer that never had a world (its node is still joining) holds no rank and no progress.
     private TrainerHaltState CurrentState() =>
-        new(_world?.GlobalRank ?? -1, _globalStep, _epoch, _samplesDone, _stepsInEpoch, _epochFinished, _epochLossSum, _epochLossCount, _epochSkipped,
+        new(_world?.GlobalRank ?? -1, _position,
             _inFlight, _replica.SaveOptimizerState().Length, _replica.Checksum());
 
     /// <summary>
@@ -293,19 +270,19 @@ public sealed class TrainerActor : ReceiveActor
     private void RunStep()
     {
         if (_world.RunCancelled.IsCancellationRequested || _stopped || !_running) return;
-        if (_globalStep == _throwAtStep)
-            throw new InvalidOperationException($"fault injected at step {_globalStep} ({ThrowAtStepVariable})");
+        if (_position.GlobalStep == _throwAtStep)
+            throw new InvalidOperationException($"fault injected at step {_position.GlobalStep} ({ThrowAtStepVariable})");
         var stepWatch = Stopwatch.StartNew();
-        _world.Progress.StepStarted(_epoch, _stepsInEpoch, _stepsThisEpoch, _globalStep);
+        _world.Progress.StepStarted(_position.Epoch, _position.StepsInEpoch, _stepsThisEpoch, _position.GlobalStep);
         var batch = _world.Plan.BatchSize;
         // Gradient accumulation: k micro-batches, each the next global batch of the epoch's order; one reduction.
         var k = _world.Plan.AccumulationSteps;
         // The step timeout counts from here: with the overlap, buckets are reduced during backward.
         using var deadline = StepDeadline();
         // DDP's broadcast_buffers: every replica runs forward with rank 0's running statistics.
-        if (_broadcastBuffers && !TryCollective(_globalStep, deadline, ct => _replica.BroadcastModuleBuffers(_world.Group, _globalStep, ct)))
+        if (_broadcastBuffers && !TryCollective(_position.GlobalStep, deadline, ct => _replica.BroadcastModuleBuffers(_world.Group, _position.GlobalStep, ct)))
             return;
-        var pass = _reducer.Begin(new ReductionStep(_world.Group, _globalStep, _world.Progress.SetWaitingBucket), deadline.Token);
+        var pass = _reducer.Begin(new ReductionStep(_world.Group, _position.GlobalStep, _world.Progress.SetWaitingBucket), deadline.Token);
         var loss = 0f;
         try
         {
@@ -313,7 +290,7 @@ public sealed class TrainerActor : ReceiveActor
             {
                 var microBatch = m;
                 loss += pass.Run(lastMicroBatch: m == k - 1, () => _replica.ForwardBackward(
-                    DistributedSampler.Batch(_order, _samplesDone + (long)microBatch * _world.WorldSize * batch, _world.WorldSize, _world.GlobalRank, batch),
+                    DistributedSampler.Batch(_order, _position.SamplesDone + (long)microBatch * _world.WorldSize * batch, _world.WorldSize, _world.GlobalRank, batch),
                     _train, microBatch, k)) / k;
             }
         }
@@ -327,12 +304,12 @@ public sealed class TrainerActor : ReceiveActor
         var computeMs = stepWatch.Elapsed.TotalMilliseconds;
         if (nonFinite > 0)
         {
-            _log.Warning("Rank {0}: {1} non-finite gradient value(s) at step {2}; this contribution is withheld", _world.GlobalRank, nonFinite, _globalStep);
-            Context.Parent.Tell(new TrainerNonFinite(_localRank, _world.GlobalRank, _globalStep, nonFinite));
+            _log.Warning("Rank {0}: {1} non-finite gradient value(s) at step {2}; this contribution is withheld", _world.GlobalRank, nonFinite, _position.GlobalStep);
+            Context.Parent.Tell(new TrainerNonFinite(_localRank, _world.GlobalRank, _position.GlobalStep, nonFinite));
         }
 
         var sync = default(SyncTimings);
-        if (!TryCollective(_globalStep, deadline, _ => sync = pass.Wait()))
+        if (!TryCollective(_position.GlobalStep, deadline, _ => sync = pass.Wait()))
             return;
         _world.Progress.SetWaitingBucket(-1);
 
@@ -344,15 +321,14 @@ public sealed class TrainerActor : ReceiveActor
         }
         else
         {
-            _epochSkipped++;
+            _position = _position with { SkippedInEpoch = _position.SkippedInEpoch + 1 };
             _world.Metrics.StepSkipped();
         }
 
         var meanLoss = _replica.ReducedMeanLoss(_world.WorldSize);
         if (float.IsFinite(meanLoss))
         {
-            _epochLossSum += meanLoss;
-            _epochLossCount++;
+            _position = _position with { LossSum = _position.LossSum + meanLoss, LossCount = _position.LossCount + 1 };
             _windowLoss += meanLoss;
             _windowCount++;
         }
@@ -363,15 +339,18 @@ public sealed class TrainerActor : ReceiveActor
         _world.Progress.StepFinished(_stepMs[^1], computeMs);
         _world.Metrics.ObserveStep(computeMs, sync.IntraNodeMs, sync.CrossNodeMs, _stepMs[^1]);
         foreach (var callback in _callbacks) callback.OnStepEnd(JobContext(), _replica.Optimizer, meanLoss);
-        _globalStep++;
-        _samplesDone += (long)_world.WorldSize * batch * k;
-        _stepsInEpoch++;
+        _position = _position with
+        {
+            GlobalStep = _position.GlobalStep + 1,
+            SamplesDone = _position.SamplesDone + (long)_world.WorldSize * batch * k,
+            StepsInEpoch = _position.StepsInEpoch + 1,
+        };
 
-        if (IsRankZero && _stepsInEpoch % _world.Plan.LogInterval == 0)
+        if (IsRankZero && _position.StepsInEpoch % _world.Plan.LogInterval == 0)
         {
             // The seed's progress line: mean loss (over all replicas) since the last line.
             var windowMean = _windowCount > 0 ? _windowLoss / _windowCount : double.NaN;
-            Display(ProgressKinds.LossLine, _stepsInEpoch, windowMean, FormattableString.Invariant($"[{_epoch}, {_stepsInEpoch,5}] loss: {windowMean:F3}"));
+            Display(ProgressKinds.LossLine, _position.StepsInEpoch, windowMean, FormattableString.Invariant($"[{_position.Epoch}, {_position.StepsInEpoch,5}] loss: {windowMean:F3}"));
             RecordLoss(windowMean);
             _windowLoss = 0;
             _windowCount = 0;
@@ -380,13 +359,13 @@ public sealed class TrainerActor : ReceiveActor
         if (IsRankZero && Stopwatch.GetElapsedTime(_lastStepEvent) > StepEventInterval)
         {
             _lastStepEvent = Stopwatch.GetTimestamp();
-            Display(ProgressKinds.Step, _stepsInEpoch, meanLoss, null);
+            Display(ProgressKinds.Step, _position.StepsInEpoch, meanLoss, null);
         }
         SaveCheckpointIfDue(null);
 
         // Every replica saw the same sum of pause votes, so all stop after this same step.
         var pause = _replica.PauseVoted;
-        if (_stepsInEpoch < _stepsThisEpoch)
+        if (_position.StepsInEpoch < _stepsThisEpoch)
         {
             if (pause) { _stopped = true; ReportHaltIfStopped(); }
             else Self.Tell(NextStep.Instance);
@@ -399,17 +378,17 @@ public sealed class TrainerActor : ReceiveActor
     private void EndEpoch()
     {
         _running = false;
-        _epochFinished = true;
+        _position = _position with { EpochFinished = true };
         var metrics = IsRankZero && _test is not null ? EvaluateJob(_test) : [];
-        var meanLoss = _epochLossCount > 0 ? _epochLossSum / _epochLossCount : double.NaN;
+        var meanLoss = _position.MeanLoss;
         if (IsRankZero)
         {
-            Display(ProgressKinds.EpochEnd, _stepsInEpoch, meanLoss,
-                metrics.Count > 0 ? $"epoch {_epoch}:{JobMetrics.Describe(metrics).TrimStart(',')} on {_test!.Count} held-out samples" : null);
+            Display(ProgressKinds.EpochEnd, _position.StepsInEpoch, meanLoss,
+                metrics.Count > 0 ? $"epoch {_position.Epoch}:{JobMetrics.Describe(metrics).TrimStart(',')} on {_test!.Count} held-out samples" : null);
         }
         foreach (var callback in _callbacks) callback.OnEpochEnd(JobContext(), meanLoss, metrics);
-        SaveCheckpointIfDue(new EpochRecord(_epoch, _globalStep, meanLoss, _epochSkipped, metrics));
-        Context.Parent.Tell(new TrainerEpochDone(_localRank, _epoch, _globalStep, _epochLossSum, _epochLossCount, _epochSkipped, metrics));
+        SaveCheckpointIfDue(new EpochRecord(_position.Epoch, _position.GlobalStep, meanLoss, _position.SkippedInEpoch, metrics));
+        Context.Parent.Tell(new TrainerEpochDone(_localRank, _position.Epoch, _position.GlobalStep, _position.LossSum, _position.LossCount, _position.SkippedInEpoch, metrics));
     }
 
     /// <summary>The job's metrics on its held-out data: eval mode, no gradients, one dispose scope.</summary>
@@ -432,12 +411,12 @@ public sealed class TrainerActor : ReceiveActor
 
     /// <summary>Where this replica stands, for the job's code.</summary>
     private TrainingContext JobContext() =>
-        new(_world.GlobalRank, _world.WorldSize, _localRank, _device, _world.Generation, _epoch, _globalStep);
+        new(_world.GlobalRank, _world.WorldSize, _localRank, _device, _world.Generation, _position.Epoch, _position.GlobalStep);
 
     /// <summary>Rank 0 writes the checkpoints (every replica holds the same state); a failed write is logged and training goes on.</summary>
     private void SaveCheckpointIfDue(EpochRecord? finishedEpoch)
     {
-        if (IsRankZero && _world.Checkpoints is { } checkpoints && checkpoints.Due(_globalStep, endOfEpoch: finishedEpoch is not null))
+        if (IsRankZero && _world.Checkpoints is { } checkpoints && checkpoints.Due(_position.GlobalStep, endOfEpoch: finishedEpoch is not null))
             checkpoints.Save(new CheckpointRun(_history, _world.WorldSize, _world.Plan.Seed), CurrentState(), _replica, finishedEpoch);
     }
 
@@ -450,11 +429,11 @@ public sealed class TrainerActor : ReceiveActor
             Directory.CreateDirectory(f.OutDir);
             modelPath = Path.GetFullPath(Path.Combine(f.OutDir, "model.pth"));
             ModelFiles.SaveStateDict(_replica.Model, modelPath);
-            Display(ProgressKinds.Message, _stepsInEpoch, double.NaN, $"saved {modelPath}");
+            Display(ProgressKinds.Message, _position.StepsInEpoch, double.NaN, $"saved {modelPath}");
         }
         // The last forward left each replica its own statistics: the report's checksum is of rank 0's.
-        if (_broadcastBuffers && !TryCollective(_globalStep, ct => _replica.BroadcastModuleBuffers(_world.Group, _globalStep, ct))) return;
-        var summary = new TrainerSummary(_world.GlobalRank, _replica.Checksum(), _globalStep,
+        if (_broadcastBuffers && !TryCollective(_position.GlobalStep, ct => _replica.BroadcastModuleBuffers(_world.Group, _position.GlobalStep, ct))) return;
+        var summary = new TrainerSummary(_world.GlobalRank, _replica.Checksum(), _position.GlobalStep,
             ReportTimings.Median(_computeMs), ReportTimings.Median(_intraMs), ReportTimings.Median(_crossMs), ReportTimings.Median(_stepMs));
         Context.Parent.Tell(new TrainerFinished(_localRank, summary, modelPath, IsRankZero ? _lossCurve.ToArray() : []));
     }
@@ -464,7 +443,7 @@ public sealed class TrainerActor : ReceiveActor
     {
         var recent = _stepMs.Count == 0 ? 0 : _stepMs.TakeLast(20).Average();
         var samplesPerSecond = recent > 0 ? _world.Plan.BatchSize * _world.Plan.AccumulationSteps * _world.WorldSize * 1000.0 / recent : 0;
-        _world.Display.Report(new ProgressEvent(kind, _epoch, _world.Plan.Epochs, stepInEpoch, _stepsThisEpoch, loss, samplesPerSecond, text));
+        _world.Display.Report(new ProgressEvent(kind, _position.Epoch, _world.Plan.Epochs, stepInEpoch, _stepsThisEpoch, loss, samplesPerSecond, text));
     }
 
     private static readonly TimeSpan StepEventInterval = TimeSpan.FromMilliseconds(250);
@@ -474,7 +453,7 @@ public sealed class TrainerActor : ReceiveActor
     private void RecordLoss(double loss)
     {
         if (!double.IsFinite(loss)) return;
-        _lossCurve.Add(new LossSample(_globalStep, loss));
+        _lossCurve.Add(new LossSample(_position.GlobalStep, loss));
         if (_lossCurve.Count <= MaxLossCurvePoints) return;
         var kept = _lossCurve.Where((_, i) => i % 2 == 1).ToList();
         _lossCurve.Clear();

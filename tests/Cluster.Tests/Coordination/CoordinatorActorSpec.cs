@@ -96,8 +96,8 @@ public sealed class CoordinatorActorSpec(SeedSystem seed) : IClassFixture<SeedSy
     /// <summary>A trainer's state as its node reports it when it stops for a regroup.</summary>
     private static TrainerHaltState Halt(int rank, long step, bool inFlight = false, int epoch = 1, long stepsInEpoch = -1, bool finished = false,
         double lossSum = 0, long lossCount = 0, int skipped = 0, int optimizerBytes = 0) =>
-        new(rank, step, epoch, (stepsInEpoch < 0 ? step : stepsInEpoch) * 16, stepsInEpoch < 0 ? step : stepsInEpoch, finished, lossSum, lossCount,
-            skipped, inFlight, optimizerBytes, $"sha256:{rank}");
+        new(rank, new TrainingPosition(step, epoch, (stepsInEpoch < 0 ? step : stepsInEpoch) * 16, stepsInEpoch < 0 ? step : stepsInEpoch, finished, lossSum, lossCount,
+            skipped), inFlight, optimizerBytes, $"sha256:{rank}");
 
     private static string[] Names(WorldAssignment world) => world.Nodes.Select(n => n.NodeName).ToArray();
 
@@ -675,7 +675,7 @@ public sealed class CoordinatorActorSpec(SeedSystem seed) : IClassFixture<SeedSy
         Assert.Equal(2 * Trainers, world.WorldSize);
         Assert.Equal(["node-a:5054", "node-c:5054"], world.Nodes.Select(n => n.DataPlaneEndpoint));
         // Old rank 5 is node-c's trainer 1, rank Trainers + 1 in the new world.
-        Assert.Equal(new ResumePoint(Trainers + 1, 1, 30 * 16, 30, 30, false, 12.5, 30, 1, 4096, ""), world.Resume);
+        Assert.Equal(new ResumePoint(Trainers + 1, new TrainingPosition(30, 1, 30 * 16, 30, false, 12.5, 30, 1), 4096, ""), world.Resume);
         Assert.Equal(1, Assert.Single(world.History.Generations).Generation);
         Assert.Equal(world.Resume, Expect<WorldAssignment>(c).Resume);
         b.ExpectNoMsg(TestConfig.Quiet);

@@ -16,7 +16,7 @@ internal static class PolicySamples
             $"akka.tcp://actortrain@{name}:4053/user/actortrain-endpoint", Enumerable.Repeat("cpu", trainers).ToArray(), $"{name}:4054", null, checkpoint);
 
     public static TrainerHaltState Halt(int rank, long step, bool inFlight = false, bool finished = false, int epoch = 1) =>
-        new(rank, step, epoch, step * 16, step, finished, step * 0.5, step, 0, inFlight, 0, $"sha256:{rank}");
+        new(rank, new TrainingPosition(step, epoch, step * 16, step, finished, step * 0.5, step, 0), inFlight, 0, $"sha256:{rank}");
 
     public static NodeHalted Halted(string node, long next, params TrainerHaltState[] trainers) => new(next, node, trainers, $"{node}:5000");
 

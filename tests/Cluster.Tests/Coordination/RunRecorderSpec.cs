@@ -12,7 +12,7 @@ public sealed class RunRecorderSpec
 
     private static WorldAssignment World(long generation, long startStep, params string[] nodes) =>
         new(generation, nodes.Select((n, i) => WorldNode(n, 2 * i)).ToArray(), 2 * nodes.Length, Plan,
-            SourceReplica.FreshStart with { GlobalStep = startStep }, RunHistory.Empty);
+            SourceReplica.FreshStart with { Position = SourceReplica.FreshStart.Position with { GlobalStep = startStep } }, RunHistory.Empty);
 
     [Fact]
     public void Recorder_must_combine_every_nodes_epoch_report_into_one_record()
@@ -59,7 +59,7 @@ public sealed class RunRecorderSpec
     {
         var finished = SourceReplica.ResumeFrom(Halt(0, 40, finished: true), "");
         Assert.Equal(new EpochRecord(1, 40, 0.5, 0, null), RunRecorder.FinishedBy(finished));
-        Assert.Null(RunRecorder.FinishedBy(finished with { EpochFinished = false }));
+        Assert.Null(RunRecorder.FinishedBy(finished with { Position = finished.Position with { EpochFinished = false } }));
     }
 
     [Fact]

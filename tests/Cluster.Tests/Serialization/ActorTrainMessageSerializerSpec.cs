@@ -175,7 +175,7 @@ public class ActorTrainMessageSerializerSpec(LocalSystemFixture fixture) : IClas
 
     private static bool Indistinguishable(Type a, Type b) => SameWireShape.Any(g => g.Contains(a) && g.Contains(b));
 
-    private static readonly ResumePoint Resume = new(0, 1, 0, 0, 0, false, 0, 0, 0, 0, "");
+    private static readonly ResumePoint Resume = new(0, new TrainingPosition(0, 1, 0, 0, false, 0, 0, 0), 0, "");
 
     [Fact]
     public void Serializer_must_refuse_a_message_without_a_required_field()

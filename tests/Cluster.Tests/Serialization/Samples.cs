@@ -13,7 +13,7 @@ internal static class Samples
 
     private static readonly TrainingPlan Plan = new(10, 64, -3, 100, 4 << 20, true, 32 * 1024, "tcp", [7, 1, 255], "bf16", 4);
 
-    private static readonly TrainerHaltState Halt = new(3, 158, 4, 1280, 20, true, 41.5, 20, 1, true, 377, "c0ffee");
+    private static readonly TrainerHaltState Halt = new(3, new TrainingPosition(158, 4, 1280, 20, true, 41.5, 20, 1), true, 377, "c0ffee");
 
     private static readonly RunHistory History = new(
         [new GenerationRecord(1, ["node-a", "node-b"], 4, 0, "start", 0, 0), new GenerationRecord(2, ["node-a"], 2, 157, "node node-b was lost", 1, 2.5)],
@@ -27,7 +27,7 @@ internal static class Samples
         new RegisterNode("mnist", 1, "fp-9c1e", "node-a", 2, "akka.tcp://actortrain@10.0.0.1:4053/user/node", "akka.tcp://actortrain@10.0.0.1:4053/user/actortrain-endpoint", ["cpu", "cpu"], "10.0.0.1:4054", Rejoin, new CheckpointOffer("/data/ckpt/ckpt-000000158.atc", Halt, History)),
         new NodeRegistered("node-a", 1, 3),
         new RegistrationRefused("job id \"x\" differs from the coordinator's \"y\""),
-        new WorldAssignment(7, [NodeA, NodeB], 4, Plan, new ResumePoint(3, 4, 1280, 20, 158, true, 41.5, 20, 1, 377, "ckpt/ckpt-000000158.atc"), History),
+        new WorldAssignment(7, [NodeA, NodeB], 4, Plan, new ResumePoint(3, new TrainingPosition(158, 4, 1280, 20, true, 41.5, 20, 1), 377, "ckpt/ckpt-000000158.atc"), History),
         new NodeReady(7, "node-b"),
         new StartEpoch(7, 3),
         new EpochCompleted(7, "node-a", 3, 938, 123.456, 60032, 2, new() { ["test_accuracy"] = 0.9871, ["test_loss"] = 0.25 }),
@@ -54,7 +54,7 @@ internal static class Samples
     {
         yield return new NodeFinished(1, "node-b", [], null, []);
         yield return new ClusterStatus("", "", "waiting-for-nodes", 0, 0, 10, 0, [], -1, 0, [], 0, 1, "");
-        yield return new WorldAssignment(1, [], 0, new TrainingPlan(1, 1, 0, 1, 1024, false, 1024, "akka", [], "none", 1), new ResumePoint(0, 1, 0, 0, 0, false, 0, 0, 0, 0, ""), RunHistory.Empty);
+        yield return new WorldAssignment(1, [], 0, new TrainingPlan(1, 1, 0, 1, 1024, false, 1024, "akka", [], "none", 1), new ResumePoint(0, new TrainingPosition(0, 1, 0, 0, false, 0, 0, 0), 0, ""), RunHistory.Empty);
         yield return new RegisterNode("", 1, "", "", 1, "", "", [], "", null, null);
         yield return new EpochCompleted(long.MaxValue, "n", int.MaxValue, long.MaxValue, double.NaN, 0, 0, []);
         yield return new EpochCompleted(-1, "n", 0, 0, double.PositiveInfinity, 0, 0, new() { ["m"] = double.NegativeInfinity });

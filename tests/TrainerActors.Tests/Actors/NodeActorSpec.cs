@@ -48,7 +48,7 @@ public sealed class NodeActorSpec : Akka.TestKit.Xunit2.TestKit
         new(generation, nodes, nodes.Sum(n => n.TrainerCount),
             new TrainingPlan(Epochs: 1, BatchSize: 8, Seed: 42, LogInterval: 1000, BucketSizeBytes: 1 << 20, FailOnNonFinite: false,
                 ChunkSizeBytes: 64 * 1024, transport, DataPlaneToken: Enumerable.Range(1, 16).Select(i => (byte)i).ToArray(), "none", AccumulationSteps: 1),
-            new ResumePoint(0, 1, 0, 0, 0, false, 0, 0, 0, 0, ""), RunHistory.Empty);
+            new ResumePoint(0, new TrainingPosition(0, 1, 0, 0, false, 0, 0, 0), 0, ""), RunHistory.Empty);
 
     [Fact]
     public void Node_must_register_train_a_world_of_one_write_the_checkpoint_it_was_told_about_and_halt_on_regroup()

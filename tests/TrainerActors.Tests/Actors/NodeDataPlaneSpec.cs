@@ -29,7 +29,7 @@ public sealed class NodeDataPlaneSpec : Akka.TestKit.Xunit2.TestKit
         new(3, Enumerable.Range(0, nodes).Select(i => new WorldNode($"n{i}", $"akka.tcp://actortrain@127.0.0.1:{4000 + i}/user/node",
                 $"akka.tcp://actortrain@127.0.0.1:{4000 + i}/user/actortrain-endpoint", i, 1, ["cpu"], $"127.0.0.1:{5000 + i}")).ToArray(),
             nodes, new TrainingPlan(1, 8, 42, 10, 1 << 20, false, 1 << 16, transport, [], "none", 1),
-            new ResumePoint(0, 1, 0, 0, 0, false, 0, 0, 0, 0, ""), RunHistory.Empty);
+            new ResumePoint(0, new TrainingPosition(0, 1, 0, 0, false, 0, 0, 0), 0, ""), RunHistory.Empty);
 
     [Theory]
     [InlineData("tcp")]

@@ -14,7 +14,7 @@ public class NodeMembershipTests
     private static WorldAssignment World(params Address[] nodes) =>
         new(1, nodes.Select((a, i) => new WorldNode($"n{a.Port}", $"{a}/user/node", $"{a}/user/actortrain-endpoint", i, 1, ["cpu"], $"127.0.0.1:{a.Port + 100}")).ToArray(),
             nodes.Length, new TrainingPlan(1, 8, 42, 10, 1 << 20, false, 1 << 16, "tcp", [], "none", 1),
-            new ResumePoint(0, 1, 0, 0, 0, false, 0, 0, 0, 0, ""), RunHistory.Empty);
+            new ResumePoint(0, new TrainingPosition(0, 1, 0, 0, false, 0, 0, 0), 0, ""), RunHistory.Empty);
 
     [Fact]
     public void A_node_that_sees_two_of_three_holds_the_quorum_and_one_of_three_does_not()

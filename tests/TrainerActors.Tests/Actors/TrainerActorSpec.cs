@@ -37,7 +37,7 @@ public sealed class TrainerActorSpec : Akka.TestKit.Xunit2.TestKit, IDisposable
         var plan = new TrainingPlan(1, 8, 42, 2, 1 << 20, false, 64 * 1024, "akka", [], "none", 1);
         var group = new ProcessGroup(new GroupMember(0, 1, 0, 0, 1), _intraNode, null, WireCompression.None, new GenerationScope(1, _generation.Token));
         _node.Send(trainer, new ConfigureTrainer(1, 0, 1, plan, group, 1, _progress, new NodeMetrics("node-a"), _display,
-            TimeSpan.FromSeconds(30), _run.Token, new ResumePoint(0, 1, 0, 0, 0, false, 0, 0, 0, 0, ""), null));
+            TimeSpan.FromSeconds(30), _run.Token, new ResumePoint(0, new TrainingPosition(0, 1, 0, 0, false, 0, 0, 0), 0, ""), null));
         return trainer;
     }
 

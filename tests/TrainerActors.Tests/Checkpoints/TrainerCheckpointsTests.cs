@@ -25,7 +25,7 @@ public sealed class TrainerCheckpointsTests : IDisposable
     private static readonly CheckpointRun Run = new(new RunHistory([new GenerationRecord(1, ["n0"], 2, 0, "start", 0, 0)], [], 12.5), 2, 42);
 
     private static TrainerHaltState State(long step, int epoch = 2, bool finished = false) =>
-        new(0, step, epoch, 1280, 10, finished, 12.5, 10, 0, false, 0, "c0ffee");
+        new(0, new TrainingPosition(step, epoch, 1280, 10, finished, 12.5, 10, 0), false, 0, "c0ffee");
 
     [Theory]
     [InlineData(0, true, 70, true, true)]
