@@ -126,7 +126,7 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
     private void WaitingForNodes()
     {
         Receive<RegisterNode>(OnRegister);
-        Receive<StartupTimedOut>(_ => EndRun(2, $"only {_members.Count} of {_settings.MinNodes} node(s) registered within {_settings.StartupTimeout.TotalSeconds:0}s (actortrain.startup-timeout)"));
+        Receive<StartupTimedOut>(_ => EndRun(ExitCodes.BadConfiguration, $"only {_members.Count} of {_settings.MinNodes} node(s) registered within {_settings.StartupTimeout.TotalSeconds:0}s (actortrain.startup-timeout)"));
         Receive<RegroupTimedOut>(t => { if (t.Generation == _regroupFor && _recovering) FinishRegroup(); });
         Receive<Terminated>(t => Forget(t.ActorRef.Path.Address, "its node actor stopped"));
         Receive<ClusterEvent.MemberRemoved>(m => Forget(m.Member.Address, "it left the cluster"));
@@ -543,7 +543,7 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         _log.Warning("Rank {0} on node {1} produced {2} non-finite gradient value(s) at step {3}; the step was skipped on every replica",
             n.Rank, n.NodeName, n.NonFiniteCount, n.Step);
         if (_world?.Plan.FailOnNonFinite == true)
-            EndRun(4, $"rank {n.Rank} on node {n.NodeName} produced a non-finite gradient at step {n.Step} (actortrain.sync.non-finite-gradients = fail)");
+            EndRun(ExitCodes.NonFiniteGradient, $"rank {n.Rank} on node {n.NodeName} produced a non-finite gradient at step {n.Step} (actortrain.sync.non-finite-gradients = fail)");
     }
 
     private void OnNodeFinished(NodeFinished f)
@@ -563,13 +563,13 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             _log.Error("Cannot write run-report.json to {0}: {1}. The report follows:\n{2}", _settings.Training.OutDir, e.Message, report.ToJson());
-            EndRun(5, "training completed but run-report.json could not be written");
+            EndRun(ExitCodes.ReportNotWritten, "training completed but run-report.json could not be written");
             return;
         }
         Context.System.EventStream.Publish(new RunReportWritten(report, Path.GetDirectoryName(where)!));
         ProgressLine.Info("Run complete: {0} steps{1}, replicas {2}; report at {3}",
             report.Steps, JobMetrics.Describe(report.Metrics), report.ReplicasEqual ? "bitwise equal" : "DIFFER", where);
-        EndRun(report.ReplicasEqual ? 0 : 6, report.ReplicasEqual ? "training complete" : "replica checksums differ");
+        EndRun(report.ReplicasEqual ? ExitCodes.Done : ExitCodes.ReplicasDiffer, report.ReplicasEqual ? "training complete" : "replica checksums differ");
     }
 
     private RunReport BuildReport(string status)
@@ -623,7 +623,7 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         var what = lost is null ? why : $"node {lost.Message.NodeName} was lost ({why})";
         if (!Elastic)
         {
-            EndRun(3, $"{what} during training; actortrain.elastic.enabled is off, so the run ends");
+            EndRun(ExitCodes.NodeLost, $"{what} during training; actortrain.elastic.enabled is off, so the run ends");
             return;
         }
         if (_phase == "finishing")
@@ -718,7 +718,7 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         {
             _members.Remove(gone);
             _halts.Remove(gone.Message.NodeName);
-            gone.Node.Tell(new EndRun(0, $"left the run after step {_halts.Values.SelectMany(h => h.Trainers).Select(t => t.GlobalStep).DefaultIfEmpty(0).Max()}"));
+            gone.Node.Tell(new EndRun(ExitCodes.Done, $"left the run after step {_halts.Values.SelectMany(h => h.Trainers).Select(t => t.GlobalStep).DefaultIfEmpty(0).Max()}"));
         }
         foreach (var silent in _members.Where(m => !_halts.ContainsKey(m.Message.NodeName)).ToList())
         {
@@ -737,14 +737,14 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
             .SelectMany(h => h.Trainers.Select(t => (Node: h.NodeName, State: t))).ToList();
         if (survivors.Count == 0 || states.All(s => s.State.GlobalStep < 0) && _generations.Count > 0)
         {
-            EndRun(3, $"no node holding the model's state is left after {_regroupReason}");
+            EndRun(ExitCodes.NodeLost, $"no node holding the model's state is left after {_regroupReason}");
             return;
         }
         var incoming = _joiners.ToList();
         _joiners.Clear();
         if (survivors.Count + incoming.Count < _settings.Elastic.MinSurvivingNodes)
         {
-            EndRun(3, $"{_regroupReason}: only {survivors.Count + incoming.Count} node(s) remain, fewer than actortrain.elastic.min-surviving-nodes = {_settings.Elastic.MinSurvivingNodes}");
+            EndRun(ExitCodes.NodeLost, $"{_regroupReason}: only {survivors.Count + incoming.Count} node(s) remain, fewer than actortrain.elastic.min-surviving-nodes = {_settings.Elastic.MinSurvivingNodes}");
             return;
         }
         // The source is the replica that got furthest; a tie goes to one whose last step completed.
@@ -886,11 +886,11 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         if (r is null) return;
         if (!Elastic || _world is null && _phase != "waiting-for-nodes")
         {
-            EndRun(1, $"node {f.NodeName} failed: {f.Reason}");
+            EndRun(ExitCodes.NodeFailed, $"node {f.NodeName} failed: {f.Reason}");
             return;
         }
         _departed.Add(f.NodeName);
-        r.Node.Tell(new EndRun(1, $"this node failed and was left out of the run: {f.Reason}"));
+        r.Node.Tell(new EndRun(ExitCodes.NodeFailed, $"this node failed and was left out of the run: {f.Reason}"));
         if (_world is null)
         {
             _members.Remove(r);
@@ -910,7 +910,7 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         {
             // Not training yet: the node simply goes.
             _members.Remove(r);
-            r.Node.Tell(new EndRun(0, "left before it took part in training"));
+            r.Node.Tell(new EndRun(ExitCodes.Done, "left before it took part in training"));
             return;
         }
         _departed.Add(l.NodeName);
@@ -924,7 +924,7 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
     {
         if (_ended) return;
         _ended = true;
-        if (exitCode == 0) ProgressLine.Info("Ending the run: {0}", reason);
+        if (exitCode == ExitCodes.Done) ProgressLine.Info("Ending the run: {0}", reason);
         else _log.Error("Ending the run (exit code {0}): {1}", exitCode, reason);
         foreach (var r in AllKnown()) r.Node.Tell(new EndRun(exitCode, reason));
         Context.System.EventStream.Publish(new EndRun(exitCode, reason));

@@ -1,5 +1,7 @@
 using ActorTrain.Cluster.Coordination;
+using ActorTrain.Cluster;
 using ActorTrain.Cluster.Hosting;
+using ActorTrain.Cluster.Logging;
 using ActorTrain.Cluster.Metrics;
 using ActorTrain.Cluster.Protocol;
 using ActorTrain.Cluster.Settings;
@@ -28,6 +30,7 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
     private readonly TrainingJob _job;
     private readonly IActorRef _coordinator;
     private readonly ILoggingAdapter _log = Context.GetLogger();
+    private readonly NodeOutput _output = NodeOutput.Get(Context.System);
     private readonly Akka.Cluster.Cluster _cluster = Akka.Cluster.Cluster.Get(Context.System);
     private readonly NodeMetrics _metrics;
     private readonly IProgressSink _display;
@@ -92,7 +95,7 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
     {
         var selfAddress = _cluster.SelfAddress;
         _nodeName = string.IsNullOrEmpty(_settings.NodeName) ? $"{selfAddress.Host}:{selfAddress.Port}" : _settings.NodeName;
-        _statusLine = new NodeStatusLine(_nodeName);
+        _statusLine = new NodeStatusLine(_nodeName, _output);
         _members = new NodeMembership(selfAddress);
         // However the process is asked to stop, release trainers blocked in a collective first:
         // a pinned trainer stuck waiting for a dead peer would otherwise hold up the shutdown.
@@ -110,7 +113,7 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
         {
             // A node that cannot start (port taken, no CUDA, no NCCL…) says why and ends the
             // process instead of restarting into the same error.
-            EndWithError(2, $"node {_nodeName} cannot start: {e.Message}", $"cannot start: {e.Message}");
+            EndWithError(ExitCodes.BadConfiguration, $"node {_nodeName} cannot start: {e.Message}", $"cannot start: {e.Message}");
         }
     }
 
@@ -139,11 +142,11 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
             if (!_trainers.SameModel) { Fail("the trainers of this node built different models"); return; }
             try
             {
-                (_checkpoints, _offer) = TrainerCheckpoints.Prepare(_settings, _trainers.Fingerprint, _nodeName, Warn);
+                (_checkpoints, _offer) = TrainerCheckpoints.Prepare(_settings, _trainers.Fingerprint, _nodeName, Warn, _output);
             }
             catch (Exception e) when (e is InvalidOperationException or IOException or UnauthorizedAccessException)
             {
-                EndWithError(2, $"node {_nodeName} cannot resume: {e.Message}", $"cannot resume: {e.Message}");
+                EndWithError(ExitCodes.BadConfiguration, $"node {_nodeName} cannot resume: {e.Message}", $"cannot resume: {e.Message}");
                 return;
             }
             Register();
@@ -156,11 +159,11 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
             var waited = $"{_settings.StartupTimeout.TotalSeconds:0}s";
             if (_session.Rejoining)
             {
-                EndWithError(3, $"node {_nodeName}: could not rejoin the cluster within {waited} (actortrain.elastic.rejoin-timeout)", "could not rejoin the cluster");
+                EndWithError(ExitCodes.NodeLost, $"node {_nodeName}: could not rejoin the cluster within {waited} (actortrain.elastic.rejoin-timeout)", "could not rejoin the cluster");
                 return;
             }
             var seeds = string.Join(", ", Context.System.Settings.Config.GetStringList("akka.cluster.seed-nodes"));
-            EndWithError(2, $"node {_nodeName}: no coordinator answered within {waited} (actortrain.startup-timeout); is a seed node of job \"{_settings.JobId}\" " +
+            EndWithError(ExitCodes.BadConfiguration, $"node {_nodeName}: no coordinator answered within {waited} (actortrain.startup-timeout); is a seed node of job \"{_settings.JobId}\" " +
                 $"running at {(seeds.Length > 0 ? seeds : "the configured seed nodes")}?", "no coordinator answered");
         });
         Common();
@@ -169,7 +172,7 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
     private void Warn(string warning)
     {
         _log.Warning("{0}", warning);
-        Console.Error.WriteLine($"warning: {warning}");
+        _output.Warning(warning);
     }
 
     private void StopRegistering()
@@ -389,7 +392,7 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
             return;
         }
         _rejoinPending = false;
-        Console.Error.WriteLine($"warning: node {_nodeName}: lost the quorum of generation {_world.Generation} ({lacking}); " +
+        _output.Warning($"node {_nodeName}: lost the quorum of generation {_world.Generation} ({lacking}); " +
             "dropping the step in flight and training no further until the network heals");
         Timers.Cancel("register");
         HaltTrainers(Math.Max(_haltingFor, _world.Generation + 1), graceful: false);
@@ -415,7 +418,7 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
             _log.Error("The coordinator refused this node: {0}", r.Reason);
             // Coming back after being left out, or to a coordinator that went on without this node, is no configuration error.
             if (_world is not null) _session.LeftOut = true;
-            EndWithError(_world is not null || _session.Rejoining ? 3 : 2, $"the coordinator refused node {_nodeName}: {r.Reason}", $"refused: {r.Reason}");
+            EndWithError(_world is not null || _session.Rejoining ? ExitCodes.NodeLost : ExitCodes.BadConfiguration, $"the coordinator refused node {_nodeName}: {r.Reason}", $"refused: {r.Reason}");
         });
         Receive<EndRun>(e => EndLocally(e.ExitCode, e.Reason));
         Receive<LocalFailure>(f => Fail(f.Reason));
@@ -427,13 +430,13 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
         Receive<LeftOut>(l =>
         {
             _session.LeftOut = true;
-            EndWithError(3, $"node {_nodeName}: {l.Reason}", l.Reason);
+            EndWithError(ExitCodes.NodeLost, $"node {_nodeName}: {l.Reason}", l.Reason);
         });
         Receive<DrainNode>(_ => Drain());
         Receive<SeedLost>(l =>
         {
             if (_ending || _quorumLost) return;
-            EndWithError(3, $"node {_nodeName}: the seed node {l.Address} is {l.How}; the coordinator is gone" + (l.NoSeedLeft ? " and no other seed node is up" : ""),
+            EndWithError(ExitCodes.NodeLost, $"node {_nodeName}: the seed node {l.Address} is {l.How}; the coordinator is gone" + (l.NoSeedLeft ? " and no other seed node is up" : ""),
                 $"the seed node {l.Address} is {l.How}");
         });
         Receive<ClusterEvent.UnreachableMember>(m =>
@@ -504,7 +507,7 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
         if (_ending) return;
         if (_world is null || !_settings.Elastic.Enabled || _coordinatorRef.IsNobody() || _quorumLost)
         {
-            EndLocally(143, "terminated (SIGTERM)");
+            EndLocally(ExitCodes.Terminated, "terminated (SIGTERM)");
             return;
         }
         ProgressLine.Info("Node {0}: SIGTERM; leaving the run at the next step boundary", _nodeName);
@@ -515,17 +518,17 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
     {
         if (_ending) return;
         _log.Error("Node {0} cannot go on: {1}", _nodeName, reason);
-        Console.Error.WriteLine($"error: node {_nodeName}: {reason}");
+        _output.Error($"node {_nodeName}: {reason}");
         _runCancelled.Cancel();
         (_coordinatorRef.IsNobody() ? _coordinator : _coordinatorRef).Tell(new NodeFailed(_nodeName, reason));
         // The coordinator answers with EndRun; if it cannot, end after a grace period anyway.
-        Timers.StartSingleTimer("fail-exit", new EndRun(1, reason), TimeSpan.FromSeconds(15));
+        Timers.StartSingleTimer("fail-exit", new EndRun(ExitCodes.NodeFailed, reason), TimeSpan.FromSeconds(15));
     }
 
     /// <summary>Says why on the error output, then ends the node with <paramref name="exitCode"/>.</summary>
     private void EndWithError(int exitCode, string line, string reason)
     {
-        Console.Error.WriteLine($"error: {line}");
+        _output.Error(line);
         EndLocally(exitCode, reason);
     }
 
