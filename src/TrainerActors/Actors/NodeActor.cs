@@ -47,10 +47,8 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
     private CheckpointOffer? _offer;
     private int _epoch;
     private string _nodeName = "";
-    private long _haltingFor = -1;
-    private NodeHalted? _lastHalted;
-    private bool _brokenReported;
-    private bool _ending;
+    private readonly NodeHalt _halt;
+    private readonly NodeEnding _end;
     private NodeClusterWatch _watch = null!;
     private NodeRegistration _registration = null!;
 
@@ -59,6 +57,8 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
     public NodeActor(ActorTrainSettings settings, TrainingJob job, IActorRef coordinator, NodeMetrics metrics, IProgressSink display, NodeSession? session = null)
     {
         _session = session ?? new NodeSession();
+        _halt = new NodeHalt(_trainers);
+        _end = new NodeEnding(Context.System, _output, _cancel, _log);
         _metrics = metrics;
         _display = display;
         _settings = settings;
@@ -67,21 +67,18 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
         Starting();
     }
 
-    public static Props Props(ActorTrainSettings settings, TrainingJob job, IActorRef coordinator, NodeMetrics metrics, IProgressSink display,
-        NodeSession? session = null) =>
+    public static Props Props(ActorTrainSettings settings, TrainingJob job, IActorRef coordinator, NodeMetrics metrics, IProgressSink display, NodeSession? session = null) =>
         Akka.Actor.Props.Create(() => new NodeActor(settings, job, coordinator, metrics, display, session));
 
     private int LocalSize => _trainers.Count;
 
-    protected override SupervisorStrategy SupervisorStrategy() =>
-        new OneForOneStrategy(0, TimeSpan.Zero, e =>
-        {
-            // A trainer that throws has a replica in an unknown state: the run cannot go on.
-            // One released from a collective because the run is ending is no failure of its own.
-            if (e is not TrainingCancelledException)
-                Self.Tell(new LocalFailure(NodeEnd.TrainerFailure(e, _dataPlane, _world)));
-            return Directive.Stop;
-        });
+    protected override SupervisorStrategy SupervisorStrategy() => new OneForOneStrategy(0, TimeSpan.Zero, e =>
+    {
+        // A trainer that throws has a replica in an unknown state: the run cannot go on.
+        // One released from a collective because the run is ending is no failure of its own.
+        if (e is not TrainingCancelledException) Self.Tell(new LocalFailure(NodeEnd.TrainerFailure(e, _dataPlane, _world)));
+        return Directive.Stop;
+    });
 
     protected override void PreStart()
     {
@@ -93,21 +90,15 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
         _cancel.CancelOnShutdown(Context.System);
         try
         {
-            StartNode();
+            _dataPlane = NodeDataPlane.Open(Context, _settings.Sync, _metrics);
+            _cluster.Subscribe(Self, ClusterEvent.SubscriptionInitialStateMode.InitialStateAsEvents, NodeClusterWatch.Events);
+            _devices = NodeDevices.Start(_settings, _nodeName, _log);
+            _trainers.Spawn(Context, _job, _devices, _settings);
         }
         catch (Exception e) when (e is InvalidOperationException or NotSupportedException or ArgumentException or System.Net.Sockets.SocketException)
         {
-            EndWith(NodeEnd.CannotStart(_nodeName, e));
+            _end.With(NodeEnd.CannotStart(_nodeName, e));
         }
-    }
-
-    private void StartNode()
-    {
-        _dataPlane = NodeDataPlane.Open(Context, _settings.Sync, _metrics);
-        _cluster.Subscribe(Self, ClusterEvent.SubscriptionInitialStateMode.InitialStateAsEvents,
-            typeof(ClusterEvent.IMemberEvent), typeof(ClusterEvent.UnreachableMember), typeof(ClusterEvent.ReachableMember));
-        _devices = NodeDevices.Start(_settings, _nodeName, _log);
-        _trainers.Spawn(Context, _job, _devices, _settings);
     }
 
     protected override void PostStop()
@@ -126,32 +117,25 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
             if (!_trainers.SameModel) { Fail("the trainers of this node built different models"); return; }
             try
             {
-                (_checkpoints, _offer) = TrainerCheckpoints.Prepare(_settings, _trainers.Fingerprint, _nodeName, Warn, _output);
+                (_checkpoints, _offer) = TrainerCheckpoints.Prepare(_settings, _trainers.Fingerprint, _nodeName, _output, _log);
             }
             catch (Exception e) when (e is InvalidOperationException or IOException or UnauthorizedAccessException)
             {
-                EndWith(NodeEnd.CannotResume(_nodeName, e));
+                _end.With(NodeEnd.CannotResume(_nodeName, e));
                 return;
             }
             Register();
             _registration.Begin();
         });
         Receive<NodeRegistration.Unanswered>(_ =>
-            EndWith(NodeEnd.Unanswered(_nodeName, _settings, _session.Rejoining, Context.System.Settings.Config.GetStringList("akka.cluster.seed-nodes"))));
+            _end.With(NodeEnd.Unanswered(_nodeName, _settings, _session.Rejoining, Context.System.Settings.Config.GetStringList("akka.cluster.seed-nodes"))));
         Common();
-    }
-
-    private void Warn(string warning)
-    {
-        _log.Warning("{0}", warning);
-        _output.Warning(warning);
     }
 
     private void Register()
     {
-        var address = _cluster.SelfAddress;
         _coordinator.Tell(new RegisterNode(_settings.JobId, ActorTrainSettings.ProtocolVersion, _trainers.Fingerprint, _nodeName, LocalSize,
-            Self.Path.ToStringWithAddress(address), _dataPlane!.EndpointPath, _trainers.Devices, _dataPlane.Endpoint, _registration.Rejoin, _world is null ? _offer : null));
+            Self.Path.ToStringWithAddress(_cluster.SelfAddress), _dataPlane!.EndpointPath, _trainers.Devices, _dataPlane.Endpoint, _registration.Rejoin, _world is null ? _offer : null));
     }
 
     private void OnWorld(WorldAssignment w)
@@ -162,7 +146,6 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
         var index = Array.FindIndex(w.Nodes, n => n.NodeName == _nodeName);
         if (index < 0) { Fail($"world generation {w.Generation} does not include this node"); return; }
         _cancel.NextGeneration();
-        _brokenReported = false;
         _trainers.ClearAnswers();
         _registration.Joined();
         _dataPlane!.CloseGeneration();
@@ -182,7 +165,7 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
     }
 
     /// <summary>A generation the coordinator already ended (a regroup while the node was still setting it up) never starts.</summary>
-    private bool Superseded(long generation) => generation != _world!.Generation || _haltingFor > generation;
+    private bool Superseded(long generation) => generation != _world!.Generation || _halt.Beyond(generation);
 
     private void OnRingReady(RingReady r)
     {
@@ -221,18 +204,11 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
         Receive<TrainerHalted>(OnTrainerHalted);
         Receive<TrainerBroken>(b =>
         {
-            if (b.Generation != _world!.Generation || _brokenReported) return;
-            _brokenReported = true;
-            // The generation cannot go on: release this node's other trainers now, and let the
-            // coordinator decide who is still there.
-            _cancel.CancelGeneration();
-            _coordinatorRef.Tell(new GenerationBroken(b.Generation, _nodeName, b.Reason, _dataPlane!.SuspectNeighbour(_world)));
+            // The generation cannot go on: release this node's other trainers now, and let the coordinator decide who is still there.
+            if (b.Generation == _world!.Generation && _cancel.BreakGeneration())
+                _coordinatorRef.Tell(new GenerationBroken(b.Generation, _nodeName, b.Reason, _dataPlane!.SuspectNeighbour(_world)));
         });
-        Receive<HistoryUpdate>(h =>
-        {
-            _history = h.History;
-            _trainers.TellAll(h);
-        });
+        Receive<HistoryUpdate>(h => { _history = h.History; _trainers.TellAll(h); });
         Receive<StartEpoch>(e =>
         {
             if (e.Generation != _world!.Generation) return;
@@ -240,10 +216,7 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
             _metrics.SetEpoch(e.Epoch);
             _trainers.Request(new RunEpoch(e.Epoch));
         });
-        Receive<TrainerEpochDone>(d =>
-        {
-            if (_trainers.EpochDone(d, _world!.Generation, _nodeName) is { } completed) _coordinatorRef.Tell(completed);
-        });
+        Receive<TrainerEpochDone>(d => { if (_trainers.EpochDone(d, _world!.Generation, _nodeName) is { } completed) _coordinatorRef.Tell(completed); });
         Receive<ReportProgress>(_ =>
         {
             var ranks = _trainers.Snapshot();
@@ -256,10 +229,7 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
             _metrics.NonFiniteGradient();
             _coordinatorRef.Tell(new NonFiniteGradientReported(_world!.Generation, n.Step, n.GlobalRank, _nodeName, n.Count));
         });
-        Receive<FinishTraining>(f =>
-        {
-            if (f.Generation == _world!.Generation) _trainers.Request(new FinishTrainer(_settings.Training.OutDir));
-        });
+        Receive<FinishTraining>(f => { if (f.Generation == _world!.Generation) _trainers.Request(new FinishTrainer(_settings.Training.OutDir)); });
         Receive<TrainerFinished>(f =>
         {
             if (_trainers.Finished(f, _world!.Generation, _nodeName) is not { } finished) return;
@@ -275,15 +245,11 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
     /// </summary>
     private void OnRegroup(Regroup r)
     {
-        if (_haltingFor == r.NextGeneration)
-        {
-            // The coordinator asks again (a retry, or after the network healed): answer with the state the trainers stopped in.
-            _coordinatorRef = Sender;
-            if (_lastHalted?.NextGeneration == r.NextGeneration) Sender.Tell(_lastHalted);
-            return;
-        }
-        if (_world is null || r.Generation != _world.Generation) return;
+        var again = _halt.For == r.NextGeneration;
+        if (!again && (_world is null || r.Generation != _world.Generation)) return;
         _coordinatorRef = Sender;
+        // The coordinator asks again (a retry, or after the network healed): answer with the state the trainers stopped in.
+        if (again) { if (_halt.Answer(r.NextGeneration) is { } halted) Sender.Tell(halted); return; }
         ProgressLine.Info("Generation {0} ends ({1}); {2}", r.Generation, r.Reason,
             r.Graceful ? "stopping after the next step every replica agrees on" : "dropping the step in flight");
         HaltTrainers(r.NextGeneration, r.Graceful);
@@ -292,8 +258,7 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
     /// <summary>Stops the trainers for <paramref name="nextGeneration"/>; not graceful: the step in flight is dropped.</summary>
     private void HaltTrainers(long nextGeneration, bool graceful)
     {
-        if (_haltingFor != nextGeneration) _trainers.ClearHalted();
-        _haltingFor = nextGeneration;
+        _halt.Begin(nextGeneration);
         Timers.Cancel("progress");
         if (!graceful) _cancel.CancelGeneration();
         _trainers.TellAll(new HaltTrainer(nextGeneration, graceful));
@@ -301,7 +266,7 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
 
     private void OnTrainerHalted(TrainerHalted h)
     {
-        if (h.NextGeneration != _haltingFor || _trainers.Halted(h) is not { } states) return;
+        if (_halt.Halted(h) is not { } states) return;
         _cancel.CancelGeneration();
         _dataPlane!.CloseGeneration();
         try
@@ -313,17 +278,17 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
             Fail(e.Message);
             return;
         }
-        _lastHalted = new NodeHalted(_haltingFor, _nodeName, states, _dataPlane.Endpoint);
+        var halted = _halt.Report(_nodeName, states, _dataPlane.Endpoint);
         if (_watch.QuorumLost)
         {
             ProgressLine.Info("Node {0}: stopped at step {1} without quorum; waiting for the network to heal", _nodeName, states.Max(t => t.GlobalStep));
             // A coordinator on this side is waiting for it too.
-            if (!_coordinatorRef.IsNobody()) _coordinatorRef.Tell(_lastHalted);
+            if (!_coordinatorRef.IsNobody()) _coordinatorRef.Tell(halted);
             return;
         }
-        ProgressLine.Info("Node {0}: stopped after step {1} for generation {2}", _nodeName, states.Max(t => t.GlobalStep), _haltingFor);
+        ProgressLine.Info("Node {0}: stopped after step {1} for generation {2}", _nodeName, states.Max(t => t.GlobalStep), _halt.For);
         if (_registration.OnceHalted) RegisterWithState(states);
-        else _coordinatorRef.Tell(_lastHalted);
+        else _coordinatorRef.Tell(halted);
     }
 
     /// <summary>Registers with a coordinator that took over, with the state the trainers stopped in.</summary>
@@ -341,19 +306,16 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
     /// </summary>
     private void CheckQuorum()
     {
-        var verdict = _watch.CheckQuorum(_world, _ending, out var lacking);
+        var verdict = _watch.CheckQuorum(_world, _end.Ending, out var lacking);
         if (verdict == QuorumVerdict.Unchanged) return;
         _session.QuorumLost = verdict == QuorumVerdict.Lost;
         if (verdict == QuorumVerdict.Regained)
-        {
             ProgressLine.Info("Node {0}: sees the majority of generation {1} again; waiting for the coordinator", _nodeName, _world!.Generation);
-            return;
-        }
-        _registration.OnceHalted = false;
+        if (verdict != QuorumVerdict.Lost) return;
+        _registration.Suspend();
         _output.Warning($"node {_nodeName}: lost the quorum of generation {_world!.Generation} ({lacking}); " +
             "dropping the step in flight and training no further until the network heals");
-        _registration.StopRetrying();
-        HaltTrainers(Math.Max(_haltingFor, _world.Generation + 1), graceful: false);
+        HaltTrainers(Math.Max(_halt.For, _world.Generation + 1), graceful: false);
     }
 
     private void Common()
@@ -374,44 +336,21 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
         {
             _registration.Stop();
             _log.Error("The coordinator refused this node: {0}", r.Reason);
-            if (_world is not null) _session.LeftOut = true;
-            EndWith(NodeEnd.Refused(_nodeName, r.Reason, _world is not null, _session.Rejoining));
+            _end.With(NodeEnd.Refused(_nodeName, r.Reason, _world is not null, _session));
         });
-        Receive<EndRun>(e => EndLocally(e.ExitCode, e.Reason));
+        Receive<EndRun>(e => _end.Locally(e.ExitCode, e.Reason));
         Receive<LocalFailure>(f => Fail(f.Reason));
-        Receive<Terminated>(t =>
-        {
-            if (!_ending && !_cancel.RunCancelled && _trainers.Contains(t.ActorRef))
-                Fail($"trainer {t.ActorRef.Path.Name} stopped");
-        });
-        Receive<LeftOut>(l =>
-        {
-            _session.LeftOut = true;
-            EndWith(NodeEnd.LeftOut(_nodeName, l.Reason));
-        });
+        Receive<Terminated>(t => { if (!_end.Ending && !_cancel.RunCancelled && _trainers.Contains(t.ActorRef)) Fail($"trainer {t.ActorRef.Path.Name} stopped"); });
+        Receive<LeftOut>(l => _end.With(NodeEnd.LeftOut(_nodeName, l.Reason, _session)));
         Receive<DrainNode>(_ => Drain());
-        Receive<SeedLost>(l =>
+        Receive<SeedLost>(l => { if (!_end.Ending && !_watch.QuorumLost) _end.With(NodeEnd.SeedLost(_nodeName, l.Address, l.How, l.NoSeedLeft)); });
+        Receive<ClusterEvent.IClusterDomainEvent>(e =>
         {
-            if (!_ending && !_watch.QuorumLost) EndWith(NodeEnd.SeedLost(_nodeName, l.Address, l.How, l.NoSeedLeft));
-        });
-        Receive<ClusterEvent.UnreachableMember>(m =>
-        {
-            _watch.Members.Unreachable(m.Member.Address);
+            var change = _watch.Apply(e);
+            if (e is ClusterEvent.IMemberEvent) _metrics.SetMembers(_watch.Members.UpCount);
+            if (change is null) return;
             CheckQuorum();
-            OnMemberLost(m.Member, "unreachable");
-        });
-        Receive<ClusterEvent.ReachableMember>(m =>
-        {
-            _watch.Members.Reachable(m.Member.Address);
-            CheckQuorum();
-        });
-        Receive<ClusterEvent.IMemberEvent>(e =>
-        {
-            _watch.Members.Changed(e);
-            _metrics.SetMembers(_watch.Members.UpCount);
-            if (e is not ClusterEvent.MemberRemoved) return;
-            CheckQuorum();
-            OnMemberLost(e.Member, "removed");
+            if (change.Value.Lost is { } lost) OnMemberLost(lost, change.Value.How);
         });
         Receive<NodeRegistration.Unanswered>(_ => { });
         Receive<ReportProgress>(_ => { });
@@ -419,9 +358,8 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
 
     private void OnMemberLost(Member member, string how)
     {
-        var halting = _world is not null && _haltingFor > _world.Generation;
-        var state = new NodeSeedState(_ending, _world, _coordinatorRef.IsNobody() ? null : _coordinatorRef.Path.Address, _registration.Rejoin is not null, halting,
-            _lastHalted is { } done && done.NextGeneration == _haltingFor && _trainers.AllHalted);
+        var state = new NodeSeedState(_end.Ending, _world, _coordinatorRef.IsNobody() ? null : _coordinatorRef.Path.Address, _registration.Rejoin is not null,
+            _world is not null && _halt.Beyond(_world.Generation), _halt.Reported);
         var action = _watch.MemberLost(member, state);
         if (action == SeedLossAction.EndAfterGrace)
             Timers.StartSingleTimer("seed-lost", new SeedLost(member.Address, how, _watch.Members.SeedsUp.Count == 0), NodeClusterWatch.SeedLostGrace);
@@ -431,7 +369,7 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
         _coordinatorRef = ActorRefs.Nobody;
         _registration.OnceHalted = true;
         // Died during a regroup after this node had stopped and reported: register with the state its trainers stopped in.
-        if (action == SeedLossAction.RegisterNow) RegisterWithState(_lastHalted!.Trainers);
+        if (action == SeedLossAction.RegisterNow) RegisterWithState(_halt.Last!.Trainers);
         // Not stopping yet: stop now; the registration goes out once every trainer has stopped.
         else if (action == SeedLossAction.HaltThenRegister) HaltTrainers(_world!.Generation + 1, graceful: false);
     }
@@ -442,10 +380,10 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
     /// </summary>
     private void Drain()
     {
-        if (_ending) return;
+        if (_end.Ending) return;
         if (_world is null || !_settings.Elastic.Enabled || _coordinatorRef.IsNobody() || _watch.QuorumLost)
         {
-            EndLocally(ExitCodes.Terminated, "terminated (SIGTERM)");
+            _end.Locally(ExitCodes.Terminated, "terminated (SIGTERM)");
             return;
         }
         ProgressLine.Info("Node {0}: SIGTERM; leaving the run at the next step boundary", _nodeName);
@@ -454,27 +392,7 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
 
     private void Fail(string reason)
     {
-        if (_ending) return;
-        _log.Error("Node {0} cannot go on: {1}", _nodeName, reason);
-        _output.Error($"node {_nodeName}: {reason}");
-        _cancel.CancelRun();
-        (_coordinatorRef.IsNobody() ? _coordinator : _coordinatorRef).Tell(new NodeFailed(_nodeName, reason));
-        // The coordinator answers with EndRun; if it cannot, end after a grace period anyway.
-        Timers.StartSingleTimer("fail-exit", new EndRun(ExitCodes.NodeFailed, reason), TimeSpan.FromSeconds(15));
-    }
-
-    /// <summary>Says why on the error output, then ends the node.</summary>
-    private void EndWith(NodeEnd end)
-    {
-        _output.Error(end.Line);
-        EndLocally(end.ExitCode, end.Reason);
-    }
-
-    private void EndLocally(int exitCode, string reason)
-    {
-        if (_ending) return;
-        _ending = true;
-        _cancel.CancelRun();
-        Context.System.EventStream.Publish(new EndRun(exitCode, reason));
+        // The coordinator answers with EndRun; if it cannot, the node ends after a grace period anyway.
+        if (_end.Fail(_nodeName, reason, Timers)) (_coordinatorRef.IsNobody() ? _coordinator : _coordinatorRef).Tell(new NodeFailed(_nodeName, reason));
     }
 }

@@ -10,6 +10,7 @@ internal sealed class NodeCancellation
 {
     private readonly CancellationTokenSource _run = new();
     private CancellationTokenSource _generation = new();
+    private bool _broken;
 
     public CancellationToken Run => _run.Token;
 
@@ -21,9 +22,19 @@ internal sealed class NodeCancellation
 
     public void CancelGeneration() => _generation.Cancel();
 
+    /// <summary>The generation broke: its trainers are released now. True the first time only: the node reports it once.</summary>
+    public bool BreakGeneration()
+    {
+        if (_broken) return false;
+        _broken = true;
+        _generation.Cancel();
+        return true;
+    }
+
     /// <summary>The previous generation's rings are over; the next one gets a fresh token.</summary>
     public void NextGeneration()
     {
+        _broken = false;
         _generation.Cancel();
         _generation = CancellationTokenSource.CreateLinkedTokenSource(_run.Token);
     }

@@ -37,6 +37,9 @@ internal enum SeedLossAction
     RegisterNow,
 }
 
+/// <summary>A membership change the node checks its quorum after; <paramref name="Lost"/>: a member it lost, and <paramref name="How"/>.</summary>
+internal readonly record struct MembershipChange(Member? Lost, string How);
+
 /// <summary>The node's own state a seed loss is judged by.</summary>
 /// <param name="Ending">The node is ending already.</param>
 /// <param name="World">The generation it trains, if any.</param>
@@ -56,10 +59,35 @@ internal sealed class NodeClusterWatch(Address self, ElasticSettings elastic)
     /// <summary>How long a node that lost its only seed waits for the rest of the failure detector's news before it ends.</summary>
     public static readonly TimeSpan SeedLostGrace = TimeSpan.FromSeconds(2);
 
+    /// <summary>The membership events <see cref="Apply"/> takes in.</summary>
+    public static readonly Type[] Events = [typeof(ClusterEvent.IMemberEvent), typeof(ClusterEvent.UnreachableMember), typeof(ClusterEvent.ReachableMember)];
+
     public NodeMembership Members { get; } = new(self);
 
     /// <summary>Whether the node is cut off from the majority of its generation (reset by a new world).</summary>
     public bool QuorumLost { get; set; }
+
+    /// <summary>
+    /// Takes in a membership event. Null when it changes nothing the node acts on; otherwise the
+    /// node checks its quorum, and when <see cref="MembershipChange.Lost"/> is set, what losing that member means.
+    /// </summary>
+    public MembershipChange? Apply(ClusterEvent.IClusterDomainEvent e)
+    {
+        switch (e)
+        {
+            case ClusterEvent.UnreachableMember m:
+                Members.Unreachable(m.Member.Address);
+                return new MembershipChange(m.Member, "unreachable");
+            case ClusterEvent.ReachableMember m:
+                Members.Reachable(m.Member.Address);
+                return new MembershipChange(null, "");
+            case ClusterEvent.IMemberEvent m:
+                Members.Changed(m);
+                return m is ClusterEvent.MemberRemoved ? new MembershipChange(m.Member, "removed") : null;
+            default:
+                return null;
+        }
+    }
 
     /// <summary>
     /// Whether the node still sees the majority of its generation (<see cref="Quorum"/>) after a

@@ -2,6 +2,7 @@ using ActorTrain.Cluster;
 using ActorTrain.Cluster.Protocol;
 using ActorTrain.Cluster.Settings;
 using ActorTrain.TrainerActors.DataPlane;
+using ActorTrain.TrainerActors.Hosting;
 using Akka.Actor;
 
 namespace ActorTrain.TrainerActors.Actors;
@@ -31,12 +32,20 @@ internal sealed record NodeEnd(int ExitCode, string Line, string Reason)
 
     /// <summary>
     /// The coordinator refused the node. Coming back after being left out, or to a coordinator that
-    /// went on without this node, is no configuration error.
+    /// went on without this node, is no configuration error; a node that trained before counts as left out.
     /// </summary>
-    public static NodeEnd Refused(string node, string reason, bool trainedBefore, bool rejoining) =>
-        new(trainedBefore || rejoining ? ExitCodes.NodeLost : ExitCodes.BadConfiguration, $"the coordinator refused node {node}: {reason}", $"refused: {reason}");
+    public static NodeEnd Refused(string node, string reason, bool trainedBefore, NodeSession session)
+    {
+        if (trainedBefore) session.LeftOut = true;
+        return new(trainedBefore || session.Rejoining ? ExitCodes.NodeLost : ExitCodes.BadConfiguration, $"the coordinator refused node {node}: {reason}", $"refused: {reason}");
+    }
 
-    public static NodeEnd LeftOut(string node, string reason) => new(ExitCodes.NodeLost, $"node {node}: {reason}", reason);
+    /// <summary>The coordinator went on without this node (the session records it, so the runner may rejoin).</summary>
+    public static NodeEnd LeftOut(string node, string reason, NodeSession session)
+    {
+        session.LeftOut = true;
+        return new(ExitCodes.NodeLost, $"node {node}: {reason}", reason);
+    }
 
     public static NodeEnd SeedLost(string node, Address seed, string how, bool noSeedLeft) =>
         new(ExitCodes.NodeLost, $"node {node}: the seed node {seed} is {how}; the coordinator is gone" + (noSeedLeft ? " and no other seed node is up" : ""),

@@ -49,8 +49,12 @@ internal sealed class NodeRegistration(ITimerScheduler timers, TimeSpan interval
         timers.Cancel(UnansweredTimer);
     }
 
-    /// <summary>The node stops retrying, but still ends if nobody answered in time.</summary>
-    public void StopRetrying() => timers.Cancel(RetryTimer);
+    /// <summary>Cut off from the majority: the node registers no more (it waits), but still ends if nobody answered in time.</summary>
+    public void Suspend()
+    {
+        OnceHalted = false;
+        timers.Cancel(RetryTimer);
+    }
 
     /// <summary>Time to register again.</summary>
     public sealed class Again { public static readonly Again Instance = new(); private Again() { } }

@@ -5,6 +5,7 @@ using ActorTrain.Cluster.Serialization;
 using ActorTrain.Cluster.Settings;
 using ActorTrain.TrainerActors.Actors;
 using ActorTrain.TrainerActors.Training;
+using Akka.Event;
 using MessagePack;
 
 namespace ActorTrain.TrainerActors.Checkpoints;
@@ -46,13 +47,19 @@ public sealed class TrainerCheckpoints : ITrainerCheckpoints
     /// <see cref="UnauthorizedAccessException"/> when the resume folder cannot be used.
     /// </summary>
     public static (TrainerCheckpoints Checkpoints, CheckpointOffer? Offer) Prepare(ActorTrainSettings settings, string fingerprint, string nodeName,
-        Action<string> warn, NodeOutput output)
+        NodeOutput output, ILoggingAdapter log)
     {
+        void Warn(string warning)
+        {
+            log.Warning("{0}", warning);
+            output.Warning(warning);
+        }
+
         var c = settings.Checkpoint;
         var checkpoints = new TrainerCheckpoints(new CheckpointStore(c.ResolveDir(settings.Training.OutDir), c.Keep), c, settings.JobId, fingerprint,
             line => output.Write(NodeLineKind.Warning, line));
         if (c.ResumeFrom.Length == 0) return (checkpoints, null);
-        var offer = Offer(c.ResumeFrom, settings.JobId, fingerprint, warn);
+        var offer = Offer(c.ResumeFrom, settings.JobId, fingerprint, Warn);
         if (offer is null)
             output.Progress(ProgressLine.Format("Node {0}: no valid checkpoint in {1}; this node offers none", nodeName, c.ResumeFrom));
         else
