@@ -105,14 +105,17 @@ internal sealed class NodeClusterWatch(Address self, ElasticSettings elastic)
     }
 
     /// <summary>A member became unreachable or was removed: what the node does if it was the seed its coordinator ran on.</summary>
-    public SeedLossAction MemberLost(Member member, NodeSeedState node)
+    public SeedLossAction MemberLost(Member member, NodeSeedState node) => MemberLost(member.Address, member.HasRole(ClusterBootstrap.SeedRole), node);
+
+    /// <inheritdoc cref="MemberLost(Member, NodeSeedState)"/>
+    public SeedLossAction MemberLost(Address member, bool seed, NodeSeedState node)
     {
-        if (node.Ending || member.Address == self || !member.HasRole(ClusterBootstrap.SeedRole)) return SeedLossAction.Ignore;
-        Members.SeedGone(member.Address);
+        if (node.Ending || member == self || !seed) return SeedLossAction.Ignore;
+        Members.SeedGone(member);
         // Cut off from the majority: nothing to do but wait (the network heals, or the cluster removes this node).
         if (QuorumLost) return SeedLossAction.Ignore;
         if (node.World is null && node.Coordinator is null) return SeedLossAction.Ignore;
-        if (node.Coordinator is { } coordinator && coordinator != member.Address) return SeedLossAction.Ignore;
+        if (node.Coordinator is { } coordinator && coordinator != member) return SeedLossAction.Ignore;
         // Without a seed node nobody forms the world or ends the run: stop rather than wait
         // forever. Not at once: the failure detector reports the members it lost one event at
         // a time, and if this node turns out to be the one cut off (no quorum), it waits instead.
