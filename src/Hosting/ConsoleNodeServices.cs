@@ -30,9 +30,13 @@ internal sealed class ConsoleNodeServices : INodeLineSink
         else Console.Out.WriteLine(line.Text);
     }
 
-    /// <summary>A live bar on an interactive terminal, plain lines otherwise.</summary>
+    /// <summary>
+    /// Protocol lines to the local launcher (which draws the progress of the whole run) when it asks
+    /// for them; else a live bar on an interactive terminal, plain lines otherwise.
+    /// </summary>
     private IProgressSink CreateDisplay(ActorTrainSettings settings)
     {
+        if (Environment.GetEnvironmentVariable(NodeRunner.ProgressProtocolVariable) == "1") return new ProtocolProgressSink(Console.Out);
         var sink = ProgressSinks.ForConsole(noProgress: !settings.ProgressBar);
         if (sink is LiveProgressSink) _live = sink;
         return sink;

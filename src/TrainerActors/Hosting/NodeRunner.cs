@@ -42,7 +42,7 @@ public static class NodeRunner
         ProgressLine.Info(system, "{0} node {1} (job \"{2}\")", role.ToString().ToLowerInvariant(), cluster.SelfAddress, settings.JobId);
         var metrics = new NodeMetrics(settings.NodeName);
         using var metricsEndpoint = StartMetrics(settings, metrics, system);
-        using var display = CreateDisplay(settings, services);
+        using var display = services.CreateDisplay?.Invoke(settings) ?? new NodeOutputProgressSink(NodeOutput.Get(system));
         var session = new NodeSession();
         var lifetime = new Lifetime();
         using var cancel = new CancelHandler(lifetime);
@@ -113,18 +113,8 @@ public static class NodeRunner
     private static bool CanRejoin(ActorTrainSettings settings, Lifetime lifetime, List<string> peers, DateTime until) =>
         settings.Elastic.Enabled && settings.Elastic.Rejoin && settings.Node.Train && !lifetime.Stopping && peers.Count > 0 && DateTime.UtcNow < until;
 
-    /// <summary>Set by the local launcher for the node it renders the progress bar of.</summary>
+    /// <summary>Set by the local launcher for the node it renders the progress bar of (the console host reads it).</summary>
     public const string ProgressProtocolVariable = "ACTORTRAIN_PROGRESS_PROTOCOL";
-
-    /// <summary>
-    /// Rank 0's progress goes as protocol lines to the local launcher (which draws the progress for
-    /// the whole run), else to the host's display, else as plain lines to standard output.
-    /// </summary>
-    private static IProgressSink CreateDisplay(ActorTrainSettings settings, NodeHostServices services)
-    {
-        if (Environment.GetEnvironmentVariable(ProgressProtocolVariable) == "1") return new ProtocolProgressSink(Console.Out);
-        return services.CreateDisplay?.Invoke(settings) ?? new PlainProgressSink(Console.Out);
-    }
 
     private static MetricsEndpoint? StartMetrics(ActorTrainSettings settings, NodeMetrics metrics, ActorSystem system)
     {
@@ -351,4 +341,18 @@ internal sealed class RunEndListener : ReceiveActor
     }
 
     protected override void PreStart() => Context.System.EventStream.Subscribe(Self, typeof(EndRun));
+}
+
+/// <summary>
+/// Rank 0's progress where the host has no display: its lines (loss lines, epoch summaries) go to the
+/// node's output as they are (<see cref="NodeLineKind.Status"/>); step events show nothing.
+/// </summary>
+internal sealed class NodeOutputProgressSink(NodeOutput output) : IProgressSink
+{
+    public void Report(ProgressEvent e)
+    {
+        if (ProgressKinds.HasLine(e.Kind) && e.Text is not null) output.Write(NodeLineKind.Status, e.Text);
+    }
+
+    public void Dispose() { }
 }
