@@ -1,3 +1,4 @@
+using ActorTrain.Cluster;
 using System.CommandLine;
 using ActorTrain.TrainerActors.Jobs;
 using ActorTrain.TrainerActors.Hosting;
@@ -8,8 +9,8 @@ namespace ActorTrain.Hosting;
 /// The console host a training program hands control to:
 /// <c>seed</c> (coordinator, and trains unless actortrain.node.train = off),
 /// <c>worker</c> (trains), and <c>local</c> (a seed and workers as separate processes on loopback).
-/// Exit codes: 0 done, 1 a node failed, 2 bad configuration or usage, 3 a node was lost,
-/// 4 non-finite gradient with the fail policy, 5 report not written, 6 replicas differ, 130 interrupted.
+/// Exit codes: <see cref="ExitCodes"/>. This host is the one that ends the process when a node
+/// will not shut down (<see cref="NodeHostServices.ShutdownOverdue"/>).
 /// </summary>
 public static class ActorTrainHost
 {
@@ -65,7 +66,7 @@ public static class ActorTrainHost
         {
             foreach (var error in parsed.Errors) Console.Error.WriteLine($"error: {error.Message}");
             Console.Error.WriteLine("Run with --help for usage.");
-            return 2;
+            return ExitCodes.BadConfiguration;
         }
         return parsed.Invoke();
     }
@@ -85,7 +86,7 @@ public static class ActorTrainHost
         catch (UsageException e)
         {
             Console.Error.WriteLine($"error: {e.Message}");
-            return 2;
+            return ExitCodes.BadConfiguration;
         }
     }
 }

@@ -7,17 +7,38 @@ using ActorTrain.TrainerActors.Reporting;
 
 namespace ActorTrain.Hosting;
 
-/// <summary>What the console host adds to a node: a live progress bar on a terminal, and the run's plots.</summary>
-internal static class ConsoleNodeServices
+/// <summary>
+/// What the console host adds to a node: a live progress bar on a terminal, the run's plots, the
+/// node's lines on standard output (progress, status) and standard error (log lines, warnings,
+/// errors), and the end of the process when the node will not shut down.
+/// </summary>
+internal sealed class ConsoleNodeServices : INodeLineSink
 {
-    public static NodeHostServices Create() => new(CreateDisplay, DrawPlots);
+    /// <summary>The live bar, once there is one: lines are printed above it instead of through it.</summary>
+    private volatile IProgressSink? _live;
 
-    /// <summary>A live bar on an interactive terminal (log lines are printed above it), plain lines otherwise.</summary>
-    private static IProgressSink CreateDisplay(ActorTrainSettings settings)
+    public static NodeHostServices Create()
     {
+        var console = new ConsoleNodeServices();
+        return new(console.CreateDisplay, DrawPlots, console, Environment.Exit);
+    }
+
+    public void Write(NodeLine line)
+    {
+        if (_live is { } live) live.Report(ProgressEvent.Line(line.Text));
+        else if (line.IsDiagnostic) Console.Error.WriteLine(line.Text);
+        else Console.Out.WriteLine(line.Text);
+    }
+
+    /// <summary>
+    /// Protocol lines to the local launcher (which draws the progress of the whole run) when it asks
+    /// for them; else a live bar on an interactive terminal, plain lines otherwise.
+    /// </summary>
+    private IProgressSink CreateDisplay(ActorTrainSettings settings)
+    {
+        if (Environment.GetEnvironmentVariable(NodeRunner.ProgressProtocolVariable) == "1") return new ProtocolProgressSink(Console.Out);
         var sink = ProgressSinks.ForConsole(noProgress: !settings.ProgressBar);
-        if (sink is LiveProgressSink)
-            NodeLog.Output = (line, _) => sink.Report(ProgressEvent.Line(line));
+        if (sink is LiveProgressSink) _live = sink;
         return sink;
     }
 

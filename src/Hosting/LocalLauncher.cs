@@ -1,3 +1,4 @@
+using ActorTrain.Cluster;
 using System.Diagnostics;
 using System.Globalization;
 using System.Net;
@@ -57,20 +58,20 @@ public static class LocalLauncher
                 {
                     Print("local: interrupted; stopping all nodes");
                     KillAll(children);
-                    return 130;
+                    return ExitCodes.Interrupted;
                 }
                 if (exited.All(t => t.IsCompleted)) break;
                 foreach (var (name, process) in children.Where(c => c.Process.HasExited && !reported.Contains(c.Name)))
                 {
                     reported.Add(name);
-                    if (process.ExitCode != 0 && name != seed.Name)
+                    if (process.ExitCode != ExitCodes.Done && name != seed.Name)
                         Print($"local: {name} exited with code {process.ExitCode}; the run goes on without it if the others can regroup (actortrain.elastic)");
                 }
                 // The seed's coordinator decides the run: once it has ended, the others get 20 s to follow.
                 if (seed.Process.HasExited && seedEndedAt == DateTime.MaxValue)
                 {
                     seedEndedAt = DateTime.UtcNow;
-                    if (seed.Process.ExitCode != 0) Print($"local: {seed.Name} (the seed) exited with code {seed.Process.ExitCode}; the others get 20 s to end");
+                    if (seed.Process.ExitCode != ExitCodes.Done) Print($"local: {seed.Name} (the seed) exited with code {seed.Process.ExitCode}; the others get 20 s to end");
                 }
                 if (DateTime.UtcNow - seedEndedAt > TimeSpan.FromSeconds(20))
                 {

@@ -1,3 +1,4 @@
+using ActorTrain.Cluster;
 using System.Globalization;
 using System.Text;
 using ActorTrain.Cluster.Hosting;
@@ -26,7 +27,7 @@ public static class StatusCommand
         {
             var status = StatusClient.AskAsync(NodeOptions.SeedAddress(seed), hostname, tls, timeout, settings.ClusterSecret).GetAwaiter().GetResult();
             Console.Write(Format(status));
-            return 0;
+            return ExitCodes.Done;
         }
         catch (SettingsException e)
         {
@@ -35,7 +36,7 @@ public static class StatusCommand
         catch (StatusTlsException e)
         {
             Console.Error.WriteLine($"error: {e.Message}");
-            return 1;
+            return ExitCodes.NodeFailed;
         }
         catch (Exception e) when (e is AskTimeoutException or TaskCanceledException)
         {
@@ -47,7 +48,7 @@ public static class StatusCommand
                 : $" (if the cluster has a cluster secret, give it in --config or {ClusterSecretSettings.EnvironmentVariable})";
             Console.Error.WriteLine($"error: no coordinator answered at {seed} within {timeout.TotalSeconds:0} s " +
                 "(is the seed node running, and is this machine reachable from it at --hostname?)" + hint);
-            return 1;
+            return ExitCodes.NodeFailed;
         }
     }
 

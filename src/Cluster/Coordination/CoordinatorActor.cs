@@ -104,7 +104,7 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
 
     private void WaitingForNodes()
     {
-        Receive<StartupTimedOut>(_ => EndRun(2, $"only {_admission.Members.Count} of {_settings.MinNodes} node(s) registered within {_settings.StartupTimeout.TotalSeconds:0}s (actortrain.startup-timeout)"));
+        Receive<StartupTimedOut>(_ => EndRun(ExitCodes.BadConfiguration, $"only {_admission.Members.Count} of {_settings.MinNodes} node(s) registered within {_settings.StartupTimeout.TotalSeconds:0}s (actortrain.startup-timeout)"));
         Receive<RegroupTimedOut>(t => { if (t.Generation == _regroup.For && _recovering) FinishRegroup(); });
         Receive<Terminated>(t => Forget(t.ActorRef.Path.Address, "its node actor stopped"));
         Receive<ClusterEvent.MemberRemoved>(m => Forget(m.Member.Address, "it left the cluster"));
@@ -376,7 +376,7 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
     {
         _log.Warning("Rank {0} on node {1} produced {2} non-finite gradient value(s) at step {3}; the step was skipped on every replica", n.Rank, n.NodeName, n.NonFiniteCount, n.Step);
         if (_world?.Plan.FailOnNonFinite == true)
-            EndRun(4, $"rank {n.Rank} on node {n.NodeName} produced a non-finite gradient at step {n.Step} (actortrain.sync.non-finite-gradients = fail)");
+            EndRun(ExitCodes.NonFiniteGradient, $"rank {n.Rank} on node {n.NodeName} produced a non-finite gradient at step {n.Step} (actortrain.sync.non-finite-gradients = fail)");
     }
 
     /// <summary>Once every node has sent its final state: write the report and end the run.</summary>
@@ -391,13 +391,13 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         if (report.TryWriteTo(_settings.Training.OutDir, out var error) is not { } where)
         {
             _log.Error("Cannot write run-report.json to {0}: {1}. The report follows:\n{2}", _settings.Training.OutDir, error, report.ToJson());
-            EndRun(5, "training completed but run-report.json could not be written");
+            EndRun(ExitCodes.ReportNotWritten, "training completed but run-report.json could not be written");
             return;
         }
         Context.System.EventStream.Publish(new RunReportWritten(report, Path.GetDirectoryName(where)!));
         ProgressLine.Info("Run complete: {0} steps{1}, replicas {2}; report at {3}",
             report.Steps, JobMetrics.Describe(report.Metrics), report.ReplicasEqual ? "bitwise equal" : "DIFFER", where);
-        EndRun(report.ReplicasEqual ? 0 : 6, report.ReplicasEqual ? "training complete" : "replica checksums differ");
+        EndRun(report.ReplicasEqual ? ExitCodes.Done : ExitCodes.ReplicasDiffer, report.ReplicasEqual ? "training complete" : "replica checksums differ");
     }
 
     private void OnGenerationBroken(GenerationBroken b)
@@ -426,7 +426,7 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         var what = lost is null ? why : $"node {lost.Name} was lost ({why})";
         if (!Elastic)
         {
-            EndRun(3, $"{what} during training; actortrain.elastic.enabled is off, so the run ends");
+            EndRun(ExitCodes.NodeLost, $"{what} during training; actortrain.elastic.enabled is off, so the run ends");
             return;
         }
         if (lost is not null) _admission.RemoveMember(lost);
@@ -490,7 +490,7 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         foreach (var gone in end.Leavers)
         {
             _admission.RemoveMember(gone);
-            gone.Node.Tell(new EndRun(0, $"left the run after step {_regroup.FurthestStep}"));
+            gone.Node.Tell(new EndRun(ExitCodes.Done, $"left the run after step {_regroup.FurthestStep}"));
         }
         foreach (var (silent, why) in end.LeftOut)
         {
@@ -508,13 +508,13 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         _hangs.ClearSuspects();
         if (end.Failure is not null || end.Source is not { } source)
         {
-            EndRun(3, end.Failure ?? $"no replica is left to go on from after {_regroup.Reason}");
+            EndRun(ExitCodes.NodeLost, end.Failure ?? $"no replica is left to go on from after {_regroup.Reason}");
             return;
         }
         var incoming = _admission.TakeJoiners();
         if (end.Survivors.Count + incoming.Count < _settings.Elastic.MinSurvivingNodes)
         {
-            EndRun(3, $"{_regroup.Reason}: only {end.Survivors.Count + incoming.Count} node(s) remain, fewer than actortrain.elastic.min-surviving-nodes = {_settings.Elastic.MinSurvivingNodes}");
+            EndRun(ExitCodes.NodeLost, $"{_regroup.Reason}: only {end.Survivors.Count + incoming.Count} node(s) remain, fewer than actortrain.elastic.min-surviving-nodes = {_settings.Elastic.MinSurvivingNodes}");
             return;
         }
         if (RunRecorder.FinishedBy(source.Resume) is { } finished) RecordEpoch(finished);
@@ -593,11 +593,11 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         if (_admission.Find(f.NodeName, Sender) is not { } r) return;
         if (!Elastic || _world is null && _phase != CoordinatorPhase.WaitingForNodes)
         {
-            EndRun(1, $"node {f.NodeName} failed: {f.Reason}");
+            EndRun(ExitCodes.NodeFailed, $"node {f.NodeName} failed: {f.Reason}");
             return;
         }
         _voters.Depart(f.NodeName);
-        r.Node.Tell(new EndRun(1, $"this node failed and was left out of the run: {f.Reason}"));
+        r.Node.Tell(new EndRun(ExitCodes.NodeFailed, $"this node failed and was left out of the run: {f.Reason}"));
         if (_world is not null) NodeLost(r.Node.Path.Address, $"it failed: {f.Reason}", r.Node);
         else if (_admission.RemoveMember(r) | _admission.RemoveJoiner(r)) _log.Warning("Node {0} failed before training started and is dropped: {1}", f.NodeName, f.Reason);
     }
@@ -610,7 +610,7 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
         {
             // Not training yet: the node simply goes.
             _admission.RemoveMember(r);
-            r.Node.Tell(new EndRun(0, "left before it took part in training"));
+            r.Node.Tell(new EndRun(ExitCodes.Done, "left before it took part in training"));
             return;
         }
         _voters.Leave(l.NodeName);
@@ -623,7 +623,7 @@ public sealed class CoordinatorActor : ReceiveActor, IWithTimers
     {
         if (_ended) return;
         _ended = true;
-        if (exitCode == 0) ProgressLine.Info("Ending the run: {0}", reason);
+        if (exitCode == ExitCodes.Done) ProgressLine.Info("Ending the run: {0}", reason);
         else _log.Error("Ending the run (exit code {0}): {1}", exitCode, reason);
         foreach (var r in _admission.All) r.Node.Tell(new EndRun(exitCode, reason));
         Context.System.EventStream.Publish(new EndRun(exitCode, reason));

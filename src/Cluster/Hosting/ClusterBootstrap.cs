@@ -2,6 +2,7 @@ using ActorTrain.Cluster.Coordination;
 using ActorTrain.Cluster.Security;
 using ActorTrain.Cluster.Settings;
 using Akka.Actor;
+using Akka.Actor.Setup;
 using Akka.Cluster.Tools.Client;
 using Akka.Cluster.Tools.PublishSubscribe;
 using Akka.Cluster.Tools.Singleton;
@@ -34,9 +35,10 @@ public static class ClusterBootstrap
     /// <see cref="NodeTls"/>, found later with <see cref="NodeTls.Of"/>); a certificate problem is a
     /// <see cref="SettingsException"/> naming the key and the file, before anything listens.
     /// </summary>
-    public static (ActorSystem System, IActorRef CoordinatorProxy) Start(Config config, ActorTrainSettings settings)
+    /// <param name="output">Where the node's lines for a person go (<see cref="Logging.NodeOutput"/>); null: through Akka's logging.</param>
+    public static (ActorSystem System, IActorRef CoordinatorProxy) Start(Config config, ActorTrainSettings settings, Logging.INodeLineSink? output = null)
     {
-        var system = CreateSystem(SystemName, config, settings.Tls);
+        var system = CreateSystem(SystemName, config, settings.Tls, output);
         var roles = Akka.Cluster.Cluster.Get(system).SelfRoles;
         if (roles.Contains(SeedRole))
         {
@@ -64,14 +66,15 @@ public static class ClusterBootstrap
     }
 
     /// <summary>An ActorSystem with the cluster tools' defaults and, where <paramref name="tls"/> is on, TLS for remoting.</summary>
-    public static ActorSystem CreateSystem(string name, Config config, TlsSettings tls)
+    public static ActorSystem CreateSystem(string name, Config config, TlsSettings tls, Logging.INodeLineSink? output = null)
     {
-        if (!tls.Enabled) return ActorSystem.Create(name, WithClusterToolsDefaults(config));
+        ActorSystemSetup WithOutput(ActorSystemSetup setup) => output is null ? setup : setup.And(new Logging.NodeOutputSetup(output));
+        if (!tls.Enabled) return ActorSystem.Create(name, WithOutput(ActorSystemSetup.Create(BootstrapSetup.Create().WithConfig(WithClusterToolsDefaults(config)))));
         var material = NodeTls.Load(tls);
         var setup = BootstrapSetup.Create()
             .WithConfig(WithClusterToolsDefaults(NodeTls.RemotingConfig(config)))
             .And(material.RemotingSetup());
-        var system = ActorSystem.Create(name, setup);
+        var system = ActorSystem.Create(name, WithOutput(setup));
         material.Attach(system);
         return system;
     }

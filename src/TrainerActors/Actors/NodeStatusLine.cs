@@ -8,7 +8,7 @@ namespace ActorTrain.TrainerActors.Actors;
 /// A node without rank 0 has no progress bar: every fifth progress report it prints a compact
 /// status line (epoch, step, steps per second since the last line) instead.
 /// </summary>
-internal sealed class NodeStatusLine(string nodeName)
+internal sealed class NodeStatusLine(string nodeName, NodeOutput output)
 {
     private const int Every = 5;
     private int _ticks;
@@ -25,6 +25,6 @@ internal sealed class NodeStatusLine(string nodeName)
         _stepsAtLast = steps;
         _lastAt = now;
         var (epoch, stepInEpoch, stepsPerEpoch) = first.Position();
-        NodeLog.Output(StatusLine.Compact(nodeName, epoch, epochs, stepInEpoch, stepsPerEpoch, rate), false);
+        output.Status(StatusLine.Compact(nodeName, epoch, epochs, stepInEpoch, stepsPerEpoch, rate));
     }
 }

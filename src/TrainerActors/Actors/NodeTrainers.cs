@@ -73,6 +73,16 @@ internal sealed class NodeTrainers
     /// <summary>Forgets the answers gathered so far (a new question goes out).</summary>
     public void ClearAnswers() => _answers.Clear();
 
+    /// <summary>Tells every trainer <paramref name="message"/>, collecting their answers afresh.</summary>
+    public void Request(object message)
+    {
+        ClearAnswers();
+        TellAll(message);
+    }
+
+    /// <summary>Where each trainer is now.</summary>
+    public RankProgress[] Snapshot() => Progress.Select(p => p.Snapshot()).ToArray();
+
     /// <summary>The node's epoch report once every trainer has finished the epoch; null until then.</summary>
     public EpochCompleted? EpochDone(TrainerEpochDone done, long generation, string nodeName)
     {

@@ -5,6 +5,7 @@ using ActorTrain.Cluster.Serialization;
 using ActorTrain.Cluster.Settings;
 using ActorTrain.TrainerActors.Actors;
 using ActorTrain.TrainerActors.Training;
+using Akka.Event;
 using MessagePack;
 
 namespace ActorTrain.TrainerActors.Checkpoints;
@@ -27,10 +28,10 @@ public sealed class TrainerCheckpoints : ITrainerCheckpoints
     private readonly string _fingerprint;
     private readonly Action<string> _warn;
 
-    /// <param name="warn">Where a failed save is reported (default: the node's error output).</param>
-    public TrainerCheckpoints(CheckpointStore store, CheckpointSettings settings, string jobId, string fingerprint, Action<string>? warn = null)
+    /// <param name="warn">Where a failed save is reported, as a whole <c>warning: …</c> line.</param>
+    public TrainerCheckpoints(CheckpointStore store, CheckpointSettings settings, string jobId, string fingerprint, Action<string> warn)
     {
-        _warn = warn ?? (line => NodeLog.Output(line, true));
+        _warn = warn;
         _store = store;
         _settings = settings;
         _jobId = jobId;
@@ -46,16 +47,23 @@ public sealed class TrainerCheckpoints : ITrainerCheckpoints
     /// <see cref="UnauthorizedAccessException"/> when the resume folder cannot be used.
     /// </summary>
     public static (TrainerCheckpoints Checkpoints, CheckpointOffer? Offer) Prepare(ActorTrainSettings settings, string fingerprint, string nodeName,
-        Action<string> warn)
+        NodeOutput output, ILoggingAdapter log)
     {
+        void Warn(string warning)
+        {
+            log.Warning("{0}", warning);
+            output.Warning(warning);
+        }
+
         var c = settings.Checkpoint;
-        var checkpoints = new TrainerCheckpoints(new CheckpointStore(c.ResolveDir(settings.Training.OutDir), c.Keep), c, settings.JobId, fingerprint);
+        var checkpoints = new TrainerCheckpoints(new CheckpointStore(c.ResolveDir(settings.Training.OutDir), c.Keep), c, settings.JobId, fingerprint,
+            line => output.Write(NodeLineKind.Warning, line));
         if (c.ResumeFrom.Length == 0) return (checkpoints, null);
-        var offer = Offer(c.ResumeFrom, settings.JobId, fingerprint, warn);
+        var offer = Offer(c.ResumeFrom, settings.JobId, fingerprint, Warn);
         if (offer is null)
-            ProgressLine.Info("Node {0}: no valid checkpoint in {1}; this node offers none", nodeName, c.ResumeFrom);
+            output.Progress(ProgressLine.Format("Node {0}: no valid checkpoint in {1}; this node offers none", nodeName, c.ResumeFrom));
         else
-            ProgressLine.Info("Node {0}: offering checkpoint {1} (step {2}, epoch {3})", nodeName, offer.File, offer.Position.GlobalStep, offer.Position.Epoch);
+            output.Progress(ProgressLine.Format("Node {0}: offering checkpoint {1} (step {2}, epoch {3})", nodeName, offer.File, offer.Position.GlobalStep, offer.Position.Epoch));
         return (checkpoints, offer);
     }
 

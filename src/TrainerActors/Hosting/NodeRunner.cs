@@ -1,4 +1,6 @@
+using ActorTrain.Cluster;
 using ActorTrain.Cluster.Hosting;
+using ActorTrain.Cluster.Logging;
 using ActorTrain.Cluster.Coordination;
 using ActorTrain.Cluster.Metrics;
 using ActorTrain.TrainerActors.Reporting;
@@ -14,7 +16,11 @@ namespace ActorTrain.TrainerActors.Hosting;
 
 public enum NodeRole { Seed, Worker }
 
-/// <summary>Runs one node process until the run ends; returns the process exit code.</summary>
+/// <summary>
+/// Runs one node process until the run ends; returns the process exit code (<see cref="ExitCodes"/>). It never
+/// ends the process itself: when the node does not shut down in time, it hands the code to the host
+/// (<see cref="NodeHostServices.ShutdownOverdue"/>) and returns.
+/// </summary>
 public static class NodeRunner
 {
     /// <summary>Set by the local launcher: end this process when its standard input closes (the launcher died).</summary>
@@ -25,18 +31,18 @@ public static class NodeRunner
         services ??= NodeHostServices.Default;
         var (config, settings) = LoadForRole(job, role, configFile, overrides);
 
-        var (system, proxy) = ClusterBootstrap.Start(config, settings);
+        var (system, proxy) = ClusterBootstrap.Start(config, settings, services.Output);
         var cluster = Akka.Cluster.Cluster.Get(system);
         if (role == NodeRole.Seed && config.GetStringList("akka.cluster.seed-nodes").Count == 0)
             cluster.Join(cluster.SelfAddress);
 
         if (string.IsNullOrEmpty(settings.NodeName))
             settings = settings with { NodeName = $"{cluster.SelfAddress.Host}:{cluster.SelfAddress.Port}" };
-        Cluster.Logging.NodeLog.NodeName = settings.NodeName;
-        Cluster.Hosting.ProgressLine.Info("{0} node {1} (job \"{2}\")", role.ToString().ToLowerInvariant(), cluster.SelfAddress, settings.JobId);
+        NodeOutput.Get(system).NodeName = settings.NodeName;
+        ProgressLine.Info(system, "{0} node {1} (job \"{2}\")", role.ToString().ToLowerInvariant(), cluster.SelfAddress, settings.JobId);
         var metrics = new NodeMetrics(settings.NodeName);
         using var metricsEndpoint = StartMetrics(settings, metrics, system);
-        using var display = CreateDisplay(settings, services);
+        using var display = services.CreateDisplay?.Invoke(settings) ?? new NodeOutputProgressSink(NodeOutput.Get(system));
         var session = new NodeSession();
         var lifetime = new Lifetime();
         using var cancel = new CancelHandler(lifetime);
@@ -61,15 +67,21 @@ public static class NodeRunner
             }
             var node = settings.Node.Train ? system.ActorOf(NodeActor.Props(settings, job, proxy, metrics, display, session), "node") : null;
             lifetime.Attach(system, outcome, node);
-            system.WhenTerminated.Wait();
+            var output = NodeOutput.Get(system);
+            if (Task.WaitAny(system.WhenTerminated, lifetime.Overdue) == 1)
+            {
+                // The ActorSystem would not stop: the host ends the process with the run's code.
+                services.ShutdownOverdue?.Invoke(outcome.ExitCode);
+                return outcome.ExitCode;
+            }
             // A node Akka.Remote shut down after a failed TLS handshake has a configuration error.
             if (Cluster.Security.NodeTls.ShutDownByFailedHandshake(system))
-                outcome.Set(2, "a TLS handshake with a peer failed, so Akka shut this node down: does this node's certificate " +
+                outcome.Set(ExitCodes.BadConfiguration, "a TLS handshake with a peer failed, so Akka shut this node down: does this node's certificate " +
                     "(actortrain.tls.certificate-path) chain to the CA the cluster trusts, and does actortrain.tls.ca-certificate-path hold that CA?");
             // Nothing recorded why the system stopped: the cluster removed this node (the split-brain
             // resolver downed it, e.g. after its seed died or its side of a partition lost the majority)
             // before any run outcome.
-            var removed = outcome.Set(3, session.QuorumLost
+            var removed = outcome.Set(ExitCodes.NodeLost, session.QuorumLost
                 ? "this node's side of the network lost the majority of its generation, and the cluster removed it; it wrote no result"
                 : "this node was removed from the cluster before the run ended (its seed or the majority of nodes was lost)");
             var selfAddress = Akka.Cluster.Cluster.Get(system).SelfAddress.ToString();
@@ -77,7 +89,7 @@ public static class NodeRunner
             if (rejoinUntil == DateTime.MaxValue) rejoinUntil = DateTime.UtcNow + settings.Elastic.RejoinTimeout;
             if ((removed || session.LeftOut) && CanRejoin(settings, lifetime, peers, rejoinUntil))
             {
-                Cluster.Hosting.ProgressLine.Info("Node {0}: {1}; rejoining the cluster as a new member through {2} (actortrain.elastic.rejoin = on)",
+                ProgressLine.Info(system, "Node {0}: {1}; rejoining the cluster as a new member through {2} (actortrain.elastic.rejoin = on)",
                     settings.NodeName, outcome.Reason, string.Join(", ", peers));
                 config = ConfigurationFactory.ParseString(
                         $"akka.cluster.seed-nodes = [{string.Join(", ", peers.Select(p => $"\"{p}\""))}]\n" +
@@ -87,10 +99,12 @@ public static class NodeRunner
                 session.LeftOut = false;
                 session.QuorumLost = false;
                 session.Rejoining = true;
-                (system, proxy) = ClusterBootstrap.Start(config, settings);
+                (system, proxy) = ClusterBootstrap.Start(config, settings, services.Output);
+                NodeOutput.Get(system).NodeName = settings.NodeName;
                 continue;
             }
-            if (outcome.ExitCode != 0) Console.Error.WriteLine($"run ended with exit code {outcome.ExitCode}: {outcome.Reason}");
+            if (outcome.ExitCode != ExitCodes.Done)
+                output.Write(NodeLineKind.Error, $"run ended with exit code {outcome.ExitCode}: {outcome.Reason}");
             return outcome.ExitCode;
         }
     }
@@ -99,18 +113,8 @@ public static class NodeRunner
     private static bool CanRejoin(ActorTrainSettings settings, Lifetime lifetime, List<string> peers, DateTime until) =>
         settings.Elastic.Enabled && settings.Elastic.Rejoin && settings.Node.Train && !lifetime.Stopping && peers.Count > 0 && DateTime.UtcNow < until;
 
-    /// <summary>Set by the local launcher for the node it renders the progress bar of.</summary>
+    /// <summary>Set by the local launcher for the node it renders the progress bar of (the console host reads it).</summary>
     public const string ProgressProtocolVariable = "ACTORTRAIN_PROGRESS_PROTOCOL";
-
-    /// <summary>
-    /// Rank 0's progress goes as protocol lines to the local launcher (which draws the progress for
-    /// the whole run), else to the host's display, else as plain lines to standard output.
-    /// </summary>
-    private static IProgressSink CreateDisplay(ActorTrainSettings settings, NodeHostServices services)
-    {
-        if (Environment.GetEnvironmentVariable(ProgressProtocolVariable) == "1") return new ProtocolProgressSink(Console.Out);
-        return services.CreateDisplay?.Invoke(settings) ?? new PlainProgressSink(Console.Out);
-    }
 
     private static MetricsEndpoint? StartMetrics(ActorTrainSettings settings, NodeMetrics metrics, ActorSystem system)
     {
@@ -118,7 +122,7 @@ public static class NodeRunner
         try
         {
             var endpoint = MetricsEndpoint.Start(metrics, settings.Metrics.Hostname, settings.Metrics.Port, Cluster.Security.NodeTls.Of(system));
-            Cluster.Hosting.ProgressLine.Info("metrics at {0}", endpoint.Url);
+            ProgressLine.Info(system, "metrics at {0}", endpoint.Url);
             return endpoint;
         }
         catch (SettingsException e)
@@ -154,7 +158,7 @@ public static class NodeRunner
         {
             try { while (Console.In.Read() >= 0) { } }
             catch (IOException) { }
-            lifetime.Stop(130, "the launcher went away");
+            lifetime.Stop(ExitCodes.Interrupted, "the launcher went away");
         }) { IsBackground = true, Name = "parent-watch" };
         thread.Start();
     }
@@ -163,14 +167,13 @@ public static class NodeRunner
     /// Leaves the cluster gracefully, but never lingers: a process told to stop exits within
     /// <see cref="ShutdownDeadline"/> even if a peer it waits for is gone.
     /// </summary>
-    private static void ShutDown(ActorSystem system, RunOutcome outcome)
+    /// <returns>False when it did not stop within the deadline (the caller gives up on it).</returns>
+    private static bool ShutDown(ActorSystem system)
     {
         CoordinatedShutdown.Get(system).Run(CoordinatedShutdown.ClrExitReason.Instance);
-        if (!system.WhenTerminated.Wait(ShutdownDeadline))
-        {
-            Console.Error.WriteLine($"error: the node did not shut down within {ShutdownDeadline.TotalSeconds:0} s; exiting");
-            Environment.Exit(outcome.ExitCode);
-        }
+        if (system.WhenTerminated.Wait(ShutdownDeadline)) return true;
+        NodeOutput.Get(system).Error($"the node did not shut down within {ShutdownDeadline.TotalSeconds:0} s; exiting");
+        return false;
     }
 
     private static readonly TimeSpan ShutdownDeadline = TimeSpan.FromSeconds(30);
@@ -186,6 +189,10 @@ public static class NodeRunner
         private RunOutcome _outcome = new();
         private IActorRef? _node;
         private volatile bool _stopping;
+        private readonly TaskCompletionSource _overdue = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        /// <summary>Completes when the ActorSystem did not shut down within <see cref="ShutdownDeadline"/>.</summary>
+        public Task Overdue => _overdue.Task;
 
         /// <summary>The process was asked to stop: it does not come back as a new member.</summary>
         public bool Stopping => _stopping;
@@ -201,7 +208,7 @@ public static class NodeRunner
             _stopping = true;
             var (system, outcome) = Current();
             outcome.Set(exitCode, reason);
-            if (system is not null) Task.Run(() => ShutDown(system, outcome));
+            if (system is not null) ShutDownInBackground(system);
         }
 
         /// <summary>SIGTERM: leave the run at a step boundary (the node actor asks the coordinator), then the cluster.</summary>
@@ -209,13 +216,13 @@ public static class NodeRunner
         {
             _stopping = true;
             var (system, outcome) = Current();
-            outcome.Set(143, "terminated (SIGTERM)");
+            outcome.Set(ExitCodes.Terminated, "terminated (SIGTERM)");
             if (system is null) return;
             IActorRef? node;
             lock (_gate) node = _node;
             if (node is null)
             {
-                Task.Run(() => ShutDown(system, outcome));
+                ShutDownInBackground(system);
                 return;
             }
             node.Tell(DrainNode.Instance);
@@ -223,11 +230,16 @@ public static class NodeRunner
             {
                 if (await Task.WhenAny(system.WhenTerminated, Task.Delay(DrainDeadline)) != system.WhenTerminated)
                 {
-                    Console.Error.WriteLine($"error: the node did not leave the run within {DrainDeadline.TotalSeconds:0} s of SIGTERM; shutting down");
-                    ShutDown(system, outcome);
+                    NodeOutput.Get(system).Error($"the node did not leave the run within {DrainDeadline.TotalSeconds:0} s of SIGTERM; shutting down");
+                    if (!ShutDown(system)) _overdue.TrySetResult();
                 }
             });
         }
+
+        private void ShutDownInBackground(ActorSystem system) => Task.Run(() =>
+        {
+            if (!ShutDown(system)) _overdue.TrySetResult();
+        });
 
         private (ActorSystem? System, RunOutcome Outcome) Current()
         {
@@ -251,7 +263,7 @@ public static class NodeRunner
         {
             if (Interlocked.Increment(ref _presses) > 1) return;
             e.Cancel = true;
-            _lifetime.Stop(130, "interrupted");
+            _lifetime.Stop(ExitCodes.Interrupted, "interrupted");
         }
 
         public void Dispose() => Console.CancelKeyPress -= OnCancel;
@@ -283,7 +295,7 @@ internal sealed class ReportWrittenListener : ReceiveActor
             catch (Exception e)
             {
                 // What the host does with the report is extra: the run's results are in run-report.json already.
-                Cluster.Hosting.ProgressLine.Info("after writing the run report: {0}", e.Message);
+                ProgressLine.Info("after writing the run report: {0}", e.Message);
             }
         });
     }
@@ -329,4 +341,18 @@ internal sealed class RunEndListener : ReceiveActor
     }
 
     protected override void PreStart() => Context.System.EventStream.Subscribe(Self, typeof(EndRun));
+}
+
+/// <summary>
+/// Rank 0's progress where the host has no display: its lines (loss lines, epoch summaries) go to the
+/// node's output as they are (<see cref="NodeLineKind.Status"/>); step events show nothing.
+/// </summary>
+internal sealed class NodeOutputProgressSink(NodeOutput output) : IProgressSink
+{
+    public void Report(ProgressEvent e)
+    {
+        if (ProgressKinds.HasLine(e.Kind) && e.Text is not null) output.Write(NodeLineKind.Status, e.Text);
+    }
+
+    public void Dispose() { }
 }

@@ -1,20 +1,14 @@
 using ActorTrain.Cluster.Protocol;
 using ActorTrain.TrainerActors.Actors;
 using Akka.Actor;
+using static ActorTrain.TrainerActors.Tests.Actors.TestWorlds;
 
 namespace ActorTrain.TrainerActors.Tests.Actors;
 
 /// <summary>A node's view of the cluster: who is up, and whether it still sees the majority of its generation.</summary>
 public class NodeMembershipTests
 {
-    private static Address At(int port) => new("akka.tcp", "actortrain", "127.0.0.1", port);
-
     private static readonly Address A = At(4001), B = At(4002), C = At(4003);
-
-    private static WorldAssignment World(params Address[] nodes) =>
-        new(1, nodes.Select((a, i) => new WorldNode($"n{a.Port}", $"{a}/user/node", $"{a}/user/actortrain-endpoint", i, 1, ["cpu"], $"127.0.0.1:{a.Port + 100}")).ToArray(),
-            nodes.Length, new TrainingPlan(1, 8, 42, 10, 1 << 20, false, 1 << 16, "tcp", [], "none", 1),
-            new ResumePoint(0, new TrainingPosition(0, 1, 0, 0, false, 0, 0, 0), 0, ""), RunHistory.Empty);
 
     [Fact]
     public void A_node_that_sees_two_of_three_holds_the_quorum_and_one_of_three_does_not()
