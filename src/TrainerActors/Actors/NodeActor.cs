@@ -13,7 +13,6 @@ using ActorTrain.TrainerActors.DataPlane;
 using ActorTrain.TrainerActors.Hosting;
 using ActorTrain.TrainerActors.Jobs;
 using ActorTrain.TrainerActors.Reporting;
-using ActorTrain.TrainerActors.Torch;
 using Akka.Actor;
 using Akka.Cluster;
 using Akka.Event;
@@ -186,14 +185,12 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
         var me = w.Nodes[index];
         var (threads, trainersOnHost, myHost) = NodeDevices.IntraOpThreads(_settings.Node, w, me);
         _trainers.StartProgress(me.FirstRank);
-        var generation = new GenerationScope(w.Generation, _cancel.Generation);
-        var compression = WireCompressionNames.Parse(w.Plan.Compression);
+        var groups = ProcessGroup.ForNode(new GroupMember(me.FirstRank, w.WorldSize, 0, index, w.Nodes.Length), LocalSize, intraNode, cross,
+            WireCompressionNames.Parse(w.Plan.Compression), new GenerationScope(w.Generation, _cancel.Generation));
         for (var i = 0; i < LocalSize; i++)
         {
-            var group = new ProcessGroup(new GroupMember(me.FirstRank + i, w.WorldSize, i, index, w.Nodes.Length), intraNode, cross, compression, generation);
-            // What checkpoints record of the run reaches the trainer by message, before its world.
-            _trainers[i].Tell(new HistoryUpdate(_history));
-            _trainers[i].Tell(new ConfigureTrainer(w.Generation, me.FirstRank + i, w.WorldSize, w.Plan, group,
+            _trainers[i].Tell(new HistoryUpdate(_history)); // what checkpoints record of the run, before the world
+            _trainers[i].Tell(new ConfigureTrainer(w.Generation, me.FirstRank + i, w.WorldSize, w.Plan, groups[i],
                 threads, _trainers.Progress[i], _metrics, _display, _settings.Sync.StepTimeout, _cancel.Run, w.Resume, _checkpoints));
         }
         Timers.StartPeriodicTimer("progress", ReportProgress.Instance, ReportProgress.Interval);
