@@ -16,7 +16,7 @@ namespace ActorTrain.Hosting;
 /// returns its exit code once it ends, and stops the others 20 s after it, or all at once on
 /// Ctrl+C. A worker that dies does not end the run when the others can regroup without it.
 /// </summary>
-public static class LocalLauncher
+internal static class LocalLauncher
 {
     public static int Run(int nodes, string? configFile, IReadOnlyList<string> overrides, int trainersPerNode)
     {

@@ -16,7 +16,7 @@ namespace ActorTrain.Hosting;
 /// nodes' own config, or one with just those keys): the client then runs the nodes' remoting TLS.
 /// A cluster secret comes from the same file or from ACTORTRAIN_CLUSTER_SECRET.
 /// </summary>
-public static class StatusCommand
+internal static class StatusCommand
 {
     public static int Run(string seed, string hostname, TimeSpan timeout, string? configFile = null)
     {

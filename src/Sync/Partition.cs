@@ -4,7 +4,7 @@ namespace ActorTrain.Sync;
 /// Splits a buffer into contiguous slices, one per participant. Every collective in this library
 /// uses this one rule, so a slice index means the same element range on every peer.
 /// </summary>
-public static class Partition
+internal static class Partition
 {
     /// <summary>
     /// Returns slice <paramref name="index"/> of <paramref name="length"/> elements split into

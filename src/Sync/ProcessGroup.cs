@@ -13,7 +13,7 @@ namespace ActorTrain.Sync;
 /// </summary>
 /// <param name="Step">The training step (or, for collectives outside the step loop, the step they come before).</param>
 /// <param name="Bucket">The bucket (or part) within the step; not negative.</param>
-public readonly record struct CollectiveKey(long Step, int Bucket);
+internal readonly record struct CollectiveKey(long Step, int Bucket);
 
 /// <summary>Where one trainer stands in a generation's world.</summary>
 /// <param name="Rank">Global rank: <c>NodeIndex × local size + LocalRank</c>.</param>
@@ -21,7 +21,7 @@ public readonly record struct CollectiveKey(long Step, int Bucket);
 /// <param name="LocalRank">Rank among the trainers of its node.</param>
 /// <param name="NodeIndex">The node's position in the cross-node ring.</param>
 /// <param name="NodeCount">Number of nodes.</param>
-public readonly record struct GroupMember(int Rank, int WorldSize, int LocalRank, int NodeIndex, int NodeCount);
+internal readonly record struct GroupMember(int Rank, int WorldSize, int LocalRank, int NodeIndex, int NodeCount);
 
 /// <summary>
 /// The collectives of one trainer in one generation, in the manner of c10d's process group: it owns
@@ -40,7 +40,7 @@ public readonly record struct GroupMember(int Rank, int WorldSize, int LocalRank
 /// and ends with an <see cref="OperationCanceledException"/> when the generation or the caller's
 /// token is cancelled.
 /// </summary>
-public sealed class ProcessGroup
+internal sealed class ProcessGroup
 {
     // Each operation has its own chunk keys: the operation rides in the low bits of the key's bucket.
     // Reduce-scatter and all-gather use the all-reduce's keys: they are its two halves.
@@ -335,4 +335,4 @@ public sealed class ProcessGroup
 }
 
 /// <summary>A generation of the world: its number (part of every chunk key) and the token that ends it.</summary>
-public readonly record struct GenerationScope(long Id, CancellationToken Cancelled);
+internal readonly record struct GenerationScope(long Id, CancellationToken Cancelled);

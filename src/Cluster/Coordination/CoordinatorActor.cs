@@ -21,7 +21,7 @@ namespace ActorTrain.Cluster.Coordination;
 /// <see cref="Admission{TNode}"/>, <see cref="SourceReplica"/>, <see cref="RegroupEnd"/>,
 /// <see cref="Electorate{TNode}"/>, <see cref="HangDetector"/>, <see cref="ProgressTracker"/>, <see cref="RunRecorder"/>.
 /// </summary>
-public sealed class CoordinatorActor : ReceiveActor, IWithTimers
+internal sealed class CoordinatorActor : ReceiveActor, IWithTimers
 {
     public const string SingletonName = "coordinator";
 

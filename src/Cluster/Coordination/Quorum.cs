@@ -11,7 +11,7 @@ namespace ActorTrain.Cluster.Coordination;
 /// generation's nodes. Nodes known to have stopped on their own (they reported a failure or left
 /// on SIGTERM) are not counted: they cannot be training on another side.
 /// </summary>
-public static class Quorum
+internal static class Quorum
 {
     /// <summary>One node of the previous generation.</summary>
     public sealed record Voter(string Name, Address Address);

@@ -7,7 +7,7 @@ namespace ActorTrain.Cluster.Coordination;
 /// <see cref="Ratio"/> times the median of the other ranks'. In data-parallel training every step
 /// waits for the slowest replica, so one slow machine sets the pace of all.
 /// </summary>
-public static class Stragglers
+internal static class Stragglers
 {
     /// <summary>How much slower than the others' median a rank must be to be called the straggler.</summary>
     public const double Ratio = 1.5;
@@ -29,11 +29,11 @@ public static class Stragglers
 /// A rank that holds the others up. Published on the coordinator's event stream when it changes
 /// (null node: none any more), for the metrics of the coordinator's node.
 /// </summary>
-public sealed record Straggler(string Node, int Rank, double ComputeMs, double Ratio)
+internal sealed record Straggler(string Node, int Rank, double ComputeMs, double Ratio)
 {
     public override string ToString() =>
         string.Create(System.Globalization.CultureInfo.InvariantCulture, $"rank {Rank} on node {Node} ({ComputeMs:F1} ms per step, {Ratio:F1}x the others' median)");
 }
 
 /// <summary>The straggler changed: <see cref="Current"/> is null when no rank stands out any more.</summary>
-public sealed record StragglerChanged(Straggler? Current);
+internal sealed record StragglerChanged(Straggler? Current);

@@ -12,7 +12,7 @@ using Akka.Event;
 namespace ActorTrain.Cluster.Hosting;
 
 /// <summary>Starts a node's ActorSystem and, on seed-role nodes, the coordinator singleton.</summary>
-public static class ClusterBootstrap
+internal static class ClusterBootstrap
 {
     public const string SystemName = "actortrain";
     public const string SeedRole = "seed";

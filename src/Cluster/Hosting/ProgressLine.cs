@@ -8,7 +8,7 @@ namespace ActorTrain.Cluster.Hosting;
 /// The lines a person running a job reads (registration, generations, epochs, the end of the
 /// run), shown whatever akka.loglevel is, through the node's <see cref="NodeOutput"/>; diagnostics go to Akka's log.
 /// </summary>
-public static class ProgressLine
+internal static class ProgressLine
 {
     /// <summary>From inside an actor: the line goes to its ActorSystem's output.</summary>
     public static void Info(string format, params object?[] args) => NodeOutput.OfCurrentActor.Progress(Format(format, args));

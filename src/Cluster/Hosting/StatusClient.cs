@@ -14,7 +14,7 @@ namespace ActorTrain.Cluster.Hosting;
 /// its remoting runs the same TLS with mutual authentication as the nodes', so its certificate
 /// must be signed by the cluster's CA.
 /// </summary>
-public static class StatusClient
+internal static class StatusClient
 {
     public const string SystemName = "actortrain-status";
 
@@ -73,4 +73,4 @@ public static class StatusClient
 }
 
 /// <summary>The status client's TLS handshake with the seed failed.</summary>
-public sealed class StatusTlsException(string message) : Exception(message);
+internal sealed class StatusTlsException(string message) : Exception(message);

@@ -10,7 +10,7 @@ namespace ActorTrain.Cluster.Hosting;
 /// asker. Everything else is ignored and logged, so reaching the receptionist does not reach
 /// the coordinator.
 /// </summary>
-public sealed class StatusService : ReceiveActor
+internal sealed class StatusService : ReceiveActor
 {
     public const string Name = "status";
 

@@ -5,7 +5,7 @@ using Akka.Event;
 namespace ActorTrain.Cluster.Logging;
 
 /// <summary>Names shared by a node process and the launcher that starts it.</summary>
-public static class NodeLog
+internal static class NodeLog
 {
     /// <summary>Set by the local launcher for its children: it prefixes their output already.</summary>
     public const string PrefixedByLauncherVariable = "ACTORTRAIN_OUTPUT_PREFIXED";

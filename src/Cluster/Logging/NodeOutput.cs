@@ -50,7 +50,7 @@ public sealed class NodeOutputSetup(INodeLineSink sink) : Setup
 /// through Akka's logging. Lines carry the node's name, so lines of several nodes can be told
 /// apart, except under the <c>local</c> launcher, which prefixes each line with <c>[nodeI]</c> itself.
 /// </summary>
-public sealed class NodeOutput : IExtension
+internal sealed class NodeOutput : IExtension
 {
     private readonly INodeLineSink? _sink;
     private readonly ILoggingAdapter _log;
@@ -128,7 +128,7 @@ public sealed class NodeOutput : IExtension
     };
 }
 
-public sealed class NodeOutputProvider : ExtensionIdProvider<NodeOutput>
+internal sealed class NodeOutputProvider : ExtensionIdProvider<NodeOutput>
 {
     public override NodeOutput CreateExtension(ExtendedActorSystem system) => new(system);
 }

@@ -9,7 +9,7 @@ namespace ActorTrain.Cluster.Metrics;
 /// or missing cluster secret, malformed bytes): Akka only drops such a message, and the refusal
 /// reaches this actor through the event stream. Every node runs one, trainer or not.
 /// </summary>
-public sealed class ControlMessageRefusals : ReceiveActor
+internal sealed class ControlMessageRefusals : ReceiveActor
 {
     public const string Name = "control-refusals";
 

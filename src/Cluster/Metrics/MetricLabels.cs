@@ -4,7 +4,7 @@ namespace ActorTrain.Cluster.Metrics;
 /// Values of the <c>transport</c> label of <c>actortrain_transport_bytes_total</c>. Label values
 /// are a closed set: every distinct value is a time series kept forever by Prometheus.
 /// </summary>
-public static class TransportLabel
+internal static class TransportLabel
 {
     /// <summary>Gradient chunks sent as Akka remoting messages.</summary>
     public const string Akka = "akka";
@@ -14,7 +14,7 @@ public static class TransportLabel
 }
 
 /// <summary>Values of the <c>reason</c> label of <c>actortrain_dropped_messages_total</c>.</summary>
-public static class DropReason
+internal static class DropReason
 {
     /// <summary>Could not be decoded, or its fields are out of range (no payload, negative ids, a payload that is not whole floats).</summary>
     public const string Malformed = "malformed";

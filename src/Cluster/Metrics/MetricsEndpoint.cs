@@ -16,7 +16,7 @@ namespace ActorTrain.Cluster.Metrics;
 /// all interfaces) is the operator's choice; without TLS the endpoint has no authentication.
 /// Malformed requests are answered and closed (by HttpListener itself without TLS).
 /// </summary>
-public sealed class MetricsEndpoint : IDisposable
+internal sealed class MetricsEndpoint : IDisposable
 {
     public const string HostnameKey = "actortrain.metrics.hostname";
     public const string PortKey = "actortrain.metrics.port";

@@ -9,7 +9,7 @@ namespace ActorTrain.Cluster.Metrics;
 /// their own values; every series carries the constant label <c>node</c>. All methods are
 /// thread-safe and cheap enough for the step loop and the gradient path.
 /// </summary>
-public sealed class NodeMetrics
+internal sealed class NodeMetrics
 {
     /// <summary>Values of the <c>phase</c> label of <c>actortrain_step_phase_seconds</c>, as in run-report.json's timings_ms.</summary>
     public static class Phase

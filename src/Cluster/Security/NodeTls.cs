@@ -22,7 +22,7 @@ namespace ActorTrain.Cluster.Security;
 /// period. Not checked: host names, extended key usage, revocation. Any holder of a certificate
 /// signed by the CA is a full member; there is no finer authorization.
 /// </remarks>
-public sealed class NodeTls
+internal sealed class NodeTls
 {
     private static readonly ConditionalWeakTable<ActorSystem, NodeTls> BySystem = new();
 

@@ -11,7 +11,7 @@ public enum DeviceKind { Auto, Cpu, Cuda }
 /// <summary>The cross-node transport of the gradient ring (actortrain.sync.transport): Akka remoting or the node's own TCP data plane.</summary>
 public enum CrossNodeTransport { Akka, Tcp }
 
-public static class CrossNodeTransports
+internal static class CrossNodeTransports
 {
     /// <summary>Parses a transport name as the settings and a world's plan carry it; <paramref name="where"/> names its source in the error.</summary>
     public static CrossNodeTransport Parse(string name, string where) => name switch

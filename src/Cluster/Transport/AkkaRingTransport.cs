@@ -13,7 +13,7 @@ namespace ActorTrain.Cluster.Transport;
 /// size (actortrain.sync.chunk-size); <see cref="GradientChunkSerializer"/> puts their floats on
 /// the wire as they are.
 /// </summary>
-public sealed class AkkaRingTransport : IRingTransport
+internal sealed class AkkaRingTransport : IRingTransport
 {
     private readonly IReadOnlyList<IActorRef> _endpoints;
     private readonly ChunkMailbox _mailbox;

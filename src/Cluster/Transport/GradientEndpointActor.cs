@@ -23,7 +23,7 @@ namespace ActorTrain.Cluster.Transport;
 /// are; what it holds per peer is bounded like the mailbox.
 /// </para>
 /// </summary>
-public sealed class GradientEndpointActor : ReceiveActor
+internal sealed class GradientEndpointActor : ReceiveActor
 {
     public const string Name = "actortrain-endpoint";
 

@@ -23,7 +23,7 @@ namespace ActorTrain.Hosting;
 /// lines plainly. Making the terminal narrower than the live area (about 65 columns) while it is
 /// shown makes Spectre.Console clear the screen and scrollback.
 /// </remarks>
-public sealed class LiveProgressSink : IProgressSink
+internal sealed class LiveProgressSink : IProgressSink
 {
     private static readonly TimeSpan DefaultRefreshInterval = TimeSpan.FromMilliseconds(150);
     private static readonly TimeSpan StopTimeout = TimeSpan.FromSeconds(5);

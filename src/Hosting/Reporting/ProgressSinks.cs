@@ -4,7 +4,7 @@ using ActorTrain.TrainerActors.Reporting;
 namespace ActorTrain.Hosting;
 
 /// <summary>Picks the progress display for this process's console.</summary>
-public static class ProgressSinks
+internal static class ProgressSinks
 {
     /// <summary>
     /// A live bar when standard output is an interactive ANSI terminal and progress is wanted;

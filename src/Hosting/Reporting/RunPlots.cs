@@ -4,7 +4,7 @@ using ActorTrain.TrainerActors.Reporting;
 namespace ActorTrain.Hosting;
 
 /// <summary>Draws a run's training curves as PNG files (ScottPlot on SkiaSharp).</summary>
-public static class RunPlots
+internal static class RunPlots
 {
     public const string LossFileName = "loss.png";
 

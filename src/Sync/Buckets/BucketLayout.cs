@@ -1,16 +1,16 @@
 namespace ActorTrain.Sync.Buckets;
 
 /// <summary>A model parameter as the bucket layout sees it: a name (unique) and its number of float32 elements.</summary>
-public sealed record ParameterSpec(string Name, int ElementCount);
+internal sealed record ParameterSpec(string Name, int ElementCount);
 
 /// <summary>Where one parameter lives inside its bucket.</summary>
-public readonly record struct BucketEntry(int ParameterIndex, int Offset, int Count);
+internal readonly record struct BucketEntry(int ParameterIndex, int Offset, int Count);
 
 /// <summary>A position inside the bucket buffers: bucket index and element offset.</summary>
-public readonly record struct BucketPosition(int Bucket, int Offset);
+internal readonly record struct BucketPosition(int Bucket, int Offset);
 
 /// <summary>One fusion buffer: the parameters it carries, in the order they are laid out.</summary>
-public sealed class Bucket
+internal sealed class Bucket
 {
     internal Bucket(int index, int length, IReadOnlyList<BucketEntry> entries)
     {
@@ -34,7 +34,7 @@ public sealed class Bucket
 /// order (as PyTorch DDP does) because backward produces the last layer's gradients first, so the
 /// first bucket is ready to reduce earliest. A parameter is never split across buckets.
 /// </summary>
-public sealed class BucketLayout
+internal sealed class BucketLayout
 {
     private const int BytesPerElement = sizeof(float);
 

@@ -7,7 +7,7 @@ namespace ActorTrain.Sync.Collectives;
 /// (<see cref="DeviceOf"/>); all must pass the same count. Slices follow <see cref="Partition"/>
 /// as in <see cref="IIntraNodeCollective"/>.
 /// </summary>
-public interface IDeviceIntraNodeCollective : IDisposable
+internal interface IDeviceIntraNodeCollective : IDisposable
 {
     /// <summary>Number of trainers on this node taking part.</summary>
     int LocalSize { get; }

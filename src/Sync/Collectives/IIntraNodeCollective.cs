@@ -7,7 +7,7 @@ namespace ActorTrain.Sync.Collectives;
 /// The buffer is split into <see cref="LocalSize"/> slices by <see cref="Partition"/>:
 /// slice i belongs to local rank i.
 /// </summary>
-public interface IIntraNodeCollective : IDisposable
+internal interface IIntraNodeCollective : IDisposable
 {
     /// <summary>Name used in logs and configuration (<c>shared-memory</c>, <c>nccl</c>).</summary>
     string Name { get; }

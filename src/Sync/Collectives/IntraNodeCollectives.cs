@@ -3,10 +3,10 @@ using ActorTrain.Sync.Collectives.Nccl;
 namespace ActorTrain.Sync.Collectives;
 
 /// <summary>The intra-node collective a node will use, which backend it is, and why it was chosen (for the log).</summary>
-public sealed record IntraNodeSelection(IIntraNodeCollective Collective, IntraNodeBackend Backend, string Reason);
+internal sealed record IntraNodeSelection(IIntraNodeCollective Collective, IntraNodeBackend Backend, string Reason);
 
 /// <summary>Picks and creates the intra-node collective for a node; fails loudly when the requested one cannot work.</summary>
-public static class IntraNodeCollectives
+internal static class IntraNodeCollectives
 {
     private static readonly (string Name, IntraNodeBackend Backend)[] Names =
     [

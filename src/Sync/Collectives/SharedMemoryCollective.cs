@@ -8,7 +8,7 @@ namespace ActorTrain.Sync.Collectives;
 /// buffers directly. Every slice is summed by one trainer in local-rank order, so results are
 /// bitwise reproducible and identical on all trainers.
 /// </summary>
-public sealed class SharedMemoryCollective : IIntraNodeCollective
+internal sealed class SharedMemoryCollective : IIntraNodeCollective
 {
     // Summing one block of all buffers at a time keeps the partial sum in L1 instead of streaming
     // the whole slice through memory once per participant.

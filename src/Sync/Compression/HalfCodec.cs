@@ -27,7 +27,7 @@ namespace ActorTrain.Sync.Compression;
 /// decoded chunk forwarded unchanged goes on with the same bytes.
 /// </para>
 /// </remarks>
-public static class HalfCodec
+internal static class HalfCodec
 {
     // Values per stack block when a conversion needs an intermediate (8 KiB of floats).
     private const int Block = 2048;

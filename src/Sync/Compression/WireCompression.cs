@@ -17,7 +17,7 @@ public enum WireCompression
 }
 
 /// <summary>The names of <see cref="WireCompression"/> values in configuration and in the world's plan.</summary>
-public static class WireCompressionNames
+internal static class WireCompressionNames
 {
     public const string None = "none";
     public const string Fp16 = "fp16";

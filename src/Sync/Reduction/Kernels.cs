@@ -5,7 +5,7 @@ using System.Runtime.InteropServices;
 namespace ActorTrain.Sync.Reduction;
 
 /// <summary>Element-wise kernels over float spans used by every collective (SIMD through TensorPrimitives).</summary>
-public static class Kernels
+internal static class Kernels
 {
     // IEEE 754 single: a value is NaN or ±inf exactly when all exponent bits are set.
     private const int ExponentMask = 0x7F80_0000;

@@ -22,7 +22,7 @@ namespace ActorTrain.Sync.Ring;
 /// peers still end bitwise equal.
 /// </para>
 /// </summary>
-public static class RingAllReduce
+internal static class RingAllReduce
 {
     /// <summary>
     /// Replaces <paramref name="buffer"/> with the element-wise sum of the buffers of all ring peers.

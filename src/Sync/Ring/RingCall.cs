@@ -4,7 +4,7 @@ using ActorTrain.Sync.Transport;
 namespace ActorTrain.Sync.Ring;
 
 /// <summary>Which part of a ring all-reduce one call runs.</summary>
-public enum RingPhases
+internal enum RingPhases
 {
     /// <summary>Reduce-scatter, then all-gather: every peer ends with the whole sum.</summary>
     Both,
@@ -20,4 +20,4 @@ public enum RingPhases
 /// <param name="Key">Generation, step, bucket and lane of the chunks; its ring step and chunk are set per chunk.</param>
 /// <param name="Compression">The wire format of the chunks.</param>
 /// <param name="Phases">Which phases to run.</param>
-public readonly record struct RingCall(ChunkKey Key, WireCompression Compression = WireCompression.None, RingPhases Phases = RingPhases.Both);
+internal readonly record struct RingCall(ChunkKey Key, WireCompression Compression = WireCompression.None, RingPhases Phases = RingPhases.Both);

@@ -1,7 +1,7 @@
 namespace ActorTrain.Sync.Ring;
 
 /// <summary>What a peer does with a segment it receives at one ring step.</summary>
-public enum RingOp
+internal enum RingOp
 {
     /// <summary>Add the incoming values to the local segment (reduce-scatter phase).</summary>
     Reduce,
@@ -15,14 +15,14 @@ public enum RingOp
 /// <param name="SendSegment">Segment sent to the right neighbour.</param>
 /// <param name="ReceiveSegment">Segment received from the left neighbour.</param>
 /// <param name="Op">How the received segment is merged.</param>
-public readonly record struct RingStep(int Index, int SendSegment, int ReceiveSegment, RingOp Op);
+internal readonly record struct RingStep(int Index, int SendSegment, int ReceiveSegment, RingOp Op);
 
 /// <summary>
 /// The explicit schedule of a ring all-reduce over N peers with the buffer split into N segments
 /// by <see cref="Partition"/>. N-1 reduce-scatter steps leave each peer owning one fully reduced
 /// segment; N-1 all-gather steps pass the owned segments around so every peer ends with all of them.
 /// </summary>
-public sealed class RingSchedule
+internal sealed class RingSchedule
 {
     private RingSchedule(int peerCount, int peerIndex, IReadOnlyList<RingStep> steps)
     {

@@ -18,7 +18,7 @@ namespace ActorTrain.Sync.Transport;
 /// of keys no reduction asks for.
 /// </para>
 /// </summary>
-public sealed class ChunkMailbox
+internal sealed class ChunkMailbox
 {
     private readonly Lock gate = new();
     private readonly Action<ReadOnlyMemory<float>>? discard;

@@ -11,14 +11,14 @@ namespace ActorTrain.Sync.Transport;
 /// <param name="Lane">Which cross-node ring: the local rank whose slice this is.</param>
 /// <param name="RingStep">0..2(N-1)-1: reduce-scatter steps first, then all-gather steps.</param>
 /// <param name="Chunk">Index of the chunk within the segment sent at this ring step.</param>
-public readonly record struct ChunkKey(long Generation, long Step, int Bucket, int Lane, int RingStep, int Chunk);
+internal readonly record struct ChunkKey(long Generation, long Step, int Bucket, int Lane, int RingStep, int Chunk);
 
 /// <summary>
 /// Moves chunks of float data between the peers of a cross-node ring. Peers are numbered
 /// 0..PeerCount-1 in ring order; the ring algorithm only ever sends to its right neighbour
 /// and receives from its left one.
 /// </summary>
-public interface IRingTransport
+internal interface IRingTransport
 {
     /// <summary>This peer's position in the ring.</summary>
     int PeerIndex { get; }

@@ -5,7 +5,7 @@ namespace ActorTrain.Sync.Transport;
 /// data, so the sender may reuse its buffer as soon as the send returns, as with a real network.
 /// Used by tests and by the single-node path of the framework.
 /// </summary>
-public sealed class InMemoryRingTransport : IRingTransport
+internal sealed class InMemoryRingTransport : IRingTransport
 {
     private readonly InMemoryRingTransport[] ring;
 

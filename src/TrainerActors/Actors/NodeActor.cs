@@ -25,7 +25,7 @@ namespace ActorTrain.TrainerActors.Actors;
 /// its data plane (<see cref="NodeDataPlane"/>), relays the run's phases to its trainers, stops
 /// them for regroups, watches its quorum and the cluster's members, and ends the node.
 /// </summary>
-public sealed class NodeActor : ReceiveActor, IWithTimers
+internal sealed class NodeActor : ReceiveActor, IWithTimers
 {
     private readonly ActorTrainSettings _settings;
     private readonly TrainingJob _job;

@@ -22,7 +22,7 @@ namespace ActorTrain.TrainerActors.Actors;
 /// One step: forward/backward on this rank's shard → gradients into buckets → hierarchical
 /// all-reduce of each bucket (intra-node, cross-node ring, intra-node) → average → optimizer step.
 /// </summary>
-public sealed class TrainerActor : ReceiveActor
+internal sealed class TrainerActor : ReceiveActor
 {
     private readonly TrainingJob _job;
     private readonly int _localRank;
@@ -469,4 +469,4 @@ public sealed class TrainerActor : ReceiveActor
 }
 
 /// <summary>The run was ended (by the coordinator, a failure elsewhere or a shutdown) while this trainer waited in a collective.</summary>
-public sealed class TrainingCancelledException() : Exception("the run was cancelled while a collective was in progress");
+internal sealed class TrainingCancelledException() : Exception("the run was cancelled while a collective was in progress");

@@ -10,10 +10,10 @@ namespace ActorTrain.TrainerActors.Actors;
 // Messages between a node actor and its trainers: local to one process, never serialized.
 
 /// <summary>Trainer → node: the replica is built.</summary>
-public sealed record TrainerReady(int LocalRank, string Fingerprint, string Device);
+internal sealed record TrainerReady(int LocalRank, string Fingerprint, string Device);
 
 /// <summary>Node → trainer: the world of a generation and its process group (the collectives, the generation's token).</summary>
-public sealed record ConfigureTrainer(
+internal sealed record ConfigureTrainer(
     long Generation,
     int GlobalRank,
     int WorldSize,
@@ -33,19 +33,19 @@ public sealed record ConfigureTrainer(
 /// generation started inside it). The first epoch or finish of a generation first makes the
 /// replica equal to the resume point's source rank.
 /// </summary>
-public sealed record RunEpoch(int Epoch);
+internal sealed record RunEpoch(int Epoch);
 
 /// <summary>Node → trainer: stop for the generation <see cref="NextGeneration"/> (see <see cref="Regroup"/>).</summary>
-public sealed record HaltTrainer(long NextGeneration, bool Graceful);
+internal sealed record HaltTrainer(long NextGeneration, bool Graceful);
 
 /// <summary>Trainer → node: stopped at a step boundary, holding <see cref="State"/>.</summary>
-public sealed record TrainerHalted(int LocalRank, long NextGeneration, TrainerHaltState State);
+internal sealed record TrainerHalted(int LocalRank, long NextGeneration, TrainerHaltState State);
 
 /// <summary>Trainer → node: a collective of the generation failed; the trainer stopped and waits for a regroup.</summary>
-public sealed record TrainerBroken(int LocalRank, long Generation, string Reason);
+internal sealed record TrainerBroken(int LocalRank, long Generation, string Reason);
 
 /// <summary>Where rank 0 writes checkpoints, and how the source of a resumed run reads one.</summary>
-public interface ITrainerCheckpoints
+internal interface ITrainerCheckpoints
 {
     /// <summary>Whether a checkpoint is due after <paramref name="globalStep"/> completed steps.</summary>
     bool Due(long globalStep, bool endOfEpoch);
@@ -63,12 +63,12 @@ public interface ITrainerCheckpoints
 }
 
 /// <summary>Trainer → node.</summary>
-public sealed record TrainerEpochDone(int LocalRank, int Epoch, long Steps, double LossSum, long LossCount, int SkippedSteps, Dictionary<string, double> Metrics);
+internal sealed record TrainerEpochDone(int LocalRank, int Epoch, long Steps, double LossSum, long LossCount, int SkippedSteps, Dictionary<string, double> Metrics);
 
 /// <summary>Trainer → node: this replica's gradient held non-finite values at a step.</summary>
-public sealed record TrainerNonFinite(int LocalRank, int GlobalRank, long Step, int Count);
+internal sealed record TrainerNonFinite(int LocalRank, int GlobalRank, long Step, int Count);
 
 /// <summary>Node → trainer: training is over; report the final state (rank 0 writes the model to OutDir).</summary>
-public sealed record FinishTrainer(string OutDir);
+internal sealed record FinishTrainer(string OutDir);
 
-public sealed record TrainerFinished(int LocalRank, TrainerSummary Summary, string? ModelPath, LossSample[] LossCurve);
+internal sealed record TrainerFinished(int LocalRank, TrainerSummary Summary, string? ModelPath, LossSample[] LossCurve);

@@ -7,7 +7,7 @@ namespace ActorTrain.TrainerActors.Actors;
 /// Where one trainer is, written by the trainer's thread at every step and read by its node
 /// actor on a timer (a trainer is busy inside its steps and cannot answer messages).
 /// </summary>
-public sealed class TrainerProgress
+internal sealed class TrainerProgress
 {
     private const int Window = 20;
     private readonly object _gate = new();

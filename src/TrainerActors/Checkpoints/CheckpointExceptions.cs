@@ -1,7 +1,7 @@
 namespace ActorTrain.TrainerActors.Checkpoints;
 
 /// <summary>A checkpoint could not be written (unwritable directory, full disk, ...).</summary>
-public sealed class CheckpointWriteException(string path, string reason, Exception? inner = null)
+internal sealed class CheckpointWriteException(string path, string reason, Exception? inner = null)
     : IOException($"cannot write checkpoint {path}: {reason}", inner)
 {
     public string Path { get; } = path;
@@ -9,7 +9,7 @@ public sealed class CheckpointWriteException(string path, string reason, Excepti
 }
 
 /// <summary>A checkpoint file failed verification: truncated, corrupt, or not a checkpoint.</summary>
-public sealed class InvalidCheckpointException(string path, string reason, Exception? inner = null)
+internal sealed class InvalidCheckpointException(string path, string reason, Exception? inner = null)
     : IOException($"invalid checkpoint {path}: {reason}", inner)
 {
     public string Path { get; } = path;

@@ -14,7 +14,7 @@ namespace ActorTrain.TrainerActors.Checkpoints;
 /// The header holds the training position and each section's name and length. Readers check
 /// every declared length against the file's size before allocating anything.
 /// </summary>
-public static class CheckpointFormat
+internal static class CheckpointFormat
 {
     public const int FormatVersion = 1;
     /// <summary>"\r\n" in the magic catches files mangled by text-mode line-ending conversion.</summary>

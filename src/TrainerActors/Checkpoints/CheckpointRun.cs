@@ -8,4 +8,4 @@ namespace ActorTrain.TrainerActors.Checkpoints;
 /// (its world and the node's <see cref="HistoryUpdate"/>s), so a save on the trainer's thread never
 /// reads the node actor's state.
 /// </summary>
-public sealed record CheckpointRun(RunHistory History, int WorldSize, int Seed);
+internal sealed record CheckpointRun(RunHistory History, int WorldSize, int Seed);

@@ -4,13 +4,13 @@ using System.Text.RegularExpressions;
 namespace ActorTrain.TrainerActors.Checkpoints;
 
 /// <summary>One checkpoint file in a directory, by the global step in its name.</summary>
-public sealed record CheckpointFile(string Path, long GlobalStep);
+internal sealed record CheckpointFile(string Path, long GlobalStep);
 
 /// <summary>
 /// The outcome of <see cref="CheckpointStore.LoadNewestValid"/>: the newest checkpoint that verified
 /// (none when the directory holds none), and one warning per newer file that did not.
 /// </summary>
-public sealed record LoadResult(TrainingState? State, string? Path, IReadOnlyList<string> Warnings)
+internal sealed record LoadResult(TrainingState? State, string? Path, IReadOnlyList<string> Warnings)
 {
     public bool Found => State is not null;
 }
@@ -20,7 +20,7 @@ public sealed record LoadResult(TrainingState? State, string? Path, IReadOnlyLis
 /// file in the same directory, flushed to disk, renamed over the final name) and keeps the newest
 /// <see cref="Keep"/>. One writer per directory.
 /// </summary>
-public sealed partial class CheckpointStore
+internal sealed partial class CheckpointStore
 {
     public const string Extension = ".atc";
     private const string TempSuffix = ".tmp";

@@ -9,7 +9,7 @@ namespace ActorTrain.TrainerActors.Checkpoints;
 /// sorted by name; each holds its name, kind, dtype, shape and raw little-endian bytes, so a
 /// loaded model is bitwise equal to the saved one.
 /// </summary>
-public static class ModelState
+internal static class ModelState
 {
     private const uint Magic = 0x4D545441; // "ATTM"
     private const int MaxDims = 64;

@@ -10,7 +10,7 @@ namespace ActorTrain.TrainerActors.Checkpoints;
 /// and parameter count, then TorchSharp's own state dictionary (options of every parameter group
 /// and per-parameter state such as SGD's momentum buffers).
 /// </summary>
-public static class OptimizerStateBytes
+internal static class OptimizerStateBytes
 {
     private const uint Magic = 0x4F545441; // "ATTO"
 

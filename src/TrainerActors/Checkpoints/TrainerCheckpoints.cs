@@ -17,7 +17,7 @@ namespace ActorTrain.TrainerActors.Checkpoints;
 /// Besides the model and optimizer, a checkpoint holds the trainer's position in the run and the
 /// run's history, so a resumed run goes on with the same epoch, sample cursor and report.
 /// </summary>
-public sealed class TrainerCheckpoints : ITrainerCheckpoints
+internal sealed class TrainerCheckpoints : ITrainerCheckpoints
 {
     /// <summary>The trainer's <see cref="TrainerHaltState"/> (position, epoch loss sums), MessagePack.</summary>
     public const string PositionSection = "position";

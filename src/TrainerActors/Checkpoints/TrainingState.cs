@@ -5,7 +5,7 @@ namespace ActorTrain.TrainerActors.Checkpoints;
 /// (<see cref="ModelSection"/>, <see cref="OptimizerSection"/>, and any others a caller adds,
 /// such as <see cref="HistorySection"/>).
 /// </summary>
-public sealed class TrainingState
+internal sealed class TrainingState
 {
     public const string ModelSection = "model";
     public const string OptimizerSection = "optimizer";

@@ -16,7 +16,7 @@ namespace ActorTrain.TrainerActors.Data;
 /// the same permutation from (seed, epoch) alone, on any platform and .NET version. (System.Random
 /// is not used: its algorithm is not a documented contract.)
 /// </remarks>
-public sealed class DistributedSampler
+internal sealed class DistributedSampler
 {
     public DistributedSampler(int datasetSize, int seed, bool shuffle = true)
     {

@@ -5,14 +5,14 @@ using Akka.Configuration.Hocon;
 namespace ActorTrain.TrainerActors.Hosting;
 
 /// <summary>A configuration problem the user must fix; the host prints it and exits with code 2.</summary>
-public sealed class UsageException(string message) : Exception(message);
+internal sealed class UsageException(string message) : Exception(message);
 
 /// <summary>
 /// Layers a node's configuration: command-line overrides > the cluster secret from
 /// ACTORTRAIN_CLUSTER_SECRET > --config file > the job's defaults > ActorTrain's reference.conf >
 /// Akka's, and validates it. Every error names the file and the key.
 /// </summary>
-public static class ConfigLoader
+internal static class ConfigLoader
 {
     public static (Config Config, ActorTrainSettings Settings) Load(string? configFile, string jobDefaults, string jobName,
         IReadOnlyList<string> overrides) =>

@@ -304,7 +304,7 @@ internal sealed class ReportWrittenListener : ReceiveActor
 }
 
 /// <summary>How the run ended, for the process exit code. The first reason recorded wins.</summary>
-public sealed class RunOutcome
+internal sealed class RunOutcome
 {
     private int _set;
     public int ExitCode { get; private set; }

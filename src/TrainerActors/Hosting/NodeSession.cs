@@ -5,7 +5,7 @@ namespace ActorTrain.TrainerActors.Hosting;
 /// member (actortrain.elastic.rejoin): written by the node actor, read by <see cref="NodeRunner"/>
 /// once the system has stopped.
 /// </summary>
-public sealed class NodeSession
+internal sealed class NodeSession
 {
     private volatile string[] _peers = [];
 

@@ -4,7 +4,7 @@ namespace ActorTrain.TrainerActors.Reporting;
 /// Prints only the human lines (loss lines, epoch summaries, messages) exactly as given, one per
 /// line; step events print nothing. For redirected output and <c>--no-progress</c>.
 /// </summary>
-public sealed class PlainProgressSink : IProgressSink
+internal sealed class PlainProgressSink : IProgressSink
 {
     private readonly TextWriter _writer;
     private readonly object _gate = new();

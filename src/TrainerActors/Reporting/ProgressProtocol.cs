@@ -8,7 +8,7 @@ namespace ActorTrain.TrainerActors.Reporting;
 /// one line each on the child's standard output: <see cref="Prefix"/> followed by the event as JSON.
 /// Every other line of the child's output is left as it is.
 /// </summary>
-public static class ProgressProtocol
+internal static class ProgressProtocol
 {
     public const string Prefix = "##actortrain-progress ";
 

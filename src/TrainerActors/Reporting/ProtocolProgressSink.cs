@@ -4,7 +4,7 @@ namespace ActorTrain.TrainerActors.Reporting;
 /// Writes every event as a <see cref="ProgressProtocol"/> line, for a node whose parent (the
 /// local launcher) renders the progress.
 /// </summary>
-public sealed class ProtocolProgressSink : IProgressSink
+internal sealed class ProtocolProgressSink : IProgressSink
 {
     private readonly TextWriter _writer;
     private readonly object _gate = new();

@@ -4,7 +4,7 @@ using TorchSharp;
 namespace ActorTrain.TrainerActors.Torch;
 
 /// <summary>Process-wide libtorch switches.</summary>
-public static class TorchRuntime
+internal static class TorchRuntime
 {
     private static readonly object Gate = new();
     private static bool? _mkldnn;

@@ -8,7 +8,7 @@ using static TorchSharp.torch;
 namespace ActorTrain.TrainerActors.Training;
 
 /// <summary>One step's reduction: the generation's process group, the step (the key of its collectives), and who to tell when a bucket starts.</summary>
-public sealed record ReductionStep(ProcessGroup Group, long Step, Action<int>? BucketStarted = null);
+internal sealed record ReductionStep(ProcessGroup Group, long Step, Action<int>? BucketStarted = null);
 
 /// <summary>
 /// The replica's gradient reducer, in the manner of DDP's: buckets in reverse parameter order
@@ -27,7 +27,7 @@ public sealed record ReductionStep(ProcessGroup Group, long Step, Action<int>? B
 /// Overlap is for CPU only: on CUDA, backward returns before the kernels that compute the gradients have run.
 /// </para>
 /// </summary>
-public sealed class GradientReducer : IDisposable
+internal sealed class GradientReducer : IDisposable
 {
     private readonly Replica _replica;
     private readonly List<Action> _unhook = [];

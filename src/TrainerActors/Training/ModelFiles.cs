@@ -5,7 +5,7 @@ using static TorchSharp.torch;
 namespace ActorTrain.TrainerActors.Training;
 
 /// <summary>Model state files in PyTorch's format (loadable with torch.load in Python).</summary>
-public static class ModelFiles
+internal static class ModelFiles
 {
     /// <summary>Writes the module's state_dict atomically (temp file, then rename).</summary>
     public static void SaveStateDict(nn.Module module, string path)

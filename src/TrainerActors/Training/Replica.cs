@@ -20,7 +20,7 @@ namespace ActorTrain.TrainerActors.Training;
 /// the number of replicas whose gradient was not finite, the replicas' losses, and the number of
 /// replicas asked to pause (so that every replica stops after the same step).
 /// </summary>
-public sealed class Replica : IDisposable
+internal sealed class Replica : IDisposable
 {
     private const int NonFiniteSlot = 0;
     private const int LossSlot = 1;

@@ -35,9 +35,9 @@ public sealed class RingOfSystems : IDisposable
 
     public int ChunkSizeBytes { get; }
     public ActorSystem[] Systems { get; }
-    public ChunkMailbox[] Mailboxes { get; }
+    internal ChunkMailbox[] Mailboxes { get; }
     public IActorRef[] LocalEndpoints { get; }
-    public AkkaRingTransport[] Transports { get; }
+    internal AkkaRingTransport[] Transports { get; }
 
     public void Dispose() => Task.WhenAll(Systems.Select(s => s.Terminate())).Wait(TestConfig.Timeout);
 }

@@ -9,7 +9,7 @@ namespace ActorTrain.Sync.Collectives.Nccl;
 /// The current device is per thread: call <see cref="SetDevice"/> on the thread that allocates or
 /// enqueues work. Every failing call throws a <see cref="CudaException"/>.
 /// </summary>
-public sealed unsafe class CudaRuntime : IDeviceMemory
+internal sealed unsafe class CudaRuntime : IDeviceMemory
 {
     /// <summary>File names of the CUDA runtime: the development link, then the sonames of CUDA 13, 12 and 11 (pip wheels ship only those).</summary>
     public static readonly IReadOnlyList<string> FileNames = ["libcudart.so", "libcudart.so.13", "libcudart.so.12", "libcudart.so.11.0"];
@@ -236,7 +236,7 @@ public sealed unsafe class CudaRuntime : IDeviceMemory
 }
 
 /// <summary><c>cudaMemcpyKind</c>.</summary>
-public enum CudaMemcpyKind
+internal enum CudaMemcpyKind
 {
     HostToHost = 0,
     HostToDevice = 1,
@@ -246,7 +246,7 @@ public enum CudaMemcpyKind
 }
 
 /// <summary>The <c>cudaError_t</c> codes this project acts on, and message formatting.</summary>
-public static class CudaErrors
+internal static class CudaErrors
 {
     public const int Success = 0;
     public const int InsufficientDriver = 35;
@@ -262,7 +262,7 @@ public static class CudaErrors
 }
 
 /// <summary>A CUDA runtime call returned something other than <c>cudaSuccess</c>.</summary>
-public sealed class CudaException : Exception
+internal sealed class CudaException : Exception
 {
     /// <summary>Creates the exception for <paramref name="call"/> returning <paramref name="code"/>.</summary>
     public CudaException(string call, int code, string? name, string? description)

@@ -6,7 +6,7 @@ namespace ActorTrain.Sync.Collectives.Nccl;
 /// <summary>One place a native library may be: a full path and where that path came from.</summary>
 /// <param name="Path">Full path of the file, or a bare file name left to the system loader.</param>
 /// <param name="Source">Why this path is tried (configured path, LD_LIBRARY_PATH, …), for error messages.</param>
-public sealed record ProbeCandidate(string Path, string Source)
+internal sealed record ProbeCandidate(string Path, string Source)
 {
     /// <summary>Candidates that the system loader resolves itself (ld.so.cache, RUNPATH).</summary>
     public const string SystemLoader = "system loader";
@@ -20,7 +20,7 @@ public sealed record ProbeCandidate(string Path, string Source)
 /// <param name="StandardDirectories">The usual install locations of CUDA and NCCL.</param>
 /// <param name="PythonSitePackages">Python <c>site-packages</c> folders, where pip and conda put NVIDIA's wheels.</param>
 /// <param name="UseSystemLoader">Whether to try the bare file names last (the loader's cache, <c>/etc/ld.so.conf</c>).</param>
-public sealed record ProbeLocations(
+internal sealed record ProbeLocations(
     string? LdLibraryPath,
     IReadOnlyList<string> StandardDirectories,
     IReadOnlyList<string> PythonSitePackages,
@@ -55,7 +55,7 @@ public sealed record ProbeLocations(
 /// finally the bare file names through the system loader. Every attempt is recorded so a failure
 /// can say exactly what was probed.
 /// </summary>
-public static class NativeLibraryProbe
+internal static class NativeLibraryProbe
 {
     /// <summary>
     /// Every place to try for <paramref name="fileNames"/>, in probing order, without touching the files

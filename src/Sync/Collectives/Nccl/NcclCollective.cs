@@ -21,7 +21,7 @@ namespace ActorTrain.Sync.Collectives.Nccl;
 /// and the collective refuses further calls. Any failure of any rank does the same.
 /// </para>
 /// </summary>
-public sealed class NcclCollective : IIntraNodeCollective, IDeviceIntraNodeCollective
+internal sealed class NcclCollective : IIntraNodeCollective, IDeviceIntraNodeCollective
 {
     private const int SpinsBeforeSleeping = 64;
 

@@ -11,7 +11,7 @@ namespace ActorTrain.Sync.Collectives.Nccl;
 /// naming the call, the code and NCCL's own description of it.
 /// Communicators and streams are opaque handles (<c>ncclComm_t</c>, <c>cudaStream_t</c>).
 /// </summary>
-public sealed unsafe class NcclLibrary
+internal sealed unsafe class NcclLibrary
 {
     /// <summary>File names NCCL is installed under (the soname first).</summary>
     public static readonly IReadOnlyList<string> FileNames = ["libnccl.so.2", "libnccl.so"];

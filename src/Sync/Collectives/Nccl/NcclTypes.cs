@@ -3,7 +3,7 @@ namespace ActorTrain.Sync.Collectives.Nccl;
 // Values of nccl.h (NCCL 2.x); a C enum is a 32-bit int on every platform NCCL supports.
 
 /// <summary><c>ncclResult_t</c>.</summary>
-public enum NcclResult
+internal enum NcclResult
 {
     Success = 0,
     UnhandledCudaError = 1,
@@ -19,7 +19,7 @@ public enum NcclResult
 }
 
 /// <summary><c>ncclDataType_t</c>: the element types this project reduces.</summary>
-public enum NcclDataType
+internal enum NcclDataType
 {
     Float16 = 6,
     Float32 = 7,
@@ -28,7 +28,7 @@ public enum NcclDataType
 }
 
 /// <summary><c>ncclRedOp_t</c>: the built-in reductions.</summary>
-public enum NcclRedOp
+internal enum NcclRedOp
 {
     Sum = 0,
     Prod = 1,
@@ -38,7 +38,7 @@ public enum NcclRedOp
 }
 
 /// <summary>Names of NCCL's result codes as nccl.h spells them, for error messages.</summary>
-public static class NcclResults
+internal static class NcclResults
 {
     /// <summary>The nccl.h name of <paramref name="code"/> (<c>ncclInvalidUsage</c>), or <c>ncclResult 42</c> for a code this build does not know.</summary>
     public static string Name(int code) => Enum.IsDefined((NcclResult)code)
@@ -59,7 +59,7 @@ public static class NcclResults
 }
 
 /// <summary>An NCCL call returned something other than <c>ncclSuccess</c>.</summary>
-public sealed class NcclException : Exception
+internal sealed class NcclException : Exception
 {
     /// <summary>Creates the exception for <paramref name="call"/> returning <paramref name="code"/>.</summary>
     public NcclException(string call, int code, string? description)

@@ -8,7 +8,7 @@ namespace ActorTrain.Sync.Collectives.Nccl;
 /// <see cref="ToBytes"/> and <see cref="FromBytes"/> let it travel in a message.
 /// </summary>
 [StructLayout(LayoutKind.Sequential, Size = ByteLength)]
-public unsafe struct NcclUniqueId : IEquatable<NcclUniqueId>
+internal unsafe struct NcclUniqueId : IEquatable<NcclUniqueId>
 {
     /// <summary><c>NCCL_UNIQUE_ID_BYTES</c>.</summary>
     public const int ByteLength = 128;

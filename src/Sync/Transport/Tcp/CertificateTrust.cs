@@ -9,7 +9,7 @@ namespace ActorTrain.Sync.Transport.Tcp;
 /// address and share one CA), not extended key usage, not revocation (no CRL or OCSP is
 /// fetched). Whoever holds a certificate and key signed by the CA is a member.
 /// </summary>
-public sealed class CertificateTrust
+internal sealed class CertificateTrust
 {
     private readonly X509Certificate2Collection authorities;
     private readonly X509Certificate2Collection intermediates;

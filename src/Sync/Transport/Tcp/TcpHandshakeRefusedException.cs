@@ -20,7 +20,7 @@ public enum TcpRefusalReason
 }
 
 /// <summary>The right neighbour answered the handshake with a refusal; retrying will not help.</summary>
-public sealed class TcpHandshakeRefusedException : IOException
+internal sealed class TcpHandshakeRefusedException : IOException
 {
     public TcpHandshakeRefusedException(TcpRefusalReason reason, string message)
         : base(message)

@@ -29,7 +29,7 @@ namespace ActorTrain.Sync.Transport.Tcp;
 /// <see cref="RecommendedMaxChunkElements"/>: larger arrays land on the large object heap, whose
 /// fresh pages cost a page fault each when the socket fills them (see docs/PERFORMANCE.md).
 /// </remarks>
-public sealed class TcpRingTransport : IRingTransport, IAsyncDisposable
+internal sealed class TcpRingTransport : IRingTransport, IAsyncDisposable
 {
     /// <summary>Longest token a handshake may carry.</summary>
     public const int MaxTokenBytes = 256;

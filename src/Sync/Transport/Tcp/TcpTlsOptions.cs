@@ -9,7 +9,7 @@ namespace ActorTrain.Sync.Transport.Tcp;
 /// certificate passes <see cref="Trust"/>. The data-plane handshake (generation, ring position,
 /// token) then runs inside the encrypted connection as without TLS.
 /// </summary>
-public sealed class TcpTlsOptions
+internal sealed class TcpTlsOptions
 {
     // Stands in for the peer's host name; certificates are not matched against names (see CertificateTrust).
     private const string TargetHost = "actortrain-data-plane";
