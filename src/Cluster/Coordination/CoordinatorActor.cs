@@ -30,7 +30,7 @@ internal sealed class CoordinatorActor : ReceiveActor, IWithTimers
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private readonly Admission<IActorRef> _admission;
     private readonly Electorate<IActorRef> _voters = new();
-    private readonly RegroupRound _regroup = new();
+    private readonly RegroupProtocol _regroup;
     private readonly RunRecorder _record = new();
     private readonly ProgressTracker _progress = new();
     private readonly HangDetector _hangs;
@@ -42,7 +42,6 @@ internal sealed class CoordinatorActor : ReceiveActor, IWithTimers
     private TrainingPlan? _plan;
     private int _epoch;
     private bool _ended;
-    private bool _recovering; // taking over from a lost coordinator: the last world's nodes register again
     private long _ignoredFromStrangers;
 
     public ITimerScheduler Timers { get; set; } = null!;
@@ -52,6 +51,7 @@ internal sealed class CoordinatorActor : ReceiveActor, IWithTimers
         _settings = settings;
         _admission = new Admission<IActorRef>(settings.JobId, settings.MaxNodes, node => node.Path.Address.ToString());
         _hangs = new HangDetector(settings.Elastic.HangReportAfter, settings.Elastic.RegroupTimeout);
+        _regroup = new RegroupProtocol(settings.Elastic, _admission, _voters, _hangs, this);
         WaitingForNodes();
     }
 
@@ -105,7 +105,7 @@ internal sealed class CoordinatorActor : ReceiveActor, IWithTimers
     private void WaitingForNodes()
     {
         Receive<StartupTimedOut>(_ => EndRun(ExitCodes.BadConfiguration, $"only {_admission.Members.Count} of {_settings.MinNodes} node(s) registered within {_settings.StartupTimeout.TotalSeconds:0}s (actortrain.startup-timeout)"));
-        Receive<RegroupTimedOut>(t => { if (t.Generation == _regroup.For && _recovering) FinishRegroup(); });
+        Receive<RegroupTimedOut>(t => { if (_regroup.IsCurrent(t) && _regroup.Recovering) FinishRegroup(); });
         Receive<Terminated>(t => Forget(t.ActorRef.Path.Address, "its node actor stopped"));
         Receive<ClusterEvent.MemberRemoved>(m => Forget(m.Member.Address, "it left the cluster"));
         Receive<ClusterEvent.UnreachableMember>(m => Forget(m.Member.Address, "it became unreachable"));
@@ -134,7 +134,7 @@ internal sealed class CoordinatorActor : ReceiveActor, IWithTimers
     private void Regrouping()
     {
         Receive<NodeHalted>(h => { if (_regroup.Accept(h)) CheckRegroupComplete(); });
-        Receive<RegroupTimedOut>(t => { if (t.Generation == _regroup.For) FinishRegroup(); });
+        Receive<RegroupTimedOut>(t => { if (_regroup.IsCurrent(t)) FinishRegroup(); });
         Receive<EpochCompleted>(OnEpochCompleted);
         Receive<NonFiniteGradientReported>(OnNonFinite);
         TrainingHandlers();
@@ -174,7 +174,7 @@ internal sealed class CoordinatorActor : ReceiveActor, IWithTimers
     /// <summary>Every registration, in every phase: <see cref="Admission{TNode}.Decide"/> says what it is.</summary>
     private void OnRegister(RegisterNode r)
     {
-        var decision = _admission.Decide(r, Sender, new RunState(_phase, Elastic, _recovering, _generation, _voters.IsVoter));
+        var decision = _admission.Decide(r, Sender, new RunState(_phase, Elastic, _regroup.Recovering, _generation, _voters.IsVoter));
         switch (decision.Verdict)
         {
             case Verdict.Refuse:
@@ -206,12 +206,8 @@ internal sealed class CoordinatorActor : ReceiveActor, IWithTimers
                 OnRejoin(r);
                 break;
             case Verdict.VoterBack:
-                var voter = new Registration(r, Sender);
-                _admission.RemoveWhere(m => m.Name == r.NodeName, joinersToo: false);
-                _voters.Register(voter);
+                _regroup.VoterBack(new Registration(r, Sender));
                 Context.Watch(Sender);
-                _regroup.Halted(new NodeHalted(_regroup.For, r.NodeName, r.Rejoin!.Trainers, r.DataPlaneEndpoint));
-                Readmit(voter);
                 Sender.Tell(new NodeRegistered(r.NodeName, _admission.Members.Count, _settings.MinNodes));
                 ResumeRegroup();
                 break;
@@ -238,19 +234,11 @@ internal sealed class CoordinatorActor : ReceiveActor, IWithTimers
         FormWorld(_admission.Members, source);
     }
 
-    /// <summary>Drops the registrations that are gone (joiners too, unless only members); the regroup no longer waits for them.</summary>
-    private List<Registration> Drop(Func<Registration, bool> gone, bool joinersToo)
-    {
-        var dropped = _admission.RemoveWhere(gone, joinersToo);
-        foreach (var r in dropped) _regroup.Forget(r.Name);
-        return dropped;
-    }
-
     private void Forget(Address address, string why)
     {
-        foreach (var r in Drop(r => r.Node.Path.Address == address, joinersToo: true)) _log.Warning("Node {0} dropped from registration: {1}", r.Name, why);
-        if (!_recovering) _admission.ForgetModelIfEmpty();
-        else if (_regroup.WaitsForAny && _regroup.Complete) FinishRegroup();
+        foreach (var r in _regroup.Drop(r => r.Node.Path.Address == address, joinersToo: true)) _log.Warning("Node {0} dropped from registration: {1}", r.Name, why);
+        if (!_regroup.Recovering) _admission.ForgetModelIfEmpty();
+        else if (_regroup.Round.WaitsForAny && _regroup.Round.Complete) FinishRegroup();
     }
 
     /// <summary>
@@ -261,32 +249,25 @@ internal sealed class CoordinatorActor : ReceiveActor, IWithTimers
     private void OnRejoin(RegisterNode r)
     {
         var rejoin = r.Rejoin!;
-        if (!_recovering) TakeOver(rejoin);
+        if (!_regroup.Recovering) TakeOver(rejoin);
         if (rejoin.History.Generations.Length >= _record.Generations.Count && rejoin.History.Generations.Length > 0) AdoptHistory(rejoin.History);
         if (_admission.Admit(r, Sender) is not null) Context.Watch(Sender);
-        _voters.Register(_admission.Members.First(x => x.Name == r.NodeName));
-        _regroup.Halted(new NodeHalted(_regroup.For, r.NodeName, rejoin.Trainers, r.DataPlaneEndpoint));
-        _regroup.Expect(r.NodeName);
+        _regroup.Rejoined(_admission.Members.First(x => x.Name == r.NodeName), r);
         Sender.Tell(new NodeRegistered(r.NodeName, _admission.Members.Count, _settings.MinNodes));
-        if (_regroup.Complete) FinishRegroup();
+        if (_regroup.Round.Complete) FinishRegroup();
     }
 
     /// <summary>The first node of the last world that comes back sets the plan; the regroup waits for that world's nodes still in the cluster.</summary>
     private void TakeOver(NodeRejoin rejoin)
     {
-        _recovering = true;
         Timers.Cancel("startup");
         _plan = rejoin.Plan;
         _generation = rejoin.Generation;
-        _regroup.Begin(rejoin.Generation + 1, "the coordinator moved to another seed node");
         // The old coordinator's node, and any other that died with it, have been removed by now.
         var up = _cluster.State.Members.Where(m => m.Status is MemberStatus.Up or MemberStatus.WeaklyUp).Select(m => m.Address).ToHashSet();
-        var lastMembers = rejoin.World.Where(n => Quorum.AddressOf(n.NodeActorPath) is { } a && up.Contains(a)).Select(n => n.NodeName).ToList();
-        foreach (var name in lastMembers) _regroup.Expect(name);
-        _voters.TakeOver(rejoin.World);
+        var lastMembers = _regroup.TakeOver(rejoin, up);
         ProgressLine.Info("Coordinator taking over generation {0} of job \"{1}\" on {2}; waiting up to {3:0}s for its nodes ({4}) to report",
             rejoin.Generation, _settings.JobId, _cluster.SelfAddress, _settings.Elastic.RegroupTimeout.TotalSeconds, string.Join(", ", lastMembers));
-        Timers.StartSingleTimer("regroup", new RegroupTimedOut(_regroup.For), _settings.Elastic.RegroupTimeout);
     }
 
     private void AdoptHistory(RunHistory history) => _generation = Math.Max(_generation, _record.Adopt(history));
@@ -296,7 +277,7 @@ internal sealed class CoordinatorActor : ReceiveActor, IWithTimers
     {
         _generation = Math.Max(_generation + 1, _regroup.For);
         var ranked = _admission.Rank(nodes, n => n.Path.Address.HasLocalScope || n.Path.Address == _cluster.SelfAddress, source.Node, source.LocalRank);
-        _voters.Elect(ranked.Ordered, VoterAddress);
+        _voters.Elect(ranked.Ordered, RegroupProtocol.VoterAddress);
         var plan = _plan! with { DataPlaneToken = RandomNumberGenerator.GetBytes(32) };
         _world = new WorldAssignment(_generation, ranked.Nodes, ranked.WorldSize, plan, source.Resume with { SourceRank = ranked.SourceRank }, _record.History());
         ProgressLine.Info("Generation {0}: world size {1} on {2} node(s), gradients over {4}: {3}", _generation, ranked.WorldSize, ranked.Nodes.Length,
@@ -455,78 +436,47 @@ internal sealed class CoordinatorActor : ReceiveActor, IWithTimers
     {
         Timers.Cancel("hang-check");
         _regroup.Begin(_generation + 1, reason);
-        foreach (var r in _admission.Members) _regroup.Expect(r.Name);
         TellMembers(new Regroup(_generation, _regroup.For, graceful, reason));
         ProgressLine.Info("Regrouping for generation {0}: {1}; waiting up to {2:0}s for {3} node(s) to stop at a step boundary",
             _regroup.For, reason, _settings.Elastic.RegroupTimeout.TotalSeconds, _admission.Members.Count);
-        Timers.StartSingleTimer("regroup", new RegroupTimedOut(_regroup.For), _settings.Elastic.RegroupTimeout);
         Enter(CoordinatorPhase.Regrouping);
         if (_admission.Members.Count == 0) FinishRegroup();
     }
 
-    /// <summary>Complete once every node has reported; a suspect gets only a short grace once all the others have (a live node answers within a step).</summary>
     private void CheckRegroupComplete()
     {
-        if (_regroup.Complete) FinishRegroup();
-        else if (_regroup.CompleteBut(_hangs.IsSuspect) && !Timers.IsTimerActive("suspect-grace"))
-            Timers.StartSingleTimer("suspect-grace", new RegroupTimedOut(_regroup.For), _hangs.SuspectGrace);
+        if (_regroup.Complete()) FinishRegroup();
     }
 
     /// <summary>Forms the next generation from the nodes that reported and those waiting to join.</summary>
     private void FinishRegroup()
     {
-        Timers.Cancel("regroup");
-        Timers.Cancel("suspect-grace");
-        _recovering = false;
-        // Only a side that sees the majority of the previous generation may form the next one; the
-        // silent nodes may be training on the other side, so nothing is decided about them here.
-        if (QuorumLacking() is { } lacking)
+        if (_regroup.Stop() is { } lacking)
         {
             WaitForQuorum(lacking);
             return;
         }
-        var end = RegroupEnd.Conclude(_regroup, _admission.Members,
-            new RegroupRules(_voters.IsLeaving, _hangs.IsSuspect, _hangs.SuspectGrace, _settings.Elastic.RegroupTimeout, _record.Generations.Count > 0));
-        foreach (var gone in end.Leavers)
-        {
-            _admission.RemoveMember(gone);
-            gone.Node.Tell(new EndRun(ExitCodes.Done, $"left the run after step {_regroup.FurthestStep}"));
-        }
-        foreach (var (silent, why) in end.LeftOut)
-        {
-            _admission.RemoveMember(silent);
-            _log.Warning("Node {0} is left out of generation {1}: {2}", silent.Name, _regroup.For, why);
-            silent.Node.Tell(new LeftOut(_regroup.For, $"left out of generation {_regroup.For}: {why}"));
-        }
-        // Voters not in the next generation leave the cluster: membership converges, and one cut off by a partition learns it was removed.
-        var kept = _admission.Members.Select(VoterAddress).ToHashSet();
-        foreach (var address in _voters.ToDown(_admission.IsMember, kept, _cluster.SelfAddress).ToList())
+        var rules = new RegroupRules(_voters.IsLeaving, _hangs.IsSuspect, _hangs.SuspectGrace, _settings.Elastic.RegroupTimeout, _record.Generations.Count > 0);
+        var end = _regroup.Conclude(rules, _log, _cluster.SelfAddress, address =>
         {
             if (_cluster.State.Members.Any(m => m.Address == address && m.Status is MemberStatus.Up or MemberStatus.WeaklyUp or MemberStatus.Joining))
                 _cluster.Down(address);
-        }
-        _hangs.ClearSuspects();
+        });
         if (end.Failure is not null || end.Source is not { } source)
         {
-            EndRun(ExitCodes.NodeLost, end.Failure ?? $"no replica is left to go on from after {_regroup.Reason}");
+            EndRun(ExitCodes.NodeLost, end.Failure ?? $"no replica is left to go on from after {_regroup.Round.Reason}");
             return;
         }
         var incoming = _admission.TakeJoiners();
         if (end.Survivors.Count + incoming.Count < _settings.Elastic.MinSurvivingNodes)
         {
-            EndRun(ExitCodes.NodeLost, $"{_regroup.Reason}: only {end.Survivors.Count + incoming.Count} node(s) remain, fewer than actortrain.elastic.min-surviving-nodes = {_settings.Elastic.MinSurvivingNodes}");
+            EndRun(ExitCodes.NodeLost, $"{_regroup.Round.Reason}: only {end.Survivors.Count + incoming.Count} node(s) remain, fewer than actortrain.elastic.min-surviving-nodes = {_settings.Elastic.MinSurvivingNodes}");
             return;
         }
         if (RunRecorder.FinishedBy(source.Resume) is { } finished) RecordEpoch(finished);
-        _record.Next(_regroup.Reason, source.StepsRedone, _regroup.Started);
+        _record.Next(_regroup.Round.Reason, source.StepsRedone, _regroup.Round.Started);
         FormWorld(end.Survivors.Concat(incoming), source);
     }
-
-    private static Address VoterAddress(Registration r) => Quorum.AddressOf(r.Message.NodeActorPath) ?? r.Node.Path.Address;
-
-    /// <summary>Null when this side may form the next generation; otherwise why not.</summary>
-    private string? QuorumLacking() =>
-        _settings.Elastic.Quorum == QuorumPolicy.Off ? null : _voters.Lacking(name => _regroup.HasHalted(name) && _admission.IsMember(name));
 
     /// <summary>This side lacks the previous generation's majority: it trains no further and waits.</summary>
     private void WaitForQuorum(string lacking)
@@ -540,48 +490,27 @@ internal sealed class CoordinatorActor : ReceiveActor, IWithTimers
 
     private void QuorumLost()
     {
-        Receive<NodeHalted>(h =>
-        {
-            if (h.NextGeneration != _regroup.For || _voters.Registration(h.NodeName, Sender) is not { } r) return;
-            _regroup.Halted(h);
-            Readmit(r);
-            ResumeRegroup();
-        });
+        Receive<NodeHalted>(h => { if (_regroup.HaltedWhileLacking(h, Sender)) ResumeRegroup(); });
         Receive<ClusterEvent.ReachableMember>(_ =>
         {
-            // Every voter this side sees again is asked for its state (one stopped for lack of quorum answers at once).
             var unreachable = _cluster.State.Unreachable.Select(m => m.Address).ToHashSet();
             var members = _cluster.State.Members.Select(m => m.Address).ToHashSet();
-            var seen = _voters.Absent(r => _admission.Members.Contains(r))
-                .Where(r => r.Node.Path.Address.HasLocalScope || !unreachable.Contains(r.Node.Path.Address) && members.Contains(r.Node.Path.Address)).ToList();
-            foreach (var r in seen) r.Node.Tell(new Regroup(_generation, _regroup.For, false, "the network healed"));
-            Readmit(seen.ToArray());
+            _regroup.SeenAgain(_generation, a => !unreachable.Contains(a) && members.Contains(a));
             ResumeRegroup();
         });
-        Receive<ClusterEvent.UnreachableMember>(m => Drop(r => r.Node.Path.Address == m.Member.Address, joinersToo: false));
-        Receive<ClusterEvent.MemberRemoved>(m => Drop(r => r.Node.Path.Address == m.Member.Address, joinersToo: false));
-        Receive<Terminated>(t => Drop(r => r.Node.Equals(t.ActorRef), joinersToo: false));
+        Receive<ClusterEvent.UnreachableMember>(m => _regroup.Drop(r => r.Node.Path.Address == m.Member.Address, joinersToo: false));
+        Receive<ClusterEvent.MemberRemoved>(m => _regroup.Drop(r => r.Node.Path.Address == m.Member.Address, joinersToo: false));
+        Receive<Terminated>(t => _regroup.Drop(r => r.Node.Equals(t.ActorRef), joinersToo: false));
         Receive<RegroupTimedOut>(_ => { });
         Receive<GenerationBroken>(_ => { });
         CommonHandlers();
     }
 
-    /// <summary>Voters seen again are members again, and the regroup waits for them.</summary>
-    private void Readmit(params Registration[] voters)
-    {
-        foreach (var r in voters)
-        {
-            _admission.Readmit(r);
-            _regroup.Expect(r.Name);
-        }
-    }
-
     /// <summary>Back from a lost quorum: the regroup goes on once the majority is seen again.</summary>
     private void ResumeRegroup()
     {
-        if (QuorumLacking() is not null) return;
-        ProgressLine.Info("Quorum regained for generation {0}: {1} node(s) of the previous generation are seen again", _regroup.For, _regroup.Halts.Count);
-        Timers.StartSingleTimer("regroup", new RegroupTimedOut(_regroup.For), _settings.Elastic.RegroupTimeout);
+        if (!_regroup.Resume()) return;
+        ProgressLine.Info("Quorum regained for generation {0}: {1} node(s) of the previous generation are seen again", _regroup.For, _regroup.Round.Halts.Count);
         Enter(CoordinatorPhase.Regrouping);
         CheckRegroupComplete();
     }
@@ -661,8 +590,6 @@ internal sealed class CoordinatorActor : ReceiveActor, IWithTimers
         return new ClusterStatus(requestId, _settings.JobId, _phase.Name(), _generation, _epoch, _world?.Plan.Epochs ?? _settings.Training.Epochs, _world?.WorldSize ?? 0,
             view.Nodes, view.SlowestRank, view.SlowestComputeMs, view.LateRanks, _admission.Members.Count, _settings.MinNodes, _progress.Straggler?.ToString() ?? "");
     }
-
-    private sealed record RegroupTimedOut(long Generation);
 
     private sealed class StartupTimedOut
     {
