@@ -220,7 +220,7 @@ internal sealed class CoordinatorActor : ReceiveActor, IWithTimers
         Timers.Cancel("startup");
         var (t, sync) = (_settings.Training, _settings.Sync);
         _plan = new TrainingPlan(t.Epochs, t.BatchSize, t.Seed, t.LogInterval, sync.BucketSizeBytes, sync.NonFiniteGradients == NonFiniteGradientPolicy.Fail,
-            sync.TransportChunkSizeBytes, sync.Transport, [], sync.Compression.ToName(), t.AccumulationSteps);
+            sync.TransportChunkSizeBytes, sync.Transport, [], sync.Compression.ToName(), t.AccumulationSteps, sync.BroadcastBuffers);
         if (SourceReplica.FromCheckpoint(_admission.Members) is not { } resumed)
         {
             _record.Next("start");

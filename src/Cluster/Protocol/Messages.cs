@@ -97,7 +97,8 @@ public sealed record TrainingPlan(
     [property: Key(7)] string Transport,
     [property: Key(8)] byte[] DataPlaneToken,
     [property: Key(9)] string Compression,
-    [property: Key(10)] int AccumulationSteps);
+    [property: Key(10)] int AccumulationSteps,
+    [property: Key(11)] bool BroadcastBuffers = true);
 
 /// <summary>
 /// Coordinator → nodes: the world of one generation. Nodes set up their rings and answer

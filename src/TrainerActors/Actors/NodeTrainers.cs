@@ -36,8 +36,7 @@ internal sealed class NodeTrainers
         var threads = settings.Node.EffectiveIntraOpThreads(devices.Devices.Count);
         for (var i = 0; i < devices.Devices.Count; i++)
         {
-            var props = TrainerActor.Props(job, i, devices.Devices[i], threads, settings.Sync.BucketSizeBytes, settings.Training.Seed, settings.Sync.OverlapBackward,
-                settings.Sync.BroadcastBuffers);
+            var props = TrainerActor.Props(job, i, devices.Devices[i], threads, settings.Sync.BucketSizeBytes, settings.Training.Seed, settings.Sync.OverlapBackward);
             _refs.Add(context.Watch(context.ActorOf(props, $"trainer-{i}")));
         }
     }

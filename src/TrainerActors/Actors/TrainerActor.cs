@@ -31,7 +31,6 @@ internal sealed class TrainerActor : ReceiveActor
     private readonly long _bucketSizeBytes;
     private readonly int _seed;
     private readonly bool _overlapBackward;
-    private readonly bool _broadcastBuffers;
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private Replica _replica = null!;
     private GradientReducer _reducer = null!;
@@ -74,11 +73,9 @@ internal sealed class TrainerActor : ReceiveActor
     public const string ThrowAtStepVariable = "ACTORTRAIN_FAULT_THROW_AT_STEP";
     private readonly long _throwAtStep = long.TryParse(Environment.GetEnvironmentVariable(ThrowAtStepVariable), out var step) ? step : -1;
 
-    public TrainerActor(TrainingJob job, int localRank, Device device, int intraOpThreads, long bucketSizeBytes, int seed, bool overlapBackward = false,
-        bool broadcastBuffers = true)
+    public TrainerActor(TrainingJob job, int localRank, Device device, int intraOpThreads, long bucketSizeBytes, int seed, bool overlapBackward = false)
     {
         _overlapBackward = overlapBackward;
-        _broadcastBuffers = broadcastBuffers;
         _job = job;
         _localRank = localRank;
         _device = device;
@@ -94,9 +91,8 @@ internal sealed class TrainerActor : ReceiveActor
         Receive<HistoryUpdate>(h => _history = h.History);
     }
 
-    public static Props Props(TrainingJob job, int localRank, Device device, int intraOpThreads, long bucketSizeBytes, int seed, bool overlapBackward = false,
-        bool broadcastBuffers = true) =>
-        Akka.Actor.Props.Create(() => new TrainerActor(job, localRank, device, intraOpThreads, bucketSizeBytes, seed, overlapBackward, broadcastBuffers))
+    public static Props Props(TrainingJob job, int localRank, Device device, int intraOpThreads, long bucketSizeBytes, int seed, bool overlapBackward = false) =>
+        Akka.Actor.Props.Create(() => new TrainerActor(job, localRank, device, intraOpThreads, bucketSizeBytes, seed, overlapBackward))
             .WithDispatcher("actortrain.trainer-dispatcher");
 
     private bool IsRankZero => _world.GlobalRank == 0;
@@ -280,7 +276,7 @@ internal sealed class TrainerActor : ReceiveActor
         // The step timeout counts from here: with the overlap, buckets are reduced during backward.
         using var deadline = StepDeadline();
         // DDP's broadcast_buffers: every replica runs forward with rank 0's running statistics.
-        if (_broadcastBuffers && !TryCollective(_position.GlobalStep, deadline, ct => _replica.BroadcastModuleBuffers(_world.Group, _position.GlobalStep, ct)))
+        if (_world.Plan.BroadcastBuffers && !TryCollective(_position.GlobalStep, deadline, ct => _replica.BroadcastModuleBuffers(_world.Group, _position.GlobalStep, ct)))
             return;
         var pass = _reducer.Begin(new ReductionStep(_world.Group, _position.GlobalStep, _world.Progress.SetWaitingBucket), deadline.Token);
         var loss = 0f;
@@ -432,7 +428,7 @@ internal sealed class TrainerActor : ReceiveActor
             Display(ProgressKinds.Message, _position.StepsInEpoch, double.NaN, $"saved {modelPath}");
         }
         // The last forward left each replica its own statistics: the report's checksum is of rank 0's.
-        if (_broadcastBuffers && !TryCollective(_position.GlobalStep, ct => _replica.BroadcastModuleBuffers(_world.Group, _position.GlobalStep, ct))) return;
+        if (_world.Plan.BroadcastBuffers && !TryCollective(_position.GlobalStep, ct => _replica.BroadcastModuleBuffers(_world.Group, _position.GlobalStep, ct))) return;
         var summary = new TrainerSummary(_world.GlobalRank, _replica.Checksum(), _position.GlobalStep,
             ReportTimings.Median(_computeMs), ReportTimings.Median(_intraMs), ReportTimings.Median(_crossMs), ReportTimings.Median(_stepMs));
         Context.Parent.Tell(new TrainerFinished(_localRank, summary, modelPath, IsRankZero ? _lossCurve.ToArray() : []));
