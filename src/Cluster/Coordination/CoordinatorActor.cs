@@ -230,7 +230,7 @@ internal sealed class CoordinatorActor : ReceiveActor, IWithTimers
         var (source, c) = resumed;
         AdoptHistory(c.History);
         _record.Next($"resumed from {c.File}");
-        ProgressLine.Info("Resuming from checkpoint {0} on node {1}: step {2}, epoch {3}", c.File, source.Node, c.Position.GlobalStep, c.Position.Epoch);
+        ProgressLine.Info("Resuming from checkpoint {0} on node {1}: step {2}, epoch {3}", c.File, source.Node, c.State.Position.GlobalStep, c.State.Position.Epoch);
         FormWorld(_admission.Members, source);
     }
 
@@ -306,9 +306,9 @@ internal sealed class CoordinatorActor : ReceiveActor, IWithTimers
         var w = _world!;
         if (_record.GenerationStarted(w) is { } recovery)
             ProgressLine.Info("Generation {0} trains from step {1} (epoch {2}), {3:0.0}s after {4}; {5} step(s) redone",
-                w.Generation, w.Resume.GlobalStep, w.Resume.Epoch, recovery, _record.Generations[^1].Reason, _record.Generations[^1].StepsRedone);
+                w.Generation, w.Resume.Position.GlobalStep, w.Resume.Position.Epoch, recovery, _record.Generations[^1].Reason, _record.Generations[^1].StepsRedone);
         TellMembers(new HistoryUpdate(_record.History()));
-        var next = w.Resume.EpochFinished ? w.Resume.Epoch + 1 : w.Resume.Epoch;
+        var next = w.Resume.Position.EpochFinished ? w.Resume.Position.Epoch + 1 : w.Resume.Position.Epoch;
         if (next > w.Plan.Epochs)
         {
             Finish();

@@ -65,7 +65,7 @@ internal sealed class RegroupRound
     public bool CompleteBut(Func<string, bool> excused) => _expected.Where(n => !excused(n)).All(_halts.ContainsKey);
 
     /// <summary>The furthest step any reported replica completed (0 when none did).</summary>
-    public long FurthestStep => _halts.Values.SelectMany(h => h.Trainers).Select(t => t.GlobalStep).DefaultIfEmpty(0).Max();
+    public long FurthestStep => _halts.Values.SelectMany(h => h.Trainers).Select(t => t.Position.GlobalStep).DefaultIfEmpty(0).Max();
 }
 
 /// <summary>How a regroup ends: who leaves, who is left out (and why), who goes on, and from which replica.</summary>

@@ -46,7 +46,7 @@ internal sealed class RunRecorder
     public double? GenerationStarted(WorldAssignment world)
     {
         double? recovery = _next.Started == 0 ? null : Stopwatch.GetElapsedTime(_next.Started).TotalSeconds;
-        _generations.Add(new GenerationRecord(world.Generation, world.Nodes.Select(n => n.NodeName).ToArray(), world.WorldSize, world.Resume.GlobalStep,
+        _generations.Add(new GenerationRecord(world.Generation, world.Nodes.Select(n => n.NodeName).ToArray(), world.WorldSize, world.Resume.Position.GlobalStep,
             _next.Reason, _next.StepsRedone, Math.Round(recovery ?? 0, 3)));
         _wall.Start();
         return recovery;
@@ -78,10 +78,8 @@ internal sealed class RunRecorder
     }
 
     /// <summary>The epoch a source replica had finished, as far as it knows it (no metrics); null when it finished none.</summary>
-    public static EpochRecord? FinishedBy(ResumePoint p) =>
-        p.EpochFinished && p.GlobalStep >= 0
-            ? new EpochRecord(p.Epoch, p.GlobalStep, p.LossCount > 0 ? p.LossSum / p.LossCount : double.NaN, p.SkippedInEpoch, null)
-            : null;
+    public static EpochRecord? FinishedBy(ResumePoint resume) =>
+        resume.Position is { EpochFinished: true, GlobalStep: >= 0 } p ? new EpochRecord(p.Epoch, p.GlobalStep, p.MeanLoss, p.SkippedInEpoch, null) : null;
 
     /// <summary>The report of a completed run of <paramref name="world"/>, from every node's final state.</summary>
     public RunReport Report(string jobId, WorldAssignment world, IReadOnlyCollection<NodeFinished> finished)

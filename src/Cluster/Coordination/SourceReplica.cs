@@ -28,10 +28,10 @@ internal static class SourceReplica
     {
         var states = halts.SelectMany(h => h.Trainers.Select((t, local) => (h.NodeName, Local: local, State: t))).ToList();
         if (states.Count == 0) return null;
-        var source = states.OrderByDescending(s => s.State.GlobalStep).ThenBy(s => s.State.InFlight).ThenBy(s => s.State.Rank).First();
+        var source = states.OrderByDescending(s => s.State.Position.GlobalStep).ThenBy(s => s.State.InFlight).ThenBy(s => s.State.Rank).First();
         var s = source.State;
-        var redone = states.Any(x => x.State.InFlight && x.State.GlobalStep == s.GlobalStep) ? 1 : 0;
-        return s.GlobalStep < 0 ? new SourceChoice(null, 0, FreshStart, redone) : new SourceChoice(source.NodeName, source.Local, ResumeFrom(s, ""), redone);
+        var redone = states.Any(x => x.State.InFlight && x.State.Position.GlobalStep == s.Position.GlobalStep) ? 1 : 0;
+        return s.Position.GlobalStep < 0 ? new SourceChoice(null, 0, FreshStart, redone) : new SourceChoice(source.NodeName, source.Local, ResumeFrom(s, ""), redone);
     }
 
     /// <summary>A run that starts from nothing: every replica keeps its initial parameters (rank 0's, all equal).</summary>
@@ -40,9 +40,9 @@ internal static class SourceReplica
     /// <summary>--resume: the furthest checkpoint any node offered; null when none offers one.</summary>
     public static (SourceChoice Source, CheckpointOffer Offer)? FromCheckpoint<TNode>(IEnumerable<Registration<TNode>> nodes) where TNode : notnull
     {
-        var offer = nodes.Where(m => m.Message.Checkpoint is not null).OrderByDescending(m => m.Message.Checkpoint!.Position.GlobalStep).FirstOrDefault();
+        var offer = nodes.Where(m => m.Message.Checkpoint is not null).OrderByDescending(m => m.Message.Checkpoint!.State.Position.GlobalStep).FirstOrDefault();
         if (offer is null) return null;
         var c = offer.Message.Checkpoint!;
-        return (new SourceChoice(offer.Name, 0, ResumeFrom(c.Position, c.File), 0), c);
+        return (new SourceChoice(offer.Name, 0, ResumeFrom(c.State, c.File), 0), c);
     }
 }

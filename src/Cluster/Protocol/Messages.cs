@@ -35,12 +35,12 @@ public sealed record RegisterNode(
 /// it found. The coordinator starts the run from the furthest offer.
 /// </summary>
 /// <param name="File">The checkpoint's path on that node.</param>
-/// <param name="Position">Where the run was when it was written.</param>
+/// <param name="State">The saving trainer's state: where the run was when it was written.</param>
 /// <param name="History">The run's history up to then.</param>
 [MessagePackObject]
 public sealed record CheckpointOffer(
     [property: Key(0)] string File,
-    [property: Key(1)] TrainerHaltState Position,
+    [property: Key(1)] TrainerHaltState State,
     [property: Key(2)] RunHistory History);
 
 /// <summary>
@@ -161,18 +161,7 @@ public sealed record ResumePoint(
     [property: Key(0)] int SourceRank,
     [property: Key(1)] TrainingPosition Position,
     [property: Key(2)] int OptimizerStateBytes,
-    [property: Key(3)] string CheckpointFile)
-{
-    // Reads of the position, for the coordinator's policies.
-    [IgnoreMember] public long GlobalStep => Position.GlobalStep;
-    [IgnoreMember] public int Epoch => Position.Epoch;
-    [IgnoreMember] public long SamplesDone => Position.SamplesDone;
-    [IgnoreMember] public long StepsInEpoch => Position.StepsInEpoch;
-    [IgnoreMember] public bool EpochFinished => Position.EpochFinished;
-    [IgnoreMember] public double LossSum => Position.LossSum;
-    [IgnoreMember] public long LossCount => Position.LossCount;
-    [IgnoreMember] public int SkippedInEpoch => Position.SkippedInEpoch;
-}
+    [property: Key(3)] string CheckpointFile);
 
 /// <summary>One trainer's state once it stopped for a regroup (or, for a checkpoint, when it was saved).</summary>
 /// <param name="Rank">Its global rank in the generation it stopped in.</param>
@@ -183,18 +172,7 @@ public sealed record TrainerHaltState(
     [property: Key(1)] TrainingPosition Position,
     [property: Key(2)] bool InFlight,
     [property: Key(3)] int OptimizerStateBytes,
-    [property: Key(4)] string Checksum)
-{
-    // Reads of the position, for the coordinator's policies.
-    [IgnoreMember] public long GlobalStep => Position.GlobalStep;
-    [IgnoreMember] public int Epoch => Position.Epoch;
-    [IgnoreMember] public long SamplesDone => Position.SamplesDone;
-    [IgnoreMember] public long StepsInEpoch => Position.StepsInEpoch;
-    [IgnoreMember] public bool EpochFinished => Position.EpochFinished;
-    [IgnoreMember] public double LossSum => Position.LossSum;
-    [IgnoreMember] public long LossCount => Position.LossCount;
-    [IgnoreMember] public int SkippedInEpoch => Position.SkippedInEpoch;
-}
+    [property: Key(4)] string Checksum);
 
 /// <summary>One generation of the world, as the run report lists it.</summary>
 /// <param name="StartStep">Global step the generation started from.</param>

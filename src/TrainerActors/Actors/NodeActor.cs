@@ -282,12 +282,12 @@ internal sealed class NodeActor : ReceiveActor, IWithTimers
         var halted = _halt.Report(_nodeName, states, _dataPlane.Endpoint);
         if (_watch.QuorumLost)
         {
-            ProgressLine.Info("Node {0}: stopped at step {1} without quorum; waiting for the network to heal", _nodeName, states.Max(t => t.GlobalStep));
+            ProgressLine.Info("Node {0}: stopped at step {1} without quorum; waiting for the network to heal", _nodeName, states.Max(t => t.Position.GlobalStep));
             // A coordinator on this side is waiting for it too.
             if (!_coordinatorRef.IsNobody()) _coordinatorRef.Tell(halted);
             return;
         }
-        ProgressLine.Info("Node {0}: stopped after step {1} for generation {2}", _nodeName, states.Max(t => t.GlobalStep), _halt.For);
+        ProgressLine.Info("Node {0}: stopped after step {1} for generation {2}", _nodeName, states.Max(t => t.Position.GlobalStep), _halt.For);
         if (_registration.OnceHalted) RegisterWithState(states);
         else _coordinatorRef.Tell(halted);
     }

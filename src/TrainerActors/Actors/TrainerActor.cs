@@ -154,7 +154,7 @@ internal sealed class TrainerActor : ReceiveActor
     {
         if (!_needsSync) return true;
         var r = _world.Resume;
-        if (!TryCollective(r.GlobalStep, ct => _replica.BroadcastState(_world.Group, r.SourceRank, r.OptimizerStateBytes, r.GlobalStep, ct)))
+        if (!TryCollective(r.Position.GlobalStep, ct => _replica.BroadcastState(_world.Group, r.SourceRank, r.OptimizerStateBytes, r.Position.GlobalStep, ct)))
             return false;
         _needsSync = false;
         _position = r.Position;

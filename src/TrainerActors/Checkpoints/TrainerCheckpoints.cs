@@ -63,7 +63,7 @@ internal sealed class TrainerCheckpoints : ITrainerCheckpoints
         if (offer is null)
             output.Progress(ProgressLine.Format("Node {0}: no valid checkpoint in {1}; this node offers none", nodeName, c.ResumeFrom));
         else
-            output.Progress(ProgressLine.Format("Node {0}: offering checkpoint {1} (step {2}, epoch {3})", nodeName, offer.File, offer.Position.GlobalStep, offer.Position.Epoch));
+            output.Progress(ProgressLine.Format("Node {0}: offering checkpoint {1} (step {2}, epoch {3})", nodeName, offer.File, offer.State.Position.GlobalStep, offer.State.Position.Epoch));
         return (checkpoints, offer);
     }
 
@@ -79,9 +79,9 @@ internal sealed class TrainerCheckpoints : ITrainerCheckpoints
         {
             JobId = _jobId,
             ModelFingerprint = _fingerprint,
-            Epoch = state.Epoch,
-            SamplesConsumedInEpoch = state.SamplesDone,
-            GlobalStep = state.GlobalStep,
+            Epoch = state.Position.Epoch,
+            SamplesConsumedInEpoch = state.Position.SamplesDone,
+            GlobalStep = state.Position.GlobalStep,
             WorldSize = run.WorldSize,
             Seed = run.Seed,
             CreatedUtc = DateTime.UtcNow,
@@ -100,7 +100,7 @@ internal sealed class TrainerCheckpoints : ITrainerCheckpoints
         catch (CheckpointWriteException e)
         {
             // No lost work beyond the checkpoint itself: training goes on, the operator is told.
-            _warn($"warning: checkpoint at step {state.GlobalStep} not written: {e.Message}; training goes on");
+            _warn($"warning: checkpoint at step {state.Position.GlobalStep} not written: {e.Message}; training goes on");
         }
     }
 
@@ -128,11 +128,11 @@ internal sealed class TrainerCheckpoints : ITrainerCheckpoints
             throw new InvalidOperationException($"{found.Path}: a checkpoint of model {c.ModelFingerprint}, but this node builds model {fingerprint}");
         try
         {
-            var position = MessagePackSerializer.Deserialize<TrainerHaltState>(Required(c, PositionSection, found.Path!), ActorTrainMessageSerializer.Options);
+            var state = MessagePackSerializer.Deserialize<TrainerHaltState>(Required(c, PositionSection, found.Path!), ActorTrainMessageSerializer.Options);
             var history = MessagePackSerializer.Deserialize<RunHistory>(Required(c, TrainingState.HistorySection, found.Path!), ActorTrainMessageSerializer.Options);
-            if (position.GlobalStep != c.GlobalStep)
-                throw new InvalidDataException($"its position is step {position.GlobalStep}, its header step {c.GlobalStep}");
-            return new CheckpointOffer(Path.GetFullPath(found.Path!), position, history);
+            if (state.Position.GlobalStep != c.GlobalStep)
+                throw new InvalidDataException($"its position is step {state.Position.GlobalStep}, its header step {c.GlobalStep}");
+            return new CheckpointOffer(Path.GetFullPath(found.Path!), state, history);
         }
         catch (Exception e) when (e is MessagePackSerializationException or InvalidDataException)
         {

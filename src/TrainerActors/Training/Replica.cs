@@ -29,6 +29,9 @@ internal sealed class Replica : IDisposable
     private static readonly object InitGate = new();
     private readonly TrainingJob _job;
     private readonly IReadOnlyList<Parameter> _parameters;
+    // Whether the model registers module buffers (BatchNorm statistics): fixed once it is built, so
+    // the per-step broadcast does not walk the modules of a model that has none.
+    private readonly bool _hasModuleBuffers;
 
     public Replica(TrainingJob job, int seed, Device device, long bucketSizeBytes)
     {
@@ -49,6 +52,7 @@ internal sealed class Replica : IDisposable
         _parameters = named.Select(p => p.parameter).ToList();
         Specs = named.Select(p => new ParameterSpec(p.name, checked((int)p.parameter.numel()))).ToList();
         Fingerprint = ComputeFingerprint(named);
+        _hasModuleBuffers = Model.named_buffers().Any();
         UseBucketSize(bucketSizeBytes);
     }
 
@@ -216,9 +220,9 @@ internal sealed class Replica : IDisposable
     /// </summary>
     public void BroadcastModuleBuffers(ProcessGroup group, long step, CancellationToken cancellationToken)
     {
+        if (!_hasModuleBuffers) return;
         using var scope = torch.NewDisposeScope();
         var buffers = Model.named_buffers().Select(b => b.buffer).ToList();
-        if (buffers.Count == 0) return;
         var sizes = buffers.Select(b => checked((int)(b.numel() * b.element_size()))).ToArray();
         var bytes = new byte[sizes.Sum()];
         var isSource = group.Rank == 0;

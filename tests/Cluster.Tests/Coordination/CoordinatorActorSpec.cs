@@ -519,7 +519,7 @@ public sealed class CoordinatorActorSpec(SeedSystem seed) : IClassFixture<SeedSy
         Assert.Equal(0, Expect<EndRun>(c).ExitCode);
         var world = Expect<WorldAssignment>(a);
         Assert.Equal(["node-a", "node-b"], Names(world));
-        Assert.Equal(9, world.Resume.GlobalStep);
+        Assert.Equal(9, world.Resume.Position.GlobalStep);
         Expect<WorldAssignment>(b);
     }
 
@@ -712,7 +712,7 @@ public sealed class CoordinatorActorSpec(SeedSystem seed) : IClassFixture<SeedSy
         Assert.Equal(new EpochRecord(1, 50, 0.4, 0, null), Assert.Single(Expect<HistoryUpdate>(a).History.Epochs));
         var world = Expect<WorldAssignment>(a);
         Assert.Equal(["node-a"], Names(world));
-        Assert.Equal((0, 1, true, 50L), (world.Resume.SourceRank, world.Resume.Epoch, world.Resume.EpochFinished, world.Resume.GlobalStep));
+        Assert.Equal((0, 1, true, 50L), (world.Resume.SourceRank, world.Resume.Position.Epoch, world.Resume.Position.EpochFinished, world.Resume.Position.GlobalStep));
         a.Send(coordinator, new NodeReady(2, "node-a"));
         Assert.Equal(new StartEpoch(2, 2), ExpectStarted(a));
     }
@@ -794,7 +794,7 @@ public sealed class CoordinatorActorSpec(SeedSystem seed) : IClassFixture<SeedSy
         Assert.Equal([0, Trainers, 2 * Trainers], world.Nodes.Select(n => n.FirstRank));
         Assert.Equal(3 * Trainers, world.WorldSize);
         Assert.Equal("node-c:4054", world.Nodes[2].DataPlaneEndpoint);
-        Assert.Equal((0, 20L), (world.Resume.SourceRank, world.Resume.GlobalStep));
+        Assert.Equal((0, 20L), (world.Resume.SourceRank, world.Resume.Position.GlobalStep));
         Expect<WorldAssignment>(a);
         Expect<WorldAssignment>(b);
         foreach (var (probe, name) in new[] { (a, "node-a"), (b, "node-b"), (c, "node-c") }) probe.Send(coordinator, new NodeReady(2, name));
@@ -863,7 +863,7 @@ public sealed class CoordinatorActorSpec(SeedSystem seed) : IClassFixture<SeedSy
         Assert.Equal(["node-a", "node-b"], Names(world));
         Assert.Equal((3, 8, 7, 10, 1L << 20, 64 * 1024), (world.Plan.Epochs, world.Plan.BatchSize, world.Plan.Seed, world.Plan.LogInterval,
             world.Plan.BucketSizeBytes, world.Plan.ChunkSizeBytes));
-        Assert.Equal((Trainers, 71L, 2, 21L), (world.Resume.SourceRank, world.Resume.GlobalStep, world.Resume.Epoch, world.Resume.StepsInEpoch));
+        Assert.Equal((Trainers, 71L, 2, 21L), (world.Resume.SourceRank, world.Resume.Position.GlobalStep, world.Resume.Position.Epoch, world.Resume.Position.StepsInEpoch));
         Assert.Equal([1L, 2L], world.History.Generations.Select(g => g.Generation));
         Expect<WorldAssignment>(b);
         a.Send(coordinator, new NodeReady(3, "node-a"));

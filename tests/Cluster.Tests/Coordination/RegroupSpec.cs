@@ -47,7 +47,7 @@ public sealed class RegroupSpec
         Assert.Contains("did not answer within 2s", why);
         Assert.Equal(["a", "b"], end.Survivors.Select(r => r.Name));
         Assert.Equal("b:5000", end.Survivors[1].Message.DataPlaneEndpoint);
-        Assert.Equal(("b", 12L), (end.Source!.Node, end.Source.Resume.GlobalStep));
+        Assert.Equal(("b", 12L), (end.Source!.Node, end.Source.Resume.Position.GlobalStep));
         Assert.Null(end.Failure);
         Assert.False(round.HasHalted("d"));
     }

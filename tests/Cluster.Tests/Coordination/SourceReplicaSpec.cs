@@ -12,7 +12,7 @@ public sealed class SourceReplicaSpec
         var source = SourceReplica.Choose([Halted("a", 2, Halt(0, 40), Halt(1, 40)), Halted("b", 2, Halt(2, 41), Halt(3, 40))])!;
 
         Assert.Equal(("b", 0), (source.Node, source.LocalRank));
-        Assert.Equal(41, source.Resume.GlobalStep);
+        Assert.Equal(41, source.Resume.Position.GlobalStep);
         Assert.Equal(0, source.StepsRedone);
     }
 
@@ -45,7 +45,7 @@ public sealed class SourceReplicaSpec
 
         Assert.Equal("/ck/b", offer.File);
         Assert.Equal("b", source.Node);
-        Assert.Equal((2, 70L, true, "/ck/b"), (source.Resume.Epoch, source.Resume.GlobalStep, source.Resume.EpochFinished, source.Resume.CheckpointFile));
+        Assert.Equal((2, 70L, true, "/ck/b"), (source.Resume.Position.Epoch, source.Resume.Position.GlobalStep, source.Resume.Position.EpochFinished, source.Resume.CheckpointFile));
         Assert.Null(SourceReplica.FromCheckpoint([new Registration<string>(Register("c"), "c")]));
     }
 }

@@ -1,3 +1,4 @@
+using ActorTrain.Cluster.Coordination;
 using ActorTrain.Cluster.Protocol;
 
 namespace ActorTrain.Cluster.Tests.Coordination;
@@ -15,14 +16,13 @@ public sealed class TrainingPositionSpec
     }
 
     [Fact]
-    public void Halt_states_and_resume_points_read_the_one_position_they_hold()
+    public void A_generation_resumes_from_the_very_position_its_source_trainer_stopped_at()
     {
         var position = new TrainingPosition(158, 4, 1280, 20, true, 41.5, 20, 1);
-        var halt = new TrainerHaltState(3, position, true, 377, "c0ffee");
-        var resume = new ResumePoint(0, position, 377, "");
 
-        Assert.Equal((158L, 4, 1280L, 20L, true), (halt.GlobalStep, halt.Epoch, halt.SamplesDone, halt.StepsInEpoch, halt.EpochFinished));
-        Assert.Same(halt.Position, resume.Position);
-        Assert.Equal((41.5, 20L, 1), (resume.LossSum, resume.LossCount, resume.SkippedInEpoch));
+        var resume = SourceReplica.ResumeFrom(new TrainerHaltState(3, position, true, 377, "c0ffee"), "ckpt/ckpt-000000158.atc");
+
+        Assert.Same(position, resume.Position);
+        Assert.Equal((377, "ckpt/ckpt-000000158.atc"), (resume.OptimizerStateBytes, resume.CheckpointFile));
     }
 }

@@ -73,7 +73,7 @@ public sealed class NodeActorSpec : Akka.TestKit.Xunit2.TestKit
         Assert.InRange(epoch.Metrics[ActorTrain.TrainerActors.Jobs.TrainingJob.AccuracyMetric], 0, 1);
         var offer = TrainerCheckpoints.Offer(Path.Combine(_outDir, "checkpoints"), "tiny", registration.ModelFingerprint, w => Assert.Fail(w));
         Assert.NotNull(offer);
-        Assert.Equal(TinyJob.Samples / 8, offer.Position.GlobalStep);
+        Assert.Equal(TinyJob.Samples / 8, offer.State.Position.GlobalStep);
         Assert.Equal("spec-start", Assert.Single(offer.History.Generations).Reason);
         Assert.Equal(1, Assert.Single(offer.History.Epochs).Epoch);
 
@@ -81,8 +81,8 @@ public sealed class NodeActorSpec : Akka.TestKit.Xunit2.TestKit
         var halted = Next<NodeHalted>();
         Assert.Equal((2L, "node-a"), (halted.NextGeneration, halted.NodeName));
         var state = Assert.Single(halted.Trainers);
-        Assert.Equal(TinyJob.Samples / 8, state.GlobalStep);
-        Assert.True(state.EpochFinished);
+        Assert.Equal(TinyJob.Samples / 8, state.Position.GlobalStep);
+        Assert.True(state.Position.EpochFinished);
         Assert.Matches(@"^127\.0\.0\.1:\d+$", halted.DataPlaneEndpoint);
     }
 
@@ -110,7 +110,7 @@ public sealed class NodeActorSpec : Akka.TestKit.Xunit2.TestKit
         var halted = Next<NodeHalted>();
         Assert.Equal(2, halted.NextGeneration);
         // A trainer that never took a step reports step -1.
-        Assert.Equal(-1, Assert.Single(halted.Trainers).GlobalStep);
+        Assert.Equal(-1, Assert.Single(halted.Trainers).Position.GlobalStep);
         // A fresh listener for the next generation's ring.
         Assert.NotEqual(registration.DataPlaneEndpoint, halted.DataPlaneEndpoint);
     }

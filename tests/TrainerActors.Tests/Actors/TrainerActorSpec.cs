@@ -60,8 +60,8 @@ public sealed class TrainerActorSpec : Akka.TestKit.Xunit2.TestKit, IDisposable
         _node.Send(trainer, new HaltTrainer(2, Graceful: true));
         var halted = _node.ExpectMsg<TrainerHalted>(ActorSpecConfig.Timeout);
         Assert.Equal((0, 2L), (halted.LocalRank, halted.NextGeneration));
-        Assert.Equal(StepsPerEpoch, halted.State.GlobalStep);
-        Assert.True(halted.State.EpochFinished);
+        Assert.Equal(StepsPerEpoch, halted.State.Position.GlobalStep);
+        Assert.True(halted.State.Position.EpochFinished);
         Assert.False(halted.State.InFlight);
     }
 
@@ -74,8 +74,8 @@ public sealed class TrainerActorSpec : Akka.TestKit.Xunit2.TestKit, IDisposable
         _node.Send(trainer, new HaltTrainer(2, Graceful: true));
 
         var halted = _node.ExpectMsg<TrainerHalted>(ActorSpecConfig.Timeout);
-        Assert.InRange(halted.State.GlobalStep, 1, StepsPerEpoch - 1);
-        Assert.False(halted.State.EpochFinished);
+        Assert.InRange(halted.State.Position.GlobalStep, 1, StepsPerEpoch - 1);
+        Assert.False(halted.State.Position.EpochFinished);
         Assert.False(halted.State.InFlight);
         // Stopped: no epoch report follows.
         _node.ExpectNoMsg(TimeSpan.FromMilliseconds(500));

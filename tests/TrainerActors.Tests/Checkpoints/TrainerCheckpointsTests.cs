@@ -47,8 +47,8 @@ public sealed class TrainerCheckpointsTests : IDisposable
 
         Assert.NotNull(offer);
         Assert.EndsWith(CheckpointStore.FileName(140), offer.File);
-        Assert.Equal(140, offer.Position.GlobalStep);
-        Assert.True(offer.Position.EpochFinished);
+        Assert.Equal(140, offer.State.Position.GlobalStep);
+        Assert.True(offer.State.Position.EpochFinished);
         Assert.Equal(finished, Assert.Single(offer.History.Epochs));
         Assert.Single(offer.History.Generations);
         using var other = new Replica(new MnistJob(DataTestSupport.MnistDataDirectory), 99, torch.CPU, 256 * 1024);
