@@ -49,17 +49,21 @@ internal sealed class ProcessGroup
     private const int BroadcastKind = 1;
     private const int BarrierKind = 2;
 
-    /// <summary>Creates the group of one trainer; <paramref name="ring"/> must be null or connect the <see cref="GroupMember.NodeCount"/> nodes.</summary>
     /// <summary>
     /// The groups of one node's trainers for a generation, one per local rank, from the node's first
-    /// trainer's place: they share the node's intra-node backend and cross-node ring.
+    /// trainer's place: they share the node's intra-node backend and cross-node ring. Where that backend
+    /// works on device memory (NCCL), the groups reduce device buckets with it (<see cref="Device"/>).
     /// </summary>
     public static ProcessGroup[] ForNode(GroupMember firstTrainer, int localSize, IIntraNodeCollective intraNode, IRingTransport? ring,
         WireCompression compression, GenerationScope generation) =>
         Enumerable.Range(0, localSize)
-            .Select(i => new ProcessGroup(firstTrainer with { Rank = firstTrainer.Rank + i, LocalRank = i }, intraNode, ring, compression, generation))
+            .Select(i => new ProcessGroup(firstTrainer with { Rank = firstTrainer.Rank + i, LocalRank = i }, intraNode, ring, compression, generation)
+            {
+                Device = intraNode is IDeviceIntraNodeCollective device ? new DeviceCollectives(device, device.Memory) : null,
+            })
             .ToArray();
 
+    /// <summary>Creates the group of one trainer; <paramref name="ring"/> must be null or connect the <see cref="GroupMember.NodeCount"/> nodes.</summary>
     public ProcessGroup(GroupMember member, IIntraNodeCollective intraNode, IRingTransport? ring, WireCompression compression, GenerationScope generation)
     {
         ArgumentNullException.ThrowIfNull(intraNode);

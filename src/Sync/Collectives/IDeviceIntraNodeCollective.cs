@@ -12,6 +12,9 @@ internal interface IDeviceIntraNodeCollective : IDisposable
     /// <summary>Number of trainers on this node taking part.</summary>
     int LocalSize { get; }
 
+    /// <summary>Copies between the devices' memory and the host (the CUDA runtime the collective was made with).</summary>
+    IDeviceMemory Memory { get; }
+
     /// <summary>The CUDA device ordinal that local rank <paramref name="localRank"/> works on.</summary>
     int DeviceOf(int localRank);
 

@@ -26,8 +26,8 @@ internal static class IntraNodeCollectives
     /// Chooses and creates the collective for <paramref name="localSize"/> trainers; CUDA trainers
     /// are on devices 0..localSize-1. <see cref="IntraNodeBackend.Auto"/> takes NCCL when the trainers
     /// are on CUDA and NCCL and the CUDA runtime load and set up communicators, and shared memory
-    /// otherwise (the trainers' buckets are host memory, so shared memory works for CUDA trainers
-    /// too). <see cref="IntraNodeBackend.Nccl"/> where NCCL cannot work throws an
+    /// otherwise (then the trainers' buckets are host memory, so shared memory works for CUDA trainers
+    /// too; with NCCL they stay on the device). <see cref="IntraNodeBackend.Nccl"/> where NCCL cannot work throws an
     /// <see cref="InvalidOperationException"/> naming what was probed.
     /// </summary>
     /// <param name="ncclLibraryPath">The configured NCCL library: a file or folder probed first; empty for none.</param>

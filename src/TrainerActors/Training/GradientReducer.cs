@@ -133,6 +133,10 @@ internal sealed class GradientReducer : IDisposable
         // The buckets are shared between steps: a new step may start only once the last one's reductions are over.
         if (_pass is { Completed: false }) throw new InvalidOperationException("the previous step's reduction has not been waited for");
         if (!ReferenceEquals(Layout, _replica.Layout)) UseLayout(_replica.Layout);
+        var onDevice = step.Group.Device is not null;
+        if (onDevice && Overlaps)
+            throw new NotSupportedException("a process group that reduces on the device needs the reduction after backward; this reducer overlaps it");
+        _replica.PlaceBuckets(onDevice);
         _pass = new Pass(this, step, cancellationToken);
         return _pass;
     }
@@ -319,7 +323,7 @@ internal sealed class GradientReducer : IDisposable
                 {
                     token.ThrowIfCancellationRequested();
                     _step.BucketStarted?.Invoke(bucket);
-                    var t = _step.Group.AllReduce(_owner._replica.Buffers[bucket], new CollectiveKey(_step.Step, bucket), token);
+                    var t = _owner._replica.ReduceBucket(_step.Group, bucket, new CollectiveKey(_step.Step, bucket), token);
                     lock (_gate)
                     {
                         _intraMs += t.IntraNodeMs;

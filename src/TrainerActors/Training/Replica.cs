@@ -32,6 +32,8 @@ internal sealed class Replica : IDisposable
     // Whether the model registers module buffers (BatchNorm statistics): fixed once it is built, so
     // the per-step broadcast does not walk the modules of a model that has none.
     private readonly bool _hasModuleBuffers;
+    // The buckets in device memory while the process group reduces on the device (NCCL); null: host buckets.
+    private DeviceBuckets? _onDevice;
 
     public Replica(TrainingJob job, int seed, Device device, long bucketSizeBytes)
     {
@@ -72,7 +74,28 @@ internal sealed class Replica : IDisposable
         if (Layout is not null && Layout.BucketCapacityBytes == bucketSizeBytes) return;
         Layout = BucketLayout.Create(Specs, bucketSizeBytes, extraElements: ExtraSlots);
         Buffers = Layout.Buckets.Select(b => new float[b.Length]).ToArray();
+        if (_onDevice is not null) PlaceBuckets(onDevice: true);
     }
+
+    /// <summary>
+    /// Whether the gradient buckets live in device memory (<see cref="DeviceBuckets"/>), for a process group that
+    /// reduces on the device, or in the host arrays <see cref="Buffers"/>. The host arrays keep the counters either way.
+    /// </summary>
+    internal void PlaceBuckets(bool onDevice)
+    {
+        if (onDevice && _onDevice?.Layout == Layout) return;
+        _onDevice?.Dispose();
+        _onDevice = onDevice ? new DeviceBuckets(Layout, Device) : null;
+    }
+
+    /// <summary>Whether the gradients are reduced in device buckets (see <see cref="PlaceBuckets"/>).</summary>
+    internal bool BucketsOnDevice => _onDevice is not null;
+
+    /// <summary>All-reduces bucket <paramref name="bucket"/> through <paramref name="group"/>, where the buckets live.</summary>
+    internal SyncTimings ReduceBucket(ProcessGroup group, int bucket, CollectiveKey key, CancellationToken cancellationToken) =>
+        _onDevice is { } device
+            ? device.Reduce(group, bucket, Extra, key, cancellationToken)
+            : group.AllReduce(Buffers[bucket], key, cancellationToken);
 
     /// <summary>The model's parameters in model order (the order of <see cref="Specs"/>).</summary>
     internal IReadOnlyList<Parameter> Parameters => _parameters;
@@ -118,13 +141,17 @@ internal sealed class Replica : IDisposable
         var nonFinite = 0;
         for (var b = 0; b < Buffers.Length; b++) nonFinite += FillBucket(b);
         if (nonFinite > 0 || !float.IsFinite(loss))
+        {
             foreach (var buffer in Buffers) Array.Clear(buffer);
+            for (var b = 0; b < Buffers.Length; b++) _onDevice?.ClearGradients(b);
+        }
         return SetCounters(nonFinite, loss);
     }
 
     /// <summary>Copies the gradients of bucket <paramref name="bucket"/> into its buffer; returns how many are not finite.</summary>
     internal int FillBucket(int bucket)
     {
+        if (_onDevice is { } device) return device.Fill(bucket, _parameters);
         foreach (var e in Layout.Buckets[bucket].Entries)
             CopyOut(_parameters[e.ParameterIndex].grad, Buffers[bucket].AsSpan(e.Offset, e.Count));
         return Kernels.CountNonFinite(GradientPart(bucket));
@@ -148,7 +175,11 @@ internal sealed class Replica : IDisposable
     }
 
     /// <summary>Clears the gradients (not the counters) of the bucket that carries the counters.</summary>
-    internal void ClearLastBucketGradients() => GradientPart(Layout.ExtraOffset.Bucket).Clear();
+    internal void ClearLastBucketGradients()
+    {
+        GradientPart(Layout.ExtraOffset.Bucket).Clear();
+        _onDevice?.ClearGradients(Layout.ExtraOffset.Bucket);
+    }
 
     /// <summary>Before the reduction (after <see cref="GradientsToBuckets"/>): this replica's vote to pause after the step.</summary>
     public void VoteToPause(bool pause) => Extra[PauseSlot] = pause ? 1 : 0;
@@ -175,6 +206,7 @@ internal sealed class Replica : IDisposable
     public bool BucketsToGradients(int worldSize)
     {
         if (ReducedNonFiniteReplicas > 0) return false;
+        if (_onDevice is { } device) return device.ToGradients(_parameters, worldSize);
         for (var b = 0; b < Buffers.Length; b++)
             if (Kernels.CountNonFinite(GradientPart(b)) > 0) return false;
         var scale = 1f / worldSize;
@@ -404,6 +436,7 @@ internal sealed class Replica : IDisposable
 
     public void Dispose()
     {
+        _onDevice?.Dispose();
         Optimizer.Dispose();
         Model.Dispose();
     }

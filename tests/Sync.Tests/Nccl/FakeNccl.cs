@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Runtime.InteropServices;
+using ActorTrain.Sync.Collectives;
 using ActorTrain.Sync.Collectives.Nccl;
 
 namespace ActorTrain.Sync.Tests.Nccl;
@@ -93,5 +94,27 @@ public sealed class FakeNcclTheoryAttribute : TheoryAttribute
         {
             Skip = reason;
         }
+    }
+}
+
+/// <summary>Device memory copies through the fake CUDA runtime, counted in each direction.</summary>
+internal sealed class CountingDeviceMemory(CudaRuntime cuda) : IDeviceMemory
+{
+    private long _deviceToHost;
+    private long _hostToDevice;
+
+    public long DeviceToHostBytes => Interlocked.Read(ref _deviceToHost);
+    public long HostToDeviceBytes => Interlocked.Read(ref _hostToDevice);
+
+    public void CopyToHost(IntPtr source, Span<float> destination)
+    {
+        Interlocked.Add(ref _deviceToHost, (long)destination.Length * sizeof(float));
+        cuda.CopyToHost(source, destination);
+    }
+
+    public void CopyToDevice(ReadOnlySpan<float> source, IntPtr destination)
+    {
+        Interlocked.Add(ref _hostToDevice, (long)source.Length * sizeof(float));
+        cuda.CopyToDevice(source, destination);
     }
 }

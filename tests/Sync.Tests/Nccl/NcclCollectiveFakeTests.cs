@@ -168,25 +168,6 @@ public class NcclCollectiveFakeTests
         Assert.All(buffers, b => Assert.Equal(expected, b));
     }
 
-    /// <summary>Device memory copies through the fake CUDA runtime, counted in each direction.</summary>
-    private sealed class CountingMemory(CudaRuntime cuda) : IDeviceMemory
-    {
-        public long DeviceToHostBytes;
-        public long HostToDeviceBytes;
-
-        public void CopyToHost(IntPtr source, Span<float> destination)
-        {
-            Interlocked.Add(ref DeviceToHostBytes, (long)destination.Length * sizeof(float));
-            cuda.CopyToHost(source, destination);
-        }
-
-        public void CopyToDevice(ReadOnlySpan<float> source, IntPtr destination)
-        {
-            Interlocked.Add(ref HostToDeviceBytes, (long)source.Length * sizeof(float));
-            cuda.CopyToDevice(source, destination);
-        }
-    }
-
     [FakeNcclFact]
     public void A_device_bucket_crosses_to_the_host_only_as_the_trainers_shard_of_the_node_sum()
     {
@@ -200,7 +181,7 @@ public class NcclCollectiveFakeTests
             NcclCollective.Create(FakeNccl.Nccl, cuda, [2, 3]),
         };
         var buffers = Contributions(4, Length);
-        var memories = Enumerable.Range(0, 4).Select(_ => new CountingMemory(cuda)).ToArray();
+        var memories = Enumerable.Range(0, 4).Select(_ => new CountingDeviceMemory(cuda)).ToArray();
         try
         {
             OnEveryRank(4, trainer =>

@@ -1,7 +1,9 @@
 using ActorTrain.Examples.Mnist;
 using ActorTrain.Sync;
 using ActorTrain.Sync.Collectives;
+using ActorTrain.Sync.Collectives.Nccl;
 using ActorTrain.Sync.Compression;
+using ActorTrain.Sync.Tests.Nccl;
 using ActorTrain.Sync.Transport;
 using ActorTrain.TrainerActors.Data;
 using ActorTrain.TrainerActors.Jobs;
@@ -24,16 +26,24 @@ internal sealed class SimulatedWorld : IDisposable
 
     private readonly IIntraNodeCollective[] _intra;
     private readonly IRingTransport[][] _lanes; // [lane][node]
+    private readonly CountingDeviceMemory[]? _deviceMemory; // [rank], where the nodes reduce on the device
 
     public SimulatedWorld(int nodes, int localSize, long bucketSizeBytes = 256 * 1024, Func<int, int>? seedOfRank = null, int chunkElements = 4096,
-        Func<TrainingJob>? job = null)
+        Func<TrainingJob>? job = null, bool reduceOnDevice = false)
     {
         // As a node does by default (actortrain.torch.mkldnn = off): libtorch's oneDNN convolution backward
         // returns NaN/inf gradients on some CPUs, now and then, which would fail these tests at random.
         if (!TorchRuntime.TrySetMkldnn(false, out var detail)) throw new InvalidOperationException(detail);
         Nodes = nodes;
         LocalSize = localSize;
-        _intra = Enumerable.Range(0, nodes).Select(_ => (IIntraNodeCollective)new SharedMemoryCollective(localSize)).ToArray();
+        // On the device: NCCL's collective per node, through the fake libraries (each fake "device" is host memory,
+        // so CPU tensors stand in for the trainers' device tensors).
+        _intra = Enumerable.Range(0, nodes)
+            .Select(node => reduceOnDevice
+                ? NcclCollective.Create(FakeNccl.Nccl, FakeNccl.Cuda, Enumerable.Range(node * localSize, localSize).ToArray())
+                : (IIntraNodeCollective)new SharedMemoryCollective(localSize))
+            .ToArray();
+        _deviceMemory = reduceOnDevice ? Enumerable.Range(0, nodes * localSize).Select(_ => new CountingDeviceMemory(FakeNccl.Cuda)).ToArray() : null;
         _lanes = Enumerable.Range(0, localSize).Select(_ => InMemoryRingTransport.CreateRing(nodes, chunkElements)).ToArray();
         Replicas = Enumerable.Range(0, WorldSize)
             .Select(rank => new Replica(job?.Invoke() ?? new MnistJob(DataTestSupport.MnistDataDirectory), seedOfRank?.Invoke(rank) ?? 7, torch.CPU, bucketSizeBytes))
@@ -45,6 +55,9 @@ internal sealed class SimulatedWorld : IDisposable
     public int WorldSize => Nodes * LocalSize;
     public Replica[] Replicas { get; }
     public static IBatchSource Data => Train.Value;
+
+    /// <summary>Rank <paramref name="rank"/>'s copies between device memory and the host (a world that reduces on the device).</summary>
+    public CountingDeviceMemory DeviceMemory(int rank) => _deviceMemory?[rank] ?? throw new InvalidOperationException("this world reduces in host memory");
 
     /// <summary>Runs <paramref name="action"/> for every global rank, each on its own thread, and waits (bounded).</summary>
     public T[] OnEachRank<T>(Func<int, T> action)
@@ -78,7 +91,10 @@ internal sealed class SimulatedWorld : IDisposable
     {
         var (node, local) = (rank / LocalSize, rank % LocalSize);
         return new ProcessGroup(new GroupMember(rank, WorldSize, local, node, Nodes), _intra[node], Nodes > 1 ? _lanes[local][node] : null, compression,
-            new GenerationScope(1, generationCancelled));
+            new GenerationScope(1, generationCancelled))
+        {
+            Device = _deviceMemory is null ? null : new DeviceCollectives((IDeviceIntraNodeCollective)_intra[node], _deviceMemory[rank]),
+        };
     }
 
     /// <summary>Every replica takes rank 0's parameters.</summary>

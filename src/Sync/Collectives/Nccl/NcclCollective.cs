@@ -125,6 +125,9 @@ internal sealed class NcclCollective : IIntraNodeCollective, IDeviceIntraNodeCol
     public string Description => $"NCCL {_nccl.VersionText} ({_nccl.Path}) on CUDA devices {string.Join(",", _devices)}";
 
     /// <inheritdoc />
+    public IDeviceMemory Memory => _cuda;
+
+    /// <inheritdoc />
     public int DeviceOf(int localRank)
     {
         CheckRank(localRank);
