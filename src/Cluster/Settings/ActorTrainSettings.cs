@@ -110,6 +110,7 @@ public sealed record ActorTrainSettings
                 LogInterval = c.Int("actortrain.training.log-interval", min: 1, max: int.MaxValue),
                 AccumulationSteps = c.Int("actortrain.training.accumulation-steps", min: 1, max: 65536),
                 OutDir = c.String("actortrain.training.out-dir", allowEmpty: false),
+                WarmUp = c.Bool("actortrain.training.warm-up"),
             },
             Sync = new SyncSettings
             {
@@ -273,6 +274,8 @@ public sealed record TrainingSettings
     /// <summary>Micro-batches of batch-size per optimizer step (gradients reduced once, on the last).</summary>
     public required int AccumulationSteps { get; init; }
     public required string OutDir { get; init; }
+    /// <summary>A forward and backward before the node registers (actortrain.training.warm-up).</summary>
+    public required bool WarmUp { get; init; }
 }
 
 public sealed record SyncSettings

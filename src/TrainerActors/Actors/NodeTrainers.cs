@@ -36,7 +36,8 @@ internal sealed class NodeTrainers
         var threads = settings.Node.EffectiveIntraOpThreads(devices.Devices.Count);
         for (var i = 0; i < devices.Devices.Count; i++)
         {
-            var props = TrainerActor.Props(job, i, devices.Devices[i], threads, settings.Sync.BucketSizeBytes, settings.Training.Seed, settings.Sync.OverlapBackward);
+            var props = TrainerActor.Props(job, new TrainerSetup(i, devices.Devices[i], threads, settings.Sync.BucketSizeBytes, settings.Training.Seed,
+                settings.Sync.OverlapBackward, settings.Training.WarmUp ? settings.Training.BatchSize : 0));
             _refs.Add(context.Watch(context.ActorOf(props, $"trainer-{i}")));
         }
     }

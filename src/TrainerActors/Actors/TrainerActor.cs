@@ -25,12 +25,9 @@ namespace ActorTrain.TrainerActors.Actors;
 internal sealed class TrainerActor : ReceiveActor
 {
     private readonly TrainingJob _job;
+    private readonly TrainerSetup _setup;
     private readonly int _localRank;
     private readonly Device _device;
-    private readonly int _intraOpThreads;
-    private readonly long _bucketSizeBytes;
-    private readonly int _seed;
-    private readonly bool _overlapBackward;
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private Replica _replica = null!;
     private GradientReducer _reducer = null!;
@@ -73,15 +70,12 @@ internal sealed class TrainerActor : ReceiveActor
     public const string ThrowAtStepVariable = "ACTORTRAIN_FAULT_THROW_AT_STEP";
     private readonly long _throwAtStep = long.TryParse(Environment.GetEnvironmentVariable(ThrowAtStepVariable), out var step) ? step : -1;
 
-    public TrainerActor(TrainingJob job, int localRank, Device device, int intraOpThreads, long bucketSizeBytes, int seed, bool overlapBackward = false)
+    public TrainerActor(TrainingJob job, TrainerSetup setup)
     {
-        _overlapBackward = overlapBackward;
         _job = job;
-        _localRank = localRank;
-        _device = device;
-        _intraOpThreads = intraOpThreads;
-        _bucketSizeBytes = bucketSizeBytes;
-        _seed = seed;
+        _setup = setup;
+        _localRank = setup.LocalRank;
+        _device = setup.Device;
 
         Receive<ConfigureTrainer>(OnConfigure);
         Receive<RunEpoch>(OnRunEpoch);
@@ -91,8 +85,8 @@ internal sealed class TrainerActor : ReceiveActor
         Receive<HistoryUpdate>(h => _history = h.History);
     }
 
-    public static Props Props(TrainingJob job, int localRank, Device device, int intraOpThreads, long bucketSizeBytes, int seed, bool overlapBackward = false) =>
-        Akka.Actor.Props.Create(() => new TrainerActor(job, localRank, device, intraOpThreads, bucketSizeBytes, seed, overlapBackward))
+    public static Props Props(TrainingJob job, TrainerSetup setup) =>
+        Akka.Actor.Props.Create(() => new TrainerActor(job, setup))
             .WithDispatcher("actortrain.trainer-dispatcher");
 
     private bool IsRankZero => _world.GlobalRank == 0;
@@ -100,15 +94,17 @@ internal sealed class TrainerActor : ReceiveActor
     protected override void PreStart()
     {
         // Per-thread in libtorch's OpenMP pool: this trainer's thread gets its share of the cores.
-        torch.set_num_threads(_intraOpThreads);
-        _replica = new Replica(_job, _seed, _device, _bucketSizeBytes);
-        var overlap = _overlapBackward && _device.type == DeviceType.CPU;
+        torch.set_num_threads(_setup.IntraOpThreads);
+        _replica = new Replica(_job, _setup.Seed, _device, _setup.BucketSizeBytes);
+        var overlap = _setup.OverlapBackward && _device.type == DeviceType.CPU;
         _reducer = new GradientReducer(_replica, overlap ? $"actortrain-reduce-{_localRank}" : null);
-        if (_overlapBackward && !overlap) _log.Info("Trainer {0}: buckets are reduced after backward (overlap-backward is for CPU trainers; this one is on {1})", _localRank, _device);
+        if (_setup.OverlapBackward && !overlap) _log.Info("Trainer {0}: buckets are reduced after backward (overlap-backward is for CPU trainers; this one is on {1})", _localRank, _device);
         _train = _job.LoadTrainingData();
         _test = _job.LoadTestData();
         _callbacks = _job.CreateCallbacks();
-        _sampler = new DistributedSampler(_train.Count, _seed);
+        _sampler = new DistributedSampler(_train.Count, _setup.Seed);
+        // Before the node registers: the first step of the run should not pay for libtorch's and the runtime's first calls.
+        if (_setup.WarmUpBatch > 0) _replica.WarmUp(_train, _setup.WarmUpBatch);
         Context.Parent.Tell(new TrainerReady(_localRank, _replica.Fingerprint, _device.ToString()));
     }
 
@@ -463,6 +459,17 @@ internal sealed class TrainerActor : ReceiveActor
         private NextStep() { }
     }
 }
+
+/// <summary>What a trainer is built with, before it knows its world.</summary>
+/// <param name="LocalRank">Its rank among the node's trainers.</param>
+/// <param name="Device">Where its replica lives.</param>
+/// <param name="IntraOpThreads">libtorch threads until the world says how many trainers share the machine.</param>
+/// <param name="BucketSizeBytes">Gradient bucket size until the world's plan gives it.</param>
+/// <param name="Seed">Parameter initialisation and sampling seed.</param>
+/// <param name="OverlapBackward">Reduce buckets while backward runs (CPU trainers only).</param>
+/// <param name="WarmUpBatch">Samples in the warm-up forward/backward before the node registers; 0 for none.</param>
+internal sealed record TrainerSetup(int LocalRank, Device Device, int IntraOpThreads, long BucketSizeBytes, int Seed,
+    bool OverlapBackward = false, int WarmUpBatch = 0);
 
 /// <summary>The run was ended (by the coordinator, a failure elsewhere or a shutdown) while this trainer waited in a collective.</summary>
 internal sealed class TrainingCancelledException() : Exception("the run was cancelled while a collective was in progress");

@@ -9,6 +9,7 @@ using ActorTrain.Cluster.Settings;
 using ActorTrain.TrainerActors.Actors;
 using ActorTrain.TrainerActors.Jobs;
 using Akka.Actor;
+using Akka.Cluster;
 using Akka.Configuration;
 using System.Runtime.InteropServices;
 
@@ -322,25 +323,57 @@ internal sealed class RunOutcome
 
 /// <summary>
 /// Listens for the end of the run on this process's event stream (published by the node actor
-/// or the coordinator) and shuts the ActorSystem down. The seed waits a little longer so its
-/// EndRun messages reach the workers before it leaves.
+/// or the coordinator) and leaves the cluster, which shuts the ActorSystem down. A worker leaves
+/// at once. The seed, whose coordinator has just sent every node its EndRun, leaves once each
+/// other member is leaving, gone or unreachable (so they had it), and after <see cref="SeedWaitCap"/> at most.
 /// </summary>
-internal sealed class RunEndListener : ReceiveActor
+internal sealed class RunEndListener : ReceiveActor, IWithTimers
 {
+    /// <summary>The longest the seed waits for the other members to leave before it leaves too.</summary>
+    public static readonly TimeSpan SeedWaitCap = TimeSpan.FromSeconds(3);
+
+    private readonly Akka.Cluster.Cluster _cluster = Akka.Cluster.Cluster.Get(Context.System);
+
+    public ITimerScheduler Timers { get; set; } = null!;
+
     public RunEndListener(RunOutcome outcome, bool isSeed)
     {
         Receive<EndRun>(e =>
         {
             outcome.Set(e.ExitCode, e.Reason);
-            var delay = isSeed ? TimeSpan.FromSeconds(3) : TimeSpan.FromMilliseconds(200);
-            var system = Context.System;
-            system.Scheduler.Advanced.ScheduleOnce(delay,
-                () => CoordinatedShutdown.Get(system).Run(CoordinatedShutdown.ClusterLeavingReason.Instance));
-            Become(() => ReceiveAny(_ => { }));
+            if (!isSeed)
+            {
+                Leave();
+                return;
+            }
+            Become(WaitingForOthers);
+            Timers.StartSingleTimer("cap", ReceiveTimeout.Instance, SeedWaitCap);
+            _cluster.Subscribe(Self, ClusterEvent.SubscriptionInitialStateMode.InitialStateAsSnapshot,
+                typeof(ClusterEvent.IMemberEvent), typeof(ClusterEvent.IReachabilityEvent));
         });
     }
 
+    private void WaitingForOthers()
+    {
+        Receive<ReceiveTimeout>(_ => Leave());
+        ReceiveAny(_ =>
+        {
+            var state = _cluster.State;
+            var othersStaying = state.Members.Any(m => !m.Address.Equals(_cluster.SelfAddress) && !state.Unreachable.Contains(m)
+                && m.Status is MemberStatus.Joining or MemberStatus.WeaklyUp or MemberStatus.Up);
+            if (!othersStaying) Leave();
+        });
+    }
+
+    private void Leave()
+    {
+        CoordinatedShutdown.Get(Context.System).Run(CoordinatedShutdown.ClusterLeavingReason.Instance);
+        Become(() => ReceiveAny(_ => { }));
+    }
+
     protected override void PreStart() => Context.System.EventStream.Subscribe(Self, typeof(EndRun));
+
+    protected override void PostStop() => _cluster.Unsubscribe(Self);
 }
 
 /// <summary>

@@ -131,6 +131,36 @@ internal sealed class Replica : IDisposable
     }
 
     /// <summary>
+    /// One forward and backward on the first <paramref name="batchSize"/> samples, and the copies of a step, so that
+    /// the run's first step does not pay for libtorch's and the runtime's first calls. It leaves no trace: eval mode
+    /// (no dropout draws, no running statistics updated), torch's random state put back, gradients removed.
+    /// </summary>
+    public void WarmUp(IBatchSource data, int batchSize)
+    {
+        var count = Math.Min(batchSize, data.Count);
+        if (count == 0) return;
+        using var scope = torch.NewDisposeScope();
+        var rng = torch.random.get_rng_state();
+        Model.eval();
+        try
+        {
+            var indices = Enumerable.Range(0, count).ToArray();
+            var (input, target) = data.GetBatch(indices, Device);
+            var loss = _job.ComputeLoss(Model.call(input), target);
+            loss.backward();
+            GradientsToBuckets(loss.item<float>());
+            BucketsToGradients(worldSize: 1);
+        }
+        finally
+        {
+            Model.zero_grad(set_to_none: true);
+            Model.train();
+            torch.random.set_rng_state(rng);
+            foreach (var buffer in Buffers) Array.Clear(buffer);
+        }
+    }
+
+    /// <summary>
     /// Copies the gradients into the buckets. A replica whose gradient holds a non-finite value
     /// contributes zeros and a 1 in the non-finite slot instead, so it never enters the average
     /// and every replica sees after the reduction that the step must be skipped.

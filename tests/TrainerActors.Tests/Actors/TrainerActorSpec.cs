@@ -31,7 +31,7 @@ public sealed class TrainerActorSpec : Akka.TestKit.Xunit2.TestKit, IDisposable
     /// <summary>A trainer built and told its world: one rank, one epoch of <see cref="StepsPerEpoch"/> steps.</summary>
     private IActorRef ConfiguredTrainer()
     {
-        var trainer = _node.ChildActorOf(TrainerActor.Props(new TinyJob(), 0, CPU, 1, 1 << 20, 42), "trainer-0");
+        var trainer = _node.ChildActorOf(TrainerActor.Props(new TinyJob(), new TrainerSetup(0, CPU, 1, 1 << 20, 42)), "trainer-0");
         var ready = _node.ExpectMsg<TrainerReady>(ActorSpecConfig.Timeout);
         Assert.Equal((0, "cpu"), (ready.LocalRank, ready.Device));
         var plan = new TrainingPlan(1, 8, 42, 2, 1 << 20, false, 64 * 1024, "akka", [], "none", 1);
