@@ -58,8 +58,8 @@ public sealed class FortuneCorpus
             text = text[end..];
             epigrams++;
         }
-        if (heldOut.Length < TransformerShape.Default.Context + 1 || training.Length < TransformerShape.Default.Context + 1)
-            throw new InvalidDataException($"{source} holds {epigrams} epigram(s), too few for a training and a held-out text of {TransformerShape.Default.Context + 1} bytes each");
+        if (heldOut.Length == 0)
+            throw new InvalidDataException($"{source} holds {epigrams} epigram(s): too few to hold every {HeldOutEvery}th out (epigrams end with a line holding one '%')");
         return new FortuneCorpus(training.ToArray(), heldOut.ToArray(), epigrams);
     }
 
@@ -95,7 +95,7 @@ public sealed class TextWindows : IBatchSource
     public TextWindows(byte[] text, int context, int count, EpochClock? clock = null)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(count);
-        if (text.Length < context + 1) throw new ArgumentException($"a text of {text.Length} bytes holds no window of {context + 1}", nameof(text));
+        if (text.Length < context + 1) throw new ArgumentException($"a text of {text.Length} bytes holds no window of {context + 1} bytes", nameof(text));
         _text = text;
         _context = context;
         _clock = clock;

@@ -1,6 +1,18 @@
+using ActorTrain.Cluster;
 using ActorTrain.Examples.TinyLM;
 using ActorTrain.Hosting;
 
 // Same subcommands as the MNIST example: seed | worker | local | status.
-var corpus = FortuneCorpus.Load(TinyLmJob.DefaultCorpusFile());
-return ActorTrainHost.Run(args, new TinyLmJob(corpus, TinyLmJob.SamplesPerEpochFromEnvironment()));
+FortuneCorpus corpus;
+int samplesPerEpoch;
+try
+{
+    corpus = FortuneCorpus.Load(TinyLmJob.DefaultCorpusFile());
+    samplesPerEpoch = TinyLmJob.SamplesPerEpochFromEnvironment();
+}
+catch (Exception e) when (e is IOException or InvalidDataException or FormatException or UnauthorizedAccessException)
+{
+    Console.Error.WriteLine($"error: {e.Message}");
+    return ExitCodes.BadConfiguration;
+}
+return ActorTrainHost.Run(args, new TinyLmJob(corpus, samplesPerEpoch));

@@ -18,8 +18,8 @@ declare -A sha256=(
   [fortunes]=41d0551dc0ff52f875a2ecef7c39da2f672ab468c37e170119f7e0245a9d63c5
   [fortunes-min]=9eed5b45064e41133dae0967cf3a17588ad77c014fcc7bf1527fa3ea48e44d07
 )
-# fortunes-min ships fortunes, literature and riddles; fortunes the rest. The picture files (art,
-# ascii-art) are left out, and so is about half of the prose, to keep the shipped file small.
+# fortunes-min ships fortunes, literature and riddles; fortunes the rest. The pictures of ascii-art
+# are left out, and so are the other files of fortunes (about half its text), to keep the shipped file small.
 files=(
   fortunes literature riddles
   computers science wisdom linux people humorists work songs-poems
