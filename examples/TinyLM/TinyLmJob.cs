@@ -33,7 +33,7 @@ public sealed class TinyLmJob(FortuneCorpus corpus, int samplesPerEpoch) : Train
     public override string Name => "tinylm";
 
     // 8 windows of 64 bytes per trainer and step: 512 windows make 32 steps per epoch on 2 nodes.
-    // The gradient (22.7 MB) fills six buckets of 4 MiB, so the reduction of the later layers' buckets
+    // The gradient (22.7 MB) spans about six buckets of 4 MiB, so the reduction of the later layers' buckets
     // can start during backward when overlap-backward is on.
     public override string DefaultConfig => """
         actortrain.training.batch-size = 8
