@@ -65,6 +65,10 @@ internal sealed class NodeProcess : IDisposable
         kill.WaitForExit();
     }
 
+    /// <summary>Another program than the MNIST example (another job's example), with extra environment variables.</summary>
+    public static NodeProcess StartProgram(string name, string dll, IReadOnlyDictionary<string, string> environment, params string[] args) =>
+        new(name, dll, args, environment: environment);
+
     /// <summary>The all-reduce benchmark (bench/AllReduce) instead of the example.</summary>
     public static NodeProcess StartBench(string name, params string[] args) => new(name, Repo.BenchDll, args);
 

@@ -1,5 +1,3 @@
-using System.Collections.Concurrent;
-using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
 using System.Text.RegularExpressions;
@@ -23,7 +21,11 @@ public sealed class TinyLmTests
     public async Task Two_nodes_train_the_language_model_one_short_epoch_to_equal_replicas_and_a_falling_loss()
     {
         var outDir = Repo.TempDir();
-        var (code, output) = await RunExample(RunTimeout, "local", "--nodes", "2", "--epochs", "1", "--out", outDir, "--no-progress");
+        using var launcher = NodeProcess.StartProgram("tinylm", ExampleDll,
+            new Dictionary<string, string> { ["TINYLM_SAMPLES_PER_EPOCH"] = SamplesPerEpoch.ToString(CultureInfo.InvariantCulture) },
+            "local", "--nodes", "2", "--epochs", "1", "--out", outDir, "--no-progress");
+        var code = await launcher.WaitForExitAsync(RunTimeout);
+        var output = launcher.Output;
         Assert.True(code == 0, $"exit code {code}\n{Tail(output)}");
         Assert.Contains("local: all nodes ended (exit codes 0, 0)", output);
 
@@ -65,42 +67,6 @@ public sealed class TinyLmTests
             var path = Path.Combine(Repo.Root, "examples", "TinyLM", "bin", Repo.Configuration, "net10.0", "ActorTrain.TinyLM.dll");
             return File.Exists(path) ? path : throw new FileNotFoundException($"build the example first: {path} is missing", path);
         }
-    }
-
-    /// <summary>The example's program with its output captured; killed with its children if it outlives the timeout.</summary>
-    private static async Task<(int ExitCode, string Output)> RunExample(TimeSpan timeout, params string[] args)
-    {
-        var psi = new ProcessStartInfo("dotnet")
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            RedirectStandardInput = true,
-            UseShellExecute = false,
-            WorkingDirectory = Repo.Root,
-        };
-        psi.ArgumentList.Add(ExampleDll);
-        foreach (var a in args) psi.ArgumentList.Add(a);
-        psi.Environment["TINYLM_SAMPLES_PER_EPOCH"] = SamplesPerEpoch.ToString(CultureInfo.InvariantCulture);
-        // The nodes end themselves if this test process dies and their stdin closes.
-        psi.Environment["ACTORTRAIN_EXIT_WITH_PARENT"] = "1";
-        var lines = new ConcurrentQueue<string>();
-        using var process = Process.Start(psi)!;
-        process.OutputDataReceived += (_, e) => { if (e.Data is not null) lines.Enqueue(e.Data); };
-        process.ErrorDataReceived += (_, e) => { if (e.Data is not null) lines.Enqueue("ERR " + e.Data); };
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
-        using var cts = new CancellationTokenSource(timeout);
-        try
-        {
-            await process.WaitForExitAsync(cts.Token);
-        }
-        catch (OperationCanceledException)
-        {
-            process.Kill(entireProcessTree: true);
-            throw new TimeoutException($"the example did not end within {timeout.TotalSeconds:0} s:\n{Tail(string.Join('\n', lines))}");
-        }
-        process.WaitForExit(); // flushes the asynchronous readers
-        return (process.ExitCode, string.Join('\n', lines));
     }
 
     private static string Tail(string text) => text.Length <= 6000 ? text : "…" + text[^6000..];
