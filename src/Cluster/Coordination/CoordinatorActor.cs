@@ -33,9 +33,9 @@ internal sealed class CoordinatorActor : ReceiveActor, IWithTimers
     private readonly RunRecorder _record = new();
     private readonly EpochCourse _course;
     private readonly IActorRef _monitor;
+    private readonly NamedMessageGate _gate;
     private CoordinatorPhase _phase = CoordinatorPhase.WaitingForNodes;
     private bool _ended;
-    private long _ignoredFromStrangers;
 
     public ITimerScheduler Timers { get; set; } = null!;
 
@@ -46,6 +46,7 @@ internal sealed class CoordinatorActor : ReceiveActor, IWithTimers
         _regroup = new RegroupProtocol(settings.Elastic, _admission, _voters, this);
         _course = new EpochCourse(_record);
         _monitor = Context.ActorOf(RunMonitor.Props(settings, _log), "monitor");
+        _gate = new NamedMessageGate(_admission, _voters, _log);
         WaitingForNodes();
     }
 
@@ -61,21 +62,9 @@ internal sealed class CoordinatorActor : ReceiveActor, IWithTimers
 
     protected override void PostStop() => _cluster.Unsubscribe(Self);
 
-    /// <summary>
-    /// A message that names a node counts only from the node actor registered under that name: one from
-    /// anyone else (a stranger who reached the port, a dropped node's actor) cannot end the run or stand in for a node.
-    /// </summary>
-    protected override bool AroundReceive(Receive receive, object message)
-    {
-        var named = NamedMessages.NodeOf(message);
-        if (named is null || _admission.Find(named, Sender) is not null || _voters.Registration(named, Sender) is not null)
-            return base.AroundReceive(receive, message);
-        // The first few and then every 100th: a flood must not flood the log too.
-        if (++_ignoredFromStrangers <= 10 || _ignoredFromStrangers % 100 == 0)
-            _log.Warning("Ignored {0} naming node {1} from {2}, which is not that node's registered actor; {3} ignored so far",
-                message.GetType().Name, named, Sender.Path, _ignoredFromStrangers);
-        return true;
-    }
+    /// <summary>A message that names a node counts only from the node actor registered under that name (<see cref="NamedMessageGate"/>).</summary>
+    protected override bool AroundReceive(Receive receive, object message) =>
+        _gate.KeepsOut(message, Sender) || base.AroundReceive(receive, message);
 
     private bool Elastic => _settings.Elastic.Enabled;
 
