@@ -1,5 +1,3 @@
-using System.Security.Cryptography;
-using ActorTrain.Sync.Compression;
 using ActorTrain.Cluster.Hosting;
 using ActorTrain.Cluster.Protocol;
 using ActorTrain.Cluster.Settings;
@@ -18,8 +16,9 @@ namespace ActorTrain.Cluster.Coordination;
 /// their states (<see cref="NodeHalted"/>), and the next generation goes on from the source replica;
 /// only a side holding the quorum does. A coordinator that takes over (the singleton moved) regroups
 /// from what the nodes bring back (<see cref="NodeRejoin"/>). The decisions are pure classes:
-/// <see cref="Admission{TNode}"/>, <see cref="SourceReplica"/>, <see cref="RegroupEnd"/>,
-/// <see cref="Electorate{TNode}"/>, <see cref="HangDetector"/>, <see cref="ProgressTracker"/>, <see cref="RunRecorder"/>.
+/// <see cref="Admission{TNode}"/>, <see cref="EpochCourse"/>, <see cref="SourceReplica"/>, <see cref="RegroupEnd"/>,
+/// <see cref="Electorate{TNode}"/>, <see cref="RunRecorder"/>; <see cref="RegroupProtocol"/> runs a regroup, and the
+/// child <see cref="RunMonitor"/> watches progress and hangs and answers <c>status</c>.
 /// </summary>
 internal sealed class CoordinatorActor : ReceiveActor, IWithTimers
 {
@@ -32,17 +31,11 @@ internal sealed class CoordinatorActor : ReceiveActor, IWithTimers
     private readonly Electorate<IActorRef> _voters = new();
     private readonly RegroupProtocol _regroup;
     private readonly RunRecorder _record = new();
-    private readonly ProgressTracker _progress = new();
-    private readonly HangDetector _hangs;
-    private readonly HashSet<string> _pending = [];
-    private readonly List<NodeFinished> _finished = [];
+    private readonly EpochCourse _course;
+    private readonly IActorRef _monitor;
+    private readonly NamedMessageGate _gate;
     private CoordinatorPhase _phase = CoordinatorPhase.WaitingForNodes;
-    private long _generation;
-    private WorldAssignment? _world;
-    private TrainingPlan? _plan;
-    private int _epoch;
     private bool _ended;
-    private long _ignoredFromStrangers;
 
     public ITimerScheduler Timers { get; set; } = null!;
 
@@ -50,8 +43,10 @@ internal sealed class CoordinatorActor : ReceiveActor, IWithTimers
     {
         _settings = settings;
         _admission = new Admission<IActorRef>(settings.JobId, settings.MaxNodes, node => node.Path.Address.ToString());
-        _hangs = new HangDetector(settings.Elastic.HangReportAfter, settings.Elastic.RegroupTimeout);
-        _regroup = new RegroupProtocol(settings.Elastic, _admission, _voters, _hangs, this);
+        _regroup = new RegroupProtocol(settings.Elastic, _admission, _voters, this);
+        _course = new EpochCourse(_record);
+        _monitor = Context.ActorOf(RunMonitor.Props(settings, _log), "monitor");
+        _gate = new NamedMessageGate(_admission, _voters, _log);
         WaitingForNodes();
     }
 
@@ -67,23 +62,15 @@ internal sealed class CoordinatorActor : ReceiveActor, IWithTimers
 
     protected override void PostStop() => _cluster.Unsubscribe(Self);
 
-    /// <summary>
-    /// A message that names a node counts only from the node actor registered under that name: one from
-    /// anyone else (a stranger who reached the port, a dropped node's actor) cannot end the run or stand in for a node.
-    /// </summary>
-    protected override bool AroundReceive(Receive receive, object message)
-    {
-        var named = NamedMessages.NodeOf(message);
-        if (named is null || _admission.Find(named, Sender) is not null || _voters.Registration(named, Sender) is not null)
-            return base.AroundReceive(receive, message);
-        // The first few and then every 100th: a flood must not flood the log too.
-        if (++_ignoredFromStrangers <= 10 || _ignoredFromStrangers % 100 == 0)
-            _log.Warning("Ignored {0} naming node {1} from {2}, which is not that node's registered actor; {3} ignored so far",
-                message.GetType().Name, named, Sender.Path, _ignoredFromStrangers);
-        return true;
-    }
+    /// <summary>A message that names a node counts only from the node actor registered under that name (<see cref="NamedMessageGate"/>).</summary>
+    protected override bool AroundReceive(Receive receive, object message) =>
+        _gate.KeepsOut(message, Sender) || base.AroundReceive(receive, message);
 
     private bool Elastic => _settings.Elastic.Enabled;
+
+    private long Generation => _course.Generation;
+
+    private WorldAssignment? World => _course.World;
 
     /// <summary>The one place the phase changes: <c>status</c> reads <see cref="_phase"/>, the handlers are its state's.</summary>
     private void Enter(CoordinatorPhase phase)
@@ -114,12 +101,7 @@ internal sealed class CoordinatorActor : ReceiveActor, IWithTimers
 
     private void Forming()
     {
-        Receive<NodeReady>(r =>
-        {
-            if (r.Generation != _generation) return;
-            _pending.Remove(r.NodeName);
-            if (_pending.Count == 0) GenerationStarted();
-        });
+        Receive<NodeReady>(r => { if (_course.Ready(r)) GenerationStarted(); });
         TrainingHandlers();
     }
 
@@ -127,7 +109,6 @@ internal sealed class CoordinatorActor : ReceiveActor, IWithTimers
     {
         Receive<EpochCompleted>(OnEpochCompleted);
         Receive<NonFiniteGradientReported>(OnNonFinite);
-        Receive<HangCheck>(_ => ReportHangs());
         TrainingHandlers();
     }
 
@@ -142,7 +123,7 @@ internal sealed class CoordinatorActor : ReceiveActor, IWithTimers
 
     private void Finishing()
     {
-        Receive<NodeFinished>(OnNodeFinished);
+        Receive<NodeFinished>(f => { if (_course.Finished(f)) CompleteRun(); });
         TrainingHandlers();
     }
 
@@ -152,7 +133,6 @@ internal sealed class CoordinatorActor : ReceiveActor, IWithTimers
         Receive<Terminated>(t => NodeLost(t.ActorRef.Path.Address, "its node actor stopped", t.ActorRef));
         Receive<ClusterEvent.UnreachableMember>(m => NodeLost(m.Member.Address, "it became unreachable"));
         Receive<ClusterEvent.MemberRemoved>(m => NodeLost(m.Member.Address, "it left the cluster"));
-        Receive<HangCheck>(_ => { });
         Receive<RegroupTimedOut>(_ => { });
         Receive<NodeHalted>(_ => { });
         CommonHandlers();
@@ -161,8 +141,8 @@ internal sealed class CoordinatorActor : ReceiveActor, IWithTimers
     private void CommonHandlers()
     {
         Receive<RegisterNode>(OnRegister);
-        Receive<GetStatus>(g => Sender.Tell(BuildStatus(g.RequestId)));
-        Receive<NodeProgress>(OnProgress);
+        Receive<GetStatus>(Status);
+        Receive<NodeProgress>(p => { if (p.Generation == Generation) _monitor.Forward(p); });
         Receive<NodeFailed>(OnNodeFailed);
         Receive<NodeLeaving>(OnNodeLeaving);
         Receive<ClusterEvent.IMemberEvent>(_ => { });
@@ -174,7 +154,7 @@ internal sealed class CoordinatorActor : ReceiveActor, IWithTimers
     /// <summary>Every registration, in every phase: <see cref="Admission{TNode}.Decide"/> says what it is.</summary>
     private void OnRegister(RegisterNode r)
     {
-        var decision = _admission.Decide(r, Sender, new RunState(_phase, Elastic, _regroup.Recovering, _generation, _voters.IsVoter));
+        var decision = _admission.Decide(r, Sender, new RunState(_phase, Elastic, _regroup.Recovering, Generation, _voters.IsVoter));
         switch (decision.Verdict)
         {
             case Verdict.Refuse:
@@ -218,9 +198,7 @@ internal sealed class CoordinatorActor : ReceiveActor, IWithTimers
     private void FirstGeneration()
     {
         Timers.Cancel("startup");
-        var (t, sync) = (_settings.Training, _settings.Sync);
-        _plan = new TrainingPlan(t.Epochs, t.BatchSize, t.Seed, t.LogInterval, sync.BucketSizeBytes, sync.NonFiniteGradients == NonFiniteGradientPolicy.Fail,
-            sync.TransportChunkSizeBytes, sync.Transport, [], sync.Compression.ToName(), t.AccumulationSteps, sync.BroadcastBuffers);
+        _course.Start(_settings);
         if (SourceReplica.FromCheckpoint(_admission.Members) is not { } resumed)
         {
             _record.Next("start");
@@ -228,7 +206,7 @@ internal sealed class CoordinatorActor : ReceiveActor, IWithTimers
             return;
         }
         var (source, c) = resumed;
-        AdoptHistory(c.History);
+        _course.Adopt(c.History);
         _record.Next($"resumed from {c.File}");
         ProgressLine.Info("Resuming from checkpoint {0} on node {1}: step {2}, epoch {3}", c.File, source.Node, c.State.Position.GlobalStep, c.State.Position.Epoch);
         FormWorld(_admission.Members, source);
@@ -250,7 +228,7 @@ internal sealed class CoordinatorActor : ReceiveActor, IWithTimers
     {
         var rejoin = r.Rejoin!;
         if (!_regroup.Recovering) TakeOver(rejoin);
-        if (rejoin.History.Generations.Length >= _record.Generations.Count && rejoin.History.Generations.Length > 0) AdoptHistory(rejoin.History);
+        if (rejoin.History.Generations.Length >= _record.Generations.Count && rejoin.History.Generations.Length > 0) _course.Adopt(rejoin.History);
         if (_admission.Admit(r, Sender) is not null) Context.Watch(Sender);
         _regroup.Rejoined(_admission.Members.First(x => x.Name == r.NodeName), r);
         Sender.Tell(new NodeRegistered(r.NodeName, _admission.Members.Count, _settings.MinNodes));
@@ -261,8 +239,7 @@ internal sealed class CoordinatorActor : ReceiveActor, IWithTimers
     private void TakeOver(NodeRejoin rejoin)
     {
         Timers.Cancel("startup");
-        _plan = rejoin.Plan;
-        _generation = rejoin.Generation;
+        _course.TakeOver(rejoin);
         // The old coordinator's node, and any other that died with it, have been removed by now.
         var up = _cluster.State.Members.Where(m => m.Status is MemberStatus.Up or MemberStatus.WeaklyUp).Select(m => m.Address).ToHashSet();
         var lastMembers = _regroup.TakeOver(rejoin, up);
@@ -270,29 +247,17 @@ internal sealed class CoordinatorActor : ReceiveActor, IWithTimers
             rejoin.Generation, _settings.JobId, _cluster.SelfAddress, _settings.Elastic.RegroupTimeout.TotalSeconds, string.Join(", ", lastMembers));
     }
 
-    private void AdoptHistory(RunHistory history) => _generation = Math.Max(_generation, _record.Adopt(history));
-
     /// <summary>Ranks the nodes and sends them the world; the generation starts once all are ready.</summary>
     private void FormWorld(IEnumerable<Registration> nodes, SourceChoice source)
     {
-        _generation = Math.Max(_generation + 1, _regroup.For);
         var ranked = _admission.Rank(nodes, n => n.Path.Address.HasLocalScope || n.Path.Address == _cluster.SelfAddress, source.Node, source.LocalRank);
         _voters.Elect(ranked.Ordered, RegroupProtocol.VoterAddress);
-        var plan = _plan! with { DataPlaneToken = RandomNumberGenerator.GetBytes(32) };
-        _world = new WorldAssignment(_generation, ranked.Nodes, ranked.WorldSize, plan, source.Resume with { SourceRank = ranked.SourceRank }, _record.History());
-        ProgressLine.Info("Generation {0}: world size {1} on {2} node(s), gradients over {4}: {3}", _generation, ranked.WorldSize, ranked.Nodes.Length,
-            string.Join(", ", ranked.Nodes.Select(n => $"{n.NodeName} (ranks {n.FirstRank}..{n.FirstRank + n.TrainerCount - 1})")), plan.Transport);
-        _progress.Clear();
-        AwaitAll(_world);
+        var world = _course.Form(ranked, source, _regroup.For);
+        ProgressLine.Info("Generation {0}: world size {1} on {2} node(s), gradients over {4}: {3}", world.Generation, world.WorldSize, world.Nodes.Length,
+            string.Join(", ", world.Nodes.Select(n => $"{n.NodeName} (ranks {n.FirstRank}..{n.FirstRank + n.TrainerCount - 1})")), world.Plan.Transport);
+        _monitor.Tell(new RunMonitor.Watch(world));
+        TellMembers(world);
         Enter(CoordinatorPhase.Forming);
-    }
-
-    /// <summary>Sends every member <paramref name="message"/> and waits for each to answer (ready, finished).</summary>
-    private void AwaitAll(object message)
-    {
-        _pending.Clear();
-        foreach (var r in _admission.Members) _pending.Add(r.Name);
-        TellMembers(message);
     }
 
     private void TellMembers(object message)
@@ -303,72 +268,64 @@ internal sealed class CoordinatorActor : ReceiveActor, IWithTimers
     /// <summary>Every node of the generation is set up: record it and go on from its resume point.</summary>
     private void GenerationStarted()
     {
-        var w = _world!;
+        var w = World!;
         if (_record.GenerationStarted(w) is { } recovery)
             ProgressLine.Info("Generation {0} trains from step {1} (epoch {2}), {3:0.0}s after {4}; {5} step(s) redone",
                 w.Generation, w.Resume.Position.GlobalStep, w.Resume.Position.Epoch, recovery, _record.Generations[^1].Reason, _record.Generations[^1].StepsRedone);
         TellMembers(new HistoryUpdate(_record.History()));
-        var next = w.Resume.Position.EpochFinished ? w.Resume.Position.Epoch + 1 : w.Resume.Position.Epoch;
-        if (next > w.Plan.Epochs)
+        if (_course.FirstEpoch() is not { } first)
         {
             Finish();
             return;
         }
-        _epoch = next - 1;
-        StartNextEpoch();
+        StartEpoch(first);
         if (_admission.Members.Any(m => _voters.IsLeaving(m.Name))) BeginRegroup($"node(s) {string.Join(", ", _voters.Leaving)} leave", graceful: true);
     }
 
-    private void StartNextEpoch()
+    private void StartEpoch(int epoch)
     {
-        _epoch++;
-        _record.ClearTally();
-        TellMembers(new StartEpoch(_generation, _epoch));
-        Timers.StartPeriodicTimer("hang-check", HangCheck.Instance, TimeSpan.FromSeconds(1));
+        _course.Begin(epoch);
+        TellMembers(new StartEpoch(Generation, epoch));
+        _monitor.Tell(new RunMonitor.HangChecks(On: true));
         Enter(CoordinatorPhase.Training);
     }
 
     private void OnEpochCompleted(EpochCompleted e)
     {
-        if (e.Generation != _generation || e.Epoch != _epoch || _record.Tally(e, _admission.Members.Count) is not { } epoch) return;
+        if (_course.Completed(e, _admission.Members.Count) is not { } epoch) return;
         RecordEpoch(epoch);
         if (_phase == CoordinatorPhase.Regrouping) return; // the regroup decides what comes next
-        if (_epoch < _world!.Plan.Epochs) StartNextEpoch();
+        if (_course.NextEpoch() is { } next) StartEpoch(next);
         else Finish();
     }
 
     private void RecordEpoch(EpochRecord e)
     {
         if (!_record.Record(e)) return;
-        ProgressLine.Info("Epoch {0}/{1} done: mean training loss {2:F4}{3}{4}", e.Epoch, _plan!.Epochs, e.MeanLoss,
+        ProgressLine.Info("Epoch {0}/{1} done: mean training loss {2:F4}{3}{4}", e.Epoch, _course.Plan!.Epochs, e.MeanLoss,
             JobMetrics.Describe(e.MetricsOrEmpty), e.SkippedSteps > 0 ? $", {e.SkippedSteps} step(s) skipped" : "");
         TellMembers(new HistoryUpdate(_record.History()));
     }
 
     private void Finish()
     {
-        Timers.Cancel("hang-check");
-        _finished.Clear();
-        AwaitAll(new FinishTraining(_generation));
+        _monitor.Tell(new RunMonitor.HangChecks(On: false));
+        _course.AwaitFinal(_admission.Members.Select(r => r.Name));
+        TellMembers(new FinishTraining(Generation));
         Enter(CoordinatorPhase.Finishing);
     }
 
     private void OnNonFinite(NonFiniteGradientReported n)
     {
         _log.Warning("Rank {0} on node {1} produced {2} non-finite gradient value(s) at step {3}; the step was skipped on every replica", n.Rank, n.NodeName, n.NonFiniteCount, n.Step);
-        if (_world?.Plan.FailOnNonFinite == true)
+        if (World?.Plan.FailOnNonFinite == true)
             EndRun(ExitCodes.NonFiniteGradient, $"rank {n.Rank} on node {n.NodeName} produced a non-finite gradient at step {n.Step} (actortrain.sync.non-finite-gradients = fail)");
     }
 
-    /// <summary>Once every node has sent its final state: write the report and end the run.</summary>
-    private void OnNodeFinished(NodeFinished f)
+    /// <summary>Every node has sent its final state: write the report and end the run.</summary>
+    private void CompleteRun()
     {
-        if (f.Generation != _generation) return;
-        _finished.RemoveAll(x => x.NodeName == f.NodeName);
-        _finished.Add(f);
-        _pending.Remove(f.NodeName);
-        if (_pending.Count > 0) return;
-        var report = _record.Report(_settings.JobId, _world!, _finished);
+        var report = _course.Report(_settings.JobId);
         if (report.TryWriteTo(_settings.Training.OutDir, out var error) is not { } where)
         {
             _log.Error("Cannot write run-report.json to {0}: {1}. The report follows:\n{2}", _settings.Training.OutDir, error, report.ToJson());
@@ -383,8 +340,8 @@ internal sealed class CoordinatorActor : ReceiveActor, IWithTimers
 
     private void OnGenerationBroken(GenerationBroken b)
     {
-        if (b.Generation != _generation) return;
-        var newSuspect = _hangs.Suspect(b);
+        if (b.Generation != Generation) return;
+        var newSuspect = _regroup.Suspect(b);
         if (_phase == CoordinatorPhase.Regrouping)
         {
             if (newSuspect) CheckRegroupComplete();
@@ -419,9 +376,9 @@ internal sealed class CoordinatorActor : ReceiveActor, IWithTimers
         else if (lost is not null && _phase == CoordinatorPhase.Finishing)
         {
             // Training is over: the others' final states still make a report.
-            _pending.Remove(lost.Name);
+            var complete = _course.Excuse(lost.Name);
             _log.Warning("{0} while the run was finishing; the report leaves it out", what);
-            if (_pending.Count == 0 && _finished.Count > 0) OnNodeFinished(_finished[^1]);
+            if (complete) CompleteRun();
         }
         else if (lost is not null)
         {
@@ -434,9 +391,9 @@ internal sealed class CoordinatorActor : ReceiveActor, IWithTimers
     /// <summary>Asks every node of the world to stop and report, for the next generation.</summary>
     private void BeginRegroup(string reason, bool graceful)
     {
-        Timers.Cancel("hang-check");
-        _regroup.Begin(_generation + 1, reason);
-        TellMembers(new Regroup(_generation, _regroup.For, graceful, reason));
+        _monitor.Tell(new RunMonitor.HangChecks(On: false));
+        _regroup.Begin(Generation + 1, reason);
+        TellMembers(new Regroup(Generation, _regroup.For, graceful, reason));
         ProgressLine.Info("Regrouping for generation {0}: {1}; waiting up to {2:0}s for {3} node(s) to stop at a step boundary",
             _regroup.For, reason, _settings.Elastic.RegroupTimeout.TotalSeconds, _admission.Members.Count);
         Enter(CoordinatorPhase.Regrouping);
@@ -456,32 +413,28 @@ internal sealed class CoordinatorActor : ReceiveActor, IWithTimers
             WaitForQuorum(lacking);
             return;
         }
-        var rules = new RegroupRules(_voters.IsLeaving, _hangs.IsSuspect, _hangs.SuspectGrace, _settings.Elastic.RegroupTimeout, _record.Generations.Count > 0);
-        var end = _regroup.Conclude(rules, _log, _cluster.SelfAddress, address =>
+        var next = _regroup.Conclude(hasHistory: _record.Generations.Count > 0, _log, _cluster.SelfAddress, DownIfMember);
+        if (next.Source is not { } source)
         {
-            if (_cluster.State.Members.Any(m => m.Address == address && m.Status is MemberStatus.Up or MemberStatus.WeaklyUp or MemberStatus.Joining))
-                _cluster.Down(address);
-        });
-        if (end.Failure is not null || end.Source is not { } source)
-        {
-            EndRun(ExitCodes.NodeLost, end.Failure ?? $"no replica is left to go on from after {_regroup.Round.Reason}");
-            return;
-        }
-        var incoming = _admission.TakeJoiners();
-        if (end.Survivors.Count + incoming.Count < _settings.Elastic.MinSurvivingNodes)
-        {
-            EndRun(ExitCodes.NodeLost, $"{_regroup.Round.Reason}: only {end.Survivors.Count + incoming.Count} node(s) remain, fewer than actortrain.elastic.min-surviving-nodes = {_settings.Elastic.MinSurvivingNodes}");
+            EndRun(ExitCodes.NodeLost, next.Failure!);
             return;
         }
         if (RunRecorder.FinishedBy(source.Resume) is { } finished) RecordEpoch(finished);
         _record.Next(_regroup.Round.Reason, source.StepsRedone, _regroup.Round.Started);
-        FormWorld(end.Survivors.Concat(incoming), source);
+        FormWorld(next.Nodes, source);
+    }
+
+    /// <summary>A voter left out of the next generation and still in the cluster is downed.</summary>
+    private void DownIfMember(Address address)
+    {
+        if (_cluster.State.Members.Any(m => m.Address == address && m.Status is MemberStatus.Up or MemberStatus.WeaklyUp or MemberStatus.Joining))
+            _cluster.Down(address);
     }
 
     /// <summary>This side lacks the previous generation's majority: it trains no further and waits.</summary>
     private void WaitForQuorum(string lacking)
     {
-        Timers.Cancel("hang-check");
+        _monitor.Tell(new RunMonitor.HangChecks(On: false));
         _log.Warning("Generation {0} cannot form on this side of the network: {1}. Nothing more is trained or written here; " +
             "waiting for the network to heal (or for the cluster to remove this side)", _regroup.For, lacking);
         ProgressLine.Info("Quorum lost: {0}; training stops on this side until the network heals", lacking);
@@ -495,7 +448,7 @@ internal sealed class CoordinatorActor : ReceiveActor, IWithTimers
         {
             var unreachable = _cluster.State.Unreachable.Select(m => m.Address).ToHashSet();
             var members = _cluster.State.Members.Select(m => m.Address).ToHashSet();
-            _regroup.SeenAgain(_generation, a => !unreachable.Contains(a) && members.Contains(a));
+            _regroup.SeenAgain(Generation, a => !unreachable.Contains(a) && members.Contains(a));
             ResumeRegroup();
         });
         Receive<ClusterEvent.UnreachableMember>(m => _regroup.Drop(r => r.Node.Path.Address == m.Member.Address, joinersToo: false));
@@ -520,14 +473,14 @@ internal sealed class CoordinatorActor : ReceiveActor, IWithTimers
     {
         // AroundReceive let it through from the named node's own actor; it may be a voter no longer registered.
         if (_admission.Find(f.NodeName, Sender) is not { } r) return;
-        if (!Elastic || _world is null && _phase != CoordinatorPhase.WaitingForNodes)
+        if (!Elastic || World is null && _phase != CoordinatorPhase.WaitingForNodes)
         {
             EndRun(ExitCodes.NodeFailed, $"node {f.NodeName} failed: {f.Reason}");
             return;
         }
         _voters.Depart(f.NodeName);
         r.Node.Tell(new EndRun(ExitCodes.NodeFailed, $"this node failed and was left out of the run: {f.Reason}"));
-        if (_world is not null) NodeLost(r.Node.Path.Address, $"it failed: {f.Reason}", r.Node);
+        if (World is not null) NodeLost(r.Node.Path.Address, $"it failed: {f.Reason}", r.Node);
         else if (_admission.RemoveMember(r) | _admission.RemoveJoiner(r)) _log.Warning("Node {0} failed before training started and is dropped: {1}", f.NodeName, f.Reason);
     }
 
@@ -535,7 +488,7 @@ internal sealed class CoordinatorActor : ReceiveActor, IWithTimers
     private void OnNodeLeaving(NodeLeaving l)
     {
         if (_admission.Find(l.NodeName, Sender) is not { } r || _ended) return;
-        if (_admission.RemoveJoiner(r) || _world is null)
+        if (_admission.RemoveJoiner(r) || World is null)
         {
             // Not training yet: the node simply goes.
             _admission.RemoveMember(r);
@@ -552,6 +505,7 @@ internal sealed class CoordinatorActor : ReceiveActor, IWithTimers
     {
         if (_ended) return;
         _ended = true;
+        _monitor.Tell(new RunMonitor.HangChecks(On: false));
         if (exitCode == ExitCodes.Done) ProgressLine.Info("Ending the run: {0}", reason);
         else _log.Error("Ending the run (exit code {0}): {1}", exitCode, reason);
         foreach (var r in _admission.All) r.Node.Tell(new EndRun(exitCode, reason));
@@ -561,45 +515,18 @@ internal sealed class CoordinatorActor : ReceiveActor, IWithTimers
 
     private void Ended()
     {
-        Receive<GetStatus>(g => Sender.Tell(BuildStatus(g.RequestId)));
+        Receive<GetStatus>(Status);
         Receive<RegisterNode>(OnRegister);
         ReceiveAny(_ => { });
     }
 
-    private void OnProgress(NodeProgress p)
-    {
-        var before = _progress.Straggler;
-        if (p.Generation != _generation || !_progress.Record(p, DateTime.UtcNow)) return;
-        if (_progress.Straggler is { } straggler) _log.Warning("Straggler: {0}; every step waits for it", straggler);
-        else ProgressLine.Info("No straggler any more ({0} has caught up)", before);
-        Context.System.EventStream.Publish(new StragglerChanged(_progress.Straggler));
-    }
-
-    private void ReportHangs()
-    {
-        if (_world is not null && _hangs.Check(_progress, _world.Nodes, DateTime.UtcNow) is { } h)
-            _log.Warning("Step {0} has waited {1:0}s: {2} wait in bucket(s) {3}; missing: {4}", h.Step, h.WaitedSeconds, h.Waiting, h.Buckets, h.Missing);
-    }
-
-    /// <summary>The world for <c>status</c>: nodes, progress, the slowest rank and any rank the others wait for.</summary>
-    private ClusterStatus BuildStatus(string requestId)
-    {
-        var members = _world?.Nodes.Select(n => new StatusMember(n.NodeName, n.FirstRank, n.TrainerCount, n.Devices, Quorum.AddressOf(n.NodeActorPath)?.ToString() ?? n.NodeActorPath))
-            ?? _admission.Members.Select(r => new StatusMember(r.Name, -1, r.Message.TrainerCount, r.Message.Devices, r.Node.Path.Address.ToString()));
-        var view = _progress.View(members, DateTime.UtcNow);
-        return new ClusterStatus(requestId, _settings.JobId, _phase.Name(), _generation, _epoch, _world?.Plan.Epochs ?? _settings.Training.Epochs, _world?.WorldSize ?? 0,
-            view.Nodes, view.SlowestRank, view.SlowestComputeMs, view.LateRanks, _admission.Members.Count, _settings.MinNodes, _progress.Straggler?.ToString() ?? "");
-    }
+    /// <summary>The monitor answers <c>status</c> with where the run stands now.</summary>
+    private void Status(GetStatus g) =>
+        _monitor.Forward(new RunMonitor.Query(g.RequestId, _phase, Generation, _course.Epoch, _admission.Members.ToArray()));
 
     private sealed class StartupTimedOut
     {
         public static readonly StartupTimedOut Instance = new();
         private StartupTimedOut() { }
-    }
-
-    private sealed class HangCheck
-    {
-        public static readonly HangCheck Instance = new();
-        private HangCheck() { }
     }
 }

@@ -8,28 +8,15 @@ internal sealed record HangReport(long Step, double WaitedSeconds, string Waitin
 /// <summary>
 /// Finds a stuck collective and the nodes to blame. A step whose ranks have waited in a reduction past
 /// <c>hang-report-after</c> is reported, naming the ranks that wait and those they wait for (behind,
-/// outside the reduction, or silent); at most one report per <c>hang-report-after</c>. A node that
-/// another reports unreachable on the data plane is a suspect for the regroup that follows: it gets
-/// only a short grace to answer. Pure: the caller gives the time.
+/// outside the reduction, or silent); at most one report per <c>hang-report-after</c>. Pure: the caller
+/// gives the time.
 /// </summary>
-internal sealed class HangDetector(TimeSpan reportAfter, TimeSpan regroupTimeout)
+internal sealed class HangDetector(TimeSpan reportAfter)
 {
     /// <summary>A node whose progress report is older than this is taken as silent.</summary>
     public static readonly TimeSpan SilentAfter = TimeSpan.FromSeconds(5);
 
-    private readonly HashSet<string> _suspects = [];
     private DateTime _lastReport = DateTime.MinValue;
-
-    /// <summary>How long a regroup waits for a suspect once every other node has answered.</summary>
-    public TimeSpan SuspectGrace => TimeSpan.FromTicks(Math.Min(regroupTimeout.Ticks, TimeSpan.FromSeconds(2).Ticks));
-
-    /// <summary>Takes the suspect a node named when its collective broke; true when it is a new one (a node never suspects itself).</summary>
-    public bool Suspect(GenerationBroken broken) =>
-        broken.Suspect.Length > 0 && broken.Suspect != broken.NodeName && _suspects.Add(broken.Suspect);
-
-    public bool IsSuspect(string node) => _suspects.Contains(node);
-
-    public void ClearSuspects() => _suspects.Clear();
 
     /// <summary>The hang to report now; null when no step is stuck or one was reported less than hang-report-after ago.</summary>
     public HangReport? Check(ProgressTracker progress, IEnumerable<WorldNode> world, DateTime now)

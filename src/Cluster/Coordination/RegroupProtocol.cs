@@ -10,13 +10,16 @@ namespace ActorTrain.Cluster.Coordination;
 /// The regroup between two generations, run by <see cref="CoordinatorActor"/> on its own thread: the nodes
 /// it waits for, when it is complete (a suspect gets only a short grace), whether this side holds the
 /// previous generation's quorum, the voters seen again after a partition, and how it ends (the leaving
-/// are told to go, the silent are left out, voters not kept are downed). Its timers send the coordinator
+/// are told to go, the silent are left out, voters not kept are downed). A suspect is a node another
+/// reported unreachable on the data plane when its collective broke. Its timers send the coordinator
 /// <see cref="RegroupTimedOut"/>; the coordinator decides what a conclusion means for the run.
 /// </summary>
-internal sealed class RegroupProtocol(ElasticSettings elastic, Admission<IActorRef> admission, Electorate<IActorRef> voters, HangDetector hangs, IWithTimers owner)
+internal sealed class RegroupProtocol(ElasticSettings elastic, Admission<IActorRef> admission, Electorate<IActorRef> voters, IWithTimers owner)
 {
     private const string TimeoutTimer = "regroup";
     private const string GraceTimer = "suspect-grace";
+
+    private readonly HashSet<string> _suspects = [];
 
     public RegroupRound Round { get; } = new();
 
@@ -27,6 +30,15 @@ internal sealed class RegroupProtocol(ElasticSettings elastic, Admission<IActorR
     public bool Recovering { get; private set; }
 
     private ITimerScheduler Timers => owner.Timers;
+
+    /// <summary>How long a regroup waits for a suspect once every other node has answered (a live node answers within a step).</summary>
+    public TimeSpan SuspectGrace => TimeSpan.FromTicks(Math.Min(elastic.RegroupTimeout.Ticks, TimeSpan.FromSeconds(2).Ticks));
+
+    /// <summary>Takes the suspect a node named when its collective broke; true when it is a new one (a node never suspects itself).</summary>
+    public bool Suspect(GenerationBroken broken) =>
+        broken.Suspect.Length > 0 && broken.Suspect != broken.NodeName && _suspects.Add(broken.Suspect);
+
+    public bool IsSuspect(string node) => _suspects.Contains(node);
 
     /// <summary>A regroup for generation <paramref name="next"/>: every member is to stop and report within regroup-timeout.</summary>
     public void Begin(long next, string reason)
@@ -90,8 +102,8 @@ internal sealed class RegroupProtocol(ElasticSettings elastic, Admission<IActorR
     public bool Complete()
     {
         if (Round.Complete) return true;
-        if (Round.CompleteBut(hangs.IsSuspect) && !Timers.IsTimerActive(GraceTimer))
-            Timers.StartSingleTimer(GraceTimer, new RegroupTimedOut(Round.For), hangs.SuspectGrace);
+        if (Round.CompleteBut(IsSuspect) && !Timers.IsTimerActive(GraceTimer))
+            Timers.StartSingleTimer(GraceTimer, new RegroupTimedOut(Round.For), SuspectGrace);
         return false;
     }
 
@@ -113,10 +125,14 @@ internal sealed class RegroupProtocol(ElasticSettings elastic, Admission<IActorR
 
     /// <summary>
     /// Ends the regroup: the leaving are told to go, the silent are left out, and voters not in the next
-    /// generation are downed (membership converges; one cut off by a partition learns it was removed).
+    /// generation are downed (membership converges; one cut off by a partition learns it was removed). The
+    /// next generation is the nodes that reported and those waiting to join, unless no replica is left to go
+    /// on from or fewer than min-surviving-nodes remain. <paramref name="hasHistory"/>: a generation trained
+    /// before, so a world of fresh replicas cannot replace it.
     /// </summary>
-    public RegroupOutcome<IActorRef> Conclude(RegroupRules rules, ILoggingAdapter log, Address self, Action<Address> down)
+    public NextGeneration Conclude(bool hasHistory, ILoggingAdapter log, Address self, Action<Address> down)
     {
+        var rules = new RegroupRules(voters.IsLeaving, IsSuspect, SuspectGrace, elastic.RegroupTimeout, hasHistory);
         var end = RegroupEnd.Conclude(Round, admission.Members, rules);
         foreach (var gone in end.Leavers)
         {
@@ -131,8 +147,14 @@ internal sealed class RegroupProtocol(ElasticSettings elastic, Admission<IActorR
         }
         var kept = admission.Members.Select(VoterAddress).ToHashSet();
         foreach (var address in voters.ToDown(admission.IsMember, kept, self).ToList()) down(address);
-        hangs.ClearSuspects();
-        return end;
+        _suspects.Clear();
+        if (end.Failure is not null || end.Source is not { } source)
+            return NextGeneration.Failed(end.Failure ?? $"no replica is left to go on from after {Round.Reason}");
+        // Joiners are taken only now: a run that ends here tells them too.
+        var nodes = end.Survivors.Concat(admission.TakeJoiners()).ToList();
+        if (nodes.Count < elastic.MinSurvivingNodes)
+            return NextGeneration.Failed($"{Round.Reason}: only {nodes.Count} node(s) remain, fewer than actortrain.elastic.min-surviving-nodes = {elastic.MinSurvivingNodes}");
+        return new NextGeneration(nodes, source, null);
     }
 
     public static Address VoterAddress(Registration r) => Quorum.AddressOf(r.Message.NodeActorPath) ?? r.Node.Path.Address;
@@ -176,6 +198,12 @@ internal sealed class RegroupProtocol(ElasticSettings elastic, Admission<IActorR
     }
 
     private void StartTimeout() => Timers.StartSingleTimer(TimeoutTimer, new RegroupTimedOut(Round.For), elastic.RegroupTimeout);
+}
+
+/// <summary>What a regroup leaves: the next generation's nodes and the replica it goes on from, or why no generation can follow.</summary>
+internal sealed record NextGeneration(IReadOnlyList<Registration> Nodes, SourceChoice? Source, string? Failure)
+{
+    public static NextGeneration Failed(string why) => new([], null, why);
 }
 
 /// <summary>The regroup for <paramref name="Generation"/> has waited long enough (regroup-timeout, or a suspect's grace).</summary>
