@@ -10,7 +10,9 @@
 #   --bin DIR     a build to run (a bench/AllReduce/bin/Release/net10.0 folder); give it more than
 #                 once (LABEL=DIR) to compare builds, e.g. another worktree's: every round runs every
 #                 transport with every build in turn. Default: this tree's, built first
-#   --env         variables for every node of the akka runs only (e.g. "DOTNET_GCgen0size=0x4000000")
+#   --env         variables for every node of the akka runs only (e.g. "DOTNET_GCgen0size=0x4000000");
+#                 LABEL:NAME=VALUE sets one for that build's akka runs only (the same DIR may be
+#                 given twice under two labels, to compare settings)
 #   --json FILE   rank 0's JSON record of every run is appended there (with "link" added)
 #
 # Needs root (network namespaces, tc). The bed gets its own prefix and subnet (ATB_PREFIX, default
@@ -45,7 +47,7 @@ while (( $# )); do
     --no-build) build=0; shift ;;
     --json) json=${2:?--json needs a file}; shift 2 ;;
     --env) akka_env=${2?--env needs a value}; shift 2 ;;
-    -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown option '$1' (see --help)" ;;
   esac
 done
@@ -54,7 +56,7 @@ done
 [[ -z $iterations || $iterations =~ ^[1-9][0-9]*$ ]] || die "--iterations must be a positive whole number, got '$iterations'"
 for t in $transports; do [[ $t == tcp || $t == akka ]] || die "--transports takes tcp and/or akka, got '$t'"; done
 for r in $rates; do [[ ${r,,} =~ ^[0-9]+(kbit|mbit|gbit)$ ]] || die "rate '$r' must be a whole number with kbit, mbit or gbit (2.5 Gbit/s: 2500mbit)"; done
-for e in $akka_env; do [[ $e =~ ^[A-Za-z_][A-Za-z0-9_]*=.*$ ]] || die "--env takes NAME=VALUE words, got '$e'"; done
+for e in $akka_env; do [[ $e =~ ^([A-Za-z0-9._-]+:)?[A-Za-z_][A-Za-z0-9_]*=.*$ ]] || die "--env takes NAME=VALUE or LABEL:NAME=VALUE words, got '$e'"; done
 [[ $(id -u) == 0 ]] || die "needs root (network namespaces and tc); run it with sudo"
 
 if (( ${#bins[@]} == 0 )); then
@@ -106,7 +108,12 @@ port=29400
 run_once() {
   local transport=$1 rate=$2 exe=$3 label=$4 out=$work/run.out envs=() pids=() r code=0
   port=$((port + 1))
-  [[ $transport == akka ]] && envs=($akka_env)
+  if [[ $transport == akka ]]; then
+    for e in $akka_env; do
+      if [[ $e =~ ^([A-Za-z0-9._-]+):(.*)$ ]]; then [[ ${BASH_REMATCH[1]} == "$label" ]] && envs+=("${BASH_REMATCH[2]}")
+      else envs+=("$e"); fi
+    done
+  fi
   local common=(--nodes 3 --rendezvous "$(addr 1):$port" --bytes "$bytes" --transport "$transport")
   [[ -n $iterations ]] && common+=(--iterations "$iterations")
   for r in 1 2; do
