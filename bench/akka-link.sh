@@ -129,8 +129,9 @@ run_once() {
   for r in "${pids[@]}"; do wait "$r" || { local rc=$?; (( code )) || code=$rc; }; done
   if (( code != 0 )) || ! grep -q "^3, " "$out"; then
     echo "akka-link: $transport at $rate (build $label) failed (exit $code):" >&2
-    tail -5 "$out" "$work"/rank*.out >&2
+    tail -n 5 "$out" "$work"/rank*.out >&2 || true
     busbw=FAIL
+    failed=1
     return
   fi
   if [[ -n $json ]]; then
@@ -141,6 +142,7 @@ run_once() {
 
 echo "akka-link: $(uptime | sed 's/^ *//')" >&2
 declare -A got
+failed=0
 for rate in $rates; do
   for h in 1 2 3; do "$testbed" shape "$h" "$rate"; done
   for (( round = 1; round <= rounds; round++ )); do
@@ -162,10 +164,11 @@ for rate in $rates; do
   for t in $transports; do
     for i in "${!exes[@]}"; do
       values=${got[$rate,$t,$i]}
-      median=$(tr ' ' '\n' <<<"$values" | grep -E '^[0-9.]+$' | sort -g | awk '{v[NR]=$1} END{if (NR==0) print "-"; else if (NR%2) print v[(NR+1)/2]; else printf "%.4f\n", (v[NR/2]+v[NR/2+1])/2}')
+      median=$(tr ' ' '\n' <<<"$values" | { grep -E '^[0-9.]+$' || true; } | sort -g | awk '{v[NR]=$1} END{if (NR==0) print "-"; else if (NR%2) print v[(NR+1)/2]; else printf "%.4f\n", (v[NR/2]+v[NR/2+1])/2}')
       ratio=$([[ $median == - ]] && echo - || awk -v m="$median" -v l="$link" 'BEGIN{printf "%.2f", m/l}')
       name=$t; (( multi )) && name="$t@${labels[$i]}"
       printf '%-9s %-8s %-16s %-32s %-8s %s\n' "$rate" "$link" "$name" "$values" "$median" "$ratio"
     done
   done
 done
+(( failed == 0 )) || { echo "akka-link: some runs failed (FAIL above)" >&2; exit 1; }
