@@ -29,7 +29,7 @@ public static class NodeRunner
     public static int Run(TrainingJob job, NodeRole role, string? configFile, IReadOnlyList<string> overrides, NodeHostServices? services = null)
     {
         services ??= NodeHostServices.Default;
-        var (config, settings) = LoadForRole(job, role, configFile, overrides);
+        var (config, settings) = LoadForRole(job, role, configFile, overrides, new ConfigLayers(HostDefaults: services.HostConfig));
 
         var (system, proxy) = ClusterBootstrap.Start(config, settings, services.Output);
         var cluster = Akka.Cluster.Cluster.Get(system);
@@ -132,11 +132,12 @@ public static class NodeRunner
         }
     }
 
-    internal static (Config Config, ActorTrainSettings Settings) LoadForRole(TrainingJob job, NodeRole role, string? configFile, IReadOnlyList<string> overrides)
+    internal static (Config Config, ActorTrainSettings Settings) LoadForRole(TrainingJob job, NodeRole role, string? configFile, IReadOnlyList<string> overrides,
+        ConfigLayers? layers = null)
     {
         var lines = overrides.ToList();
         var text = configFile is null ? null : ConfigLoader.ReadFile(configFile);
-        var (probe, _) = ConfigLoader.Load(configFile, text, job.DefaultConfig, job.Name, lines);
+        var (probe, _) = ConfigLoader.Load(configFile, text, job.DefaultConfig, job.Name, lines, layers);
         var train = probe.GetBoolean("actortrain.node.train", true);
         // The subcommand decides the roles: the coordinator singleton lives on seed-role nodes.
         var roles = role == NodeRole.Seed
@@ -149,7 +150,7 @@ public static class NodeRunner
             if (probe.GetStringList("akka.cluster.seed-nodes").Count == 0)
                 throw new UsageException($"{configFile ?? "command line"}: akka.cluster.seed-nodes is empty; a worker needs the seed's address (--seed-node host:port)");
         }
-        return ConfigLoader.Load(configFile, text, job.DefaultConfig, job.Name, lines);
+        return ConfigLoader.Load(configFile, text, job.DefaultConfig, job.Name, lines, layers);
     }
 
     private static void WatchParent(Lifetime lifetime)
