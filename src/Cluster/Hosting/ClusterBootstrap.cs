@@ -37,8 +37,8 @@ internal static class ClusterBootstrap
     /// </summary>
     /// <param name="output">Where the node's lines for a person go (<see cref="Logging.NodeOutput"/>); null: through Akka's logging.</param>
     /// <remarks>
-    /// With actortrain.management on, or a discovery method other than seed-nodes, Akka.Management
-    /// serves the health checks (<see cref="NodeHealthRoutes"/>) and Cluster Bootstrap forms or
+    /// With actortrain.management on, or a discovery method other than seed-nodes, the node serves
+    /// its health checks (<see cref="ManagementEndpoint"/>) and Cluster Bootstrap forms or
     /// joins the cluster (<see cref="NodeManagement"/>); a management port that cannot be bound is
     /// a <see cref="SettingsException"/>, after the system has stopped.
     /// </remarks>
@@ -70,7 +70,7 @@ internal static class ClusterBootstrap
             try
             {
                 var endpoint = NodeManagement.Start(system, settings.Management);
-                ProgressLine.Info(system, "management endpoint at {0} (health: {1}, {2}){3}", endpoint, NodeHealthRoutes.AlivePath, NodeHealthRoutes.ReadyPath,
+                ProgressLine.Info(system, "management endpoint at {0} (health: {1}, {2}){3}", endpoint.BaseUri, ManagementEndpoint.AlivePath, ManagementEndpoint.ReadyPath,
                     settings.Management.Bootstraps ? $"; Cluster Bootstrap by {settings.Management.Method} discovery" : "");
             }
             catch (SettingsException)

@@ -1,9 +1,6 @@
 using ActorTrain.Cluster.Protocol;
 using Akka.Actor;
 using Akka.Cluster;
-using Akka.Http.Dsl;
-using Akka.Management.Dsl;
-using Route = System.ValueTuple<string, Akka.Http.Dsl.HttpModuleBase>;
 
 namespace ActorTrain.Cluster.Hosting;
 
@@ -86,46 +83,4 @@ internal sealed class NodeHealth : IExtension
 internal sealed class NodeHealthProvider : ExtensionIdProvider<NodeHealth>
 {
     public override NodeHealth CreateExtension(ExtendedActorSystem system) => new(system);
-}
-
-/// <summary>
-/// ActorTrain's health checks on Akka.Management's HTTP endpoint, registered in reference.conf
-/// (akka.management.http.routes.actortrain-health): GET <see cref="AlivePath"/> and
-/// <see cref="ReadyPath"/> answer 200 or 503 with a line of text that says why.
-/// </summary>
-internal sealed class NodeHealthRoutes : IManagementRouteProvider
-{
-    public const string AlivePath = "/health/alive";
-    public const string ReadyPath = "/health/ready";
-
-    /// <summary>How long readiness waits for the coordinator's status.</summary>
-    private static readonly TimeSpan StatusTimeout = TimeSpan.FromSeconds(3);
-
-    private readonly ActorSystem _system;
-
-    public NodeHealthRoutes(ActorSystem system) => _system = system;
-
-    public Route[] Routes(ManagementRouteProviderSettings settings)
-    {
-        var health = NodeHealth.Get(_system);
-        return
-        [
-            (AlivePath, new Check(() => Task.FromResult(health.Liveness()))),
-            (ReadyPath, new Check(() => health.ReadinessAsync(StatusTimeout))),
-        ];
-    }
-
-    private sealed class Check(Func<Task<HealthVerdict>> verdict) : HttpModuleBase
-    {
-        public override async Task<bool> HandleAsync(IAkkaHttpContext context)
-        {
-            var method = context.HttpContext.Request.Method;
-            if (!method.Equals("GET", StringComparison.OrdinalIgnoreCase) && !method.Equals("HEAD", StringComparison.OrdinalIgnoreCase)) return false;
-            var v = await verdict().ConfigureAwait(false);
-            var response = context.HttpContext.Response;
-            response.StatusCode = v.Healthy ? Ceen.HttpStatusCode.OK : Ceen.HttpStatusCode.ServiceUnavailable;
-            await response.WriteAllAsync(v.Reason + "\n", "text/plain; charset=utf-8").ConfigureAwait(false);
-            return true;
-        }
-    }
 }

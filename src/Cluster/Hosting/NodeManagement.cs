@@ -6,14 +6,12 @@ using Akka.Management.Dsl;
 namespace ActorTrain.Cluster.Hosting;
 
 /// <summary>
-/// Akka.Management on a node: the HTTP endpoint (health checks, <see cref="NodeHealthRoutes"/>)
+/// Management on a node: the HTTP endpoint (health checks, <see cref="ManagementEndpoint"/>)
 /// and, with a discovery method other than seed-nodes, Cluster Bootstrap, which finds the other
 /// nodes through Akka.Discovery and forms or joins the cluster without any seed-node list.
 /// </summary>
 internal static class NodeManagement
 {
-    private static readonly TimeSpan BindTimeout = TimeSpan.FromSeconds(30);
-
     /// <summary>
     /// The Akka.Management, Akka.Discovery and Cluster Bootstrap settings that <paramref name="m"/>
     /// stands for, to go below the node's own configuration <paramref name="node"/> (so that
@@ -52,32 +50,22 @@ internal static class NodeManagement
     }
 
     /// <summary>
-    /// Serves the management endpoint and, when the cluster forms by bootstrap and no seed nodes
-    /// are given (a rejoin names its peers), starts Cluster Bootstrap. A port that cannot be bound
-    /// is a <see cref="SettingsException"/> naming akka.management.http.port.
+    /// Serves the management endpoint (<see cref="ManagementEndpoint"/>) and, when the cluster
+    /// forms by bootstrap and no seed nodes are given (a rejoin names its peers), starts Cluster
+    /// Bootstrap with this endpoint as its own contact point. A port that cannot be bound is a
+    /// <see cref="SettingsException"/> naming akka.management.http.port.
     /// </summary>
-    /// <returns>The endpoint's base address.</returns>
-    public static Uri Start(ActorSystem system, ManagementSettings m)
+    public static ManagementEndpoint Start(ActorSystem system, ManagementSettings m)
     {
-        Uri? uri;
-        try
-        {
-            var start = AkkaManagement.Get(system).Start();
-            if (!start.Wait(BindTimeout)) throw new TimeoutException($"not bound within {BindTimeout.TotalSeconds:0} s");
-            uri = start.Result;
-        }
-        catch (Exception e)
-        {
-            var http = system.Settings.Config.GetConfig("akka.management.http");
-            var inner = e is AggregateException { InnerException: { } i } ? i : e;
-            throw new SettingsException("akka.management.http.port",
-                $"cannot serve the management endpoint at {http.GetString("hostname")}:{http.GetString("port")} ({inner.Message}); " +
-                "is the port in use by another node on this machine?", inner);
-        }
-        if (uri is null) throw new SettingsException("akka.management.http.port", "the management endpoint did not start");
+        var endpoint = ManagementEndpoint.Start(system);
         if (m.Bootstraps && system.Settings.Config.GetStringList("akka.cluster.seed-nodes").Count == 0)
-            _ = Akka.Management.Cluster.Bootstrap.ClusterBootstrap.Get(system).Start();
-        return uri;
+        {
+            var bootstrap = Akka.Management.Cluster.Bootstrap.ClusterBootstrap.Get(system);
+            // Tells the bootstrap where this node's contact point is (its routes are served by the endpoint above).
+            bootstrap.Routes(ManagementRouteProviderSettings.Create(endpoint.BaseUri, readOnly: true));
+            _ = bootstrap.Start();
+        }
+        return endpoint;
     }
 
     private static string Quote(string value) => Security.NodeTls.Quote(value);
