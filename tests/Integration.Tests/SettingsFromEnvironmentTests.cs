@@ -25,6 +25,19 @@ public class SettingsFromEnvironmentTests
     }
 
     [Fact]
+    public async Task Local_passes_set_arguments_on_to_its_nodes()
+    {
+        var outDir = Repo.TempDir();
+        using var local = NodeProcess.Start("local", "local", "--nodes", "1", "--epochs", "1", "--out", outDir, "--intra-op-threads", "1", "--no-progress",
+            "--set", "actortrain.training.batch-size=128");
+        var code = await local.WaitForExitAsync(TimeSpan.FromMinutes(4));
+        Assert.True(code == 0, $"exit code {code}\n{local.Tail()}");
+        using var report = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(outDir, "run-report.json")));
+        // 9000 samples in batches of 128 (the default, 64, would give 140 steps).
+        Assert.Equal(9000 / 128, report.RootElement.GetProperty("steps").GetInt64());
+    }
+
+    [Fact]
     public async Task A_malformed_variable_stops_the_node_with_exit_code_2_naming_it()
     {
         using var node = NodeProcess.StartWithEnvironment("seed", new Dictionary<string, string> { ["ACTORTRAIN__TRAINING__EPOCHS"] = "several" },
