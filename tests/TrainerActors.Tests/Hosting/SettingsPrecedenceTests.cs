@@ -144,4 +144,20 @@ public sealed class SettingsPrecedenceTests : IDisposable
         var (overridden, _) = ConfigLoader.Load(null, "akka.loglevel = DEBUG", "job", [], new ConfigLayers(Env(), ConsoleNodeServices.HostConfig));
         Assert.Equal("DEBUG", overridden.GetString("akka.loglevel"));
     }
+
+    [Fact]
+    public void A_worker_with_the_shipped_discovery_conf_needs_no_seed_nodes()
+    {
+        var root = AppContext.BaseDirectory;
+        while (!File.Exists(Path.Combine(root, "ActorTrain.sln"))) root = Path.GetDirectoryName(root)!;
+        var (config, settings) = NodeRunner.LoadForRole(new Examples.Mnist.MnistJob("/nonexistent"), NodeRole.Worker, Path.Combine(root, "hocon", "discovery.conf"), [],
+            new ConfigLayers(Env()));
+        Assert.Empty(config.GetStringList("akka.cluster.seed-nodes"));
+        Assert.True(settings.Management.Bootstraps);
+        Assert.Equal(3, settings.Management.RequiredContactPoints);
+        Assert.Equal(8558, config.GetInt("akka.management.http.port"));
+
+        var e = Assert.Throws<UsageException>(() => NodeRunner.LoadForRole(new Examples.Mnist.MnistJob("/nonexistent"), NodeRole.Worker, null, [], new ConfigLayers(Env())));
+        Assert.Contains("actortrain.discovery.method", e.Message);
+    }
 }
