@@ -41,10 +41,10 @@ public static class ActorTrainHost
             if (r.GetResult(nodes) is { Tokens: [var token] } && int.TryParse(token.Value, System.Globalization.CultureInfo.InvariantCulture, out var v) && (v < 1 || v > 64))
                 r.AddError($"--nodes: must be between 1 and 64, got {v}");
         });
-        local.SetAction(r => Guard(() => LocalLauncher.Run(r.GetValue(nodes), r.GetValue(localOptions.Config), localOptions.Overrides(r),
-            r.GetValue(localOptions.TrainersPerNode) ?? 1)));
+        local.SetAction(r => Guard(() => LocalLauncher.Run(r.GetValue(nodes), r.GetValue(localOptions.Config), localOptions.Overrides(r, includeSet: false),
+            r.GetValue(localOptions.TrainersPerNode) ?? 1, localOptions.SetArguments(r))));
 
-        var statusSeed = new Option<string>("--seed") { Description = "Address of a seed node, host:port", Required = true };
+        var statusSeed = new Option<string>("--seed-node") { Description = "Address of a seed node, host:port (as on seed and worker)", Required = true };
         var statusHost = new Option<string>("--hostname") { Description = "This machine's address as the seed can reach it", DefaultValueFactory = _ => "127.0.0.1" };
         var statusTimeout = new Option<int>("--timeout") { Description = "Seconds to wait for an answer", DefaultValueFactory = _ => 10 };
         var statusConfig = new Option<string?>("--config") { Description = "A HOCON file whose actortrain.tls keys reach a TLS cluster (e.g. the nodes' config)" };

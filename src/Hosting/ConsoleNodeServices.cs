@@ -20,7 +20,18 @@ internal sealed class ConsoleNodeServices : INodeLineSink
     public static NodeHostServices Create()
     {
         var console = new ConsoleNodeServices();
-        return new(console.CreateDisplay, DrawPlots, console, Environment.Exit);
+        return new(console.CreateDisplay, DrawPlots, console, Environment.Exit, HostConfig);
+    }
+
+    /// <summary>The console host's Akka settings (host.conf), placed just above the library's reference.conf.</summary>
+    public static string HostConfig { get; } = ReadHostConfig();
+
+    private static string ReadHostConfig()
+    {
+        using var stream = typeof(ConsoleNodeServices).Assembly.GetManifestResourceStream("ActorTrain.Hosting.host.conf")
+            ?? throw new InvalidOperationException("ActorTrain.Hosting.host.conf is not embedded in ActorTrain.Hosting");
+        using var reader = new StreamReader(stream);
+        return reader.ReadToEnd();
     }
 
     public void Write(NodeLine line)

@@ -18,7 +18,9 @@ namespace ActorTrain.Hosting;
 /// </summary>
 internal static class LocalLauncher
 {
-    public static int Run(int nodes, string? configFile, IReadOnlyList<string> overrides, int trainersPerNode)
+    /// <param name="overrides">The launcher's own flags as HOCON lines, passed on as the same flags.</param>
+    /// <param name="setArguments">The <c>--set key=value</c> arguments, passed on to every node as given.</param>
+    public static int Run(int nodes, string? configFile, IReadOnlyList<string> overrides, int trainersPerNode, IReadOnlyList<string>? setArguments = null)
     {
         if (configFile is not null && !File.Exists(configFile)) throw new UsageException($"{configFile}: config file not found");
         var ports = FreeLoopbackPorts(nodes);
@@ -45,6 +47,7 @@ internal static class LocalLauncher
                 args.AddRange(["--hostname", "127.0.0.1", "--port", ports[i].ToString(CultureInfo.InvariantCulture),
                     "--seed-node", seedAddress, "--min-nodes", nodes.ToString(CultureInfo.InvariantCulture), "--node-name", name]);
                 args.AddRange(OverridesAsArguments(overrides));
+                foreach (var set in setArguments ?? []) args.AddRange(["--set", set]);
                 children.Add((name, Start(name, args, renderProgress: live && i == 0, display)));
             }
 

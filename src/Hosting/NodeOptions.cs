@@ -23,6 +23,12 @@ internal sealed class NodeOptions
     public readonly Option<string?> Compression = new("--compression") { Description = "Gradient chunks between nodes: none, fp16 or bf16 (actortrain.sync.compression)" };
     public readonly Option<int?> AccumulationSteps = new("--accumulation-steps") { Description = "Micro-batches per optimizer step (actortrain.training.accumulation-steps)" };
     public readonly Option<string?> NodeName = new("--node-name") { Description = "Name of this node in logs and reports (actortrain.node-name)" };
+    public readonly Option<string[]> Set = new("--set")
+    {
+        Description = "Any setting, key=value (repeatable), e.g. --set actortrain.sync.bucket-size=1MiB; a value starting with [, { or \" is HOCON, " +
+            "anything else a string. Wins over the environment and files; a dedicated flag for the same key wins over it",
+        AllowMultipleArgumentsPerToken = false,
+    };
 
     public void AddTo(Command command, bool includeClusterAddress)
     {
@@ -45,6 +51,7 @@ internal sealed class NodeOptions
         command.Add(AccumulationSteps);
         command.Add(LogLevel);
         command.Add(NoProgress);
+        command.Add(Set);
         LogLevel.AcceptOnlyFromAmong("DEBUG", "INFO", "WARNING", "ERROR");
         Compression.AcceptOnlyFromAmong([.. Sync.Compression.WireCompressionNames.All]);
         Validate(command);
@@ -71,8 +78,8 @@ internal sealed class NodeOptions
         });
     }
 
-    /// <summary>HOCON lines for the options given on the command line.</summary>
-    public List<string> Overrides(ParseResult r)
+    /// <summary>HOCON lines for the options given on the command line (<paramref name="includeSet"/>: with the --set ones, below the others).</summary>
+    public List<string> Overrides(ParseResult r, bool includeSet = true)
     {
         var lines = new List<string>();
         void Add(string key, string value) => lines.Add($"{key} = {value}");
@@ -102,8 +109,14 @@ internal sealed class NodeOptions
         if (r.GetResult(LogLevel) is not null && r.GetValue(LogLevel) is { } level) Add("akka.loglevel", level);
         if (r.GetValue(NoProgress)) Add("actortrain.progress-bar", "off");
         if (r.GetResult(NodeName) is not null && r.GetValue(NodeName) is { } name) Add("actortrain.node-name", ConfigLoader.Quote(name));
+        // Below the dedicated flags: the first line for a key wins. Checked even when not included (local checks them before it starts nodes).
+        var sets = SetArguments(r).Select(SettingsOverrides.FromSetArgument).ToList();
+        if (includeSet) lines.AddRange(sets);
         return lines;
     }
+
+    /// <summary>The <c>--set key=value</c> arguments as given (the local launcher passes them on to its nodes).</summary>
+    public IReadOnlyList<string> SetArguments(ParseResult r) => r.GetValue(Set) ?? [];
 
     /// <summary>Accepts host:port as shorthand for akka.tcp://actortrain@host:port.</summary>
     public static string SeedAddress(string value)

@@ -10,7 +10,7 @@ using ActorTrain.TrainerActors.Hosting;
 namespace ActorTrain.Hosting;
 
 /// <summary>
-/// <c>status --seed HOST:PORT [--config FILE]</c>: asks a running cluster's coordinator what it is
+/// <c>status --seed-node HOST:PORT [--config FILE]</c>: asks a running cluster's coordinator what it is
 /// doing, as a cluster client (through the seed's receptionist), without joining the cluster. A
 /// TLS cluster is reached with the <c>actortrain.tls</c> keys of the <c>--config</c> file (the
 /// nodes' own config, or one with just those keys): the client then runs the nodes' remoting TLS.
@@ -47,7 +47,7 @@ internal static class StatusCommand
                 ? $" (a cluster secret is set: is it the cluster's?)"
                 : $" (if the cluster has a cluster secret, give it in --config or {ClusterSecretSettings.EnvironmentVariable})";
             Console.Error.WriteLine($"error: no coordinator answered at {seed} within {timeout.TotalSeconds:0} s " +
-                "(is the seed node running, and is this machine reachable from it at --hostname?)" + hint);
+                "(is the seed node running at --seed-node, and is this machine reachable from it at --hostname?)" + hint);
             return ExitCodes.NodeFailed;
         }
     }

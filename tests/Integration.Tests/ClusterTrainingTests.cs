@@ -153,7 +153,7 @@ public class ClusterTrainingTests
         await launcher.WaitForLineAsync("[1,    20] loss:", TimeSpan.FromSeconds(120));
         var seed = System.Text.RegularExpressions.Regex.Match(launcher.Output, @"seed at (127\.0\.0\.1:\d+)").Groups[1].Value;
 
-        using var status = NodeProcess.Start("status", "status", "--seed", seed, "--timeout", "20");
+        using var status = NodeProcess.Start("status", "status", "--seed-node", seed, "--timeout", "20");
         Assert.Equal(0, await status.WaitForExitAsync(TimeSpan.FromSeconds(60)));
         Assert.Contains("job mnist: training, generation 1", status.Output);
         Assert.Contains("node0", status.Output);
@@ -176,7 +176,7 @@ public class ClusterTrainingTests
         Assert.Matches(sentBytes, scraped);
         launcher.Kill();
 
-        using var nobody = NodeProcess.Start("status", "status", "--seed", $"127.0.0.1:{NodeProcess.FreePort()}", "--timeout", "2");
+        using var nobody = NodeProcess.Start("status", "status", "--seed-node", $"127.0.0.1:{NodeProcess.FreePort()}", "--timeout", "2");
         Assert.Equal(1, await nobody.WaitForExitAsync(TimeSpan.FromSeconds(60)));
         Assert.Contains("no coordinator answered", nobody.Output);
     }

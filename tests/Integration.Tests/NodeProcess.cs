@@ -52,6 +52,10 @@ internal sealed class NodeProcess : IDisposable
 
     public static NodeProcess Start(string name, params string[] args) => new(name, Repo.ExampleDll, args);
 
+    /// <summary>The example with extra environment variables (settings such as ACTORTRAIN__…).</summary>
+    public static NodeProcess StartWithEnvironment(string name, IReadOnlyDictionary<string, string> environment, params string[] args) =>
+        new(name, Repo.ExampleDll, args, environment: environment);
+
     /// <summary>The example inside the network namespace <paramref name="netns"/> (see TestBed/NetnsTestBed).</summary>
     public static NodeProcess StartInNamespace(string netns, string name, params string[] args) => new(name, Repo.ExampleDll, args, netns);
 

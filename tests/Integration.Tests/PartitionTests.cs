@@ -254,7 +254,7 @@ public class PartitionTests(ITestOutputHelper output)
         using var slow = CpuQuota.Create(w3.Pid, percent: 20);
         await s1.WaitForLineAsync("Straggler: rank", TimeSpan.FromSeconds(60));
 
-        var status = c.Bed.Start(1, "status", "status", "--seed", $"{c.Bed.Ip(1)}:{Port}", "--hostname", c.Bed.Ip(1), "--timeout", "20");
+        var status = c.Bed.Start(1, "status", "status", "--seed-node", $"{c.Bed.Ip(1)}:{Port}", "--hostname", c.Bed.Ip(1), "--timeout", "20");
         Assert.True(await status.WaitForExitAsync(TimeSpan.FromSeconds(60)) == 0, status.Tail());
         Assert.Matches(@"straggler: rank \d+ on node h3 ", status.Output);
 

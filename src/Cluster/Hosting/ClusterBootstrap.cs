@@ -36,9 +36,15 @@ internal static class ClusterBootstrap
     /// <see cref="SettingsException"/> naming the key and the file, before anything listens.
     /// </summary>
     /// <param name="output">Where the node's lines for a person go (<see cref="Logging.NodeOutput"/>); null: through Akka's logging.</param>
+    /// <remarks>
+    /// With actortrain.management on, or a discovery method other than seed-nodes, the node serves
+    /// its health checks (<see cref="ManagementEndpoint"/>) and Cluster Bootstrap forms or
+    /// joins the cluster (<see cref="NodeManagement"/>); a management port that cannot be bound is
+    /// a <see cref="SettingsException"/>, after the system has stopped.
+    /// </remarks>
     public static (ActorSystem System, IActorRef CoordinatorProxy) Start(Config config, ActorTrainSettings settings, Logging.INodeLineSink? output = null)
     {
-        var system = CreateSystem(SystemName, config, settings.Tls, output);
+        var system = CreateSystem(SystemName, config.WithFallback(NodeManagement.AkkaConfig(settings.Management, config)), settings.Tls, output);
         var roles = Akka.Cluster.Cluster.Get(system).SelfRoles;
         if (roles.Contains(SeedRole))
         {
@@ -57,6 +63,21 @@ internal static class ClusterBootstrap
             // Lets `status` ask the coordinator from outside the cluster, without joining it; the
             // service passes on GetStatus only.
             ClusterClientReceptionist.Get(system).RegisterService(system.ActorOf(StatusService.Props(proxy), StatusService.Name));
+        }
+        NodeHealth.Get(system).Attach(proxy, settings.Node.Train);
+        if (settings.Management.Runs)
+        {
+            try
+            {
+                var endpoint = NodeManagement.Start(system, settings.Management);
+                ProgressLine.Info(system, "management endpoint at {0} (health: {1}, {2}){3}", endpoint.BaseUri, ManagementEndpoint.AlivePath, ManagementEndpoint.ReadyPath,
+                    settings.Management.Bootstraps ? $"; Cluster Bootstrap by {settings.Management.Method} discovery" : "");
+            }
+            catch (SettingsException)
+            {
+                system.Terminate().Wait(TimeSpan.FromSeconds(10));
+                throw;
+            }
         }
         if (!settings.ClusterSecret.Enabled)
             system.Log.Warning("{0} is not set: this node accepts control messages (registration included) from any peer that reaches its port {1}; " +

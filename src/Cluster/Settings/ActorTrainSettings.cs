@@ -53,6 +53,8 @@ public sealed record ActorTrainSettings
     public TlsSettings Tls { get; init; } = TlsSettings.Disabled;
     /// <summary>The shared secret every control message is tagged with (off when empty).</summary>
     public ClusterSecretSettings ClusterSecret { get; init; } = ClusterSecretSettings.Off;
+    /// <summary>Akka.Management's endpoint (health checks) and how the cluster forms (seed nodes or Cluster Bootstrap).</summary>
+    public ManagementSettings Management { get; init; } = ManagementSettings.Off;
 
     /// <summary>ActorTrain's embedded defaults (reference.conf) with Akka's below them.</summary>
     public static Config DefaultConfig() =>
@@ -153,6 +155,30 @@ public sealed record ActorTrainSettings
             },
             Tls = ReadTls(c),
             ClusterSecret = ClusterSecretSettings.Create(config),
+            Management = ReadManagement(c, minNodes: c.Int("actortrain.min-nodes", min: 1, max: 4096)),
+        };
+    }
+
+    private static ManagementSettings ReadManagement(Reader c, int minNodes)
+    {
+        var method = c.Enum(ManagementSettings.MethodKey, ManagementSettings.Methods);
+        var endpoints = c.Strings(ManagementSettings.EndpointsKey);
+        if (endpoints.FirstOrDefault(e => !ManagementSettings.IsEndpoint(e)) is { } bad)
+            throw new SettingsException(ManagementSettings.EndpointsKey, $"expected host:management-port entries, got \"{bad}\"");
+        if (method == DiscoveryMethod.Config && endpoints.Count == 0)
+            throw new SettingsException(ManagementSettings.EndpointsKey, $"is empty, but {ManagementSettings.MethodKey} = config needs every node's host:management-port");
+        var required = c.Int(ManagementSettings.RequiredContactPointsKey, min: 0, max: 10_000);
+        if (required == 0) required = method == DiscoveryMethod.Config ? endpoints.Count : minNodes;
+        return new ManagementSettings
+        {
+            Enabled = c.Bool(ManagementSettings.EnabledKey),
+            Method = method,
+            Endpoints = endpoints,
+            RequiredContactPoints = required,
+            ServiceName = c.String(ManagementSettings.ServiceNameKey, allowEmpty: false),
+            PodLabelSelector = c.String(ManagementSettings.PodLabelSelectorKey, allowEmpty: false),
+            Namespace = c.String(ManagementSettings.NamespaceKey, allowEmpty: true),
+            ManagementPortName = c.String(ManagementSettings.PortNameKey, allowEmpty: true),
         };
     }
 
@@ -241,6 +267,8 @@ public sealed record ActorTrainSettings
                 throw new SettingsException(path, $"must be {(allowZero ? "zero or positive" : "positive")}, got \"{raw}\"");
             return value;
         }
+
+        public IReadOnlyList<string> Strings(string path) => Get(path, () => (IReadOnlyList<string>)config.GetStringList(path).ToList());
 
         public T Enum<T>(string path, IReadOnlyDictionary<string, T> allowed)
         {

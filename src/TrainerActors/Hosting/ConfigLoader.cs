@@ -8,28 +8,32 @@ namespace ActorTrain.TrainerActors.Hosting;
 internal sealed class UsageException(string message) : Exception(message);
 
 /// <summary>
-/// Layers a node's configuration: command-line overrides > the cluster secret from
-/// ACTORTRAIN_CLUSTER_SECRET > --config file > the job's defaults > ActorTrain's reference.conf >
-/// Akka's, and validates it. Every error names the file and the key.
+/// Layers a node's configuration: command-line flags and <c>--set</c> > the environment
+/// (<see cref="SettingsOverrides.FromEnvironment"/>) > --config file > the job's defaults > the
+/// host's defaults (the console host's host.conf) > ActorTrain's reference.conf > Akka's, and
+/// validates it. Every error names the file, variable or flag, and the key.
 /// </summary>
 internal static class ConfigLoader
 {
     public static (Config Config, ActorTrainSettings Settings) Load(string? configFile, string jobDefaults, string jobName,
-        IReadOnlyList<string> overrides) =>
-        Load(configFile, configFile is null ? null : ReadFile(configFile), jobDefaults, jobName, overrides);
+        IReadOnlyList<string> overrides, ConfigLayers? layers = null) =>
+        Load(configFile, configFile is null ? null : ReadFile(configFile), jobDefaults, jobName, overrides, layers);
 
     /// <summary>Same, with the config file already read (it may be a pipe that reads only once).</summary>
     public static (Config Config, ActorTrainSettings Settings) Load(string? configFile, string? configText, string jobDefaults, string jobName,
-        IReadOnlyList<string> overrides)
+        IReadOnlyList<string> overrides, ConfigLayers? layers = null)
     {
+        layers ??= ConfigLayers.Process;
         var source = configFile ?? "(no --config file)";
-        var layered = ConfigurationFactory.Empty;
+        var commandLine = ConfigurationFactory.Empty;
         foreach (var line in overrides)
-            layered = layered.WithFallback(Parse(line, "command line"));
-        layered = layered.WithFallback(ClusterSecretSettings.FromEnvironment(Environment.GetEnvironmentVariable(ClusterSecretSettings.EnvironmentVariable)));
+            commandLine = commandLine.WithFallback(Parse(line, "command line"));
+        var (environment, variableOfKey) = SettingsOverrides.FromEnvironment(layers.Environment ?? SettingsOverrides.ProcessEnvironment());
+        var layered = commandLine.WithFallback(environment);
         if (configFile is not null && configText is not null)
             layered = layered.WithFallback(Parse(configText, configFile, Path.GetDirectoryName(Path.GetFullPath(configFile))));
         if (!string.IsNullOrWhiteSpace(jobDefaults)) layered = layered.WithFallback(Parse(jobDefaults, $"defaults of job {jobName}"));
+        if (!string.IsNullOrWhiteSpace(layers.HostDefaults)) layered = layered.WithFallback(Parse(layers.HostDefaults, "the host's defaults"));
         var config = layered.WithFallback(ActorTrainSettings.DefaultConfig());
 
         try
@@ -40,6 +44,9 @@ internal static class ConfigLoader
         }
         catch (SettingsException e)
         {
+            // A bad value from the environment names its variable, not the config file.
+            if (!commandLine.HasPath(e.Path) && variableOfKey.TryGetValue(e.Path, out var variable))
+                throw new UsageException($"environment variable {variable}: {e.Message}");
             throw new UsageException($"{source}: {e.Message}");
         }
     }
@@ -134,4 +141,15 @@ internal static class ConfigLoader
     /// <summary>Quotes a value for a HOCON override line.</summary>
     public static string Quote(string value) =>
         "\"" + value.Replace("\\", "\\\\", StringComparison.Ordinal).Replace("\"", "\\\"", StringComparison.Ordinal) + "\"";
+}
+
+/// <summary>
+/// The layers of a node's configuration that come from its surroundings rather than from the
+/// command line or a file.
+/// </summary>
+/// <param name="Environment">The variables to read ACTORTRAIN__/AKKA__ settings from; null: this process's.</param>
+/// <param name="HostDefaults">HOCON the host places just above ActorTrain's reference.conf: the Akka settings that belong to the application (logging, downing, shutdown).</param>
+internal sealed record ConfigLayers(IReadOnlyDictionary<string, string>? Environment = null, string HostDefaults = "")
+{
+    public static ConfigLayers Process { get; } = new();
 }

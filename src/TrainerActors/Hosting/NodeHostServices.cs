@@ -19,11 +19,18 @@ namespace ActorTrain.TrainerActors.Hosting;
 /// Called with the run's exit code when the node's ActorSystem did not stop within the shutdown
 /// deadline (a thread stuck in native code, a peer that never answers); a console host ends the process here.
 /// </param>
+/// <param name="HostConfig">
+/// HOCON placed just above ActorTrain's reference.conf, below the job's defaults: the Akka
+/// settings that belong to the application rather than the library (log level and loggers, the
+/// split-brain resolver, coordinated shutdown). The console host passes its host.conf; empty:
+/// Akka's own defaults.
+/// </param>
 public sealed record NodeHostServices(
     Func<ActorTrainSettings, IProgressSink>? CreateDisplay = null,
     Action<RunReportWritten>? ReportWritten = null,
     INodeLineSink? Output = null,
-    Action<int>? ShutdownOverdue = null)
+    Action<int>? ShutdownOverdue = null,
+    string HostConfig = "")
 {
     /// <summary>Plain progress lines and no extra work after the report.</summary>
     public static NodeHostServices Default { get; } = new();

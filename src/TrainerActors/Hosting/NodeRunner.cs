@@ -30,16 +30,18 @@ public static class NodeRunner
     public static int Run(TrainingJob job, NodeRole role, string? configFile, IReadOnlyList<string> overrides, NodeHostServices? services = null)
     {
         services ??= NodeHostServices.Default;
-        var (config, settings) = LoadForRole(job, role, configFile, overrides);
+        var (config, settings) = LoadForRole(job, role, configFile, overrides, new ConfigLayers(HostDefaults: services.HostConfig));
 
-        var (system, proxy) = ClusterBootstrap.Start(config, settings, services.Output);
+        var (system, proxy) = StartSystem(config, settings, services);
         var cluster = Akka.Cluster.Cluster.Get(system);
-        if (role == NodeRole.Seed && config.GetStringList("akka.cluster.seed-nodes").Count == 0)
+        // With Cluster Bootstrap the cluster forms from discovery instead.
+        if (role == NodeRole.Seed && config.GetStringList("akka.cluster.seed-nodes").Count == 0 && !settings.Management.Bootstraps)
             cluster.Join(cluster.SelfAddress);
 
         if (string.IsNullOrEmpty(settings.NodeName))
             settings = settings with { NodeName = $"{cluster.SelfAddress.Host}:{cluster.SelfAddress.Port}" };
         NodeOutput.Get(system).NodeName = settings.NodeName;
+        NodeHealth.Get(system).NodeName = settings.NodeName;
         ProgressLine.Info(system, "{0} node {1} (job \"{2}\")", role.ToString().ToLowerInvariant(), cluster.SelfAddress, settings.JobId);
         var metrics = new NodeMetrics(settings.NodeName);
         using var metricsEndpoint = StartMetrics(settings, metrics, system);
@@ -100,8 +102,9 @@ public static class NodeRunner
                 session.LeftOut = false;
                 session.QuorumLost = false;
                 session.Rejoining = true;
-                (system, proxy) = ClusterBootstrap.Start(config, settings, services.Output);
+                (system, proxy) = StartSystem(config, settings, services);
                 NodeOutput.Get(system).NodeName = settings.NodeName;
+                NodeHealth.Get(system).NodeName = settings.NodeName;
                 continue;
             }
             if (outcome.ExitCode != ExitCodes.Done)
@@ -116,6 +119,19 @@ public static class NodeRunner
 
     /// <summary>Set by the local launcher for the node it renders the progress bar of (the console host reads it).</summary>
     public const string ProgressProtocolVariable = "ACTORTRAIN_PROGRESS_PROTOCOL";
+
+    /// <summary>The node's ActorSystem; a setting it cannot start with (a management port in use, a certificate) is a usage error.</summary>
+    private static (ActorSystem System, Akka.Actor.IActorRef Proxy) StartSystem(Config config, ActorTrainSettings settings, NodeHostServices services)
+    {
+        try
+        {
+            return ClusterBootstrap.Start(config, settings, services.Output);
+        }
+        catch (SettingsException e)
+        {
+            throw new UsageException(e.Message);
+        }
+    }
 
     private static MetricsEndpoint? StartMetrics(ActorTrainSettings settings, NodeMetrics metrics, ActorSystem system)
     {
@@ -133,11 +149,12 @@ public static class NodeRunner
         }
     }
 
-    internal static (Config Config, ActorTrainSettings Settings) LoadForRole(TrainingJob job, NodeRole role, string? configFile, IReadOnlyList<string> overrides)
+    internal static (Config Config, ActorTrainSettings Settings) LoadForRole(TrainingJob job, NodeRole role, string? configFile, IReadOnlyList<string> overrides,
+        ConfigLayers? layers = null)
     {
         var lines = overrides.ToList();
         var text = configFile is null ? null : ConfigLoader.ReadFile(configFile);
-        var (probe, _) = ConfigLoader.Load(configFile, text, job.DefaultConfig, job.Name, lines);
+        var (probe, probeSettings) = ConfigLoader.Load(configFile, text, job.DefaultConfig, job.Name, lines, layers);
         var train = probe.GetBoolean("actortrain.node.train", true);
         // The subcommand decides the roles: the coordinator singleton lives on seed-role nodes.
         var roles = role == NodeRole.Seed
@@ -147,10 +164,10 @@ public static class NodeRunner
         if (role == NodeRole.Worker)
         {
             if (!train) throw new UsageException($"{configFile ?? "command line"}: actortrain.node.train = off makes no sense on a worker");
-            if (probe.GetStringList("akka.cluster.seed-nodes").Count == 0)
-                throw new UsageException($"{configFile ?? "command line"}: akka.cluster.seed-nodes is empty; a worker needs the seed's address (--seed-node host:port)");
+            if (probe.GetStringList("akka.cluster.seed-nodes").Count == 0 && !probeSettings.Management.Bootstraps)
+                throw new UsageException($"{configFile ?? "command line"}: akka.cluster.seed-nodes is empty; a worker needs the seed's address (--seed-node host:port), or a discovery method (actortrain.discovery.method)");
         }
-        return ConfigLoader.Load(configFile, text, job.DefaultConfig, job.Name, lines);
+        return ConfigLoader.Load(configFile, text, job.DefaultConfig, job.Name, lines, layers);
     }
 
     private static void WatchParent(Lifetime lifetime)
