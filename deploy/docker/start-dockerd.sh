@@ -4,6 +4,7 @@
 #
 #   deploy/docker/start-dockerd.sh            start one unless a daemon already answers
 #   deploy/docker/start-dockerd.sh --install  the same, installing Debian's docker.io first if dockerd is missing
+#                                             (and debootstrap, which make-base-image.sh needs)
 #   deploy/docker/start-dockerd.sh --stop     stop the daemon this script started (no-op otherwise)
 #   deploy/docker/start-dockerd.sh --check    exit 0 when a daemon answers, 1 otherwise
 #
@@ -55,23 +56,28 @@ if [[ $mode == stop ]]; then
   exit 0
 fi
 
+if [[ $mode == install ]]; then
+  missing=()
+  command -v dockerd >/dev/null || answers || missing+=(docker.io)
+  command -v debootstrap >/dev/null || missing+=(debootstrap)
+  if [[ ${#missing[@]} -gt 0 ]]; then
+    command -v apt-get >/dev/null || die "no apt-get to install ${missing[*]} with"
+    echo "start-dockerd: installing Debian's ${missing[*]}"
+    # Package scripts must not start a daemon with default flags: policy-rc.d says no while installing.
+    had_policy=0; [[ -e /usr/sbin/policy-rc.d ]] && had_policy=1
+    [[ $had_policy == 1 ]] || { printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; }
+    status=0
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"; } || status=$?
+    [[ $had_policy == 1 ]] || rm -f /usr/sbin/policy-rc.d
+    [[ $status == 0 ]] || die "apt-get install ${missing[*]} failed (exit $status)"
+  fi
+fi
+
 if answers; then
   echo "start-dockerd: a Docker daemon already answers; leaving it as it is"
   exit 0
 fi
-
-if ! command -v dockerd >/dev/null; then
-  [[ $mode == install ]] || die "dockerd is not installed (run with --install, or: apt-get install docker.io)"
-  command -v apt-get >/dev/null || die "dockerd is not installed and there is no apt-get to install docker.io with"
-  echo "start-dockerd: installing Debian's docker.io"
-  # Package scripts must not start a daemon with default flags: policy-rc.d says no while installing.
-  had_policy=0; [[ -e /usr/sbin/policy-rc.d ]] && had_policy=1
-  [[ $had_policy == 1 ]] || { printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; }
-  status=0
-  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io; } || status=$?
-  [[ $had_policy == 1 ]] || rm -f /usr/sbin/policy-rc.d
-  [[ $status == 0 ]] || die "apt-get install docker.io failed (exit $status)"
-fi
+command -v dockerd >/dev/null || die "dockerd is not installed (run with --install, or: apt-get install docker.io)"
 
 mkdir -p "$state_dir"
 nohup dockerd \
