@@ -29,8 +29,8 @@ public sealed class ContainerTests(ITestOutputHelper output)
     private sealed record ContainerNode(string Name, string Role, int Port, string HostOutDir);
 
     /// <summary>
-    /// How each node is started, all in one place: the subcommand, its address and how it finds
-    /// the others. Today the seed joins itself and the workers name it with --seed-node. With
+    /// How each node is started, all in one place (with <see cref="StartEnvironment"/>): the
+    /// subcommand, its address and how it finds the others. Today the seed joins itself and the workers name it with --seed-node. With
     /// Cluster Bootstrap the nodes find each other by config discovery instead: drop --seed-node
     /// and give every node actortrain.discovery.method = config and the list of all nodes'
     /// management endpoints (actortrain.discovery.config.endpoints), with a management port each.
@@ -47,6 +47,10 @@ public sealed class ContainerTests(ITestOutputHelper output)
         "--intra-op-threads", "1",
         "--no-progress",
     ];
+
+    /// <summary>Environment variables of each node's container (none today), beside <see cref="StartArguments"/>.</summary>
+    private static IReadOnlyDictionary<string, string> StartEnvironment(ContainerNode node, IReadOnlyList<ContainerNode> all) =>
+        new Dictionary<string, string>();
 
     [DockerFact]
     [SupportedOSPlatform("linux")] // the attribute skips elsewhere
@@ -98,8 +102,10 @@ public sealed class ContainerTests(ITestOutputHelper output)
             foreach (var node in nodes)
             {
                 var name = $"actortrain-{run}-{node.Name}";
+                var environment = StartEnvironment(node, nodes).SelectMany(e => new[] { "--env", $"{e.Key}={e.Value}" });
                 Docker(["run", "--detach", "--name", name, "--label", $"org.actortrain.test={run}", "--network", "host",
-                    "--read-only", "--tmpfs", "/tmp", "--volume", $"{node.HostOutDir}:{ContainerOutDir}", tag, .. StartArguments(node, nodes)]);
+                    "--read-only", "--tmpfs", "/tmp", "--volume", $"{node.HostOutDir}:{ContainerOutDir}", .. environment,
+                    tag, .. StartArguments(node, nodes)]);
                 containers.Add(name);
             }
 
