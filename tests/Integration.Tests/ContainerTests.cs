@@ -26,21 +26,18 @@ public sealed class ContainerTests(ITestOutputHelper output)
     /// <summary>The non-root user the Dockerfile makes and runs the program as.</summary>
     private const string ImageUser = "10001:10001";
 
-    private sealed record ContainerNode(string Name, string Role, int Port, string HostOutDir);
+    private sealed record ContainerNode(string Name, string Role, int Port, int ManagementPort, string HostOutDir);
 
     /// <summary>
     /// How each node is started, all in one place (with <see cref="StartEnvironment"/>): the
-    /// subcommand, its address and how it finds the others. Today the seed joins itself and the workers name it with --seed-node. With
-    /// Cluster Bootstrap the nodes find each other by config discovery instead: drop --seed-node
-    /// and give every node actortrain.discovery.method = config and the list of all nodes'
-    /// management endpoints (actortrain.discovery.config.endpoints), with a management port each.
+    /// subcommand, its address and name. No seed-node list: the nodes find each other by Cluster
+    /// Bootstrap with config discovery, set through the environment.
     /// </summary>
     private static IReadOnlyList<string> StartArguments(ContainerNode node, IReadOnlyList<ContainerNode> all) =>
     [
         node.Role,
         "--hostname", "127.0.0.1",
         "--port", node.Port.ToString(CultureInfo.InvariantCulture),
-        "--seed-node", $"127.0.0.1:{all[0].Port}",
         "--node-name", node.Name,
         "--min-nodes", all.Count.ToString(CultureInfo.InvariantCulture),
         "--epochs", "1",
@@ -48,9 +45,15 @@ public sealed class ContainerTests(ITestOutputHelper output)
         "--no-progress",
     ];
 
-    /// <summary>Environment variables of each node's container (none today), beside <see cref="StartArguments"/>.</summary>
+    /// <summary>Each container's environment: config discovery over every node's management endpoint, and its own management port.</summary>
     private static IReadOnlyDictionary<string, string> StartEnvironment(ContainerNode node, IReadOnlyList<ContainerNode> all) =>
-        new Dictionary<string, string>();
+        new Dictionary<string, string>
+        {
+            ["ACTORTRAIN__DISCOVERY__METHOD"] = "config",
+            ["ACTORTRAIN__DISCOVERY__CONFIG__ENDPOINTS"] = "[" + string.Join(", ", all.Select(n => $"\"127.0.0.1:{n.ManagementPort}\"")) + "]",
+            ["AKKA__MANAGEMENT__HTTP__HOSTNAME"] = "127.0.0.1",
+            ["AKKA__MANAGEMENT__HTTP__PORT"] = node.ManagementPort.ToString(CultureInfo.InvariantCulture),
+        };
 
     [DockerFact]
     [SupportedOSPlatform("linux")] // the attribute skips elsewhere
@@ -96,7 +99,7 @@ public sealed class ContainerTests(ITestOutputHelper output)
                 {
                     var dir = Directory.CreateDirectory(Path.Combine(work.FullName, "out-" + n.Item1)).FullName;
                     File.SetUnixFileMode(dir, (UnixFileMode)0b111_111_111);
-                    return new ContainerNode(n.Item1, n.Item2, NodeProcess.FreePort(), dir);
+                    return new ContainerNode(n.Item1, n.Item2, NodeProcess.FreePort(), NodeProcess.FreePort(), dir);
                 })
                 .ToList();
             foreach (var node in nodes)
