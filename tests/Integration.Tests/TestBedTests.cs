@@ -45,6 +45,37 @@ public class TestBedTests
     }
 
     [TestBedFact]
+    public async Task TestBed_three_hosts_without_seed_nodes_bootstrap_by_config_discovery_and_train_to_equal_replicas()
+    {
+        using var bed = NetnsTestBed.Create(3);
+        const string port = "4053", management = "8558";
+        var outDir = Repo.TempDir();
+        // No --seed-node anywhere: every host lists the others' management endpoints, as a config-discovery deployment would.
+        var endpoints = "[" + string.Join(",", Enumerable.Range(1, 3).Select(h => $"\"{bed.Ip(h)}:{management}\"")) + "]";
+        NodeProcess Node(int host, string role, string name, string output) => bed.Start(host, name, role, "--hostname", bed.Ip(host), "--port", port,
+            "--node-name", name, "--min-nodes", "3", "--epochs", "1", "--out", output, "--intra-op-threads", "1", "--no-progress",
+            "--set", "actortrain.discovery.method=config",
+            "--set", $"actortrain.discovery.config.endpoints={endpoints}",
+            "--set", $"akka.management.http.hostname={bed.Ip(host)}",
+            "--set", $"akka.management.http.port={management}");
+        // The workers start first: whichever host forms the cluster, the coordinator lands on the seed role.
+        var workers = new[] { 2, 3 }.Select(h => Node(h, "worker", $"worker{h}", Repo.TempDir())).ToArray();
+        var seed = Node(1, "seed", "seed", outDir);
+
+        var codes = await Task.WhenAll(new[] { seed }.Concat(workers).Select(n => n.WaitForExitAsync(RunTimeout)));
+        Assert.True(codes.All(c => c == 0),
+            $"exit codes {string.Join(",", codes)}\nseed:\n{seed.Tail()}\nworker2:\n{workers[0].Tail()}\nworker3:\n{workers[1].Tail()}");
+
+        using var report = JsonDocument.Parse(File.ReadAllText(Path.Combine(outDir, "run-report.json")));
+        var r = report.RootElement;
+        Assert.Equal(3, r.GetProperty("world_size").GetInt32());
+        var checksums = r.GetProperty("replica_checksums").EnumerateObject().Select(p => p.Value.GetString()).ToList();
+        Assert.Equal(3, checksums.Count);
+        Assert.Single(checksums.Distinct());
+        Assert.True(r.GetProperty("replicas_equal").GetBoolean());
+    }
+
+    [TestBedFact]
     public async Task TestBed_a_cut_host_is_unreachable_until_healed_a_shaped_link_has_tbf_and_dispose_leaves_nothing()
     {
         string prefix;
