@@ -29,17 +29,7 @@ public class TestBedTests
             "--hostname", bed.Ip(h), "--port", port, "--seed-node", seedAddress, "--node-name", $"worker{h}",
             "--out", Repo.TempDir(), "--intra-op-threads", "1", "--no-progress")).ToArray();
 
-        var codes = await Task.WhenAll(new[] { seed }.Concat(workers).Select(n => n.WaitForExitAsync(RunTimeout)));
-        Assert.True(codes.All(c => c == 0),
-            $"exit codes {string.Join(",", codes)}\nseed:\n{seed.Tail()}\nworker2:\n{workers[0].Tail()}\nworker3:\n{workers[1].Tail()}");
-
-        using var report = JsonDocument.Parse(File.ReadAllText(Path.Combine(outDir, "run-report.json")));
-        var r = report.RootElement;
-        Assert.Equal(3, r.GetProperty("world_size").GetInt32());
-        var checksums = r.GetProperty("replica_checksums").EnumerateObject().Select(p => p.Value.GetString()).ToList();
-        Assert.Equal(3, checksums.Count);
-        Assert.Single(checksums.Distinct());
-        Assert.True(r.GetProperty("replicas_equal").GetBoolean());
+        await AssertAllSucceedWithEqualReplicas(seed, workers, outDir);
         // The nodes joined over the bed's addresses, not loopback.
         Assert.Contains(bed.Ip(2), seed.Output + workers[0].Output);
     }
@@ -62,17 +52,7 @@ public class TestBedTests
         var workers = new[] { 2, 3 }.Select(h => Node(h, "worker", $"worker{h}", Repo.TempDir())).ToArray();
         var seed = Node(1, "seed", "seed", outDir);
 
-        var codes = await Task.WhenAll(new[] { seed }.Concat(workers).Select(n => n.WaitForExitAsync(RunTimeout)));
-        Assert.True(codes.All(c => c == 0),
-            $"exit codes {string.Join(",", codes)}\nseed:\n{seed.Tail()}\nworker2:\n{workers[0].Tail()}\nworker3:\n{workers[1].Tail()}");
-
-        using var report = JsonDocument.Parse(File.ReadAllText(Path.Combine(outDir, "run-report.json")));
-        var r = report.RootElement;
-        Assert.Equal(3, r.GetProperty("world_size").GetInt32());
-        var checksums = r.GetProperty("replica_checksums").EnumerateObject().Select(p => p.Value.GetString()).ToList();
-        Assert.Equal(3, checksums.Count);
-        Assert.Single(checksums.Distinct());
-        Assert.True(r.GetProperty("replicas_equal").GetBoolean());
+        await AssertAllSucceedWithEqualReplicas(seed, workers, outDir);
     }
 
     [TestBedFact]
@@ -116,6 +96,22 @@ public class TestBedTests
         Assert.DoesNotContain(prefix, namespaces);
         Assert.DoesNotContain(prefix, links);
         Assert.False(Directory.Exists($"/run/actortrain-testbed/{prefix}"));
+    }
+
+    /// <summary>Every node exits 0 and the seed's report has three equal replicas.</summary>
+    private static async Task AssertAllSucceedWithEqualReplicas(NodeProcess seed, NodeProcess[] workers, string outDir)
+    {
+        var codes = await Task.WhenAll(new[] { seed }.Concat(workers).Select(n => n.WaitForExitAsync(RunTimeout)));
+        Assert.True(codes.All(c => c == 0),
+            $"exit codes {string.Join(",", codes)}\nseed:\n{seed.Tail()}\nworker2:\n{workers[0].Tail()}\nworker3:\n{workers[1].Tail()}");
+
+        using var report = JsonDocument.Parse(File.ReadAllText(Path.Combine(outDir, "run-report.json")));
+        var r = report.RootElement;
+        Assert.Equal(3, r.GetProperty("world_size").GetInt32());
+        var checksums = r.GetProperty("replica_checksums").EnumerateObject().Select(p => p.Value.GetString()).ToList();
+        Assert.Equal(3, checksums.Count);
+        Assert.Single(checksums.Distinct());
+        Assert.True(r.GetProperty("replicas_equal").GetBoolean());
     }
 
     private static async Task<bool> Eventually(Func<Task<bool>> check, TimeSpan within)
