@@ -22,8 +22,20 @@ public sealed class NodeLogger : ReceiveActor, IRequiresMessageQueue<ILoggerMess
     {
         var output = NodeOutput.Get(Context.System);
         Receive<InitializeLogger>(_ => Sender.Tell(new LoggerInitialized()));
-        Receive<LogEvent>(e => Write(output, e));
+        var debug = Context.System.Settings.LogLevel.Equals("DEBUG", StringComparison.OrdinalIgnoreCase);
+        Receive<LogEvent>(e =>
+        {
+            if (debug || !IsShutdownNoise(e)) Write(output, e);
+        });
     }
+
+    /// <summary>
+    /// Akka.Remote's warning when both ends of a connection close it at once, as when the nodes of a
+    /// finished run leave together: nothing is lost, so it is shown at DEBUG only.
+    /// </summary>
+    public static bool IsShutdownNoise(LogEvent e) =>
+        e is Warning && e.LogSource is { } source && (source.Contains("TcpClientHandler") || source.Contains("TcpServerHandler"))
+        && e.Message?.ToString()?.StartsWith("Unable to REMOVE channel", StringComparison.Ordinal) == true;
 
     private static void Write(NodeOutput output, LogEvent e)
     {

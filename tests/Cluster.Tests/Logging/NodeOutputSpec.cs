@@ -91,6 +91,22 @@ public sealed class NodeOutputSpec : IDisposable
     }
 
     [Fact]
+    public void Remotings_warning_about_a_channel_closed_from_both_ends_is_left_out_but_its_other_warnings_are_not()
+    {
+        var lines = new RecordingLines();
+        var config = ConfigurationFactory.ParseString("akka.loggers = [\"ActorTrain.Cluster.Logging.NodeLogger, ActorTrain.Cluster\"]").WithFallback(Quiet);
+        var system = Start("output-noise", lines, config);
+        const string source = "akka://actortrain/TcpClientHandler";
+        system.EventStream.Publish(new Warning(source, typeof(object), "Unable to REMOVE channel [a->b](Id=1) from connection group. May not shut down cleanly."));
+        system.EventStream.Publish(new Warning(source, typeof(object), "the connection to b was reset"));
+        NodeLine line;
+        do line = lines.Next(); while (!line.Text.Contains("connection"));
+        Assert.Contains("the connection to b was reset", line.Text);
+        Assert.True(NodeLogger.IsShutdownNoise(new Warning(source, typeof(object), "Unable to REMOVE channel [x]")));
+        Assert.False(NodeLogger.IsShutdownNoise(new Error(null, source, typeof(object), "Unable to REMOVE channel [x]")));
+    }
+
+    [Fact]
     public void Without_a_sink_the_lines_go_through_akkas_logging()
     {
         var system = Start("output-fallback", sink: null);
