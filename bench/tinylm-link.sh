@@ -36,7 +36,7 @@ cleanup() { "$bed" down >/dev/null 2>&1 || true; rm -rf "$work"; }
 trap cleanup EXIT
 "$bed" up 2 --subnet 10.219.0 >/dev/null
 # 8 windows per trainer and step, 2 trainers: samples per epoch = steps x 16.
-export TINYLM_SAMPLES_PER_EPOCH=$(( steps * 16 ))
+samples=$(( steps * 16 ))
 printf '%-10s %-20s %10s %9s %9s %9s %8s\n' rate setting samples/s step_ms comp_ms cross_ms exposed
 for rate in ${rates//,/ }; do
   "$bed" shape 1 "$rate" >/dev/null; "$bed" shape 2 "$rate" >/dev/null
@@ -44,7 +44,7 @@ for rate in ${rates//,/ }; do
     name=${entry%%:*}; hocon=${entry#*:}
     out=$work/$rate-$name; mkdir -p "$out"
     tr ';' '\n' <<<"$hocon" > "$out/run.conf"
-    common=(--epochs 1 --out "$out" --no-progress --intra-op-threads 1 --config "$out/run.conf" --min-nodes 2 --seed-node 10.219.0.1:4053)
+    common=(--epochs 1 --set "actortrain.job.samples-per-epoch=$samples" --out "$out" --no-progress --intra-op-threads 1 --config "$out/run.conf" --min-nodes 2 --seed-node 10.219.0.1:4053)
     "$bed" exec 1 dotnet "$dll" seed --hostname 10.219.0.1 --port 4053 --node-name h1 "${common[@]}" > "$out/seed.log" 2>&1 &
     seed=$!
     "$bed" exec 2 dotnet "$dll" worker --hostname 10.219.0.2 --port 4053 --node-name h2 "${common[@]}" > "$out/worker.log" 2>&1 &

@@ -4,15 +4,13 @@ using ActorTrain.Hosting;
 
 // Same subcommands as the MNIST example: seed | worker | local | status.
 FortuneCorpus corpus;
-int samplesPerEpoch;
 try
 {
     corpus = FortuneCorpus.Load(TinyLmJob.DefaultCorpusFile());
-    samplesPerEpoch = TinyLmJob.SamplesPerEpochFromEnvironment();
 }
 catch (Exception e) when (e is IOException or InvalidDataException or FormatException or UnauthorizedAccessException)
 {
     Console.Error.WriteLine($"error: {e.Message}");
     return ExitCodes.BadConfiguration;
 }
-return ActorTrainHost.Run(args, new TinyLmJob(corpus, samplesPerEpoch));
+return ActorTrainHost.Run(args, new TinyLmJob(corpus));

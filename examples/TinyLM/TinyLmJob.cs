@@ -10,7 +10,7 @@ namespace ActorTrain.Examples.TinyLM;
 /// AdamW with a linear warm-up and gradient clipping, and the held-out loss in nats and in bits per
 /// byte (<c>val_loss</c>, <c>val_bpc</c>) after each epoch.
 /// </summary>
-public sealed class TinyLmJob(FortuneCorpus corpus, int samplesPerEpoch) : TrainingJob
+public sealed class TinyLmJob(FortuneCorpus corpus) : TrainingJob
 {
     public const double PeakLearningRate = 1e-3;
     public const int WarmupSteps = 10;
@@ -22,11 +22,12 @@ public sealed class TinyLmJob(FortuneCorpus corpus, int samplesPerEpoch) : Train
     /// <summary>Held-out windows rank 0 evaluates after each epoch, spread over the held-out text.</summary>
     public const int HeldOutWindows = 128;
 
-    /// <summary>Overrides <see cref="DefaultSamplesPerEpoch"/>; every node of a run must see the same value.</summary>
-    public const string SamplesPerEpochVariable = "TINYLM_SAMPLES_PER_EPOCH";
+    /// <summary>The job's setting for the windows per epoch (<see cref="DefaultSamplesPerEpoch"/> unless set): <c>actortrain.job.samples-per-epoch</c>.</summary>
+    public const string SamplesPerEpochKey = "samples-per-epoch";
 
     private static int _described;
     private readonly EpochClock _clock = new();
+    private int _samplesPerEpoch = DefaultSamplesPerEpoch;
 
     public TransformerShape Shape { get; } = TransformerShape.Default;
 
@@ -35,7 +36,7 @@ public sealed class TinyLmJob(FortuneCorpus corpus, int samplesPerEpoch) : Train
     // 8 windows of 64 bytes per trainer and step: 512 windows make 32 steps per epoch on 2 nodes.
     // The gradient (22.7 MB) spans about six buckets of 4 MiB, so the reduction of the later layers' buckets
     // can start during backward when overlap-backward is on.
-    public override string DefaultConfig => """
+    public override string DefaultConfig => $"""
         actortrain.training.batch-size = 8
         actortrain.training.epochs = 10
         actortrain.training.log-interval = 8
@@ -43,7 +44,10 @@ public sealed class TinyLmJob(FortuneCorpus corpus, int samplesPerEpoch) : Train
         # buckets reduced while backward runs, bf16 on the wire; 42.6 samples/s against 33.2 without.
         actortrain.sync.overlap-backward = on
         actortrain.sync.compression = bf16
+        actortrain.job.samples-per-epoch = {DefaultSamplesPerEpoch}
         """;
+
+    public override void Configure(JobSettings settings) => _samplesPerEpoch = settings.GetInt(SamplesPerEpochKey, min: 1);
 
     public override nn.Module<Tensor, Tensor> CreateModel()
     {
@@ -53,7 +57,7 @@ public sealed class TinyLmJob(FortuneCorpus corpus, int samplesPerEpoch) : Train
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"tinylm: {model.ParameterCount:N0} parameters ({model.ParameterCount * sizeof(float) / 1e6:0.0} MB float32 gradient), " +
                 $"{Shape.Layers} layers × {Shape.Width} wide, {Shape.Heads} heads, context {Shape.Context} bytes; " +
-                $"{corpus.Training.Length:N0} training and {corpus.HeldOut.Length:N0} held-out bytes, {samplesPerEpoch:N0} windows per epoch"));
+                $"{corpus.Training.Length:N0} training and {corpus.HeldOut.Length:N0} held-out bytes, {_samplesPerEpoch:N0} windows per epoch"));
         return model;
     }
 
@@ -67,7 +71,7 @@ public sealed class TinyLmJob(FortuneCorpus corpus, int samplesPerEpoch) : Train
     public override Tensor ComputeLoss(Tensor output, Tensor target) =>
         nn.functional.cross_entropy(output.reshape(-1, output.shape[^1]), target.reshape(-1));
 
-    public override IBatchSource LoadTrainingData() => new TextWindows(corpus.Training, Shape.Context, samplesPerEpoch, _clock);
+    public override IBatchSource LoadTrainingData() => new TextWindows(corpus.Training, Shape.Context, _samplesPerEpoch, _clock);
 
     public override IBatchSource? LoadTestData() => TextWindows.Tiling(corpus.HeldOut, Shape.Context, HeldOutWindows);
 
@@ -91,16 +95,6 @@ public sealed class TinyLmJob(FortuneCorpus corpus, int samplesPerEpoch) : Train
     /// <summary>The corpus beside the program (data/fortunes.txt.gz), or the file ACTORTRAIN_TINYLM_CORPUS names.</summary>
     public static string DefaultCorpusFile() =>
         Environment.GetEnvironmentVariable("ACTORTRAIN_TINYLM_CORPUS") is { Length: > 0 } file ? file : Path.Combine(AppContext.BaseDirectory, "data", "fortunes.txt.gz");
-
-    /// <summary><see cref="DefaultSamplesPerEpoch"/>, or the positive integer in <see cref="SamplesPerEpochVariable"/>.</summary>
-    public static int SamplesPerEpochFromEnvironment()
-    {
-        var text = Environment.GetEnvironmentVariable(SamplesPerEpochVariable);
-        if (string.IsNullOrEmpty(text)) return DefaultSamplesPerEpoch;
-        return int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var value) && value > 0
-            ? value
-            : throw new FormatException($"{SamplesPerEpochVariable}: expected a positive whole number of windows, got \"{text}\"");
-    }
 }
 
 /// <summary>

@@ -21,9 +21,9 @@ public sealed class TinyLmTests
     public async Task Two_nodes_train_the_language_model_one_short_epoch_to_equal_replicas_and_a_falling_loss()
     {
         var outDir = Repo.TempDir();
-        using var launcher = NodeProcess.StartProgram("tinylm", ExampleDll,
-            new Dictionary<string, string> { ["TINYLM_SAMPLES_PER_EPOCH"] = SamplesPerEpoch.ToString(CultureInfo.InvariantCulture) },
-            "local", "--nodes", "2", "--epochs", "1", "--out", outDir, "--no-progress");
+        using var launcher = NodeProcess.StartProgram("tinylm", ExampleDll, new Dictionary<string, string>(),
+            "local", "--nodes", "2", "--epochs", "1", "--out", outDir, "--no-progress",
+            "--set", $"actortrain.job.samples-per-epoch={SamplesPerEpoch.ToString(CultureInfo.InvariantCulture)}");
         var code = await launcher.WaitForExitAsync(RunTimeout);
         var output = launcher.Output;
         Assert.True(code == 0, $"exit code {code}\n{Tail(output)}");
@@ -58,6 +58,17 @@ public sealed class TinyLmTests
         Assert.False(r.TryGetProperty("test_accuracy", out _), "the language model reports no classification accuracy");
         Assert.True(File.Exists(Path.Combine(outDir, "val_bpc.png")), "a plot per job metric");
         Assert.True(r.GetProperty("timings_ms").GetProperty("cross_node").GetDouble() > 0, "two nodes must reduce across nodes");
+    }
+
+    [Fact]
+    public async Task A_job_setting_of_the_wrong_kind_is_a_usage_error_naming_the_key_and_where_it_came_from()
+    {
+        using var node = NodeProcess.StartProgram("tinylm-bad", ExampleDll,
+            new Dictionary<string, string> { ["ACTORTRAIN__JOB__SAMPLES_PER_EPOCH"] = "many" }, "seed", "--no-progress", "--epochs", "1");
+        Assert.Equal(2, await node.WaitForExitAsync(TimeSpan.FromSeconds(60)));
+        Assert.Contains("actortrain.job.samples-per-epoch", node.Output);
+        Assert.Contains("ACTORTRAIN__JOB__SAMPLES_PER_EPOCH", node.Output);
+        Assert.Contains("\"many\"", node.Output);
     }
 
     private static string ExampleDll

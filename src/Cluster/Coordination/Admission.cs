@@ -25,6 +25,7 @@ internal sealed class Admission<TNode>(string jobId, int maxNodes, Func<TNode, s
     private readonly List<Registration<TNode>> _members = [];
     private readonly List<Registration<TNode>> _joiners = [];
     private string? _fingerprint;
+    private string? _jobSettings;
     private int _trainersPerNode;
 
     public IReadOnlyList<Registration<TNode>> Members => _members;
@@ -41,6 +42,8 @@ internal sealed class Admission<TNode>(string jobId, int maxNodes, Func<TNode, s
             return $"job id \"{r.JobId}\" differs from the coordinator's \"{jobId}\"";
         if (_fingerprint is not null && r.ModelFingerprint != _fingerprint)
             return $"model fingerprint {r.ModelFingerprint} differs from the registered nodes' {_fingerprint} (another model definition)";
+        if (_jobSettings is not null && r.JobSettingsDigest != _jobSettings)
+            return $"its job settings (actortrain.job, digest {Shown(r.JobSettingsDigest)}) differ from the registered nodes' ({Shown(_jobSettings)}); every node of a run needs the same";
         if (r.TrainerCount < 1)
             return "a node needs at least one trainer";
         if (_trainersPerNode != 0 && r.TrainerCount != _trainersPerNode)
@@ -100,11 +103,14 @@ internal sealed class Admission<TNode>(string jobId, int maxNodes, Func<TNode, s
     private Registration<TNode> Add(List<Registration<TNode>> into, RegisterNode r, TNode node)
     {
         _fingerprint ??= r.ModelFingerprint;
+        _jobSettings ??= r.JobSettingsDigest;
         if (_trainersPerNode == 0) _trainersPerNode = r.TrainerCount;
         var registration = new Registration<TNode>(r, node);
         into.Add(registration);
         return registration;
     }
+
+    private static string Shown(string digest) => digest.Length == 0 ? "none set" : digest;
 
     /// <summary>The registration of <paramref name="name"/>, when <paramref name="node"/> is the one that made it.</summary>
     public Registration<TNode>? Find(string name, TNode node) => All.FirstOrDefault(x => x.Name == name && x.Node.Equals(node));
@@ -139,6 +145,7 @@ internal sealed class Admission<TNode>(string jobId, int maxNodes, Func<TNode, s
     {
         if (Total > 0) return;
         _fingerprint = null;
+        _jobSettings = null;
         _trainersPerNode = 0;
     }
 

@@ -28,7 +28,8 @@ public sealed record RegisterNode(
     [property: Key(7)] string[] Devices,
     [property: Key(8)] string DataPlaneEndpoint,
     [property: Key(9)] NodeRejoin? Rejoin,
-    [property: Key(10)] CheckpointOffer? Checkpoint) : IActorTrainMessage;
+    [property: Key(10)] CheckpointOffer? Checkpoint,
+    [property: Key(11)] string JobSettingsDigest = "") : IActorTrainMessage;
 
 /// <summary>
 /// Sent with a registration by a node started with <c>--resume</c>: the newest valid checkpoint

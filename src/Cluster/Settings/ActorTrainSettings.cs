@@ -55,6 +55,8 @@ public sealed record ActorTrainSettings
     public ClusterSecretSettings ClusterSecret { get; init; } = ClusterSecretSettings.Off;
     /// <summary>Akka.Management's endpoint (health checks) and how the cluster forms (seed nodes or Cluster Bootstrap).</summary>
     public ManagementSettings Management { get; init; } = ManagementSettings.Off;
+    /// <summary>The digest of the job's own settings (<see cref="JobSection"/>): nodes with other job settings are refused.</summary>
+    public string JobSettingsDigest { get; init; } = "";
 
     /// <summary>ActorTrain's embedded defaults (reference.conf) with Akka's below them.</summary>
     public static Config DefaultConfig() =>
@@ -76,6 +78,7 @@ public sealed record ActorTrainSettings
         return new ActorTrainSettings
         {
             JobId = c.String("actortrain.job-id", allowEmpty: true),
+            JobSettingsDigest = JobSection.Digest(config),
             NodeName = c.String("actortrain.node-name", allowEmpty: true),
             MinNodes = c.Int("actortrain.min-nodes", min: 1, max: 4096),
             MaxNodes = c.Int("actortrain.max-nodes", min: 0, max: 4096),

@@ -71,8 +71,6 @@ internal sealed class NodeActor : ReceiveActor, IWithTimers
     public static Props Props(ActorTrainSettings settings, TrainingJob job, IActorRef coordinator, NodeMetrics metrics, IProgressSink display, NodeSession? session = null) =>
         Akka.Actor.Props.Create(() => new NodeActor(settings, job, coordinator, metrics, display, session));
 
-    private int LocalSize => _trainers.Count;
-
     protected override SupervisorStrategy SupervisorStrategy() => new OneForOneStrategy(0, TimeSpan.Zero, e =>
     {
         // A trainer that throws has a replica in an unknown state: the run cannot go on.
@@ -135,8 +133,9 @@ internal sealed class NodeActor : ReceiveActor, IWithTimers
 
     private void Register()
     {
-        _coordinator.Tell(new RegisterNode(_settings.JobId, ActorTrainSettings.ProtocolVersion, _trainers.Fingerprint, _nodeName, LocalSize,
-            Self.Path.ToStringWithAddress(_cluster.SelfAddress), _dataPlane!.EndpointPath, _trainers.Devices, _dataPlane.Endpoint, _registration.Rejoin, _world is null ? _offer : null));
+        _coordinator.Tell(new RegisterNode(_settings.JobId, ActorTrainSettings.ProtocolVersion, _trainers.Fingerprint, _nodeName, _trainers.Count,
+            Self.Path.ToStringWithAddress(_cluster.SelfAddress), _dataPlane!.EndpointPath, _trainers.Devices, _dataPlane.Endpoint, _registration.Rejoin,
+            _world is null ? _offer : null, _settings.JobSettingsDigest));
     }
 
     private void OnWorld(WorldAssignment w)
@@ -185,9 +184,9 @@ internal sealed class NodeActor : ReceiveActor, IWithTimers
         var me = w.Nodes[index];
         var (threads, trainersOnHost, myHost) = NodeDevices.IntraOpThreads(_settings.Node, w, me);
         _trainers.StartProgress(me.FirstRank);
-        var groups = ProcessGroup.ForNode(new GroupMember(me.FirstRank, w.WorldSize, 0, index, w.Nodes.Length), LocalSize, intraNode, cross,
+        var groups = ProcessGroup.ForNode(new GroupMember(me.FirstRank, w.WorldSize, 0, index, w.Nodes.Length), _trainers.Count, intraNode, cross,
             WireCompressionNames.Parse(w.Plan.Compression), new GenerationScope(w.Generation, _cancel.Generation));
-        for (var i = 0; i < LocalSize; i++)
+        for (var i = 0; i < _trainers.Count; i++)
         {
             _trainers[i].Tell(new HistoryUpdate(_history)); // what checkpoints record of the run, before the world
             _trainers[i].Tell(new ConfigureTrainer(w.Generation, me.FirstRank + i, w.WorldSize, w.Plan, groups[i],
@@ -195,7 +194,7 @@ internal sealed class NodeActor : ReceiveActor, IWithTimers
         }
         Timers.StartPeriodicTimer("progress", ReportProgress.Instance, ReportProgress.Interval);
         ProgressLine.Info("Generation {0}: this node is {1} of {2} in the ring, global ranks {3}..{4}, intra-node {5}, {6} intra-op thread(s) per trainer ({7} trainer(s) on {8})",
-            w.Generation, index, w.Nodes.Length, me.FirstRank, me.FirstRank + LocalSize - 1, intraNode.Name, threads, trainersOnHost, myHost);
+            w.Generation, index, w.Nodes.Length, me.FirstRank, me.FirstRank + _trainers.Count - 1, intraNode.Name, threads, trainersOnHost, myHost);
         _coordinatorRef.Tell(new NodeReady(w.Generation, _nodeName));
     }
 

@@ -20,8 +20,9 @@ internal static class ConfigLoader
         Load(configFile, configFile is null ? null : ReadFile(configFile), jobDefaults, jobName, overrides, layers);
 
     /// <summary>Same, with the config file already read (it may be a pipe that reads only once).</summary>
+    /// <param name="configureJob">Given the loaded configuration (the job's <see cref="Jobs.TrainingJob.Configure"/>); its errors are reported like the settings'.</param>
     public static (Config Config, ActorTrainSettings Settings) Load(string? configFile, string? configText, string jobDefaults, string jobName,
-        IReadOnlyList<string> overrides, ConfigLayers? layers = null)
+        IReadOnlyList<string> overrides, ConfigLayers? layers = null, Action<Config>? configureJob = null)
     {
         layers ??= ConfigLayers.Process;
         var source = configFile ?? "(no --config file)";
@@ -40,6 +41,7 @@ internal static class ConfigLoader
         {
             var settings = ActorTrainSettings.Create(config);
             if (string.IsNullOrEmpty(settings.JobId)) settings = settings with { JobId = jobName };
+            configureJob?.Invoke(config);
             return (config, settings);
         }
         catch (SettingsException e)

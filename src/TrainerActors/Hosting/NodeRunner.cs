@@ -167,7 +167,7 @@ public static class NodeRunner
             if (probe.GetStringList("akka.cluster.seed-nodes").Count == 0 && !probeSettings.Management.Bootstraps)
                 throw new UsageException($"{configFile ?? "command line"}: akka.cluster.seed-nodes is empty; a worker needs the seed's address (--seed-node host:port), or a discovery method (actortrain.discovery.method)");
         }
-        return ConfigLoader.Load(configFile, text, job.DefaultConfig, job.Name, lines, layers);
+        return ConfigLoader.Load(configFile, text, job.DefaultConfig, job.Name, lines, layers, c => job.Configure(new JobSettings(c)));
     }
 
     private static void WatchParent(Lifetime lifetime)

@@ -29,6 +29,13 @@ public abstract class TrainingJob
     /// <summary>HOCON placed under the user's config files: the job's own defaults (e.g. log-interval).</summary>
     public virtual string DefaultConfig => "";
 
+    /// <summary>
+    /// Called once per node process, before anything else of the job, with its own settings
+    /// (<c>actortrain.job</c>): read what the job needs here (hyperparameters, the size of its data).
+    /// A <see cref="Cluster.Settings.SettingsException"/> from it is reported as a usage error naming the key.
+    /// </summary>
+    public virtual void Configure(JobSettings settings) { }
+
     public abstract nn.Module<Tensor, Tensor> CreateModel();
 
     public abstract optim.Optimizer CreateOptimizer(nn.Module<Tensor, Tensor> model);

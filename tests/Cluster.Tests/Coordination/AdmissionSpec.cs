@@ -24,6 +24,22 @@ public sealed class AdmissionSpec
     }
 
     [Fact]
+    public void Admission_must_refuse_a_node_whose_job_settings_differ_and_forget_them_once_nobody_is_registered()
+    {
+        var admission = NewAdmission();
+        admission.Admit(Register("a") with { JobSettingsDigest = "d-1" }, "a");
+
+        Assert.Contains("job settings (actortrain.job, digest d-2) differ from the registered nodes' (d-1)",
+            admission.Refusal(Register("b") with { JobSettingsDigest = "d-2" }, "b"));
+        Assert.Contains("digest none set", admission.Refusal(Register("b"), "b"));
+        Assert.Null(admission.Refusal(Register("b") with { JobSettingsDigest = "d-1" }, "b"));
+
+        admission.RemoveWhere(r => r.Name == "a", joinersToo: true);
+        admission.ForgetModelIfEmpty();
+        Assert.Null(admission.Refusal(Register("b") with { JobSettingsDigest = "d-2" }, "b"));
+    }
+
+    [Fact]
     public void Admission_must_keep_a_name_for_the_sender_that_registered_it()
     {
         var admission = NewAdmission();

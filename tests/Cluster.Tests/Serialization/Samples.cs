@@ -24,7 +24,7 @@ internal static class Samples
     /// <summary>One message per wire type, every field set to something other than its default.</summary>
     public static readonly IReadOnlyDictionary<Type, object> Full = new object[]
     {
-        new RegisterNode("mnist", 1, "fp-9c1e", "node-a", 2, "akka.tcp://actortrain@10.0.0.1:4053/user/node", "akka.tcp://actortrain@10.0.0.1:4053/user/actortrain-endpoint", ["cpu", "cpu"], "10.0.0.1:4054", Rejoin, new CheckpointOffer("/data/ckpt/ckpt-000000158.atc", Halt, History)),
+        new RegisterNode("mnist", 1, "fp-9c1e", "node-a", 2, "akka.tcp://actortrain@10.0.0.1:4053/user/node", "akka.tcp://actortrain@10.0.0.1:4053/user/actortrain-endpoint", ["cpu", "cpu"], "10.0.0.1:4054", Rejoin, new CheckpointOffer("/data/ckpt/ckpt-000000158.atc", Halt, History), "9f2c4e1d0a7b3c55"),
         new NodeRegistered("node-a", 1, 3),
         new RegistrationRefused("job id \"x\" differs from the coordinator's \"y\""),
         new WorldAssignment(7, [NodeA, NodeB], 4, Plan, new ResumePoint(3, new TrainingPosition(158, 4, 1280, 20, true, 41.5, 20, 1), 377, "ckpt/ckpt-000000158.atc"), History),
