@@ -200,6 +200,11 @@ public sealed class KubernetesManifestTests
         var claim = Str(Items(seed, "spec", "volumeClaimTemplates").Single(), "metadata", "name");
         var mount = Items(m.Container(seed), "volumeMounts").Single(v => Str(v, "name") == claim);
         Assert.Equal(m.Settings.Training.OutDir, Str(mount, "mountPath"));
+        // A restarted seed goes on from its checkpoints on that claim: they are written there, and read back from there.
+        var checkpoints = m.Settings.Checkpoint.ResolveDir(m.Settings.Training.OutDir);
+        Assert.StartsWith(Str(mount, "mountPath") + "/", checkpoints);
+        Assert.True(m.Settings.Checkpoint.AtEpochEnd || m.Settings.Checkpoint.EverySteps > 0, "the seed must write checkpoints to resume from");
+        Assert.Equal(checkpoints, m.Settings.Checkpoint.ResumeFrom);
         // The image is the one kustomize's images entry points elsewhere.
         var image = Str(Items(LoadOne(Path.Combine(Dir("base"), "kustomization.yaml")), "images").Single(), "name");
         foreach (var set in m.StatefulSets) Assert.StartsWith(image + ":", Str(m.Container(set), "image"));
