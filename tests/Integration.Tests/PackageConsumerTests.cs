@@ -64,7 +64,8 @@ public sealed class PackageConsumerTests(ITestOutputHelper output) : IDisposable
         await Dotnet(project, BuildTimeout, "build", "-c", "Release");
         var dll = Path.Combine(project, "bin", "Release", "net10.0", $"{ProjectName}.dll");
 
-        var run = await Run(project, RunTimeout, "dotnet", dll, "local", "--nodes", "2", "--epochs", "2", "--out", outDir, "--no-progress");
+        var run = await Run(project, RunTimeout, "dotnet", dll, "local", "--nodes", "2", "--epochs", "2", "--out", outDir, "--no-progress",
+            "--set", "actortrain.job.hidden=48");
         output.WriteLine(run.Output);
         Assert.True(run.ExitCode == 0, $"local --nodes 2 exited {run.ExitCode}:\n{run.Output}");
 
@@ -80,6 +81,8 @@ public sealed class PackageConsumerTests(ITestOutputHelper output) : IDisposable
         var r2 = r.GetProperty("test_r2").GetDouble();
         Assert.True(r2 > 0.5, $"R² on the held-out points is {r2}; the output:\n{run.Output}");
         Assert.True(r.GetProperty("test_mse").GetDouble() >= 0);
+        // The job's own setting reached every node's model (--set over the job's default of 32).
+        Assert.Equal(48, r.GetProperty("hidden_units").GetDouble());
         Assert.False(r.TryGetProperty("test_accuracy", out _), "a job with metrics of its own gets no assumed accuracy");
         Assert.All(r.GetProperty("epoch_history").EnumerateArray(), e => Assert.True(e.TryGetProperty("test_r2", out _)));
         Assert.True(File.Exists(Path.Combine(outDir, "test_r2.png")), "a plot per job metric");
@@ -177,11 +180,16 @@ public sealed class PackageConsumerTests(ITestOutputHelper output) : IDisposable
         sealed class RegressionJob : TrainingJob
         {
             public override string Name => "regression";
-            public override string DefaultConfig => "actortrain.training { batch-size = 32, log-interval = 25 }";
+            public override string DefaultConfig => "actortrain.training { batch-size = 32, log-interval = 25 }\nactortrain.job.hidden = 32";
+
+            private int _hidden;
+
+            // The job's own setting: the width of the hidden layer (the run sets it with --set).
+            public override void Configure(JobSettings settings) => _hidden = settings.GetInt("hidden", min: 1);
 
             public override nn.Module<Tensor, Tensor> CreateModel() => nn.Sequential(
-                ("fc1", nn.Linear(Points.Features, 32)), ("bn1", nn.BatchNorm1d(32)), ("relu1", nn.ReLU()),
-                ("fc2", nn.Linear(32, 1)));
+                ("fc1", nn.Linear(Points.Features, _hidden)), ("bn1", nn.BatchNorm1d(_hidden)), ("relu1", nn.ReLU()),
+                ("fc2", nn.Linear(_hidden, 1)));
 
             public override optim.Optimizer CreateOptimizer(nn.Module<Tensor, Tensor> model) =>
                 optim.SGD(model.parameters(), learningRate: 0.02, momentum: 0.9);
@@ -202,7 +210,7 @@ public sealed class PackageConsumerTests(ITestOutputHelper output) : IDisposable
                 var (input, target) = data.GetBatch(all, context.Device);
                 var residual = (model.call(input) - target).pow(2).sum().item<float>();
                 var total = (target - target.mean()).pow(2).sum().item<float>();
-                return new Dictionary<string, double> { ["test_r2"] = 1.0 - residual / total, ["test_mse"] = residual / data.Count };
+                return new Dictionary<string, double> { ["test_r2"] = 1.0 - residual / total, ["test_mse"] = residual / data.Count, ["hidden_units"] = _hidden };
             }
         }
 

@@ -16,13 +16,23 @@ public sealed class SpiralJob : TrainingJob
     /// <summary>job.conf beside the program: this job's HOCON defaults.</summary>
     public override string DefaultConfig => File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "job.conf"));
 
+    private int _hidden;
+    private double _learningRate;
+
+    /// <summary>The job's own settings (actortrain.job in job.conf), read once per node before anything else.</summary>
+    public override void Configure(JobSettings settings)
+    {
+        _hidden = settings.GetInt("hidden", min: 1);
+        _learningRate = settings.GetDouble("learning-rate");
+    }
+
     public override nn.Module<Tensor, Tensor> CreateModel() => nn.Sequential(
-        ("fc1", nn.Linear(2, 64)), ("relu1", nn.ReLU()),
-        ("fc2", nn.Linear(64, 64)), ("relu2", nn.ReLU()),
-        ("out", nn.Linear(64, Spirals.Classes)));
+        ("fc1", nn.Linear(2, _hidden)), ("relu1", nn.ReLU()),
+        ("fc2", nn.Linear(_hidden, _hidden)), ("relu2", nn.ReLU()),
+        ("out", nn.Linear(_hidden, Spirals.Classes)));
 
     public override optim.Optimizer CreateOptimizer(nn.Module<Tensor, Tensor> model) =>
-        optim.SGD(model.parameters(), learningRate: 0.1, momentum: 0.9);
+        optim.SGD(model.parameters(), learningRate: _learningRate, momentum: 0.9);
 
     // Every node makes the same points: the data depend on the seed alone, never on the rank.
     public override IBatchSource LoadTrainingData() => new Spirals(pointsPerClass: 1000, seed: 1);
@@ -34,7 +44,7 @@ public sealed class SpiralJob : TrainingJob
     // each optimizer step and a learning rate that halves after epoch 3. Override Evaluate to report
     // metrics of your own instead of test_accuracy.
     public override IReadOnlyList<TrainingCallback> CreateCallbacks() =>
-        [new ClipGradientNorm(maxNorm: 5.0), new EpochLearningRate(epoch => epoch <= 3 ? 0.1 : 0.05)];
+        [new ClipGradientNorm(maxNorm: 5.0), new EpochLearningRate(epoch => epoch <= 3 ? _learningRate : _learningRate / 2)];
 }
 
 /// <summary>Points on three noisy spiral arms in the plane, labelled by arm.</summary>
