@@ -59,7 +59,7 @@ internal static class RingMeasurement
             await BarrierAsync(transport, barrier, iteration, cancellationToken);
 
             long start = Stopwatch.GetTimestamp();
-            await RingAllReduce.RunAsync(transport, buffer, Generation, iteration, DataBucket, lane: 0, cancellationToken, spec.Compression);
+            await RingAllReduce.RunAsync(transport, buffer, ChunkKey.Call(Generation, iteration, DataBucket, lane: 0), cancellationToken, spec.Compression);
             var elapsed = Stopwatch.GetElapsedTime(start);
 
             Verify(buffer, expected, iteration);
@@ -83,7 +83,7 @@ internal static class RingMeasurement
     private static async Task BarrierAsync(IRingTransport transport, float[] barrier, long step, CancellationToken cancellationToken)
     {
         Array.Fill(barrier, 1f);
-        await RingAllReduce.RunAsync(transport, barrier, Generation, step, BarrierBucket, lane: 0, cancellationToken);
+        await RingAllReduce.RunAsync(transport, barrier, ChunkKey.Call(Generation, step, BarrierBucket, lane: 0), cancellationToken);
         if (barrier.Any(v => v != transport.PeerCount))
         {
             throw new InvalidOperationException($"Barrier {step} summed to [{string.Join(", ", barrier)}], expected {transport.PeerCount} everywhere.");

@@ -434,4 +434,8 @@ public sealed record GradientChunk(
     int RingStep,
     int Chunk,
     int FromPeer,
-    ReadOnlyMemory<float> Data);
+    ReadOnlyMemory<float> Data)
+{
+    /// <summary>The chunk's place in its ring all-reduce, the key a receive matches.</summary>
+    internal Sync.Transport.ChunkKey Key => new(Generation, Step, Bucket, Lane, RingStep, Chunk);
+}

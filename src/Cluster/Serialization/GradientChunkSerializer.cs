@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.Runtime.InteropServices;
 using ActorTrain.Cluster.Protocol;
+using ActorTrain.Sync.Transport;
 using Akka.Actor;
 using Akka.Serialization;
 using SerializationException = System.Runtime.Serialization.SerializationException;
@@ -52,16 +53,18 @@ public sealed class GradientChunkSerializer : Serializer
     /// <see cref="ToBinary"/> then hands out those bytes as they are. The chunk's
     /// <see cref="GradientChunk.Data"/> reads the floats from the same array, for a local receiver.
     /// </summary>
-    public static GradientChunk Prepare(long generation, long step, int bucket, int lane, int ringStep, int chunk, int fromPeer, ReadOnlySpan<float> data)
+    internal static GradientChunk Prepare(ChunkKey key, int fromPeer, ReadOnlySpan<float> data)
     {
-        if (!BitConverter.IsLittleEndian)
-            return new GradientChunk(generation, step, bucket, lane, ringStep, chunk, fromPeer, data.ToArray());
+        if (!BitConverter.IsLittleEndian) return Chunk(key, fromPeer, data.ToArray());
 
         var bytes = GC.AllocateUninitializedArray<byte>(SerializedSize(data.Length));
-        WriteHeader(bytes, generation, step, bucket, lane, ringStep, chunk, fromPeer, data.Length);
+        WriteHeader(bytes, key, fromPeer, data.Length);
         MemoryMarshal.AsBytes(data).CopyTo(bytes.AsSpan(HeaderSize));
-        return new GradientChunk(generation, step, bucket, lane, ringStep, chunk, fromPeer, new SerializedChunkFloats(bytes).Memory);
+        return Chunk(key, fromPeer, new SerializedChunkFloats(bytes).Memory);
     }
+
+    private static GradientChunk Chunk(ChunkKey key, int fromPeer, ReadOnlyMemory<float> data) =>
+        new(key.Generation, key.Step, key.Bucket, key.Lane, key.RingStep, key.Chunk, fromPeer, data);
 
     public override byte[] ToBinary(object obj)
     {
@@ -70,7 +73,7 @@ public sealed class GradientChunkSerializer : Serializer
 
         var data = chunk.Data.Span;
         var bytes = GC.AllocateUninitializedArray<byte>(SerializedSize(data.Length));
-        WriteHeader(bytes, chunk.Generation, chunk.Step, chunk.Bucket, chunk.Lane, chunk.RingStep, chunk.Chunk, chunk.FromPeer, data.Length);
+        WriteHeader(bytes, chunk.Key, chunk.FromPeer, data.Length);
         var payload = MemoryMarshal.Cast<byte, int>(bytes.AsSpan(HeaderSize));
         if (BitConverter.IsLittleEndian)
         {
@@ -94,20 +97,15 @@ public sealed class GradientChunkSerializer : Serializer
         var bytes = view.Serialized;
         if (start != 0 || SerializedSize(length) != bytes.Length) return null;
         Span<byte> header = stackalloc byte[HeaderSize];
-        WriteHeader(header, chunk.Generation, chunk.Step, chunk.Bucket, chunk.Lane, chunk.RingStep, chunk.Chunk, chunk.FromPeer, length);
+        WriteHeader(header, chunk.Key, chunk.FromPeer, length);
         return header.SequenceEqual(bytes.AsSpan(0, HeaderSize)) ? bytes : null;
     }
 
-    private static void WriteHeader(Span<byte> header, long generation, long step, int bucket, int lane, int ringStep, int chunk, int fromPeer, int count)
+    private static void WriteHeader(Span<byte> header, ChunkKey key, int fromPeer, int count)
     {
         BinaryPrimitives.WriteUInt16LittleEndian(header, Magic);
         BinaryPrimitives.WriteUInt16LittleEndian(header[2..], FormatVersion);
-        BinaryPrimitives.WriteInt64LittleEndian(header[4..], generation);
-        BinaryPrimitives.WriteInt64LittleEndian(header[12..], step);
-        BinaryPrimitives.WriteInt32LittleEndian(header[20..], bucket);
-        BinaryPrimitives.WriteInt32LittleEndian(header[24..], lane);
-        BinaryPrimitives.WriteInt32LittleEndian(header[28..], ringStep);
-        BinaryPrimitives.WriteInt32LittleEndian(header[32..], chunk);
+        key.Write(header[4..]);
         BinaryPrimitives.WriteInt32LittleEndian(header[36..], fromPeer);
         BinaryPrimitives.WriteInt32LittleEndian(header[40..], count);
     }
@@ -137,15 +135,10 @@ public sealed class GradientChunkSerializer : Serializer
         if (version != FormatVersion)
             throw Malformed(bytes, $"format version {version}, this node reads version {FormatVersion} (another protocol version?)");
 
-        var generation = BinaryPrimitives.ReadInt64LittleEndian(header[4..]);
-        var step = BinaryPrimitives.ReadInt64LittleEndian(header[12..]);
-        var bucket = BinaryPrimitives.ReadInt32LittleEndian(header[20..]);
-        var lane = BinaryPrimitives.ReadInt32LittleEndian(header[24..]);
-        var ringStep = BinaryPrimitives.ReadInt32LittleEndian(header[28..]);
-        var chunkIndex = BinaryPrimitives.ReadInt32LittleEndian(header[32..]);
+        var key = ChunkKey.Read(header[4..]);
         var fromPeer = BinaryPrimitives.ReadInt32LittleEndian(header[36..]);
         var count = BinaryPrimitives.ReadInt32LittleEndian(header[40..]);
-        if (NegativeId(generation, bucket, lane, ringStep, chunkIndex, fromPeer) is { } id)
+        if (NegativeId(key, fromPeer) is { } id)
             throw Malformed(bytes, $"negative {id}");
         if (count < 0)
             throw Malformed(bytes, $"negative element count {count}");
@@ -172,15 +165,16 @@ public sealed class GradientChunkSerializer : Serializer
             data = floats;
         }
 
-        return new GradientChunk(generation, step, bucket, lane, ringStep, chunkIndex, fromPeer, data);
+        return Chunk(key, fromPeer, data);
     }
 
-    private static string? NegativeId(long generation, int bucket, int lane, int ringStep, int chunk, int fromPeer) =>
-        generation < 0 ? $"generation {generation}"
-        : bucket < 0 ? $"bucket {bucket}"
-        : lane < 0 ? $"lane {lane}"
-        : ringStep < 0 ? $"ring step {ringStep}"
-        : chunk < 0 ? $"chunk index {chunk}"
+    /// <summary>Every id but the step (broadcasts use negative steps) is zero or more.</summary>
+    private static string? NegativeId(ChunkKey key, int fromPeer) =>
+        key.Generation < 0 ? $"generation {key.Generation}"
+        : key.Bucket < 0 ? $"bucket {key.Bucket}"
+        : key.Lane < 0 ? $"lane {key.Lane}"
+        : key.RingStep < 0 ? $"ring step {key.RingStep}"
+        : key.Chunk < 0 ? $"chunk index {key.Chunk}"
         : fromPeer < 0 ? $"sending peer {fromPeer}"
         : null;
 

@@ -40,7 +40,7 @@ internal sealed class AkkaRingTransport : IRingTransport
         // Tell returns before the message is serialized (or, to a local endpoint, delivered), and the
         // ring may overwrite its buffer once this returns: the message gets a copy of its own, made
         // straight in the form it goes on the wire in.
-        var chunk = GradientChunkSerializer.Prepare(key.Generation, key.Step, key.Bucket, key.Lane, key.RingStep, key.Chunk, PeerIndex, data.Span);
+        var chunk = GradientChunkSerializer.Prepare(key, PeerIndex, data.Span);
         // Sent from this node's own endpoint: the receiver admits a chunk only from the address of the peer it names.
         _endpoints[peer].Tell(chunk, _endpoints[PeerIndex]);
         _metrics?.AddBytes(TransportLabel.Akka, sent: true, (long)data.Length * sizeof(float));

@@ -30,16 +30,10 @@ internal static class RingAllReduce
     /// All peers end with bitwise identical buffers: each segment is summed once, by its owner, and copied
     /// from there.
     /// </summary>
-    public static Task RunAsync(
-        IRingTransport transport,
-        Memory<float> buffer,
-        long generation,
-        long step,
-        int bucket,
-        int lane,
-        CancellationToken cancellationToken,
+    /// <param name="key">The call's generation, step, bucket and lane (its ring step and chunk are the ring's own).</param>
+    public static Task RunAsync(IRingTransport transport, Memory<float> buffer, ChunkKey key, CancellationToken cancellationToken,
         WireCompression compression = WireCompression.None) =>
-        RunAsync(transport, buffer, new RingCall(new ChunkKey(generation, step, bucket, lane, 0, 0), compression, RingPhases.Both), cancellationToken);
+        RunAsync(transport, buffer, new RingCall(key, compression, RingPhases.Both), cancellationToken);
 
     /// <summary>
     /// Runs the phases <paramref name="call"/> names of the ring all-reduce on <paramref name="buffer"/>. The reduce-scatter alone

@@ -1,3 +1,5 @@
+using System.Buffers.Binary;
+
 namespace ActorTrain.Sync.Transport;
 
 /// <summary>
@@ -11,7 +13,32 @@ namespace ActorTrain.Sync.Transport;
 /// <param name="Lane">Which cross-node ring: the local rank whose slice this is.</param>
 /// <param name="RingStep">0..2(N-1)-1: reduce-scatter steps first, then all-gather steps.</param>
 /// <param name="Chunk">Index of the chunk within the segment sent at this ring step.</param>
-internal readonly record struct ChunkKey(long Generation, long Step, int Bucket, int Lane, int RingStep, int Chunk);
+internal readonly record struct ChunkKey(long Generation, long Step, int Bucket, int Lane, int RingStep, int Chunk)
+{
+    /// <summary>The key of a whole collective call: its ring steps and chunks are numbered by the ring.</summary>
+    public static ChunkKey Call(long generation, long step, int bucket, int lane) => new(generation, step, bucket, lane, 0, 0);
+
+    /// <summary>Bytes of the key on the wire (both transports' frame headers carry it): generation, step, bucket, lane, ring step, chunk, little-endian.</summary>
+    public const int WireSize = 32;
+
+    public void Write(Span<byte> destination)
+    {
+        BinaryPrimitives.WriteInt64LittleEndian(destination, Generation);
+        BinaryPrimitives.WriteInt64LittleEndian(destination[8..], Step);
+        BinaryPrimitives.WriteInt32LittleEndian(destination[16..], Bucket);
+        BinaryPrimitives.WriteInt32LittleEndian(destination[20..], Lane);
+        BinaryPrimitives.WriteInt32LittleEndian(destination[24..], RingStep);
+        BinaryPrimitives.WriteInt32LittleEndian(destination[28..], Chunk);
+    }
+
+    public static ChunkKey Read(ReadOnlySpan<byte> source) => new(
+        Generation: BinaryPrimitives.ReadInt64LittleEndian(source),
+        Step: BinaryPrimitives.ReadInt64LittleEndian(source[8..]),
+        Bucket: BinaryPrimitives.ReadInt32LittleEndian(source[16..]),
+        Lane: BinaryPrimitives.ReadInt32LittleEndian(source[20..]),
+        RingStep: BinaryPrimitives.ReadInt32LittleEndian(source[24..]),
+        Chunk: BinaryPrimitives.ReadInt32LittleEndian(source[28..]));
+}
 
 /// <summary>
 /// Moves chunks of float data between the peers of a cross-node ring. Peers are numbered

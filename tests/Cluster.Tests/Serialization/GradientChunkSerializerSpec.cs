@@ -1,3 +1,4 @@
+using ActorTrain.Sync.Transport;
 using System.Buffers.Binary;
 using System.Runtime.InteropServices;
 using ActorTrain.Cluster.Protocol;
@@ -174,7 +175,7 @@ public class GradientChunkSerializerSpec(LocalSystemFixture fixture) : IClassFix
     {
         var source = FloatsOfBits(AwkwardBits);
         var plain = Sample(source.ToArray());
-        var prepared = GradientChunkSerializer.Prepare(7, -2, 3, 1, 5, 4, 2, source);
+        var prepared = GradientChunkSerializer.Prepare(new ChunkKey(7, -2, 3, 1, 5, 4), 2, source);
         source.AsSpan().Fill(0);
         var serializer = Serializer;
 
@@ -192,7 +193,7 @@ public class GradientChunkSerializerSpec(LocalSystemFixture fixture) : IClassFix
     [Fact]
     public void A_copy_of_a_prepared_chunk_with_other_ids_or_part_of_its_data_must_serialize_what_it_holds()
     {
-        var prepared = GradientChunkSerializer.Prepare(7, -2, 3, 1, 5, 4, 2, FloatsOfBits(AwkwardBits));
+        var prepared = GradientChunkSerializer.Prepare(new ChunkKey(7, -2, 3, 1, 5, 4), 2, FloatsOfBits(AwkwardBits));
         var otherLane = prepared with { Lane = 9 };
         var tail = prepared with { Data = prepared.Data[2..] };
 
@@ -205,7 +206,7 @@ public class GradientChunkSerializerSpec(LocalSystemFixture fixture) : IClassFix
     [Fact]
     public unsafe void Pinning_a_prepared_chunk_must_point_at_its_floats()
     {
-        var prepared = GradientChunkSerializer.Prepare(1, 1, 0, 0, 0, 0, 0, [1f, 2f, 3f]);
+        var prepared = GradientChunkSerializer.Prepare(new ChunkKey(1, 1, 0, 0, 0, 0), 0, [1f, 2f, 3f]);
 
         using var whole = prepared.Data.Pin();
         using var fromSecond = prepared.Data[1..].Pin();

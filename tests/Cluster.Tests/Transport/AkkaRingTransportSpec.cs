@@ -67,7 +67,7 @@ public class AkkaRingTransportSpec(RingOfSystems ring) : IClassFixture<RingOfSys
         var buffers = inputs.Select(x => x.ToArray()).ToArray();
         using var timeout = new CancellationTokenSource(TestConfig.Timeout);
         await Task.WhenAll(ring.Transports.Select((t, p) =>
-            Task.Run(() => RingAllReduce.RunAsync(t, buffers[p], RingOfSystems.Generation, step, bucket, lane: 0, timeout.Token))));
+            Task.Run(() => RingAllReduce.RunAsync(t, buffers[p], ChunkKey.Call(RingOfSystems.Generation, step, bucket, lane: 0), timeout.Token))));
         return buffers;
     }
 

@@ -111,7 +111,7 @@ public class GradientEndpointActorSpec : IClassFixture<LocalSystemFixture>
     public async Task Endpoint_must_deliver_a_chunk_sent_in_its_wire_form_without_remoting()
     {
         // What AkkaRingTransport sends; delivered locally it is never serialized, and its floats are read from the wire bytes.
-        var chunk = GradientChunkSerializer.Prepare(Generation, 5, 0, 0, 1, 0, 1, [4f, -0.5f]);
+        var chunk = GradientChunkSerializer.Prepare(new ChunkKey(Generation, 5, 0, 0, 1, 0), 1, [4f, -0.5f]);
 
         Assert.Equal(new Counters(1, 0), CountersAfterSending(chunk));
         Assert.Equal(new[] { 4f, -0.5f }, await ReceivedFloats(chunk));

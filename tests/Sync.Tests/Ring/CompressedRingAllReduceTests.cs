@@ -118,8 +118,8 @@ public class CompressedRingAllReduceTests
         using var cts = new CancellationTokenSource(TestData.Timeout);
         var runs = new[]
         {
-            RingAllReduce.RunAsync(ring[0], new float[100], 1, 1, 0, 0, cts.Token, WireCompression.None),
-            RingAllReduce.RunAsync(ring[1], new float[100], 1, 1, 0, 0, cts.Token, WireCompression.Fp16),
+            RingAllReduce.RunAsync(ring[0], new float[100], ChunkKey.Call(1, 1, 0, 0), cts.Token, WireCompression.None),
+            RingAllReduce.RunAsync(ring[1], new float[100], ChunkKey.Call(1, 1, 0, 0), cts.Token, WireCompression.Fp16),
         };
 
         var error = await Assert.ThrowsAsync<InvalidOperationException>(() => runs[0].WaitAsync(TestData.Timeout));
@@ -132,7 +132,7 @@ public class CompressedRingAllReduceTests
     {
         using var cts = new CancellationTokenSource(TestData.Timeout);
         var runs = ring.Select((transport, p) =>
-            RingAllReduce.RunAsync(transport, buffers[p], generation: 3, step: 11, bucket: 2, lane: 0, cts.Token, format));
+            RingAllReduce.RunAsync(transport, buffers[p], ChunkKey.Call(generation: 3, step: 11, bucket: 2, lane: 0), cts.Token, format));
         await Task.WhenAll(runs).WaitAsync(TestData.Timeout);
     }
 

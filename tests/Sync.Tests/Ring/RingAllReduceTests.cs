@@ -64,7 +64,7 @@ public class RingAllReduceTests
         var expected = perBucket.Select(buffers => TestData.ReferenceSum(buffers, 999)).ToArray();
 
         var runs = perBucket.SelectMany((buffers, bucket) => Enumerable.Range(0, n).Select(p =>
-            RingAllReduce.RunAsync(ring[p], buffers[p], generation: 1, step: 5, bucket, lane: 0, CancellationToken.None)));
+            RingAllReduce.RunAsync(ring[p], buffers[p], ChunkKey.Call(generation: 1, step: 5, bucket, lane: 0), CancellationToken.None)));
         await Task.WhenAll(runs).WaitAsync(TestData.Timeout);
 
         for (int bucket = 0; bucket < perBucket.Length; bucket++)
@@ -97,7 +97,7 @@ public class RingAllReduceTests
 
         // Peer 2 never takes part.
         var runs = Enumerable.Range(0, 2)
-            .Select(p => RingAllReduce.RunAsync(ring[p], new float[100], 1, 1, 0, 0, cts.Token))
+            .Select(p => RingAllReduce.RunAsync(ring[p], new float[100], ChunkKey.Call(1, 1, 0, 0), cts.Token))
             .ToArray();
 
         foreach (var run in runs)
@@ -113,8 +113,8 @@ public class RingAllReduceTests
         var failing = new FailingTransport(ring[1], failAtRingStep: 2);
         using var cts = new CancellationTokenSource(TestData.Timeout);
 
-        var run = RingAllReduce.RunAsync(failing, new float[100], 1, 1, 0, 0, cts.Token);
-        var others = new[] { 0, 2 }.Select(p => RingAllReduce.RunAsync(ring[p], new float[100], 1, 1, 0, 0, cts.Token)).ToArray();
+        var run = RingAllReduce.RunAsync(failing, new float[100], ChunkKey.Call(1, 1, 0, 0), cts.Token);
+        var others = new[] { 0, 2 }.Select(p => RingAllReduce.RunAsync(ring[p], new float[100], ChunkKey.Call(1, 1, 0, 0), cts.Token)).ToArray();
 
         var error = await Assert.ThrowsAsync<IOException>(() => run.WaitAsync(TestData.Timeout));
         Assert.Equal("link down", error.Message);
@@ -133,8 +133,8 @@ public class RingAllReduceTests
 
         var runs = new[]
         {
-            RingAllReduce.RunAsync(ring[0], new float[100], 1, 1, 0, 0, cts.Token),
-            RingAllReduce.RunAsync(ring[1], new float[120], 1, 1, 0, 0, cts.Token),
+            RingAllReduce.RunAsync(ring[0], new float[100], ChunkKey.Call(1, 1, 0, 0), cts.Token),
+            RingAllReduce.RunAsync(ring[1], new float[120], ChunkKey.Call(1, 1, 0, 0), cts.Token),
         };
 
         await Assert.ThrowsAsync<InvalidOperationException>(() => runs[0].WaitAsync(TestData.Timeout));
@@ -146,7 +146,7 @@ public class RingAllReduceTests
     {
         using var cts = new CancellationTokenSource(TestData.Timeout);
         var runs = ring.Select((transport, p) =>
-            RingAllReduce.RunAsync(transport, buffers[p], generation: 3, step: 11, bucket: 2, lane: 0, cts.Token));
+            RingAllReduce.RunAsync(transport, buffers[p], ChunkKey.Call(generation: 3, step: 11, bucket: 2, lane: 0), cts.Token));
         await Task.WhenAll(runs).WaitAsync(TestData.Timeout);
     }
 

@@ -163,21 +163,21 @@ internal sealed unsafe class NcclLibrary
         return error;
     }
 
-    /// <summary><c>ncclAllReduce</c> (enqueued on <paramref name="stream"/>).</summary>
-    public void AllReduce(IntPtr send, IntPtr receive, long count, NcclDataType type, NcclRedOp op, IntPtr comm, IntPtr stream) =>
-        Check("ncclAllReduce", _allReduce(send, receive, Count(count), (int)type, (int)op, comm, stream));
+    /// <summary><c>ncclAllReduce</c> of <see cref="NcclBuffers.Count"/> elements (enqueued on the queue's stream).</summary>
+    public void AllReduce(NcclBuffers b, NcclRedOp op, NcclQueue q) =>
+        Check("ncclAllReduce", _allReduce(b.Send, b.Receive, Count(b.Count), (int)b.Type, (int)op, q.Comm, q.Stream));
 
-    /// <summary><c>ncclReduceScatter</c>: <paramref name="receiveCount"/> elements per rank (enqueued on <paramref name="stream"/>).</summary>
-    public void ReduceScatter(IntPtr send, IntPtr receive, long receiveCount, NcclDataType type, NcclRedOp op, IntPtr comm, IntPtr stream) =>
-        Check("ncclReduceScatter", _reduceScatter(send, receive, Count(receiveCount), (int)type, (int)op, comm, stream));
+    /// <summary><c>ncclReduceScatter</c>: <see cref="NcclBuffers.Count"/> elements per rank received (enqueued on the queue's stream).</summary>
+    public void ReduceScatter(NcclBuffers b, NcclRedOp op, NcclQueue q) =>
+        Check("ncclReduceScatter", _reduceScatter(b.Send, b.Receive, Count(b.Count), (int)b.Type, (int)op, q.Comm, q.Stream));
 
-    /// <summary><c>ncclAllGather</c>: <paramref name="sendCount"/> elements per rank (enqueued on <paramref name="stream"/>).</summary>
-    public void AllGather(IntPtr send, IntPtr receive, long sendCount, NcclDataType type, IntPtr comm, IntPtr stream) =>
-        Check("ncclAllGather", _allGather(send, receive, Count(sendCount), (int)type, comm, stream));
+    /// <summary><c>ncclAllGather</c>: <see cref="NcclBuffers.Count"/> elements per rank sent (enqueued on the queue's stream).</summary>
+    public void AllGather(NcclBuffers b, NcclQueue q) =>
+        Check("ncclAllGather", _allGather(b.Send, b.Receive, Count(b.Count), (int)b.Type, q.Comm, q.Stream));
 
-    /// <summary><c>ncclBroadcast</c> from <paramref name="root"/> (enqueued on <paramref name="stream"/>).</summary>
-    public void Broadcast(IntPtr send, IntPtr receive, long count, NcclDataType type, int root, IntPtr comm, IntPtr stream) =>
-        Check("ncclBroadcast", _broadcast(send, receive, Count(count), (int)type, root, comm, stream));
+    /// <summary><c>ncclBroadcast</c> from <paramref name="root"/> (enqueued on the queue's stream).</summary>
+    public void Broadcast(NcclBuffers b, int root, NcclQueue q) =>
+        Check("ncclBroadcast", _broadcast(b.Send, b.Receive, Count(b.Count), (int)b.Type, root, q.Comm, q.Stream));
 
     /// <summary><c>ncclGroupStart</c>.</summary>
     public void GroupStart() => Check("ncclGroupStart", _groupStart());

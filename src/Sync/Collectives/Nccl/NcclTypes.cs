@@ -37,6 +37,12 @@ internal enum NcclRedOp
     Avg = 4,
 }
 
+/// <summary>The buffers of one NCCL collective: device pointers, the element count its C signature names, and the element type.</summary>
+internal readonly record struct NcclBuffers(IntPtr Send, IntPtr Receive, long Count, NcclDataType Type = NcclDataType.Float32);
+
+/// <summary>Where a collective runs: its communicator and the CUDA stream it is enqueued on.</summary>
+internal readonly record struct NcclQueue(IntPtr Comm, IntPtr Stream);
+
 /// <summary>Names of NCCL's result codes as nccl.h spells them, for error messages.</summary>
 internal static class NcclResults
 {

@@ -87,23 +87,12 @@ internal static class TcpWireFormat
     {
         BinaryPrimitives.WriteUInt32LittleEndian(destination, FrameMagic);
         BinaryPrimitives.WriteInt32LittleEndian(destination[4..], elementCount);
-        BinaryPrimitives.WriteInt64LittleEndian(destination[8..], key.Generation);
-        BinaryPrimitives.WriteInt64LittleEndian(destination[16..], key.Step);
-        BinaryPrimitives.WriteInt32LittleEndian(destination[24..], key.Bucket);
-        BinaryPrimitives.WriteInt32LittleEndian(destination[28..], key.Lane);
-        BinaryPrimitives.WriteInt32LittleEndian(destination[32..], key.RingStep);
-        BinaryPrimitives.WriteInt32LittleEndian(destination[36..], key.Chunk);
+        key.Write(destination[8..]);
     }
 
     public static FrameHeader ReadFrameHeader(ReadOnlySpan<byte> source) => new(
         BinaryPrimitives.ReadUInt32LittleEndian(source),
-        new ChunkKey(
-            Generation: BinaryPrimitives.ReadInt64LittleEndian(source[8..]),
-            Step: BinaryPrimitives.ReadInt64LittleEndian(source[16..]),
-            Bucket: BinaryPrimitives.ReadInt32LittleEndian(source[24..]),
-            Lane: BinaryPrimitives.ReadInt32LittleEndian(source[28..]),
-            RingStep: BinaryPrimitives.ReadInt32LittleEndian(source[32..]),
-            Chunk: BinaryPrimitives.ReadInt32LittleEndian(source[36..])),
+        ChunkKey.Read(source[8..]),
         BinaryPrimitives.ReadInt32LittleEndian(source[4..]));
 
     /// <summary>

@@ -172,7 +172,7 @@ public class TcpReceiveBufferPoolingTests
     private static async Task RunRing(IReadOnlyList<IRingTransport> peers, float[][] buffers, long step, WireCompression format)
     {
         using var cts = new CancellationTokenSource(TestData.Timeout);
-        var runs = peers.Select((t, p) => RingAllReduce.RunAsync(t, buffers[p], TcpTestRing.Generation, step, bucket: 0, lane: 0, cts.Token, format));
+        var runs = peers.Select((t, p) => RingAllReduce.RunAsync(t, buffers[p], ChunkKey.Call(TcpTestRing.Generation, step, bucket: 0, lane: 0), cts.Token, format));
         await Task.WhenAll(runs).WaitAsync(TestData.Timeout);
     }
 }

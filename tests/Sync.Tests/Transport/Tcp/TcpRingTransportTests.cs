@@ -248,7 +248,7 @@ public class TcpRingTransportTests
             0, [(IPEndPoint)listener.LocalEndpoint], listener, 1, TcpTestRing.Token, 16, CancellationToken.None).WaitAsync(TestData.Timeout);
         var buffer = new float[] { 1, 2, 3 };
 
-        await RingAllReduce.RunAsync(alone, buffer, 1, 1, 0, 0, CancellationToken.None);
+        await RingAllReduce.RunAsync(alone, buffer, ChunkKey.Call(1, 1, 0, 0), CancellationToken.None);
 
         Assert.Equal([1f, 2f, 3f], buffer);
         Assert.Throws<InvalidOperationException>(() => alone.SendAsync(0, new ChunkKey(1, 1, 0, 0, 0, 0), new float[1], CancellationToken.None));
@@ -290,7 +290,7 @@ public class TcpRingTransportTests
     internal static async Task RunRing(IReadOnlyList<IRingTransport> peers, float[][] buffers, long step)
     {
         using var cts = new CancellationTokenSource(TestData.Timeout);
-        var runs = peers.Select((t, p) => RingAllReduce.RunAsync(t, buffers[p], TcpTestRing.Generation, step, bucket: 0, lane: 0, cts.Token));
+        var runs = peers.Select((t, p) => RingAllReduce.RunAsync(t, buffers[p], ChunkKey.Call(TcpTestRing.Generation, step, bucket: 0, lane: 0), cts.Token));
         await Task.WhenAll(runs).WaitAsync(TestData.Timeout);
     }
 
