@@ -130,7 +130,7 @@ public sealed class RegroupProtocolSpec(LocalSystemFixture fixture) : IClassFixt
         var bed = new Bed(fixture.System, Elastic(minSurviving: 2), "a", "b");
         bed.Protocol.Begin(2, "node b was lost");
         bed.Protocol.Accept(Halted("a", 2, Halt(0, 10)));
-        bed.Protocol.Forget("b");
+        bed.Protocol.Round.Forget("b");
         bed.Admission.RemoveMember(bed.Member("b"));
         var fewer = bed.Conclude();
         Assert.Empty(fewer.Nodes);
