@@ -28,12 +28,24 @@ internal sealed class EpochCourse(RunRecorder record)
     /// <summary>The latest world sent out; null before the first generation forms.</summary>
     public WorldAssignment? World { get; private set; }
 
-    /// <summary>The run starts (or resumes from a checkpoint) with the seed's settings.</summary>
-    public void Start(ActorTrainSettings settings)
+    /// <summary>
+    /// The run starts with the seed's settings: with --resume from the furthest checkpoint any of <paramref name="nodes"/>
+    /// offers, keeping its history, otherwise fresh. Returns the replica it goes on from and that checkpoint (null: a fresh start).
+    /// </summary>
+    public (SourceChoice Source, CheckpointOffer? Checkpoint) Start<TNode>(ActorTrainSettings settings, IEnumerable<Registration<TNode>> nodes) where TNode : notnull
     {
         var (t, sync) = (settings.Training, settings.Sync);
         Plan = new TrainingPlan(t.Epochs, t.BatchSize, t.Seed, t.LogInterval, sync.BucketSizeBytes, sync.NonFiniteGradients == NonFiniteGradientPolicy.Fail,
             sync.TransportChunkSizeBytes, sync.Transport, [], sync.Compression.ToName(), t.AccumulationSteps, sync.BroadcastBuffers);
+        if (SourceReplica.FromCheckpoint(nodes) is not { } resumed)
+        {
+            record.Next("start");
+            return (SourceReplica.Fresh, null);
+        }
+        var (source, checkpoint) = resumed;
+        Adopt(checkpoint.History);
+        record.Next($"resumed from {checkpoint.File}");
+        return (source, checkpoint);
     }
 
     /// <summary>A coordinator that took over goes on with the plan and the generation the nodes bring back.</summary>
@@ -45,6 +57,13 @@ internal sealed class EpochCourse(RunRecorder record)
 
     /// <summary>A run that goes on keeps its history; its generations are not numbered again.</summary>
     public void Adopt(RunHistory history) => Generation = Math.Max(Generation, record.Adopt(history));
+
+    /// <summary>A node of a lost coordinator's world came back with the run's history: it is kept unless empty or shorter than the one held.</summary>
+    public void Rejoined(NodeRejoin rejoin)
+    {
+        var generations = rejoin.History.Generations.Length;
+        if (generations >= record.Generations.Count && generations > 0) Adopt(rejoin.History);
+    }
 
     /// <summary>
     /// The next generation (numbered after the last, and at least <paramref name="atLeast"/>), ranked as
@@ -84,6 +103,18 @@ internal sealed class EpochCourse(RunRecorder record)
     /// <summary>Takes a node's report of the running epoch; once all <paramref name="nodes"/> have reported, the epoch they made.</summary>
     public EpochRecord? Completed(EpochCompleted e, int nodes) =>
         e.Generation == Generation && e.Epoch == Epoch ? record.Tally(e, nodes) : null;
+
+    /// <summary>
+    /// A replica produced non-finite gradient values: the step was skipped on every replica, which is worth a warning;
+    /// under actortrain.sync.non-finite-gradients = fail the run ends.
+    /// </summary>
+    public Consequence NonFinite(NonFiniteGradientReported n)
+    {
+        var next = World?.Plan.FailOnNonFinite == true
+            ? Consequence.EndRun(ExitCodes.NonFiniteGradient, $"rank {n.Rank} on node {n.NodeName} produced a non-finite gradient at step {n.Step} (actortrain.sync.non-finite-gradients = fail)")
+            : Consequence.None;
+        return next with { Warnings = [$"Rank {n.Rank} on node {n.NodeName} produced {n.NonFiniteCount} non-finite gradient value(s) at step {n.Step}; the step was skipped on every replica"] };
+    }
 
     /// <summary>Training is over: each of <paramref name="nodes"/> is to hand in its final state.</summary>
     public void AwaitFinal(IEnumerable<string> nodes)

@@ -1,6 +1,7 @@
 using ActorTrain.Cluster.Protocol;
 using ActorTrain.Cluster.Settings;
 using Akka.Actor;
+using Akka.Cluster;
 using Akka.Event;
 using Registration = ActorTrain.Cluster.Coordination.Registration<Akka.Actor.IActorRef>;
 
@@ -87,9 +88,6 @@ internal sealed class RegroupProtocol(ElasticSettings elastic, Admission<IActorR
 
     public bool IsCurrent(RegroupTimedOut timeout) => timeout.Generation == Round.For;
 
-    /// <summary>The node is gone: the regroup neither waits for it nor uses its state.</summary>
-    public void Forget(string node) => Round.Forget(node);
-
     /// <summary>Drops the registrations that are gone (joiners too, unless only members); the regroup no longer waits for them.</summary>
     public List<Registration> Drop(Func<Registration, bool> gone, bool joinersToo)
     {
@@ -158,6 +156,22 @@ internal sealed class RegroupProtocol(ElasticSettings elastic, Admission<IActorR
     }
 
     public static Address VoterAddress(Registration r) => Quorum.AddressOf(r.Message.NodeActorPath) ?? r.Node.Path.Address;
+
+    /// <summary>The members up (or weakly up) in the cluster's <paramref name="state"/>: a coordinator that takes over waits for the last world's nodes among them.</summary>
+    public static IReadOnlySet<Address> Up(ClusterEvent.CurrentClusterState state) =>
+        state.Members.Where(m => m.Status is MemberStatus.Up or MemberStatus.WeaklyUp).Select(m => m.Address).ToHashSet();
+
+    /// <summary>Whether this side sees an address: a member of the cluster's <paramref name="state"/> that is not unreachable.</summary>
+    public static Func<Address, bool> Visible(ClusterEvent.CurrentClusterState state)
+    {
+        var unreachable = state.Unreachable.Select(m => m.Address).ToHashSet();
+        var members = state.Members.Select(m => m.Address).ToHashSet();
+        return a => !unreachable.Contains(a) && members.Contains(a);
+    }
+
+    /// <summary>Whether <paramref name="address"/> is still in the cluster (joining, up or weakly up): only then is a voter left out downed.</summary>
+    public static bool InCluster(ClusterEvent.CurrentClusterState state, Address address) =>
+        state.Members.Any(m => m.Address == address && m.Status is MemberStatus.Up or MemberStatus.WeaklyUp or MemberStatus.Joining);
 
     /// <summary>A voter's report while the quorum is lacking: it is a member again, and its state counts. False when not a voter's report for this regroup.</summary>
     public bool HaltedWhileLacking(NodeHalted h, IActorRef sender)

@@ -908,4 +908,19 @@ public sealed class CoordinatorActorSpec(SeedSystem seed) : IClassFixture<SeedSy
             seed.Kit.Sys.EventStream.Unsubscribe(log.Ref);
         }
     }
+
+    /// <summary>What <see cref="RegroupProtocol"/> reads from the cluster's state for the coordinator, on the seed that joined itself.</summary>
+    [Fact]
+    public void Coordinator_must_read_the_members_up_the_members_seen_and_those_still_in_the_cluster_from_the_cluster_state()
+    {
+        var cluster = Akka.Cluster.Cluster.Get(seed.Kit.Sys);
+        var gone = new Address("akka.tcp", "actortrain", "gone", 4053);
+
+        Assert.Equal([cluster.SelfAddress], RegroupProtocol.Up(cluster.State));
+        Assert.True(RegroupProtocol.Visible(cluster.State)(cluster.SelfAddress));
+        Assert.False(RegroupProtocol.Visible(cluster.State)(gone));
+        Assert.True(RegroupProtocol.InCluster(cluster.State, cluster.SelfAddress));
+        Assert.False(RegroupProtocol.InCluster(cluster.State, gone));
+        Assert.Empty(RegroupProtocol.Up(new Akka.Cluster.ClusterEvent.CurrentClusterState()));
+    }
 }

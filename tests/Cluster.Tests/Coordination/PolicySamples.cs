@@ -1,3 +1,4 @@
+using ActorTrain.Cluster.Coordination;
 using ActorTrain.Cluster.Protocol;
 using ActorTrain.Cluster.Settings;
 
@@ -22,6 +23,19 @@ internal static class PolicySamples
 
     public static RankProgress Rank(int rank, long step, double currentStepMs = 0, int waitingBucket = -1, double computeMs = 30) =>
         new(rank, step, 40, computeMs, currentStepMs, waitingBucket);
+
+    public static ElasticSettings Elastic(QuorumPolicy quorum = QuorumPolicy.Majority, int minSurviving = 1, double timeoutSeconds = 8) => new()
+    {
+        Enabled = true, RegroupTimeout = TimeSpan.FromSeconds(timeoutSeconds), MinSurvivingNodes = minSurviving, HangReportAfter = TimeSpan.FromSeconds(10),
+        Quorum = quorum, Rejoin = true, RejoinTimeout = TimeSpan.FromSeconds(300),
+    };
+
+    /// <summary>What a node of a lost coordinator's world brings back when it registers again.</summary>
+    public static NodeRejoin Rejoin(long generation, params TrainerHaltState[] trainers) =>
+        new(generation, trainers, RunHistory.Empty, new TrainingPlan(2, 16, 42, 10, 1 << 20, false, 1 << 16, "tcp", [], "none", 1), []);
+
+    /// <summary>A consequence by its parts, so that two with the same warnings compare equal (the record compares the lists by reference).</summary>
+    public static object Parts(Consequence c) => (c.Step, c.Why, c.ExitCode, c.Graceful, c.Watch, c.Reply, string.Join("\n", c.Warnings), c.Progress);
 
     public static WorldNode WorldNode(string name, int firstRank, int trainers = 2) =>
         new(name, $"akka.tcp://actortrain@{name}:4053/user/node", "", firstRank, trainers, ["cpu", "cpu"], "");

@@ -17,12 +17,6 @@ public sealed class RegroupProtocolSpec(LocalSystemFixture fixture) : IClassFixt
 {
     private static readonly Address Self = new("akka.tcp", "actortrain", "seed", 4053);
 
-    private static ElasticSettings Elastic(QuorumPolicy quorum = QuorumPolicy.Majority, int minSurviving = 1, double timeoutSeconds = 8) => new()
-    {
-        Enabled = true, RegroupTimeout = TimeSpan.FromSeconds(timeoutSeconds), MinSurvivingNodes = minSurviving, HangReportAfter = TimeSpan.FromSeconds(10),
-        Quorum = quorum, Rejoin = true, RejoinTimeout = TimeSpan.FromSeconds(300),
-    };
-
     /// <summary>A regroup over <paramref name="names"/>, all members and voters of the generation that trained.</summary>
     private sealed class Bed
     {
@@ -136,7 +130,7 @@ public sealed class RegroupProtocolSpec(LocalSystemFixture fixture) : IClassFixt
         var bed = new Bed(fixture.System, Elastic(minSurviving: 2), "a", "b");
         bed.Protocol.Begin(2, "node b was lost");
         bed.Protocol.Accept(Halted("a", 2, Halt(0, 10)));
-        bed.Protocol.Forget("b");
+        bed.Protocol.Round.Forget("b");
         bed.Admission.RemoveMember(bed.Member("b"));
         var fewer = bed.Conclude();
         Assert.Empty(fewer.Nodes);
@@ -226,28 +220,5 @@ public sealed class RegroupProtocolSpec(LocalSystemFixture fixture) : IClassFixt
         // b has not come back yet: one of the last world's three voters is no majority.
         Assert.Contains("sees 1 of the 3 node(s)", bed.Protocol.Stop());
         Assert.False(bed.Protocol.Recovering);
-    }
-
-    private static NodeRejoin Rejoin(long generation, params TrainerHaltState[] trainers) =>
-        new(generation, trainers, RunHistory.Empty, new TrainingPlan(2, 16, 42, 10, 1 << 20, false, 1 << 16, "tcp", [], "none", 1), []);
-
-    /// <summary>Timers as the protocol sets them: the single timers that are active, by key, with their message and delay.</summary>
-    private sealed class RecordedTimers : IWithTimers, ITimerScheduler
-    {
-        public readonly Dictionary<object, (object Message, TimeSpan Delay)> Single = [];
-
-        public ITimerScheduler Timers { get => this; set { } }
-
-        public IReadOnlyCollection<object> ActiveTimers => Single.Keys;
-
-        public void StartSingleTimer(object key, object msg, TimeSpan timeout) => Single[key] = (msg, timeout);
-        public void StartSingleTimer(object key, object msg, TimeSpan timeout, IActorRef sender) => Single[key] = (msg, timeout);
-        public bool IsTimerActive(object key) => Single.ContainsKey(key);
-        public void Cancel(object key) => Single.Remove(key);
-        public void CancelAll() => Single.Clear();
-        public void StartPeriodicTimer(object key, object msg, TimeSpan interval) => throw new NotSupportedException("the regroup sets no periodic timer");
-        public void StartPeriodicTimer(object key, object msg, TimeSpan interval, IActorRef sender) => throw new NotSupportedException("the regroup sets no periodic timer");
-        public void StartPeriodicTimer(object key, object msg, TimeSpan initialDelay, TimeSpan interval) => throw new NotSupportedException("the regroup sets no periodic timer");
-        public void StartPeriodicTimer(object key, object msg, TimeSpan initialDelay, TimeSpan interval, IActorRef sender) => throw new NotSupportedException("the regroup sets no periodic timer");
     }
 }
