@@ -4,6 +4,7 @@
 #   first_step_s   last node registered -> rank 0's first step done            (<= 1.5 s)
 #   epoch_s        each epoch's wall time: epoch 1 from the generation's start (epoch 1 no slower)
 #   exit_s         "Run complete" -> every node process has exited               (<= 1 s)
+# and a second line that splits each epoch: start -> first step / first -> last step / last step -> done.
 # Also: launch -> generation formed, and the whole command's time.
 #
 #   bench/start-end.sh [DLL] [RUNS] [NODES] [EPOCHS]
@@ -50,5 +51,14 @@ if None in (registered, generation, first_step, complete, ended) or not epochs:
 epoch_s = [epochs[0] - generation] + [b - a for a, b in zip(epochs, epochs[1:])]
 print(f"run {run}: generation_after_launch_s {generation:.2f}  first_step_s {first_step - registered:.2f}  "
       f"epoch_s {' '.join(f'{e:.2f}' for e in epoch_s)}  exit_s {ended - complete:.2f}  total_s {float(end) - float(start):.2f}")
+# Each epoch in three parts: from its start (the generation's, or the previous epoch's end) to its
+# first step, its steps, and from its last step to "Epoch e/E done" (evaluation, epoch-end checkpoint).
+parts = []
+for e, done in enumerate(epochs, start=1):
+    steps = [t for t, l in lines if re.search(r"\[%d,\s+\d+\] loss:" % e, l)]
+    begin = generation if e == 1 else epochs[e - 2]
+    if steps:
+        parts.append(f"{e}: {steps[0] - begin:.2f}/{steps[-1] - steps[0]:.2f}/{done - steps[-1]:.2f}")
+print(f"run {run}: epoch parts start/steps/end_s  {'  '.join(parts)}")
 PY
 done
