@@ -1,4 +1,5 @@
 using System.Text.Json;
+using ActorTrain.Integration.Tests.TestBed;
 
 namespace ActorTrain.Integration.Tests;
 
@@ -11,7 +12,7 @@ public class ClusterBootstrapTests
 {
     private static readonly TimeSpan RunTimeout = TimeSpan.FromMinutes(6);
 
-    [Fact]
+    [LoopbackUnlessTestBedFact(nameof(TestBedTests.TestBed_three_hosts_without_seed_nodes_bootstrap_by_config_discovery_and_train_to_equal_replicas))]
     public async Task Three_nodes_without_seed_nodes_bootstrap_by_config_discovery_and_train_to_equal_replicas()
     {
         var outDir = Repo.TempDir();

@@ -17,6 +17,18 @@ public sealed class TestBedFactAttribute : FactAttribute
     }
 }
 
+/// <summary>
+/// A fact whose scenario a <see cref="TestBedFactAttribute"/> test also runs, on separate hosts: it runs
+/// on loopback only where no test bed can be made, so that CI does not pay for the same run twice.
+/// </summary>
+public sealed class LoopbackUnlessTestBedFactAttribute : FactAttribute
+{
+    public LoopbackUnlessTestBedFactAttribute(string testBedTest)
+    {
+        if (TestBedEnvironment.SkipReason is null) Skip = $"runs on the namespace test bed instead: {testBedTest}";
+    }
+}
+
 /// <summary>Whether this machine can make a test bed, probed once.</summary>
 internal static class TestBedEnvironment
 {
