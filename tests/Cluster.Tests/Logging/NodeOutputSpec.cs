@@ -122,7 +122,13 @@ public sealed class NodeOutputSpec : IDisposable
     [Fact]
     public void A_line_written_outside_an_actor_without_the_system_is_refused_with_a_clear_error()
     {
-        var e = Assert.Throws<InvalidOperationException>(() => ProgressLine.Info("nowhere to go"));
+        // On a thread of its own: a TestKit made earlier on this test thread leaves its test actor as the
+        // thread's current actor, and the line would then go to that actor's system.
+        Exception? thrown = null;
+        var thread = new Thread(() => thrown = Record.Exception(() => ProgressLine.Info("nowhere to go")));
+        thread.Start();
+        Assert.True(thread.Join(TimeSpan.FromSeconds(10)), "the line was not written within 10 s");
+        var e = Assert.IsType<InvalidOperationException>(thrown);
         Assert.Contains("outside an actor", e.Message);
     }
 
