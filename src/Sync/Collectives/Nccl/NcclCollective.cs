@@ -141,7 +141,7 @@ internal sealed class NcclCollective : IIntraNodeCollective, IDeviceIntraNodeCol
         Run(localRank, "ncclReduceScatter", cancellationToken, rank =>
         {
             var chunk = StageAllSlices(rank, buffer.Span);
-            WithComm(rank, comm => _nccl.ReduceScatter(new NcclBuffers(rank.Staging, rank.Staging + SliceBytes(localRank, chunk), chunk), NcclRedOp.Sum, new NcclQueue(comm, rank.Stream)));
+            WithComm(rank, queue => _nccl.ReduceScatter(new NcclBuffers(rank.Staging, rank.Staging + SliceBytes(localRank, chunk), chunk), NcclRedOp.Sum, queue));
             Wait(localRank, rank, "ncclReduceScatter", cancellationToken);
             var (offset, count) = Partition.Slice(buffer.Length, LocalSize, localRank);
             _cuda.CopyToHost(rank.Staging + SliceBytes(localRank, chunk), buffer.Span.Slice(offset, count));
@@ -155,7 +155,7 @@ internal sealed class NcclCollective : IIntraNodeCollective, IDeviceIntraNodeCol
             EnsureStaging(rank, chunk * LocalSize);
             var (offset, count) = Partition.Slice(buffer.Length, LocalSize, localRank);
             _cuda.CopyToDevice(buffer.Span.Slice(offset, count), rank.Staging + SliceBytes(localRank, chunk));
-            WithComm(rank, comm => _nccl.AllGather(new NcclBuffers(rank.Staging + SliceBytes(localRank, chunk), rank.Staging, chunk), new NcclQueue(comm, rank.Stream)));
+            WithComm(rank, queue => _nccl.AllGather(new NcclBuffers(rank.Staging + SliceBytes(localRank, chunk), rank.Staging, chunk), queue));
             Wait(localRank, rank, "ncclAllGather", cancellationToken);
             for (var j = 0; j < LocalSize; j++)
             {
@@ -173,7 +173,7 @@ internal sealed class NcclCollective : IIntraNodeCollective, IDeviceIntraNodeCol
         {
             EnsureStaging(rank, buffer.Length);
             _cuda.CopyToDevice(buffer.Span, rank.Staging);
-            WithComm(rank, comm => _nccl.AllReduce(new NcclBuffers(rank.Staging, rank.Staging, buffer.Length), NcclRedOp.Sum, new NcclQueue(comm, rank.Stream)));
+            WithComm(rank, queue => _nccl.AllReduce(new NcclBuffers(rank.Staging, rank.Staging, buffer.Length), NcclRedOp.Sum, queue));
             Wait(localRank, rank, "ncclAllReduce", cancellationToken);
             _cuda.CopyToHost(rank.Staging, buffer.Span);
         });
@@ -190,7 +190,7 @@ internal sealed class NcclCollective : IIntraNodeCollective, IDeviceIntraNodeCol
                 _cuda.CopyToDevice(buffer.Span, rank.Staging);
             }
 
-            WithComm(rank, comm => _nccl.Broadcast(new NcclBuffers(rank.Staging, rank.Staging, buffer.Length), rootLocalRank, new NcclQueue(comm, rank.Stream)));
+            WithComm(rank, queue => _nccl.Broadcast(new NcclBuffers(rank.Staging, rank.Staging, buffer.Length), rootLocalRank, queue));
             Wait(localRank, rank, "ncclBroadcast", cancellationToken);
             if (localRank != rootLocalRank)
             {
@@ -209,7 +209,7 @@ internal sealed class NcclCollective : IIntraNodeCollective, IDeviceIntraNodeCol
             if (length % LocalSize == 0)
             {
                 var slice = length / LocalSize;
-                WithComm(rank, comm => _nccl.ReduceScatter(new NcclBuffers(devicePointer, devicePointer + SliceBytes(localRank, slice), slice), NcclRedOp.Sum, new NcclQueue(comm, rank.Stream)));
+                WithComm(rank, queue => _nccl.ReduceScatter(new NcclBuffers(devicePointer, devicePointer + SliceBytes(localRank, slice), slice), NcclRedOp.Sum, queue));
                 Wait(localRank, rank, "ncclReduceScatter", cancellationToken);
                 return;
             }
@@ -223,7 +223,7 @@ internal sealed class NcclCollective : IIntraNodeCollective, IDeviceIntraNodeCol
                 CopyOnDevice(devicePointer + ElementBytes(o), rank.Staging + SliceBytes(j, chunk), c);
             }
 
-            WithComm(rank, comm => _nccl.ReduceScatter(new NcclBuffers(rank.Staging, rank.Staging + SliceBytes(localRank, chunk), chunk), NcclRedOp.Sum, new NcclQueue(comm, rank.Stream)));
+            WithComm(rank, queue => _nccl.ReduceScatter(new NcclBuffers(rank.Staging, rank.Staging + SliceBytes(localRank, chunk), chunk), NcclRedOp.Sum, queue));
             Wait(localRank, rank, "ncclReduceScatter", cancellationToken);
             var (offset, own) = Partition.Slice(length, LocalSize, localRank);
             CopyOnDevice(rank.Staging + SliceBytes(localRank, chunk), devicePointer + ElementBytes(offset), own);
@@ -237,7 +237,7 @@ internal sealed class NcclCollective : IIntraNodeCollective, IDeviceIntraNodeCol
             if (length % LocalSize == 0)
             {
                 var slice = length / LocalSize;
-                WithComm(rank, comm => _nccl.AllGather(new NcclBuffers(devicePointer + SliceBytes(localRank, slice), devicePointer, slice), new NcclQueue(comm, rank.Stream)));
+                WithComm(rank, queue => _nccl.AllGather(new NcclBuffers(devicePointer + SliceBytes(localRank, slice), devicePointer, slice), queue));
                 Wait(localRank, rank, "ncclAllGather", cancellationToken);
                 return;
             }
@@ -246,7 +246,7 @@ internal sealed class NcclCollective : IIntraNodeCollective, IDeviceIntraNodeCol
             EnsureStaging(rank, chunk * LocalSize);
             var (offset, own) = Partition.Slice(length, LocalSize, localRank);
             CopyOnDevice(devicePointer + ElementBytes(offset), rank.Staging + SliceBytes(localRank, chunk), own);
-            WithComm(rank, comm => _nccl.AllGather(new NcclBuffers(rank.Staging + SliceBytes(localRank, chunk), rank.Staging, chunk), new NcclQueue(comm, rank.Stream)));
+            WithComm(rank, queue => _nccl.AllGather(new NcclBuffers(rank.Staging + SliceBytes(localRank, chunk), rank.Staging, chunk), queue));
             Wait(localRank, rank, "ncclAllGather", cancellationToken);
             for (var j = 0; j < LocalSize; j++)
             {
@@ -263,7 +263,7 @@ internal sealed class NcclCollective : IIntraNodeCollective, IDeviceIntraNodeCol
         Run(localRank, "ncclAllReduce", cancellationToken, rank =>
         {
             ArgumentOutOfRangeException.ThrowIfNegative(count);
-            WithComm(rank, comm => _nccl.AllReduce(new NcclBuffers(devicePointer, devicePointer, count), NcclRedOp.Sum, new NcclQueue(comm, rank.Stream)));
+            WithComm(rank, queue => _nccl.AllReduce(new NcclBuffers(devicePointer, devicePointer, count), NcclRedOp.Sum, queue));
             Wait(localRank, rank, "ncclAllReduce", cancellationToken);
         });
 
@@ -274,7 +274,7 @@ internal sealed class NcclCollective : IIntraNodeCollective, IDeviceIntraNodeCol
         Run(localRank, "ncclBroadcast", cancellationToken, rank =>
         {
             ArgumentOutOfRangeException.ThrowIfNegative(count);
-            WithComm(rank, comm => _nccl.Broadcast(new NcclBuffers(devicePointer, devicePointer, count), rootLocalRank, new NcclQueue(comm, rank.Stream)));
+            WithComm(rank, queue => _nccl.Broadcast(new NcclBuffers(devicePointer, devicePointer, count), rootLocalRank, queue));
             Wait(localRank, rank, "ncclBroadcast", cancellationToken);
         });
     }
@@ -376,7 +376,7 @@ internal sealed class NcclCollective : IIntraNodeCollective, IDeviceIntraNodeCol
         {
             ThrowIfAborted(operation);
             var asyncError = 0;
-            WithComm(rank, comm => asyncError = _nccl.CommGetAsyncError(comm));
+            WithComm(rank, queue => asyncError = _nccl.CommGetAsyncError(queue.Comm));
             if (asyncError != (int)NcclResult.Success && asyncError != (int)NcclResult.InProgress)
             {
                 throw new NcclException($"{operation} (asynchronous error on local rank {localRank})", asyncError, _nccl.GetErrorString(asyncError));
@@ -394,14 +394,14 @@ internal sealed class NcclCollective : IIntraNodeCollective, IDeviceIntraNodeCol
         }
     }
 
-    /// <summary>Calls NCCL on the rank's communicator unless (and never while) another rank aborts them.</summary>
-    private void WithComm(Rank rank, Action<IntPtr> call)
+    /// <summary>Calls NCCL on the rank's communicator and stream unless (and never while) another rank aborts them.</summary>
+    private void WithComm(Rank rank, Action<NcclQueue> call)
     {
         _commGate.EnterReadLock();
         try
         {
             ThrowIfAborted("the NCCL call");
-            call(rank.Comm);
+            call(new NcclQueue(rank.Comm, rank.Stream));
         }
         finally
         {
