@@ -127,6 +127,16 @@ public sealed class ActorTrainMessageSerializer : SerializerWithStringManifest
         }
     }
 
+    /// <summary>
+    /// Writes <paramref name="message"/> and reads it back as a peer without a cluster secret would
+    /// (the same checks as <see cref="FromBinary"/>); for warming the formatters up, see <see cref="WireWarmUp"/>.
+    /// </summary>
+    internal static object RoundTrip(object message)
+    {
+        if (!ManifestOf.TryGetValue(message.GetType(), out var manifest)) throw new ArgumentException($"{message.GetType()} is not an ActorTrain wire message");
+        return Decode(MessagePackSerializer.Serialize(message.GetType(), message, Options), manifest);
+    }
+
     /// <summary>The payload of a message whose tag is valid (all of it without a secret).</summary>
     private byte[] Verified(byte[] bytes, string manifest)
     {

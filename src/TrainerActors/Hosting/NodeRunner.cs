@@ -32,7 +32,9 @@ public static class NodeRunner
         services ??= NodeHostServices.Default;
         var (config, settings) = LoadForRole(job, role, configFile, overrides, new ConfigLayers(HostDefaults: services.HostConfig));
 
+        var warmUp = NodeWarmUp.Start(settings.Node.Train);
         var (system, proxy) = StartSystem(config, settings, services);
+        NodeWarmUp.ReportTo(warmUp, system);
         var cluster = Akka.Cluster.Cluster.Get(system);
         // With Cluster Bootstrap the cluster forms from discovery instead.
         if (role == NodeRole.Seed && config.GetStringList("akka.cluster.seed-nodes").Count == 0 && !settings.Management.Bootstraps)
