@@ -42,7 +42,7 @@ internal sealed class NodeMetrics
             .WithLabels(new Dictionary<string, string> { ["node"] = nodeName });
 
         var phases = factory.CreateHistogram("actortrain_step_phase_seconds",
-            "Seconds each trainer of this node spent per step: compute (forward/backward and flattening), intra_node (reduce-scatter and all-gather among the node's trainers), cross_node (ring all-reduce with the other nodes), step (the whole step).",
+            "Seconds each trainer of this node spent per step: compute (the step's own work: forward, backward, bucket copies, optimizer step; everything but waiting for collectives), intra_node (reduce-scatter and all-gather among the node's trainers), cross_node (ring all-reduce with the other nodes), step (the whole step).",
             ["phase"], new HistogramConfiguration { Buckets = PhaseBuckets });
         _compute = phases.WithLabels(Phase.Compute);
         _intraNode = phases.WithLabels(Phase.IntraNode);

@@ -330,7 +330,7 @@ public sealed record NodeFinished(
 /// <summary>Where one trainer is, as its node last saw it.</summary>
 /// <param name="Step">Steps this rank has completed.</param>
 /// <param name="RecentStepMs">Mean wall time of its last steps.</param>
-/// <param name="RecentComputeMs">Mean forward/backward time of its last steps: its own speed, before waiting for others.</param>
+/// <param name="RecentComputeMs">Mean compute time of its last steps (the step less its waits in collectives): its own speed, before waiting for others.</param>
 /// <param name="CurrentStepMs">How long the step in progress has been running (0 between steps).</param>
 /// <param name="WaitingBucket">The bucket whose reduction it is waiting in; -1 when it is not in a reduction.</param>
 [MessagePackObject]

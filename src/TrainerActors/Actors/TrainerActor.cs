@@ -265,6 +265,9 @@ internal sealed class TrainerActor : ReceiveActor
         if (_position.GlobalStep == _throwAtStep)
             throw new InvalidOperationException($"fault injected at step {_position.GlobalStep} ({ThrowAtStepVariable})");
         var stepWatch = Stopwatch.StartNew();
+        // Time spent in collectives (the buffer broadcast, the wait for the reduction): the step's
+        // compute is the rest, its own work: forward, backward, the bucket copies, the optimizer.
+        var collectives = new Stopwatch();
         _world.Progress.StepStarted(_position.Epoch, _position.StepsInEpoch, _stepsThisEpoch, _position.GlobalStep);
         var batch = _world.Plan.BatchSize;
         // Gradient accumulation: k micro-batches, each the next global batch of the epoch's order; one reduction.
@@ -272,8 +275,10 @@ internal sealed class TrainerActor : ReceiveActor
         // The step timeout counts from here: with the overlap, buckets are reduced during backward.
         using var deadline = StepDeadline();
         // DDP's broadcast_buffers: every replica runs forward with rank 0's running statistics.
+        collectives.Start();
         if (_world.Plan.BroadcastBuffers && !TryCollective(_position.GlobalStep, deadline, ct => _replica.BroadcastModuleBuffers(_world.Group, _position.GlobalStep, ct)))
             return;
+        collectives.Stop();
         var pass = _reducer.Begin(new ReductionStep(_world.Group, _position.GlobalStep, _world.Progress.SetWaitingBucket), deadline.Token);
         var loss = 0f;
         try
@@ -293,7 +298,6 @@ internal sealed class TrainerActor : ReceiveActor
             throw;
         }
         var nonFinite = pass.Finish(loss, _pauseRequested);
-        var computeMs = stepWatch.Elapsed.TotalMilliseconds;
         if (nonFinite > 0)
         {
             _log.Warning("Rank {0}: {1} non-finite gradient value(s) at step {2}; this contribution is withheld", _world.GlobalRank, nonFinite, _position.GlobalStep);
@@ -301,8 +305,10 @@ internal sealed class TrainerActor : ReceiveActor
         }
 
         var sync = default(SyncTimings);
+        collectives.Start();
         if (!TryCollective(_position.GlobalStep, deadline, _ => sync = pass.Wait()))
             return;
+        collectives.Stop();
         _world.Progress.SetWaitingBucket(-1);
 
         if (_replica.BucketsToGradients(_world.WorldSize))
@@ -324,10 +330,12 @@ internal sealed class TrainerActor : ReceiveActor
             _windowLoss += meanLoss;
             _windowCount++;
         }
+        var stepMs = stepWatch.Elapsed.TotalMilliseconds;
+        var computeMs = stepMs - collectives.Elapsed.TotalMilliseconds;
         _computeMs.Add(computeMs);
         _intraMs.Add(sync.IntraNodeMs);
         _crossMs.Add(sync.CrossNodeMs);
-        _stepMs.Add(stepWatch.Elapsed.TotalMilliseconds);
+        _stepMs.Add(stepMs);
         _world.Progress.StepFinished(_stepMs[^1], computeMs);
         _world.Metrics.ObserveStep(computeMs, sync.IntraNodeMs, sync.CrossNodeMs, _stepMs[^1]);
         foreach (var callback in _callbacks) callback.OnStepEnd(JobContext(), _replica.Optimizer, meanLoss);

@@ -9,9 +9,10 @@ namespace ActorTrain.TrainerActors.Tests.Actors;
 
 /// <summary>
 /// A job small enough for actor specs: a 4 → 2 linear classifier on 64 generated samples (class
-/// = index parity), so one epoch at batch 8 on one rank is 8 steps of a few microseconds.
+/// = index parity), so one epoch at batch 8 on one rank is 8 steps of a few microseconds; with
+/// the callbacks given.
 /// </summary>
-internal sealed class TinyJob : TrainingJob
+internal sealed class TinyJob(params TrainingCallback[] callbacks) : TrainingJob
 {
     public const int Samples = 64;
 
@@ -24,6 +25,8 @@ internal sealed class TinyJob : TrainingJob
     public override IBatchSource LoadTrainingData() => new Data(Samples);
 
     public override IBatchSource? LoadTestData() => new Data(16);
+
+    public override IReadOnlyList<TrainingCallback> CreateCallbacks() => callbacks;
 
     private sealed class Data(int count) : IBatchSource
     {

@@ -29,9 +29,9 @@ public sealed class TrainerActorSpec : Akka.TestKit.Xunit2.TestKit, IDisposable
     public TrainerActorSpec() : base(ActorSpecConfig.Node(Path.GetTempPath()), "actortrain-trainer-spec") => _node = CreateTestProbe();
 
     /// <summary>A trainer built and told its world: one rank, one epoch of <see cref="StepsPerEpoch"/> steps.</summary>
-    private IActorRef ConfiguredTrainer()
+    private IActorRef ConfiguredTrainer(TinyJob? job = null)
     {
-        var trainer = _node.ChildActorOf(TrainerActor.Props(new TinyJob(), new TrainerSetup(0, CPU, 1, 1 << 20, 42)), "trainer-0");
+        var trainer = _node.ChildActorOf(TrainerActor.Props(job ?? new TinyJob(), new TrainerSetup(0, CPU, 1, 1 << 20, 42)), "trainer-0");
         var ready = _node.ExpectMsg<TrainerReady>(ActorSpecConfig.Timeout);
         Assert.Equal((0, "cpu"), (ready.LocalRank, ready.Device));
         var plan = new TrainingPlan(1, 8, 42, 2, 1 << 20, false, 64 * 1024, "akka", [], "none", 1);
@@ -102,6 +102,36 @@ public sealed class TrainerActorSpec : Akka.TestKit.Xunit2.TestKit, IDisposable
         {
             Directory.Delete(outDir, recursive: true);
         }
+    }
+
+    [Fact]
+    public void A_step_s_compute_is_all_of_its_own_work_the_optimizer_step_included()
+    {
+        // The report's exposed communication is (step - compute) / step: work done after backward
+        // (here a slow callback before the optimizer step) must count as compute, not as waiting.
+        var trainer = ConfiguredTrainer(new TinyJob(new SlowBeforeOptimizerStep(TimeSpan.FromMilliseconds(20))));
+        var outDir = Directory.CreateTempSubdirectory("actortrain-trainer-spec-").FullName;
+        try
+        {
+            _node.Send(trainer, new RunEpoch(1));
+            _node.ExpectMsg<TrainerEpochDone>(ActorSpecConfig.Timeout);
+            _node.Send(trainer, new FinishTrainer(outDir));
+
+            var summary = _node.ExpectMsg<TrainerFinished>(ActorSpecConfig.Timeout).Summary;
+            Assert.True(summary.ComputeMs >= 20, $"compute {summary.ComputeMs:F2} ms left out the 20 ms before the optimizer step");
+            // One rank: its reduction waits for no one, so almost all of the step is compute.
+            Assert.True(summary.StepMs - summary.ComputeMs < 5, $"step {summary.StepMs:F2} ms, compute {summary.ComputeMs:F2} ms");
+        }
+        finally
+        {
+            Directory.Delete(outDir, recursive: true);
+        }
+    }
+
+    private sealed class SlowBeforeOptimizerStep(TimeSpan delay) : ActorTrain.TrainerActors.Jobs.TrainingCallback
+    {
+        public override void BeforeOptimizerStep(ActorTrain.TrainerActors.Jobs.TrainingContext context, nn.Module<Tensor, Tensor> model, optim.Optimizer optimizer) =>
+            Thread.Sleep(delay);
     }
 
     protected override void Dispose(bool disposing)
