@@ -7,14 +7,20 @@
 # and a second line that splits each epoch: start -> first step / first -> last step / last step -> done.
 # Also: launch -> generation formed, and the whole command's time.
 #
-#   bench/start-end.sh [DLL] [RUNS] [NODES] [EPOCHS]
+#   bench/start-end.sh [DLL] [RUNS] [NODES] [EPOCHS] [-- ARGS...]
 #   DLL: the example's ActorTrain.Mnist.dll (default: this tree's Release build)
+#   ARGS: more arguments for `local`, e.g. -- --set akka.remote.dot-netty.tcp.batching.enabled=off
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 dll=${1:-$here/examples/Mnist/bin/Release/net10.0/ActorTrain.Mnist.dll}
 runs=${2:-3}
 nodes=${3:-2}
 epochs=${4:-3}
+extra=()
+if (( $# > 4 )); then
+  [[ $5 == -- ]] || { echo "start-end: arguments after EPOCHS must follow --" >&2; exit 2; }
+  extra=("${@:6}")
+fi
 [[ -f $dll ]] || { echo "start-end: $dll not found; build first: dotnet build ActorTrain.sln -c Release" >&2; exit 2; }
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -23,7 +29,7 @@ echo 'actortrain.training.log-interval = 1' > "$work/bench.conf"
 for run in $(seq 1 "$runs"); do
   out="$work/run$run"
   start=$(date +%s.%N)
-  dotnet "$dll" local --nodes "$nodes" --epochs "$epochs" --no-progress --config "$work/bench.conf" --out "$out" 2>&1 \
+  dotnet "$dll" local --nodes "$nodes" --epochs "$epochs" --no-progress --config "$work/bench.conf" --out "$out" "${extra[@]}" 2>&1 \
     | python3 -u -c '
 import sys, time
 t0 = float(sys.argv[1])

@@ -8,7 +8,7 @@
 #   deploy/docker/make-base-image.sh [--name NAME] [--mirror URL] [--force]
 #
 # Idempotent: when NAME (default actortrain-base:bookworm) already exists it is kept and the
-# script says so; --force makes it again. Root only (debootstrap chroots). Needs a Docker
+# script says so; --force makes it again. Calls at the same time wait for each other (flock). Root only (debootstrap chroots). Needs a Docker
 # daemon (deploy/docker/start-dockerd.sh) and debootstrap (apt-get install debootstrap).
 # Where a registry is reachable, `debian:bookworm-slim` does as well: the Dockerfile installs
 # the three packages itself when its base lacks them.
@@ -30,6 +30,13 @@ die() { echo "make-base-image: $*" >&2; exit 1; }
 [[ $(id -u) == 0 ]] || die "must run as root (debootstrap chroots into the new tree); running as uid $(id -u)"
 command -v docker >/dev/null || die "no docker client on PATH"
 docker info >/dev/null 2>&1 || die "no Docker daemon answers (start one: deploy/docker/start-dockerd.sh)"
+
+# One maker at a time: a second call (the container test while .ci/run makes the image in the
+# background) waits for the first and then finds the image made.
+lock=/run/lock/actortrain-base-image.lock
+mkdir -p "$(dirname "$lock")"
+exec 9>"$lock"
+flock 9
 
 if [[ $force == 0 ]] && docker image inspect "$name" >/dev/null 2>&1; then
   echo "make-base-image: $name exists ($(docker image inspect --format '{{.Id}}' "$name" | cut -c1-19)); kept (--force makes it again)"
