@@ -98,14 +98,17 @@ public sealed class ActorTrainMessageSerializer : SerializerWithStringManifest
 
     public static IReadOnlyCollection<Type> MessageTypes => ManifestOf.Keys;
 
-    public override string Manifest(object o) =>
-        ManifestOf.TryGetValue(o.GetType(), out var manifest)
+    public override string Manifest(object o) => WireManifest(o);
+
+    /// <summary>The manifest of a project wire message; throws for any other object.</summary>
+    private static string WireManifest(object message) =>
+        ManifestOf.TryGetValue(message.GetType(), out var manifest)
             ? manifest
-            : throw new ArgumentException($"{o.GetType()} is not an ActorTrain wire message");
+            : throw new ArgumentException($"{message.GetType()} is not an ActorTrain wire message");
 
     public override byte[] ToBinary(object obj)
     {
-        if (!ManifestOf.TryGetValue(obj.GetType(), out var manifest)) throw new ArgumentException($"{obj.GetType()} is not an ActorTrain wire message");
+        var manifest = WireManifest(obj);
         var payload = MessagePackSerializer.Serialize(obj.GetType(), obj, Options);
         if (_tagKey is null) return payload;
         var bytes = new byte[payload.Length + TagSize];
@@ -133,7 +136,7 @@ public sealed class ActorTrainMessageSerializer : SerializerWithStringManifest
     /// </summary>
     internal static object RoundTrip(object message)
     {
-        if (!ManifestOf.TryGetValue(message.GetType(), out var manifest)) throw new ArgumentException($"{message.GetType()} is not an ActorTrain wire message");
+        var manifest = WireManifest(message);
         return Decode(MessagePackSerializer.Serialize(message.GetType(), message, Options), manifest);
     }
 

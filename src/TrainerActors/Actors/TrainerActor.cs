@@ -336,8 +336,8 @@ internal sealed class TrainerActor : ReceiveActor
         _intraMs.Add(sync.IntraNodeMs);
         _crossMs.Add(sync.CrossNodeMs);
         _stepMs.Add(stepMs);
-        _world.Progress.StepFinished(_stepMs[^1], computeMs);
-        _world.Metrics.ObserveStep(computeMs, sync.IntraNodeMs, sync.CrossNodeMs, _stepMs[^1]);
+        _world.Progress.StepFinished(stepMs, computeMs);
+        _world.Metrics.ObserveStep(computeMs, sync.IntraNodeMs, sync.CrossNodeMs, stepMs);
         foreach (var callback in _callbacks) callback.OnStepEnd(JobContext(), _replica.Optimizer, meanLoss);
         _position = _position with
         {

@@ -35,7 +35,7 @@ internal static class TcpWarmUp
             foreach (var compression in Enum.GetValues<WireCompression>())
             {
                 var buffers = connecting.Select((_, peer) => Enumerable.Range(0, BufferElements).Select(i => (float)(i + peer)).ToArray()).ToArray();
-                var key = new ChunkKey(Generation: 1, Step: step++, Bucket: 0, Lane: 0, RingStep: 0, Chunk: 0);
+                var key = ChunkKey.Call(generation: 1, step: step++, bucket: 0, lane: 0);
                 await Task.WhenAll(connecting.Select((c, peer) => RingAllReduce.RunAsync(c.Result, buffers[peer], key, timeout.Token, compression))).ConfigureAwait(false);
                 if (!buffers[0].AsSpan().SequenceEqual(buffers[1]))
                     throw new InvalidOperationException($"the warm-up ring ended with different sums on its two peers ({compression})");
