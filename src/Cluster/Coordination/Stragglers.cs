@@ -3,8 +3,8 @@ using ActorTrain.Cluster.Protocol;
 namespace ActorTrain.Cluster.Coordination;
 
 /// <summary>
-/// Which rank holds the others up: the one whose recent forward/backward time is at least
-/// <see cref="Ratio"/> times the median of the other ranks'. In data-parallel training every step
+/// Which rank holds the others up: the one whose recent compute time (its own work per step, the
+/// waits in collectives left out) is at least <see cref="Ratio"/> times the median of the other ranks'. In data-parallel training every step
 /// waits for the slowest replica, so one slow machine sets the pace of all.
 /// </summary>
 internal static class Stragglers
