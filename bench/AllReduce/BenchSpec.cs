@@ -12,6 +12,9 @@ public enum BenchTransport
     /// <summary>TcpRingTransport: the direct TCP data plane.</summary>
     Tcp,
 
+    /// <summary>TcpRingTransport with shared memory allowed: ranks on one host move frames through /dev/shm.</summary>
+    Shm,
+
     /// <summary>The ceiling: one blocking socket stream from one process to another, no all-reduce.</summary>
     Socket,
 }
@@ -51,7 +54,7 @@ public sealed record RunSpec
         BenchTransport.Akka when AkkaWholeBucket => ((Floats + (long)Nodes - 1) / Nodes) * sizeof(float),
         _ when ChunkBytes > 0 => ChunkBytes,
         BenchTransport.Akka => ActorTrain.Cluster.Settings.ActorTrainSettings.Create(ActorTrain.Cluster.Settings.ActorTrainSettings.DefaultConfig()).Sync.ChunkSizeBytes,
-        BenchTransport.Tcp => TcpWorker.DefaultChunkBytes,
+        BenchTransport.Tcp or BenchTransport.Shm => TcpWorker.DefaultChunkBytes,
         _ => Bytes,
     };
 
@@ -62,6 +65,7 @@ public sealed record RunSpec
     {
         BenchTransport.Akka => AkkaWholeBucket ? "akka-whole" : "akka",
         BenchTransport.Tcp => "tcp",
+        BenchTransport.Shm => "shm",
         _ => "socket",
     }) + (Compression == ActorTrain.Sync.Compression.WireCompression.None ? "" : "+" + ActorTrain.Sync.Compression.WireCompressionNames.ToName(Compression));
 

@@ -9,8 +9,8 @@ var root = new RootCommand("ActorTrain all-reduce benchmark: cross-node ring all
 
 var nodes = new Option<int>("--nodes") { Description = "Ring peers, one process each (the socket ceiling always uses 2)", DefaultValueFactory = _ => 3 };
 var bytes = new Option<string>("--bytes") { Description = "All-reduce size in bytes of float32: 1724320, 16MiB, 100MB, ...", DefaultValueFactory = _ => "16MiB" };
-var transport = new Option<string>("--transport") { Description = "akka | tcp | socket (the plain-socket ceiling)", DefaultValueFactory = _ => "tcp" };
-transport.AcceptOnlyFromAmong("akka", "tcp", "socket");
+var transport = new Option<string>("--transport") { Description = "akka | tcp | shm (tcp with shared memory between ranks on one host) | socket (the plain-socket ceiling)", DefaultValueFactory = _ => "tcp" };
+transport.AcceptOnlyFromAmong("akka", "tcp", "shm", "socket");
 var iterations = new Option<int?>("--iterations") { Description = "Timed iterations (default: by size and transport)" };
 var warmup = new Option<int?>("--warmup") { Description = "Untimed iterations first (default: by size and transport)" };
 var json = new Option<string?>("--json") { Description = "Append one JSON record per run to this file" };

@@ -31,7 +31,8 @@ internal sealed class TcpWorker : IWorkerRun
     {
         int chunkElements = (spec.ChunkBytes > 0 ? spec.ChunkBytes : DefaultChunkBytes) / sizeof(float);
         transport = await TcpRingTransport.ConnectAsync(
-            rank, [.. peers.Select(IPEndPoint.Parse)], listener, RingMeasurement.Generation, Convert.FromHexString(token), chunkElements, cancellationToken);
+            rank, [.. peers.Select(IPEndPoint.Parse)], listener, RingMeasurement.Generation, Convert.FromHexString(token), chunkElements, cancellationToken,
+            sharedMemory: spec.Transport == BenchTransport.Shm);
     }
 
     public async Task<WorkerResult> MeasureAsync(CancellationToken cancellationToken)

@@ -16,7 +16,7 @@ internal static class Worker
             run = spec.Transport switch
             {
                 BenchTransport.Akka => new AkkaWorker(spec, rank),
-                BenchTransport.Tcp => new TcpWorker(spec, rank),
+                BenchTransport.Tcp or BenchTransport.Shm => new TcpWorker(spec, rank),
                 _ => new SocketWorker(spec, rank),
             };
             var peers = await link.ReadyAsync(run.Address, cancel.Token);

@@ -134,6 +134,7 @@ public sealed record ActorTrainSettings
                 Transport = c.Enum("actortrain.sync.transport", new Dictionary<string, string> { ["akka"] = "akka", ["tcp"] = "tcp" }),
                 TcpChunkSizeBytes = (int)c.Bytes("actortrain.sync.tcp-chunk-size", min: 1024, max: 64L << 20),
                 TcpPort = c.Int("actortrain.sync.tcp-port", min: 0, max: 65535),
+                SharedMemory = c.Bool("actortrain.sync.shared-memory"),
                 Compression = c.Enum("actortrain.sync.compression", WireCompressionNames.All.ToDictionary(n => n, WireCompressionNames.Parse)),
                 OverlapBackward = c.Bool("actortrain.sync.overlap-backward"),
                 BroadcastBuffers = c.Bool("actortrain.sync.broadcast-buffers"),
@@ -321,6 +322,8 @@ public sealed record SyncSettings
     public required string Transport { get; init; }
     public required int TcpChunkSizeBytes { get; init; }
     public required int TcpPort { get; init; }
+    /// <summary>tcp transport: a ring hop between two nodes on one host moves its frames through /dev/shm, not the socket.</summary>
+    public required bool SharedMemory { get; init; }
     /// <summary>The format of gradient chunks on the cross-node ring (HOCON: none | fp16 | bf16, <see cref="WireCompressionNames"/>).</summary>
     public required WireCompression Compression { get; init; }
     /// <summary>Reduce each bucket as soon as backward has produced its gradients (CPU trainers).</summary>

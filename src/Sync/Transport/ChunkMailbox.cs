@@ -145,6 +145,22 @@ internal sealed class ChunkMailbox
     /// has not arrived. Cancelling removes the wait; a receive whose generation is dropped (before or
     /// while waiting) fails with <see cref="OperationCanceledException"/>.
     /// </summary>
+    /// <summary>Takes the chunk with <paramref name="key"/> from <paramref name="fromPeer"/> if it has arrived; never waits.</summary>
+    public bool TryTake(int fromPeer, ChunkKey key, out ReadOnlyMemory<float> data)
+    {
+        lock (gate)
+        {
+            if (!closed && key.Generation >= lowestLiveGeneration && pending.Remove(new Slot(fromPeer, key), out data))
+            {
+                Released(fromPeer, data);
+                return true;
+            }
+        }
+
+        data = default;
+        return false;
+    }
+
     public ValueTask<ReadOnlyMemory<float>> ReceiveAsync(int fromPeer, ChunkKey key, CancellationToken cancellationToken)
     {
         if (cancellationToken.IsCancellationRequested)

@@ -193,8 +193,9 @@ internal sealed class NodeActor : ReceiveActor, IWithTimers
                 threads, _trainers.Progress[i], _metrics, _display, _settings.Sync.StepTimeout, _cancel.Run, w.Resume, _checkpoints));
         }
         Timers.StartPeriodicTimer("progress", ReportProgress.Instance, ReportProgress.Interval);
-        ProgressLine.Info("Generation {0}: this node is {1} of {2} in the ring, global ranks {3}..{4}, intra-node {5}, {6} intra-op thread(s) per trainer ({7} trainer(s) on {8})",
-            w.Generation, index, w.Nodes.Length, me.FirstRank, me.FirstRank + _trainers.Count - 1, intraNode.Name, threads, trainersOnHost, myHost);
+        ProgressLine.Info("Generation {0}: this node is {1} of {2} in the ring, global ranks {3}..{4}, intra-node {5}, {6} intra-op thread(s) per trainer ({7} trainer(s) on {8}){9}",
+            w.Generation, index, w.Nodes.Length, me.FirstRank, me.FirstRank + _trainers.Count - 1, intraNode.Name, threads, trainersOnHost, myHost,
+            _dataPlane!.CrossNodeMedium() is { } medium ? "; " + medium : "");
         _coordinatorRef.Tell(new NodeReady(w.Generation, _nodeName));
     }
 

@@ -85,6 +85,18 @@ internal sealed class NodeDataPlane : IDisposable
     /// <summary>The ring of the current generation (called with what <see cref="RingReady"/> brought, once the node uses it).</summary>
     public void Adopt(IRingTransport? ring) => _tcp = ring as TcpRingTransport;
 
+    /// <summary>
+    /// How the adopted ring's hops travel, for the generation's line: over TCP or shared memory, and why a hop on
+    /// this host could not use shared memory; null for a ring that is not the TCP transport's.
+    /// </summary>
+    public string? CrossNodeMedium()
+    {
+        if (_tcp is not { } t) return null;
+        string to = t.SendsOverSharedMemory ? "shared memory" : "TCP", from = t.ReceivesOverSharedMemory ? "shared memory" : "TCP";
+        var hops = to == from ? $"cross-node over {to}" : $"cross-node to peer {t.RightNeighbour} over {to}, from peer {t.LeftNeighbour} over {from}";
+        return t.SharedMemoryNote is { } note ? $"{hops} ({note})" : hops;
+    }
+
     /// <summary>A ring the node does not use (its generation was superseded while it connected).</summary>
     public static void Discard(IRingTransport? ring)
     {
@@ -166,10 +178,11 @@ internal sealed class NodeDataPlane : IDisposable
     {
         var listener = _listener ?? throw new InvalidOperationException("the data-plane listener is not open");
         _listener = null;
-        return ConnectTcpAsync(new TcpRing(w, index, listener, Cluster.Security.NodeTls.Of(_system)?.DataPlane, _sync.MaxPendingChunkBytes), generationEnded);
+        return ConnectTcpAsync(new TcpRing(w, index, listener, Cluster.Security.NodeTls.Of(_system)?.DataPlane, _sync.MaxPendingChunkBytes, _sync.SharedMemory),
+            generationEnded);
     }
 
-    private sealed record TcpRing(WorldAssignment World, int Index, TcpListener Listener, TcpTlsOptions? Tls, long MaxPendingBytes);
+    private sealed record TcpRing(WorldAssignment World, int Index, TcpListener Listener, TcpTlsOptions? Tls, long MaxPendingBytes, bool SharedMemory);
 
     private static async Task<IRingTransport?> ConnectTcpAsync(TcpRing ring, CancellationToken generationEnded)
     {
@@ -181,7 +194,7 @@ internal sealed class NodeDataPlane : IDisposable
             using var timeout = CancellationTokenSource.CreateLinkedTokenSource(generationEnded);
             timeout.CancelAfter(ConnectTimeout);
             return await TcpRingTransport.ConnectAsync(ring.Index, peers, ring.Listener, w.Generation, w.Plan.DataPlaneToken,
-                Math.Max(1, w.Plan.ChunkSizeBytes / sizeof(float)), timeout.Token, ring.Tls, ring.MaxPendingBytes).ConfigureAwait(false);
+                Math.Max(1, w.Plan.ChunkSizeBytes / sizeof(float)), timeout.Token, ring.Tls, ring.MaxPendingBytes, ring.SharedMemory).ConfigureAwait(false);
         }
         catch (OperationCanceledException)
         {

@@ -39,6 +39,7 @@ public class ActorTrainSettingsSpec
         Assert.Equal(80 * 1024, s.Sync.TcpChunkSizeBytes);
         Assert.Equal(80 * 1024, s.Sync.TransportChunkSizeBytes);
         Assert.Equal(0, s.Sync.TcpPort);
+        Assert.True(s.Sync.SharedMemory);
         Assert.Equal(WireCompression.None, s.Sync.Compression);
         Assert.True(s.Sync.BroadcastBuffers);
         Assert.False(s.Sync.OverlapBackward);
@@ -68,6 +69,7 @@ public class ActorTrainSettingsSpec
             actortrain.sync.compression = BF16
             actortrain.training.accumulation-steps = 4
             actortrain.sync.overlap-backward = on
+            actortrain.sync.shared-memory = off
             actortrain.sync.broadcast-buffers = off
             """));
 
@@ -87,6 +89,7 @@ public class ActorTrainSettingsSpec
         Assert.Equal(WireCompression.Bf16, s.Sync.Compression);
         Assert.Equal(4, s.Training.AccumulationSteps);
         Assert.True(s.Sync.OverlapBackward);
+        Assert.False(s.Sync.SharedMemory);
         Assert.False(s.Sync.BroadcastBuffers);
     }
 
@@ -121,6 +124,7 @@ public class ActorTrainSettingsSpec
         { "actortrain.sync.compression", "" },
         { "actortrain.sync.overlap-backward", "maybe" },
         { "actortrain.sync.broadcast-buffers", "sometimes" },
+        { "actortrain.sync.shared-memory", "auto" },
         { "actortrain.training.accumulation-steps", "0" },
         { "actortrain.training.accumulation-steps", "two" },
         { "actortrain.sync.tcp-chunk-size", "1TiB" },

@@ -16,7 +16,11 @@ namespace ActorTrain.Sync.Transport.Tcp;
 /// receives waiting on a lost connection fail instead of hanging. With <see cref="TcpTlsOptions"/>
 /// every connection first runs TLS with mutual authentication (a peer whose certificate does not
 /// chain to the configured CA, or that presents none, is refused and counted), and the handshake
-/// and frames then travel encrypted; without, the bytes go to the socket directly.
+/// and frames then travel encrypted; without, the bytes go to the socket directly. With shared
+/// memory allowed, a hop whose two ends are on one host (the neighbour's address is loopback or
+/// one of this host's own) moves its frames through a <see cref="SharedMemoryRing"/> instead,
+/// and the socket carries only wake-ups (<see cref="SharedMemoryConnection"/>); a hop between
+/// hosts, or one whose ring cannot be made or opened, stays on the socket.
 /// </summary>
 /// <remarks>
 /// One transport serves one generation. A new generation connects a new transport (with a new
@@ -43,6 +47,7 @@ internal sealed class TcpRingTransport : IRingTransport, IAsyncDisposable
     private readonly TcpListener listener;
     private readonly byte[] token;
     private readonly TcpTlsOptions? tls;
+    private readonly bool sharedMemory;
     private readonly ChunkMailbox mailbox;
     private readonly ReceiveBufferPool buffers;
     private readonly Lock gate = new();
@@ -61,6 +66,9 @@ internal sealed class TcpRingTransport : IRingTransport, IAsyncDisposable
     private Task acceptLoop = Task.CompletedTask;
     private Task receiveLoop = Task.CompletedTask;
     private string? lastRejection;
+    private string? sharedMemoryNote;
+    private bool sendsOverSharedMemory;
+    private bool receivesOverSharedMemory;
     private int disposed;
     private long bytesReceived;
     private long rejectedConnections;
@@ -70,10 +78,11 @@ internal sealed class TcpRingTransport : IRingTransport, IAsyncDisposable
     private readonly IPAddress leftAddress;
 
     private TcpRingTransport(int peerIndex, int peerCount, TcpListener listener, long generation, byte[] token, int maxChunkElements, TcpTlsOptions? tls,
-        IPAddress leftAddress, long maxPendingBytes)
+        IPAddress leftAddress, long maxPendingBytes, bool sharedMemory)
     {
         this.leftAddress = leftAddress;
         this.tls = tls;
+        this.sharedMemory = sharedMemory;
         PeerIndex = peerIndex;
         PeerCount = peerCount;
         this.listener = listener;
@@ -122,6 +131,27 @@ internal sealed class TcpRingTransport : IRingTransport, IAsyncDisposable
 
     /// <summary>Whether this transport's connections run inside TLS with mutual authentication.</summary>
     public bool UsesTls => tls is not null;
+
+    /// <summary>Whether frames to the right neighbour go through shared memory (it is on this host).</summary>
+    public bool SendsOverSharedMemory
+    {
+        get { lock (gate) { return sendsOverSharedMemory; } }
+    }
+
+    /// <summary>Whether frames from the left neighbour come through shared memory (it is on this host).</summary>
+    public bool ReceivesOverSharedMemory
+    {
+        get { lock (gate) { return receivesOverSharedMemory; } }
+    }
+
+    /// <summary>
+    /// Why a hop on this host stayed on the socket although shared memory was allowed (the ring could not be made,
+    /// or the other side could not open it), for diagnostics; null when there was no such hop.
+    /// </summary>
+    public string? SharedMemoryNote
+    {
+        get { lock (gate) { return sharedMemoryNote; } }
+    }
 
     /// <summary>Where this peer's listener is bound (the actual port when it was opened on port 0).</summary>
     public IPEndPoint ListenEndPoint { get; }
@@ -177,7 +207,9 @@ internal sealed class TcpRingTransport : IRingTransport, IAsyncDisposable
     /// (the default) sends the bytes in the clear. A connection is admitted only from the host of the
     /// left neighbour's address in <paramref name="peers"/> (any loopback address for a loopback one),
     /// besides its handshake; and chunks that arrive before their reduction asks for them are held up
-    /// to <paramref name="maxPendingBytes"/>, beyond which they are dropped and counted.
+    /// to <paramref name="maxPendingBytes"/>, beyond which they are dropped and counted. With
+    /// <paramref name="sharedMemory"/>, hops between peers on this host move their frames through shared
+    /// memory; both ends must allow it, and either falls back to the socket if it cannot.
     /// </summary>
     /// <exception cref="TcpHandshakeRefusedException">The right neighbour refused the handshake.</exception>
     /// <exception cref="AuthenticationException">TLS with the right neighbour failed; the message says why.</exception>
@@ -190,7 +222,8 @@ internal sealed class TcpRingTransport : IRingTransport, IAsyncDisposable
         int maxChunkElements,
         CancellationToken cancellationToken,
         TcpTlsOptions? tls = null,
-        long maxPendingBytes = ChunkMailbox.Unbounded)
+        long maxPendingBytes = ChunkMailbox.Unbounded,
+        bool sharedMemory = false)
     {
         ArgumentNullException.ThrowIfNull(peers);
         ArgumentNullException.ThrowIfNull(listener);
@@ -218,7 +251,7 @@ internal sealed class TcpRingTransport : IRingTransport, IAsyncDisposable
         }
 
         var transport = new TcpRingTransport(peerIndex, peers.Count, listener, generation, token.ToArray(), maxChunkElements, tls,
-            peers[(peerIndex + peers.Count - 1) % peers.Count].Address, maxPendingBytes);
+            peers[(peerIndex + peers.Count - 1) % peers.Count].Address, maxPendingBytes, sharedMemory);
         transport.acceptLoop = transport.AcceptLoopAsync();
         if (transport.PeerCount == 1)
         {
@@ -339,7 +372,9 @@ internal sealed class TcpRingTransport : IRingTransport, IAsyncDisposable
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested && receiving.IsCancellationRequested)
         {
-            throw ReceiveFailure(key);
+            // The receive loop delivers every frame it has read before it stops: a chunk that arrived before the
+            // connection ended is still this receive's.
+            return mailbox.TryTake(peer, key, out var arrived) ? arrived : throw ReceiveFailure(key);
         }
     }
 
@@ -374,8 +409,6 @@ internal sealed class TcpRingTransport : IRingTransport, IAsyncDisposable
     private async Task ConnectRightAsync(IPEndPoint endpoint, CancellationToken cancellationToken)
     {
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, closing.Token);
-        var hello = new byte[TcpWireFormat.HelloSize(token.Length)];
-        TcpWireFormat.WriteHello(hello, TcpWireFormat.ProtocolVersion, Generation, PeerIndex, token);
         for (int attempt = 1; ; attempt++)
         {
             var socket = new Socket(endpoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
@@ -405,12 +438,32 @@ internal sealed class TcpRingTransport : IRingTransport, IAsyncDisposable
             }
 
             DataPlaneConnection? connection = null;
+            SharedMemoryRing? ring = sharedMemory && IsThisHost(endpoint.Address) ? CreateRing() : null;
             try
             {
                 connection = tls is null
                     ? DataPlaneConnection.Plain(socket)
                     : await DataPlaneConnection.ConnectTlsAsync(socket, tls, RightNeighbour, linked.Token).ConfigureAwait(false);
-                await HandshakeAsync(connection, hello, RightNeighbour, linked.Token).ConfigureAwait(false);
+                var hello = ring is null
+                    ? TcpWireFormat.HelloOf(Generation, PeerIndex, token)
+                    : TcpWireFormat.HelloOffering(TcpWireFormat.ProtocolVersion, Generation, PeerIndex, token, ring.Name, ring.Nonce);
+                bool overSharedMemory = await HandshakeAsync(connection, hello, RightNeighbour, linked.Token).ConfigureAwait(false);
+                if (overSharedMemory && ring is not null)
+                {
+                    // The reader has mapped the ring: the file's name is no longer needed.
+                    ring.Unlink();
+                    connection = new SharedMemoryConnection(connection, ring);
+                    ring = null;
+                    lock (gate)
+                    {
+                        sendsOverSharedMemory = true;
+                    }
+                }
+                else if (ring is not null)
+                {
+                    Note($"peer {RightNeighbour} is on this host but did not open the shared-memory ring; frames to it go over the socket");
+                }
+
                 writer = new TcpFrameWriter(connection, RightNeighbour, MaxChunkElements);
                 return;
             }
@@ -427,15 +480,77 @@ internal sealed class TcpRingTransport : IRingTransport, IAsyncDisposable
 
                 throw;
             }
+            finally
+            {
+                ring?.Dispose();
+            }
+        }
+    }
+
+    /// <summary>The writer's ring for a hop on this host, or null (noted) when /dev/shm cannot hold one.</summary>
+    private SharedMemoryRing? CreateRing()
+    {
+        long? capacity = SharedMemoryRing.CapacityFor(TcpWireFormat.FrameHeaderSize + ((long)MaxChunkElements * sizeof(float)));
+        if (capacity is null)
+        {
+            Note($"chunks of {MaxChunkElements} floats are too large for a shared-memory ring; frames go over the socket");
+            return null;
+        }
+
+        try
+        {
+            return SharedMemoryRing.Create(capacity.Value);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or PlatformNotSupportedException)
+        {
+            Note($"cannot make a shared-memory ring of {capacity.Value >> 20} MiB in {SharedMemoryRing.Directory} ({e.Message}); frames go over the socket");
+            return null;
+        }
+    }
+
+    private void Note(string note)
+    {
+        lock (gate)
+        {
+            sharedMemoryNote = note;
+        }
+    }
+
+    /// <summary>Whether <paramref name="address"/> is loopback or one of this host's (this network namespace's) own.</summary>
+    internal static bool IsThisHost(IPAddress? address)
+    {
+        if (address is null)
+        {
+            return false;
+        }
+
+        var a = address.IsIPv4MappedToIPv6 ? address.MapToIPv4() : address;
+        if (IPAddress.IsLoopback(a))
+        {
+            return true;
+        }
+
+        try
+        {
+            return System.Net.NetworkInformation.NetworkInterface.GetAllNetworkInterfaces()
+                .SelectMany(i => i.GetIPProperties().UnicastAddresses)
+                .Any(u => (u.Address.IsIPv4MappedToIPv6 ? u.Address.MapToIPv4() : u.Address).Equals(a));
+        }
+        catch (System.Net.NetworkInformation.NetworkInformationException)
+        {
+            return false;
         }
     }
 
     /// <summary>The connecting side of the handshake on a plain socket (tests speak it by hand).</summary>
-    internal static Task HandshakeAsync(Socket socket, byte[] hello, int peer, CancellationToken cancellationToken) =>
+    internal static Task<bool> HandshakeAsync(Socket socket, byte[] hello, int peer, CancellationToken cancellationToken) =>
         HandshakeAsync(DataPlaneConnection.Plain(socket), hello, peer, cancellationToken);
 
-    /// <summary>The connecting side of the handshake: send the hello, require an accepting answer.</summary>
-    internal static async Task HandshakeAsync(DataPlaneConnection connection, byte[] hello, int peer, CancellationToken cancellationToken)
+    /// <summary>
+    /// The connecting side of the handshake: send the hello, require an accepting answer. True when the answer
+    /// accepts the hello's shared-memory offer (then the frames go through the ring).
+    /// </summary>
+    internal static async Task<bool> HandshakeAsync(DataPlaneConnection connection, byte[] hello, int peer, CancellationToken cancellationToken)
     {
         // Under TLS 1.3 the accepting side judges this node's certificate after the client's half of
         // the TLS handshake: a refused certificate shows only here, as a connection that ends.
@@ -464,11 +579,19 @@ internal sealed class TcpRingTransport : IRingTransport, IAsyncDisposable
             throw new IOException($"Peer {peer} answered the data-plane handshake with bytes that are not this protocol.");
         }
 
+        if (status == TcpWireFormat.AcceptedOverSharedMemory
+            && TcpWireFormat.TryReadHello(hello, out var offered) && offered.OffersSharedMemory)
+        {
+            return true;
+        }
+
         if (status != TcpWireFormat.Accepted)
         {
             var reason = (TcpRefusalReason)status;
             throw new TcpHandshakeRefusedException(reason, $"Peer {peer} refused the data-plane connection: {reason}.");
         }
+
+        return false;
     }
 
     private async Task AcceptLoopAsync()
@@ -576,6 +699,17 @@ internal sealed class TcpRingTransport : IRingTransport, IAsyncDisposable
                 return;
             }
 
+            (string Name, byte[] Nonce)? offer = null;
+            if (hello.OffersSharedMemory)
+            {
+                offer = await ReadOfferAsync(connection, timeout.Token).ConfigureAwait(false);
+                if (offer is null)
+                {
+                    Reject("a malformed shared-memory offer");
+                    return;
+                }
+            }
+
             if (hello.Generation != Generation)
             {
                 await RefuseAsync(connection, TcpRefusalReason.WrongGeneration, $"generation {hello.Generation}, this ring is {Generation}", timeout.Token)
@@ -612,9 +746,29 @@ internal sealed class TcpRingTransport : IRingTransport, IAsyncDisposable
                 return;
             }
 
+            var ring = offer is { } o ? OpenRing(o.Name, o.Nonce, socket.RemoteEndPoint as IPEndPoint) : null;
             var answer = new byte[TcpWireFormat.AnswerSize];
-            TcpWireFormat.WriteAnswer(answer, TcpWireFormat.Accepted);
-            await connection.SendAllAsync(answer, timeout.Token).ConfigureAwait(false);
+            TcpWireFormat.WriteAnswer(answer, ring is null ? TcpWireFormat.Accepted : TcpWireFormat.AcceptedOverSharedMemory);
+            try
+            {
+                await connection.SendAllAsync(answer, timeout.Token).ConfigureAwait(false);
+            }
+            catch
+            {
+                ring?.Dispose();
+                throw;
+            }
+
+            if (ring is not null)
+            {
+                connection = new SharedMemoryConnection(connection, ring);
+                lock (gate)
+                {
+                    incoming = connection;
+                    receivesOverSharedMemory = true;
+                }
+            }
+
             receiveLoop = ReceiveLoopAsync(connection);
             leftConnected.TrySetResult();
         }
@@ -645,6 +799,51 @@ internal sealed class TcpRingTransport : IRingTransport, IAsyncDisposable
                 }
             }
         }
+    }
+
+    /// <summary>The shared-memory offer after the token: its ring's name and nonce, or null when it is malformed.</summary>
+    private static async Task<(string Name, byte[] Nonce)?> ReadOfferAsync(DataPlaneConnection connection, CancellationToken cancellationToken)
+    {
+        var length = new byte[1];
+        if (!await connection.ReceiveExactlyAsync(length, cancellationToken).ConfigureAwait(false)
+            || length[0] is 0 or > TcpWireFormat.MaxSharedMemoryNameLength)
+        {
+            return null;
+        }
+
+        var rest = new byte[length[0] + SharedMemoryRing.NonceSize];
+        if (!await connection.ReceiveExactlyAsync(rest, cancellationToken).ConfigureAwait(false) || !System.Text.Ascii.IsValid(rest.AsSpan(0, length[0])))
+        {
+            return null;
+        }
+
+        return (System.Text.Encoding.ASCII.GetString(rest, 0, length[0]), rest[length[0]..]);
+    }
+
+    /// <summary>
+    /// The reader's side of an offered ring: mapped when this transport allows shared memory, the left neighbour
+    /// connected from this host and the file is the one offered; otherwise null (noted), and the hop stays on the socket.
+    /// </summary>
+    private SharedMemoryRing? OpenRing(string name, byte[] nonce, IPEndPoint? from)
+    {
+        if (!sharedMemory)
+        {
+            return null;
+        }
+
+        if (!IsThisHost(from?.Address))
+        {
+            Note($"peer {LeftNeighbour} offered shared memory from {from}, which is not this host; its frames come over the socket");
+            return null;
+        }
+
+        var ring = SharedMemoryRing.TryOpen(name, nonce, out var problem);
+        if (ring is null)
+        {
+            Note($"peer {LeftNeighbour} offered a shared-memory ring this process cannot use ({problem}); its frames come over the socket");
+        }
+
+        return ring;
     }
 
     /// <summary>

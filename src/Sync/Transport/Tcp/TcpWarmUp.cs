@@ -7,7 +7,7 @@ namespace ActorTrain.Sync.Transport.Tcp;
 
 /// <summary>
 /// A ring of two peers inside this process, on loopback, that sums a few chunks once in every wire
-/// format and closes. The project runs without tiered compilation, so each method is compiled fully
+/// format and closes; once over the sockets and once through shared memory. The project runs without tiered compilation, so each method is compiled fully
 /// optimised on its first call; without this, the first generation's ring connection and first
 /// reduction paid for compiling the data plane (about 0.1 s each, on the critical path of every
 /// node's first step). A node runs it in the background while it joins the cluster.
@@ -22,12 +22,19 @@ internal static class TcpWarmUp
 
     public static async Task RunAsync(CancellationToken cancellationToken)
     {
+        await RunAsync(sharedMemory: false, cancellationToken).ConfigureAwait(false);
+        await RunAsync(sharedMemory: true, cancellationToken).ConfigureAwait(false);
+    }
+
+    private static async Task RunAsync(bool sharedMemory, CancellationToken cancellationToken)
+    {
         var token = RandomNumberGenerator.GetBytes(16);
         var listeners = new[] { TcpRingTransport.Listen(IPAddress.Loopback, 0), TcpRingTransport.Listen(IPAddress.Loopback, 0) };
         var peers = listeners.Select(l => (IPEndPoint)l.LocalEndpoint).ToArray();
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         timeout.CancelAfter(TimeSpan.FromSeconds(10));
-        var connecting = listeners.Select((listener, i) => TcpRingTransport.ConnectAsync(i, peers, listener, generation: 1, token, ChunkElements, timeout.Token)).ToArray();
+        var connecting = listeners.Select((listener, i) => TcpRingTransport.ConnectAsync(i, peers, listener, generation: 1, token, ChunkElements, timeout.Token,
+            sharedMemory: sharedMemory)).ToArray();
         try
         {
             await Task.WhenAll(connecting).ConfigureAwait(false);

@@ -18,13 +18,16 @@ internal sealed class TcpTestRing : IAsyncDisposable
     public TcpRingTransport[] Peers { get; }
 
     /// <param name="tls">Each peer's TLS options (null: plain TCP).</param>
-    public static async Task<TcpTestRing> ConnectAsync(int peerCount, int maxChunkElements, Func<int, TcpTlsOptions?>? tls = null)
+    /// <param name="sharedMemory">Whether each peer allows shared memory with its neighbours on this host (null: none does).</param>
+    public static async Task<TcpTestRing> ConnectAsync(int peerCount, int maxChunkElements, Func<int, TcpTlsOptions?>? tls = null,
+        Func<int, bool>? sharedMemory = null)
     {
         var listeners = Enumerable.Range(0, peerCount).Select(_ => TcpRingTransport.Listen(IPAddress.Loopback, 0)).ToArray();
         var addresses = listeners.Select(l => (IPEndPoint)l.LocalEndpoint).ToArray();
         using var cts = new CancellationTokenSource(TestData.Timeout);
         var connecting = listeners
-            .Select((listener, p) => TcpRingTransport.ConnectAsync(p, addresses, listener, Generation, Token, maxChunkElements, cts.Token, tls?.Invoke(p)))
+            .Select((listener, p) => TcpRingTransport.ConnectAsync(p, addresses, listener, Generation, Token, maxChunkElements, cts.Token, tls?.Invoke(p),
+                sharedMemory: sharedMemory?.Invoke(p) ?? false))
             .ToArray();
         try
         {

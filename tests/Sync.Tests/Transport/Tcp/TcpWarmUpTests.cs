@@ -12,6 +12,8 @@ public class TcpWarmUpTests
         await TcpWarmUp.RunAsync(bound.Token);
         // Twice in a row: the first left no listener or connection behind that the second trips over.
         await TcpWarmUp.RunAsync(bound.Token);
+        // Its shared-memory rings were unlinked once they stood.
+        Assert.Empty(Directory.GetFiles(SharedMemoryRing.Directory, $"actortrain-ring-{Environment.ProcessId}-*"));
     }
 
     [Fact]
