@@ -37,12 +37,11 @@ public sealed class MnistJob(string dataDirectory) : TrainingJob
     public override string Name => "mnist";
 
     // 9,000 digits over 2 nodes at batch 64 give 70 steps per epoch: print every 20.
-    // The gradient is 1.7 MB: in 1 MiB buckets (three) a 2-node step took 32.3 ms (median) against
-    // 34.2 ms in the one bucket of the 4 MiB default (docs/PERFORMANCE.md, "Overlap of backward and
-    // reduction"), and the buckets before the last can start during backward with overlap-backward.
+    // The gradient (1.7 MB) goes in the one bucket of the 4 MiB default: without overlap the buckets
+    // are reduced one after another, each paying the ring's latency (docs/PERFORMANCE.md, "Shared
+    // memory between nodes on one host").
     public override string DefaultConfig => """
         actortrain.training.log-interval = 20
-        actortrain.sync.bucket-size = 1MiB
         """;
 
     public override Module<Tensor, Tensor> CreateModel() => new MnistNet();
