@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.Security.Cryptography;
 using System.Text;
+using ActorTrain.Tests.Shared;
 using ActorTrain.TrainerActors.Checkpoints;
 
 namespace ActorTrain.TrainerActors.Tests.Checkpoints;
@@ -259,19 +260,44 @@ public sealed class CheckpointStoreTests : IDisposable
         Assert.Contains(renamed, Assert.Single(result.Warnings));
     }
 
-    [Fact]
+    [UnwritableDirectoryFact]
     public void An_unwritable_directory_is_a_write_error_naming_the_path_and_leaves_no_temp_file()
     {
-        // Root writes anywhere, and Windows has no Unix modes: nothing to test there.
-        if (Environment.IsPrivilegedProcess || OperatingSystem.IsWindows()) return;
         var locked = Directory.CreateDirectory(Path.Combine(_dir, "locked")).FullName;
-        File.SetUnixFileMode(locked, UnixFileMode.UserRead | UnixFileMode.UserExecute);
+        // Root writes through Unix modes: as root the folder is made immutable instead, which root cannot write into either.
+        using var immutable = RealFaults.IsRoot ? new ImmutableDirectory(locked) : null;
+        if (!RealFaults.IsRoot) File.SetUnixFileMode(locked, UnixFileMode.UserRead | UnixFileMode.UserExecute);
 
         var e = Assert.Throws<CheckpointWriteException>(() => new CheckpointStore(locked, keep: 3).Save(State(5)));
 
         Assert.Contains(Path.Combine(locked, CheckpointStore.FileName(5)), e.Message);
         Assert.Contains("permission denied", e.Message);
         Assert.Empty(Directory.GetFiles(locked));
+    }
+
+    [RootFact]
+    public void A_disk_that_fills_for_real_is_a_write_error_that_says_so_and_leaves_no_temp_file()
+    {
+        using var disk = new SmallTmpfs(64 * 1024);
+        var store = new CheckpointStore(disk.Path, keep: 3);
+
+        var e = Assert.Throws<CheckpointWriteException>(() => store.Save(State(2, sectionBytes: 256 * 1024)));
+
+        Assert.Contains("disk is full", e.Message);
+        Assert.Contains(Path.Combine(disk.Path, CheckpointStore.FileName(2)), e.Message);
+        Assert.Empty(Directory.GetFiles(disk.Path));
+    }
+
+    [RootFact]
+    public void A_read_only_file_system_is_a_write_error_naming_the_path()
+    {
+        using var disk = new SmallTmpfs(1024 * 1024, readOnly: true);
+
+        var e = Assert.Throws<CheckpointWriteException>(() => new CheckpointStore(disk.Path, keep: 3).Save(State(3)));
+
+        Assert.Contains(Path.Combine(disk.Path, CheckpointStore.FileName(3)), e.Message);
+        Assert.Contains("read-only", e.Message, StringComparison.OrdinalIgnoreCase);
+        Assert.Empty(Directory.GetFiles(disk.Path));
     }
 
     [Fact]
@@ -329,5 +355,19 @@ public sealed class CheckpointStoreTests : IDisposable
         public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
         public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
         public override void SetLength(long value) => throw new NotSupportedException();
+    }
+}
+
+/// <summary>
+/// Runs where a folder can be made unwritable for this process: by its Unix mode for a normal user, by
+/// <c>chattr +i</c> for root (root ignores the mode). Skipped, with the reason, elsewhere.
+/// </summary>
+public sealed class UnwritableDirectoryFactAttribute : FactAttribute
+{
+    public UnwritableDirectoryFactAttribute()
+    {
+        if (OperatingSystem.IsWindows()) Skip = "Windows has no Unix file modes";
+        else if (RealFaults.IsRoot && !RealFaults.CanMakeImmutable)
+            Skip = "root writes through Unix modes, and chattr +i does not work on the file system of the temporary folder";
     }
 }

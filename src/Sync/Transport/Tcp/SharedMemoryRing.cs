@@ -92,8 +92,9 @@ internal sealed unsafe partial class SharedMemoryRing : IDisposable
     /// Creates a ring of <paramref name="capacity"/> bytes (a power of two) as the writer. The file is made
     /// readable and writable by this user only, and its memory is reserved up front, so that a full
     /// <c>/dev/shm</c> fails here, as an <see cref="IOException"/>, and not later as a fault on a page.
+    /// <paramref name="directory"/> is for tests: a reader only ever opens rings in <see cref="Directory"/>.
     /// </summary>
-    public static SharedMemoryRing Create(long capacity)
+    public static SharedMemoryRing Create(long capacity, string directory = Directory)
     {
         if (capacity < MinCapacity || capacity > MaxCapacity || (capacity & (capacity - 1)) != 0)
         {
@@ -107,7 +108,7 @@ internal sealed unsafe partial class SharedMemoryRing : IDisposable
 
         RemoveOrphans();
         var name = $"{Prefix}{Environment.ProcessId}-{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(16))}";
-        var path = Path.Combine(Directory, name);
+        var path = Path.Combine(directory, name);
         var stream = new FileStream(path, new FileStreamOptions
         {
             Mode = FileMode.CreateNew,

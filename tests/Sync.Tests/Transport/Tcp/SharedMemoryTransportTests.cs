@@ -3,6 +3,7 @@ using System.Net;
 using System.Net.Sockets;
 using ActorTrain.Sync.Transport;
 using ActorTrain.Sync.Transport.Tcp;
+using ActorTrain.Tests.Shared;
 
 namespace ActorTrain.Sync.Tests.Transport.Tcp;
 
@@ -320,6 +321,18 @@ public class SharedMemoryRingTests
         var e = Assert.Throws<IOException>(() => reader.Read(new byte[16], out _));
         Assert.Contains("corrupt", e.Message);
         Assert.Throws<IOException>(() => writer.Write(new byte[16], out _));
+    }
+
+    [RootFact]
+    public void A_full_shared_memory_file_system_fails_the_ring_s_creation_cleanly_and_leaves_no_file()
+    {
+        using var shm = new SmallTmpfs(1024 * 1024);
+
+        // Its memory is reserved up front: no later fault on a page that cannot be backed.
+        var e = Assert.Throws<IOException>(() => SharedMemoryRing.Create(4L << 20, shm.Path));
+
+        Assert.Contains("full", e.Message, StringComparison.OrdinalIgnoreCase); // .NET: "… because the disk was full"
+        Assert.Empty(Directory.GetFiles(shm.Path));
     }
 
     [Fact]
