@@ -4,10 +4,12 @@ using System.Runtime.InteropServices;
 namespace ActorTrain.Integration.Tests;
 
 /// <summary>
-/// A fact that needs a Docker daemon. When none answers, it starts one with
-/// deploy/docker/start-dockerd.sh where it can (root, dockerd installed), and stops it again
-/// when the test ends (<see cref="ContainerEnvironment.StopDaemonIfStartedHere"/>, and at the
-/// latest when this process exits). Elsewhere the test is skipped with the reason.
+/// A fact that needs a Docker daemon. When none answers, the test starts one with
+/// deploy/docker/start-dockerd.sh where it can (root, dockerd installed;
+/// <see cref="ContainerEnvironment.StartDaemonIfNeeded"/>), and stops it again when it ends
+/// (<see cref="ContainerEnvironment.StopDaemonIfStartedHere"/>, and at the latest when this
+/// process exits). The attribute itself starts nothing: it is made for every test a run
+/// discovers, also when a filter leaves this one out. Elsewhere the test is skipped with the reason.
 /// </summary>
 public sealed class DockerFactAttribute : FactAttribute
 {
@@ -37,6 +39,22 @@ internal static class ContainerEnvironment
 
     public static bool IsRoot => OperatingSystem.IsLinux() && GetEuid() == 0;
 
+    /// <summary>
+    /// Starts a daemon when none answers (the probe found that this process may start one), and makes sure
+    /// the base image can be had. Throws naming what failed.
+    /// </summary>
+    public static void StartDaemonIfNeeded()
+    {
+        if (Run("docker", ["info"], TimeSpan.FromSeconds(30)).Code == 0) return;
+        lock (DaemonLock)
+        {
+            var (code, output) = Run(Path.Combine(ScriptDirectory, "start-dockerd.sh"), [], TimeSpan.FromSeconds(120));
+            if (code != 0) throw new InvalidOperationException($"deploy/docker/start-dockerd.sh could not start a Docker daemon: {output}");
+            if (!_daemonStartedHere) AppDomain.CurrentDomain.ProcessExit += (_, _) => StopDaemonIfStartedHere();
+            _daemonStartedHere = true;
+        }
+    }
+
     /// <summary>Stops the daemon this process started (nothing otherwise). Safe to call twice.</summary>
     public static void StopDaemonIfStartedHere()
     {
@@ -57,10 +75,10 @@ internal static class ContainerEnvironment
             if (!OnPath("dockerd"))
                 return "no Docker daemon answers, and dockerd is not installed (Debian's docker.io; .ci/run: deploy/docker/start-dockerd.sh --install)";
             if (!IsRoot) return "no Docker daemon answers, and starting one needs root";
-            var (code, output) = Run(Path.Combine(ScriptDirectory, "start-dockerd.sh"), [], TimeSpan.FromSeconds(120));
-            if (code != 0) return $"no Docker daemon: deploy/docker/start-dockerd.sh could not start one: {output}";
-            lock (DaemonLock) _daemonStartedHere = true;
-            AppDomain.CurrentDomain.ProcessExit += (_, _) => StopDaemonIfStartedHere();
+            // The test starts the daemon (StartDaemonIfNeeded); whether it has the base image is known only then,
+            // so making it must be possible.
+            return OnPath("debootstrap") ? null
+                : $"no Docker daemon answers (the test would start one), and no debootstrap to make {BaseImage} should it be missing (apt-get install debootstrap)";
         }
         if (Run("docker", ["image", "inspect", BaseImage], TimeSpan.FromSeconds(30)).Code == 0) return null;
         if (!OnPath("debootstrap")) return $"no base image {BaseImage} and no debootstrap to make it (apt-get install debootstrap)";

@@ -59,6 +59,7 @@ public sealed class ContainerTests(ITestOutputHelper output)
     [SupportedOSPlatform("linux")] // the attribute skips elsewhere
     public async Task Three_containers_on_the_host_network_build_from_the_image_and_train_to_equal_replicas()
     {
+        ContainerEnvironment.StartDaemonIfNeeded();
         var run = $"it{Environment.ProcessId}-{DateTime.UtcNow:HHmmss}";
         var tag = $"actortrain-mnist:{run}";
         var work = Directory.CreateTempSubdirectory("actortrain-container-");

@@ -258,12 +258,22 @@ public class PartitionTests(ITestOutputHelper output)
         Assert.True(await status.WaitForExitAsync(TimeSpan.FromSeconds(60)) == 0, status.Tail());
         Assert.Matches(@"straggler: rank \d+ on node h3 ", status.Output);
 
+        // The gauge holds the ratio while h3 is the straggler and 0 once it is not. The coordinator judges each
+        // node's latest progress report, and a node on a fifth of a core reports late and unevenly, so it may be
+        // cleared for a moment ("No straggler any more") and named again: read the metrics until they name it.
         var url = System.Text.RegularExpressions.Regex.Match(s1.Output, @"metrics at (http://\S+)").Groups[1].Value;
-        var (code, metrics) = c.Bed.Exec(1, "bash", "-c", $"exec 3<>/dev/tcp/127.0.0.1/{new Uri(url).Port}; printf 'GET /metrics HTTP/1.0\\r\\n\\r\\n' >&3; cat <&3");
-        Assert.Equal(0, code);
-        var line = metrics.Split('\n').FirstOrDefault(l => l.StartsWith("actortrain_straggler{", StringComparison.Ordinal) && l.Contains("straggler_node=\"h3\""));
+        string? line = null, metrics = "";
+        for (var deadline = DateTime.UtcNow.AddSeconds(30); DateTime.UtcNow < deadline; await Task.Delay(500))
+        {
+            int code;
+            (code, metrics) = c.Bed.Exec(1, "bash", "-c", $"exec 3<>/dev/tcp/127.0.0.1/{new Uri(url).Port}; printf 'GET /metrics HTTP/1.0\\r\\n\\r\\n' >&3; cat <&3");
+            Assert.Equal(0, code);
+            line = metrics.Split('\n').FirstOrDefault(l => l.StartsWith("actortrain_straggler{", StringComparison.Ordinal) && l.Contains("straggler_node=\"h3\""));
+            if (line is not null && double.Parse(line.Split(' ')[^1], System.Globalization.CultureInfo.InvariantCulture) >= 1.5) break;
+        }
         Assert.True(line is not null, metrics);
-        Assert.True(double.Parse(line.Split(' ')[^1], System.Globalization.CultureInfo.InvariantCulture) >= 1.5, line);
+        Assert.True(double.Parse(line.Split(' ')[^1], System.Globalization.CultureInfo.InvariantCulture) >= 1.5,
+            $"{line}\n(straggler lines of the seed: {string.Join(" | ", s1.Output.Split('\n').Where(l => l.Contains("traggler")))})");
     }
 
     /// <summary>A CPU quota on a process (a cgroup of its own), removed on Dispose; cgroup v2 or v1's cpu controller.</summary>
