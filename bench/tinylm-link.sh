@@ -7,7 +7,8 @@
 #   RATES     comma-separated tc rates (default 1gbit,2500mbit)
 #   STEPS     steps per run (default 24)
 #   SETTINGS  each "name:hocon;hocon;..." (default: the grid below)
-# Prints one line per run: rate, setting, samples/s, step/compute/cross-node medians, exposed share.
+# Prints one line per run: rate, setting, samples/s, step/compute/cross-node medians, exposed share,
+# and how the hops travelled (TCP between the bed's hosts; shared memory would mean the bed is not one).
 # The bed (prefix tlm) is removed on exit, failure included.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -37,7 +38,7 @@ trap cleanup EXIT
 "$bed" up 2 --subnet 10.219.0 >/dev/null
 # 8 windows per trainer and step, 2 trainers: samples per epoch = steps x 16.
 samples=$(( steps * 16 ))
-printf '%-10s %-20s %10s %9s %9s %9s %8s\n' rate setting samples/s step_ms comp_ms cross_ms exposed
+printf '%-10s %-20s %10s %9s %9s %9s %8s  %s\n' rate setting samples/s step_ms comp_ms cross_ms exposed hops
 for rate in ${rates//,/ }; do
   "$bed" shape 1 "$rate" >/dev/null; "$bed" shape 2 "$rate" >/dev/null
   for entry in "${settings[@]}"; do
@@ -52,12 +53,15 @@ for rate in ${rates//,/ }; do
     if ! wait $seed || ! wait $worker; then
       echo "tinylm-link: $rate $name failed; last lines:" >&2; tail -5 "$out/seed.log" "$out/worker.log" >&2; continue
     fi
-    python3 - "$out/run-report.json" "$rate" "$name" <<'PY'
-import json, sys
+    python3 - "$out/run-report.json" "$rate" "$name" "$out/seed.log" "$out/worker.log" <<'PY'
+import json, re, sys
 r = json.load(open(sys.argv[1])); t = r["timings_ms"]
 assert r["replicas_equal"], "replicas differ"
 sps = r["global_batch"] / (t["step"] / 1000)
-print("%-10s %-20s %10.1f %9.1f %9.1f %9.1f %7.1f%%" % (sys.argv[2], sys.argv[3], sps, t["step"], t["compute"], t["cross_node"], 100 * (t["step"] - t["compute"]) / t["step"]))
+# Each node's "Generation 1" line ends with how its ring hops travel.
+hops = sorted({m for log in sys.argv[4:] for m in re.findall(r"cross-node (?:over [A-Za-z ]+|to peer.*)$", open(log).read(), re.M)})
+print("%-10s %-20s %10.1f %9.1f %9.1f %9.1f %7.1f%%  %s" % (sys.argv[2], sys.argv[3], sps, t["step"], t["compute"], t["cross_node"],
+      100 * (t["step"] - t["compute"]) / t["step"], "; ".join(hops) or "?"))
 PY
   done
 done
