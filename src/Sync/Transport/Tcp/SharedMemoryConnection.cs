@@ -26,9 +26,6 @@ internal sealed class SharedMemoryConnection : DataPlaneConnection
     /// <inheritdoc />
     public override bool IsEncrypted => signals.IsEncrypted;
 
-    /// <summary>The ring the bytes travel through.</summary>
-    public SharedMemoryRing Ring => ring;
-
     /// <inheritdoc />
     /// <remarks>One writer at a time (the frame writer serializes its sends).</remarks>
     public override async ValueTask SendAllAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken)

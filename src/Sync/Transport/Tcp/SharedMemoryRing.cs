@@ -233,21 +233,16 @@ internal sealed unsafe partial class SharedMemoryRing : IDisposable
         byte* p = Acquire();
         try
         {
-            long head = *(long*)(p + HeadOffset);
-            long tail = Volatile.Read(ref *(long*)(p + TailOffset));
-            long used = head - tail;
-            if (used < 0 || used > Capacity)
-            {
-                throw Corrupt(head, tail);
-            }
-
-            int count = (int)Math.Min(source.Length, Capacity - used);
+            var (head, tail) = Counters(p);
+            int count = (int)Math.Min(source.Length, Capacity - (head - tail));
             if (count == 0)
             {
                 return 0;
             }
 
-            Copy(source[..count], p + DataOffset, head);
+            int first = FirstPart(head, count);
+            source[..first].CopyTo(Data(p, head, first));
+            source[first..count].CopyTo(Data(p, head + first, count - first));
             Volatile.Write(ref *(long*)(p + HeadOffset), head + count);
             wakeReader = TakeWaiter(p + ReaderWaitingOffset);
             return count;
@@ -268,24 +263,16 @@ internal sealed unsafe partial class SharedMemoryRing : IDisposable
         byte* p = Acquire();
         try
         {
-            long tail = *(long*)(p + TailOffset);
-            long head = Volatile.Read(ref *(long*)(p + HeadOffset));
-            long available = head - tail;
-            if (available < 0 || available > Capacity)
-            {
-                throw Corrupt(head, tail);
-            }
-
-            int count = (int)Math.Min(destination.Length, available);
+            var (head, tail) = Counters(p);
+            int count = (int)Math.Min(destination.Length, head - tail);
             if (count == 0)
             {
                 return 0;
             }
 
-            long start = tail & mask;
-            int first = (int)Math.Min(count, Capacity - start);
-            new ReadOnlySpan<byte>(p + DataOffset + start, first).CopyTo(destination);
-            new ReadOnlySpan<byte>(p + DataOffset, count - first).CopyTo(destination[first..]);
+            int first = FirstPart(tail, count);
+            Data(p, tail, first).CopyTo(destination);
+            Data(p, tail + first, count - first).CopyTo(destination[first..]);
             Volatile.Write(ref *(long*)(p + TailOffset), tail + count);
             wakeWriter = TakeWaiter(p + WriterWaitingOffset);
             return count;
@@ -381,8 +368,7 @@ internal sealed unsafe partial class SharedMemoryRing : IDisposable
         {
             ref int waiting = ref *(int*)(p + offset);
             Interlocked.Exchange(ref waiting, 1);
-            long head = Volatile.Read(ref *(long*)(p + HeadOffset));
-            long tail = Volatile.Read(ref *(long*)(p + TailOffset));
+            var (head, tail) = Counters(p);
             bool ready = reader ? head != tail : head - tail < Capacity;
             if (!ready)
             {
@@ -405,13 +391,25 @@ internal sealed unsafe partial class SharedMemoryRing : IDisposable
         return Volatile.Read(ref waiting) == 1 && Interlocked.CompareExchange(ref waiting, 0, 1) == 1;
     }
 
-    private void Copy(ReadOnlySpan<byte> source, byte* data, long position)
+    /// <summary>Bytes written and read, each the only side's to store; throws when they do not fit the ring.</summary>
+    private (long Head, long Tail) Counters(byte* p)
     {
-        long start = position & mask;
-        int first = (int)Math.Min(source.Length, Capacity - start);
-        source[..first].CopyTo(new Span<byte>(data + start, first));
-        source[first..].CopyTo(new Span<byte>(data, source.Length - first));
+        long head = Volatile.Read(ref *(long*)(p + HeadOffset));
+        long tail = Volatile.Read(ref *(long*)(p + TailOffset));
+        long used = head - tail;
+        if (used < 0 || used > Capacity)
+        {
+            throw Corrupt(head, tail);
+        }
+
+        return (head, tail);
     }
+
+    /// <summary>Of <paramref name="count"/> bytes of the stream from <paramref name="position"/>, how many lie before the ring's end.</summary>
+    private int FirstPart(long position, int count) => (int)Math.Min(count, Capacity - (position & mask));
+
+    /// <summary>The ring's bytes from stream position <paramref name="position"/>, not past its end.</summary>
+    private Span<byte> Data(byte* p, long position, int length) => new(p + DataOffset + (position & mask), length);
 
     private void WriteHeader()
     {

@@ -446,7 +446,7 @@ internal sealed class TcpRingTransport : IRingTransport, IAsyncDisposable
                     : await DataPlaneConnection.ConnectTlsAsync(socket, tls, RightNeighbour, linked.Token).ConfigureAwait(false);
                 var hello = ring is null
                     ? TcpWireFormat.HelloOf(Generation, PeerIndex, token)
-                    : TcpWireFormat.HelloOffering(TcpWireFormat.ProtocolVersion, Generation, PeerIndex, token, ring.Name, ring.Nonce);
+                    : TcpWireFormat.HelloOffering(Generation, PeerIndex, token, ring.Name, ring.Nonce);
                 bool overSharedMemory = await HandshakeAsync(connection, hello, RightNeighbour, linked.Token).ConfigureAwait(false);
                 if (overSharedMemory && ring is not null)
                 {

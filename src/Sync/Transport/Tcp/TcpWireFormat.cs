@@ -77,7 +77,7 @@ internal static class TcpWireFormat
     }
 
     /// <summary>The hello with a shared-memory offer for the ring <paramref name="name"/> (ASCII) after the token.</summary>
-    public static byte[] HelloOffering(ushort version, long generation, int peerIndex, ReadOnlySpan<byte> token, string name, ReadOnlySpan<byte> nonce)
+    public static byte[] HelloOffering(long generation, int peerIndex, ReadOnlySpan<byte> token, string name, ReadOnlySpan<byte> nonce)
     {
         if (name.Length is 0 or > MaxSharedMemoryNameLength || !System.Text.Ascii.IsValid(name) || nonce.Length != SharedMemoryRing.NonceSize)
         {
@@ -85,7 +85,7 @@ internal static class TcpWireFormat
         }
 
         var hello = new byte[HelloSize(token.Length) + 1 + name.Length + nonce.Length];
-        WriteHello(hello, version, generation, peerIndex, token, OffersSharedMemory);
+        WriteHello(hello, ProtocolVersion, generation, peerIndex, token, OffersSharedMemory);
         var offer = hello.AsSpan(HelloSize(token.Length));
         offer[0] = (byte)name.Length;
         System.Text.Encoding.ASCII.GetBytes(name, offer[1..]);

@@ -178,7 +178,7 @@ public class SharedMemoryTransportTests
         var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
         using var cts = new CancellationTokenSource(TestData.Timeout);
         await socket.ConnectAsync(target, cts.Token);
-        var hello = TcpWireFormat.HelloOffering(TcpWireFormat.ProtocolVersion, TcpTestRing.Generation, 0, TcpTestRing.Token, name, nonce);
+        var hello = TcpWireFormat.HelloOffering(TcpTestRing.Generation, 0, TcpTestRing.Token, name, nonce);
         await socket.SendAsync(hello, SocketFlags.None, cts.Token);
         var answer = new byte[TcpWireFormat.AnswerSize];
         Assert.True(await SocketIo.ReceiveExactlyAsync(socket, answer, cts.Token));
@@ -193,18 +193,9 @@ public class SharedMemoryTransportTests
     /// </summary>
     private static async Task<ListeningPeer> ListeningPeerAsync()
     {
-        var fake = TcpRingTransport.Listen(IPAddress.Loopback, 0);
-        var real = TcpRingTransport.Listen(IPAddress.Loopback, 0);
-        IPEndPoint[] peers = [(IPEndPoint)fake.LocalEndpoint, (IPEndPoint)real.LocalEndpoint];
         var cts = new CancellationTokenSource(TestData.Timeout);
-        var connecting = TcpRingTransport.ConnectAsync(1, peers, real, TcpTestRing.Generation, TcpTestRing.Token, 1024, cts.Token, sharedMemory: true);
-        var fromTransport = await fake.AcceptSocketAsync(cts.Token);
-        var hello = new byte[TcpWireFormat.HelloSize(TcpTestRing.Token.Length)];
-        Assert.True(await SocketIo.ReceiveExactlyAsync(fromTransport, hello, cts.Token));
-        var answer = new byte[TcpWireFormat.AnswerSize];
-        TcpWireFormat.WriteAnswer(answer, TcpWireFormat.Accepted);
-        await fromTransport.SendAsync(answer, SocketFlags.None, cts.Token);
-        return new ListeningPeer(peers[1], connecting, fromTransport, fake, cts);
+        var peer = await TcpTestRing.StartPeerOneAsync(maxChunkElements: 1024, sharedMemory: true, cts.Token);
+        return new ListeningPeer(peer.Address, peer.Connecting, peer.FromTransport, peer.FakeListener, cts);
     }
 
     private sealed class ListeningPeer(IPEndPoint address, Task<TcpRingTransport> connecting, Socket fromTransport, TcpListener fake, CancellationTokenSource cts)

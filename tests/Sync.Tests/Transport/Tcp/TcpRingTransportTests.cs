@@ -333,22 +333,9 @@ public class TcpRingTransportTests
         public static async Task<FakeLeftNeighbour> ConnectAsync(int maxChunkElements)
         {
             using var cts = new CancellationTokenSource(TestData.Timeout);
-            var fakeListener = TcpRingTransport.Listen(IPAddress.Loopback, 0);
-            var realListener = TcpRingTransport.Listen(IPAddress.Loopback, 0);
-            IPEndPoint[] peers = [(IPEndPoint)fakeListener.LocalEndpoint, (IPEndPoint)realListener.LocalEndpoint];
-            var connecting = TcpRingTransport.ConnectAsync(1, peers, realListener, TcpTestRing.Generation, TcpTestRing.Token, maxChunkElements, cts.Token);
-
-            var fromTransport = await fakeListener.AcceptSocketAsync(cts.Token);
-            var hello = new byte[TcpWireFormat.HelloSize(TcpTestRing.Token.Length)];
-            Assert.True(await SocketIo.ReceiveExactlyAsync(fromTransport, hello, cts.Token));
-            Assert.True(TcpWireFormat.TryReadHello(hello, out var parsed));
-            Assert.Equal(new Hello(TcpWireFormat.ProtocolVersion, TcpTestRing.Generation, 1, TcpTestRing.Token.Length), parsed);
-            var answer = new byte[TcpWireFormat.AnswerSize];
-            TcpWireFormat.WriteAnswer(answer, TcpWireFormat.Accepted);
-            await fromTransport.SendAsync(answer, SocketFlags.None, cts.Token);
-
-            var toTransport = await TcpTestRing.HandshakeAsync(peers[1], TcpTestRing.Generation, claimedPeer: 0, TcpTestRing.Token);
-            return new FakeLeftNeighbour(await connecting, fromTransport, toTransport, fakeListener);
+            var peer = await TcpTestRing.StartPeerOneAsync(maxChunkElements, sharedMemory: false, cts.Token);
+            var toTransport = await TcpTestRing.HandshakeAsync(peer.Address, TcpTestRing.Generation, claimedPeer: 0, TcpTestRing.Token);
+            return new FakeLeftNeighbour(await peer.Connecting, peer.FromTransport, toTransport, peer.FakeListener);
         }
 
         public async ValueTask DisposeAsync()

@@ -136,9 +136,7 @@ public sealed class TcpRingTransportTlsTests : IDisposable
         try
         {
             await stream.AuthenticateAsClientAsync(options, cts.Token);
-            var hello = new byte[TcpWireFormat.HelloSize(TcpTestRing.Token.Length)];
-            TcpWireFormat.WriteHello(hello, TcpWireFormat.ProtocolVersion, TcpTestRing.Generation, 0, TcpTestRing.Token);
-            await stream.WriteAsync(hello, cts.Token);
+            await stream.WriteAsync(TcpWireFormat.HelloOf(TcpTestRing.Generation, 0, TcpTestRing.Token), cts.Token);
             var answer = new byte[TcpWireFormat.AnswerSize];
             await stream.ReadExactlyAsync(answer, cts.Token);
             return null;

@@ -60,9 +60,7 @@ internal sealed class TcpTestRing : IAsyncDisposable
         {
             using var cts = new CancellationTokenSource(TestData.Timeout);
             await socket.ConnectAsync(target, cts.Token);
-            var hello = new byte[TcpWireFormat.HelloSize(token.Length)];
-            TcpWireFormat.WriteHello(hello, TcpWireFormat.ProtocolVersion, generation, claimedPeer, token);
-            await TcpRingTransport.HandshakeAsync(socket, hello, peer: -1, cts.Token);
+            await TcpRingTransport.HandshakeAsync(socket, TcpWireFormat.HelloOf(generation, claimedPeer, token), peer: -1, cts.Token);
             return socket;
         }
         catch
@@ -71,6 +69,37 @@ internal sealed class TcpTestRing : IAsyncDisposable
             throw;
         }
     }
+
+    /// <summary>
+    /// Starts a real transport as peer 1 of a two-peer ring whose peer 0 is the test: accepts the transport's
+    /// connection to its right neighbour, checks its hello (with a shared-memory offer when
+    /// <paramref name="sharedMemory"/>, left unread) and accepts it over the socket. The transport's
+    /// <see cref="PeerOne.Connecting"/> completes once the test has connected to <see cref="PeerOne.Address"/> as its left neighbour.
+    /// </summary>
+    public static async Task<PeerOne> StartPeerOneAsync(int maxChunkElements, bool sharedMemory, CancellationToken cancellationToken)
+    {
+        var fakeListener = TcpRingTransport.Listen(IPAddress.Loopback, 0);
+        var realListener = TcpRingTransport.Listen(IPAddress.Loopback, 0);
+        IPEndPoint[] peers = [(IPEndPoint)fakeListener.LocalEndpoint, (IPEndPoint)realListener.LocalEndpoint];
+        var connecting = TcpRingTransport.ConnectAsync(1, peers, realListener, Generation, Token, maxChunkElements, cancellationToken, sharedMemory: sharedMemory);
+
+        var fromTransport = await fakeListener.AcceptSocketAsync(cancellationToken);
+        var hello = new byte[TcpWireFormat.HelloSize(Token.Length)];
+        Assert.True(await SocketIo.ReceiveExactlyAsync(fromTransport, hello, cancellationToken));
+        Assert.True(TcpWireFormat.TryReadHello(hello, out var parsed));
+        Assert.Equal(new Hello(TcpWireFormat.ProtocolVersion, Generation, 1, Token.Length, sharedMemory ? TcpWireFormat.OffersSharedMemory : 0), parsed);
+        var answer = new byte[TcpWireFormat.AnswerSize];
+        TcpWireFormat.WriteAnswer(answer, TcpWireFormat.Accepted);
+        await fromTransport.SendAsync(answer, SocketFlags.None, cancellationToken);
+        return new PeerOne(connecting, peers[1], fromTransport, fakeListener);
+    }
+
+    /// <summary>What <see cref="StartPeerOneAsync"/> started: the test owns and closes the socket and the listener.</summary>
+    /// <param name="Connecting">The transport, once its left neighbour has connected.</param>
+    /// <param name="Address">Where the transport accepts its left neighbour.</param>
+    /// <param name="FromTransport">The transport's connection to its right neighbour (the test), accepted and left idle.</param>
+    /// <param name="FakeListener">The test's listener as peer 0.</param>
+    internal sealed record PeerOne(Task<TcpRingTransport> Connecting, IPEndPoint Address, Socket FromTransport, TcpListener FakeListener);
 
     /// <summary>Reads until the peer closes the connection (or resets it); fails the test after the timeout.</summary>
     public static async Task AssertClosedByPeerAsync(Socket socket)
