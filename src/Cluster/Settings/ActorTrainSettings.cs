@@ -306,7 +306,7 @@ public sealed record TrainingSettings
     /// <summary>Micro-batches of batch-size per optimizer step (gradients reduced once, on the last).</summary>
     public required int AccumulationSteps { get; init; }
     public required string OutDir { get; init; }
-    /// <summary>A forward and backward before the node registers (actortrain.training.warm-up).</summary>
+    /// <summary>A step that leaves no trace and one evaluation batch before the node registers (actortrain.training.warm-up).</summary>
     public required bool WarmUp { get; init; }
 }
 

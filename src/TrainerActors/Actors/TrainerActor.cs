@@ -104,8 +104,27 @@ internal sealed class TrainerActor : ReceiveActor
         _callbacks = _job.CreateCallbacks();
         _sampler = new DistributedSampler(_train.Count, _setup.Seed);
         // Before the node registers: the first step of the run should not pay for libtorch's and the runtime's first calls.
-        if (_setup.WarmUpBatch > 0) _replica.WarmUp(_train, _setup.WarmUpBatch);
+        if (_setup.WarmUpBatch > 0) WarmUp();
         Context.Parent.Tell(new TrainerReady(_localRank, _replica.Fingerprint, _device.ToString()));
+    }
+
+    /// <summary>
+    /// A step that leaves no trace (<see cref="Replica.WarmUp"/>) and the job's evaluation on one evaluation batch of the
+    /// held-out data, whose result is dropped. A failure of the evaluation's warm-up costs only time; the epoch's end
+    /// reports it if it is real.
+    /// </summary>
+    private void WarmUp()
+    {
+        _replica.WarmUp(_train, _setup.WarmUpBatch);
+        if (_test is null) return;
+        try
+        {
+            EvaluateJob(new FirstSamples(_test, TrainingJob.EvaluationBatchSize), new TrainingContext(0, 1, _localRank, _device, 0, 0, 0));
+        }
+        catch (Exception e)
+        {
+            _log.Debug("Trainer {0}: the evaluation's warm-up failed: {1}", _localRank, e.Message);
+        }
     }
 
     protected override void PostStop()
@@ -379,7 +398,7 @@ internal sealed class TrainerActor : ReceiveActor
     {
         _running = false;
         _position = _position with { EpochFinished = true };
-        var metrics = IsRankZero && _test is not null ? EvaluateJob(_test) : [];
+        var metrics = IsRankZero && _test is not null ? EvaluateJob(_test, JobContext()) : [];
         var meanLoss = _position.MeanLoss;
         if (IsRankZero)
         {
@@ -392,14 +411,14 @@ internal sealed class TrainerActor : ReceiveActor
     }
 
     /// <summary>The job's metrics on its held-out data: eval mode, no gradients, one dispose scope.</summary>
-    private Dictionary<string, double> EvaluateJob(IBatchSource test)
+    private Dictionary<string, double> EvaluateJob(IBatchSource test, TrainingContext context)
     {
         _replica.Model.eval();
         try
         {
             using var scope = torch.NewDisposeScope();
             using var noGrad = torch.no_grad();
-            var metrics = new Dictionary<string, double>(_job.Evaluate(_replica.Model, test, JobContext()));
+            var metrics = new Dictionary<string, double>(_job.Evaluate(_replica.Model, test, context));
             JobMetrics.Validate(metrics, _job.Name);
             return metrics;
         }

@@ -1,6 +1,23 @@
+using System.Reflection;
+using System.Runtime.CompilerServices;
+using ActorTrain.Cluster.Coordination;
+using ActorTrain.Cluster.Hosting;
+using ActorTrain.Cluster.Logging;
+using ActorTrain.Cluster.Metrics;
+using ActorTrain.Cluster.Protocol;
 using ActorTrain.Cluster.Serialization;
+using ActorTrain.Cluster.Transport;
+using ActorTrain.Sync;
+using ActorTrain.Sync.Collectives;
+using ActorTrain.Sync.Ring;
+using ActorTrain.Sync.Transport;
 using ActorTrain.Sync.Transport.Tcp;
+using ActorTrain.TrainerActors.Actors;
 using ActorTrain.TrainerActors.Checkpoints;
+using ActorTrain.TrainerActors.Data;
+using ActorTrain.TrainerActors.DataPlane;
+using ActorTrain.TrainerActors.Reporting;
+using ActorTrain.TrainerActors.Training;
 using Akka.Actor;
 using Akka.Event;
 
@@ -10,8 +27,8 @@ namespace ActorTrain.TrainerActors.Hosting;
 /// What a node compiles before the run needs it, in the background while its ActorSystem starts and
 /// joins the cluster (which takes seconds): the wire messages' formatters and, on a node that trains,
 /// the TCP data plane and the checkpoint format (its first write took 88 ms against 7 ms for the next,
-/// mostly the JSON header's serializer). The trainers warm their own forward and backward up before
-/// registering.
+/// mostly the JSON header's serializer), and the code a generation's start, its steps and an epoch's end run
+/// through (<see cref="RunPath"/>). The trainers warm their own step and evaluation up before registering.
 /// A failure costs only time at the first step; it is logged at DEBUG.
 /// </summary>
 internal static class NodeWarmUp
@@ -37,9 +54,63 @@ internal static class NodeWarmUp
             {
                 problems.Add($"data plane: {e.GetBaseException().Message}");
             }
+            problems.AddRange(Compile(RunPath).Failures);
         }
         return (IReadOnlyList<string>)problems;
     });
+
+    /// <summary>
+    /// The types whose code runs first when a generation starts, in its first step and at the first epoch's end, on a node
+    /// that trains and on the one that hosts the coordinator. Without tiered compilation (build/ActorTrain.targets) each
+    /// method is compiled, fully optimised, on its first call: on two cores, about 100 ms of epoch 1 went to these
+    /// (docs/PERFORMANCE.md, "Epoch 1"). Found by logging the runtime's JIT events between "Generation 1" and the
+    /// first epoch's end. The generic ones (the coordinator's bookkeeping over its node type) are left to their first call.
+    /// </summary>
+    internal static readonly Type[] RunPath =
+    [
+        // a node's side of a generation
+        typeof(NodeActor), typeof(NodeTrainers), typeof(NodeDevices), typeof(NodeDataPlane), typeof(TrainerActor), typeof(TrainerProgress),
+        typeof(Replica), typeof(GradientReducer), typeof(DistributedSampler), typeof(TrainerCheckpoints), typeof(CheckpointStore),
+        typeof(ProcessGroup), typeof(SharedMemoryCollective), typeof(RingAllReduce), typeof(ChunkMailbox), typeof(TcpRingTransport),
+        typeof(GradientEndpointActor), typeof(NodeMetrics), typeof(TrainingPosition), typeof(LineProgressSink), typeof(NodeOutputProgressSink),
+        typeof(NodeOutput), typeof(ProgressLine),
+        // the coordinator's
+        typeof(CoordinatorActor), typeof(RunMonitor), typeof(EpochCourse), typeof(RunRecorder), typeof(ProgressTracker), typeof(Stragglers),
+        typeof(SourceReplica), typeof(CoordinatorLines), typeof(HangDetector), typeof(JobMetrics),
+    ];
+
+    /// <summary>
+    /// Compiles every method of <paramref name="types"/> and of their nested types (lambdas, iterators and async state
+    /// machines live there) that can be compiled without type arguments. Returns how many were compiled and what failed.
+    /// </summary>
+    internal static (int Compiled, IReadOnlyList<string> Failures) Compile(IEnumerable<Type> types)
+    {
+        const BindingFlags declared = BindingFlags.DeclaredOnly | BindingFlags.Public | BindingFlags.NonPublic | BindingFlags.Instance | BindingFlags.Static;
+        var compiled = 0;
+        var failures = new List<string>();
+        var pending = new Stack<Type>(types);
+        while (pending.TryPop(out var type))
+        {
+            foreach (var nested in type.GetNestedTypes(BindingFlags.Public | BindingFlags.NonPublic)) pending.Push(nested);
+            if (type.ContainsGenericParameters || type.IsInterface) continue;
+            foreach (var method in type.GetMethods(declared).Concat<MethodBase>(type.GetConstructors(declared)))
+            {
+                if (method.IsAbstract || method.ContainsGenericParameters || (method.Attributes & MethodAttributes.PinvokeImpl) != 0 ||
+                    (method.MethodImplementationFlags & (MethodImplAttributes.InternalCall | MethodImplAttributes.Runtime)) != 0)
+                    continue;
+                try
+                {
+                    RuntimeHelpers.PrepareMethod(method.MethodHandle);
+                    compiled++;
+                }
+                catch (Exception e)
+                {
+                    failures.Add($"{type.FullName}.{method.Name}: {e.GetBaseException().Message}");
+                }
+            }
+        }
+        return (compiled, failures);
+    }
 
     /// <summary>A checkpoint of a few bytes, written to memory.</summary>
     private static void WriteCheckpoint()

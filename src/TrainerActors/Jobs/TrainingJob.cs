@@ -63,6 +63,9 @@ public abstract class TrainingJob
     /// last epoch, and per epoch), in a plot each, and in the epoch's log line. The default is the
     /// fraction classified correctly (argmax of the output), named <see cref="AccuracyMetric"/>;
     /// override it for other metrics (a regression's mean squared error, say).
+    /// With <c>actortrain.training.warm-up</c> on, every trainer also calls it once before its node registers, on the
+    /// first <see cref="EvaluationBatchSize"/> held-out samples with <see cref="TrainingContext.Epoch"/> 0, and drops
+    /// the result: so that the first epoch's evaluation does not pay for first calls.
     /// </summary>
     public virtual IReadOnlyDictionary<string, double> Evaluate(nn.Module<Tensor, Tensor> model, IBatchSource data, TrainingContext context)
     {
@@ -75,12 +78,15 @@ public abstract class TrainingJob
         return new Dictionary<string, double> { [AccuracyMetric] = data.Count == 0 ? 0 : (double)correct / data.Count };
     }
 
+    /// <summary>Samples per batch in <see cref="EvaluationBatches"/> unless the job asks for another size.</summary>
+    public const int EvaluationBatchSize = 500;
+
     /// <summary>
     /// <paramref name="data"/> in order, in batches of <paramref name="batchSize"/>, for an
     /// <see cref="Evaluate"/> of a job's own. Each batch's tensors (and whatever the caller computes
     /// from them before asking for the next) are disposed when the next batch is made.
     /// </summary>
-    protected static IEnumerable<(Tensor Input, Tensor Target)> EvaluationBatches(IBatchSource data, Device device, int batchSize = 500)
+    protected static IEnumerable<(Tensor Input, Tensor Target)> EvaluationBatches(IBatchSource data, Device device, int batchSize = EvaluationBatchSize)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(batchSize);
         var indices = new int[batchSize];
@@ -91,5 +97,18 @@ public abstract class TrainingJob
             for (var i = 0; i < n; i++) indices[i] = start + i;
             yield return data.GetBatch(indices.AsSpan(0, n), device);
         }
+    }
+}
+
+/// <summary>The first <paramref name="count"/> samples of <paramref name="source"/> (all of them when it holds fewer).</summary>
+internal sealed class FirstSamples(IBatchSource source, int count) : IBatchSource
+{
+    public int Count { get; } = Math.Min(count, source.Count);
+
+    public (Tensor Input, Tensor Target) GetBatch(ReadOnlySpan<int> indices, Device device)
+    {
+        foreach (var i in indices)
+            if ((uint)i >= (uint)Count) throw new ArgumentOutOfRangeException(nameof(indices), i, $"must be below {Count}");
+        return source.GetBatch(indices, device);
     }
 }

@@ -131,9 +131,13 @@ internal sealed class Replica : IDisposable
     }
 
     /// <summary>
-    /// One forward and backward on the first <paramref name="batchSize"/> samples, and the copies of a step, so that
-    /// the run's first step does not pay for libtorch's and the runtime's first calls. It leaves no trace: eval mode
-    /// (no dropout draws, no running statistics updated), torch's random state put back, gradients removed.
+    /// One step on the first <paramref name="batchSize"/> samples that leaves no trace, so that the run's first step does
+    /// not pay for libtorch's and the runtime's first calls: forward and backward, the bucket copies, an optimizer step
+    /// of the job's optimizer type, and the checkpoint's model section. Afterwards the parameters and module buffers are
+    /// what they were (bitwise, through <see cref="ModelState"/>), torch's random state is put back, the gradients are
+    /// removed and the job's optimizer has not stepped: the step runs on a second optimizer of the job's, discarded after.
+    /// On a CPU device the forward runs in train mode, as the steps do (dropout draws from torch's CPU generator, whose
+    /// state is restored); on other devices in eval mode, since their generators' state is not saved here.
     /// </summary>
     public void WarmUp(IBatchSource data, int batchSize)
     {
@@ -141,18 +145,22 @@ internal sealed class Replica : IDisposable
         if (count == 0) return;
         using var scope = torch.NewDisposeScope();
         var rng = torch.random.get_rng_state();
-        Model.eval();
+        var saved = ModelState.Save(Model);
+        if (Device.type != DeviceType.CPU) Model.eval();
+        optim.Optimizer? scratch = null;
         try
         {
-            var indices = Enumerable.Range(0, count).ToArray();
-            var (input, target) = data.GetBatch(indices, Device);
-            var loss = _job.ComputeLoss(Model.call(input), target);
-            loss.backward();
-            GradientsToBuckets(loss.item<float>());
+            var loss = ForwardBackward(Enumerable.Range(0, count).ToArray(), data);
+            GradientsToBuckets(loss);
             BucketsToGradients(worldSize: 1);
+            scratch = _job.CreateOptimizer(Model);
+            scratch.step();
+            SaveOptimizerState();
         }
         finally
         {
+            (scratch as IDisposable)?.Dispose();
+            ModelState.Load(Model, saved);
             Model.zero_grad(set_to_none: true);
             Model.train();
             torch.random.set_rng_state(rng);
