@@ -28,12 +28,15 @@ namespace ActorTrain.TrainerActors.Hosting;
 /// joins the cluster (which takes seconds): the wire messages' formatters and, on a node that trains,
 /// the TCP data plane and the checkpoint format (its first write took 88 ms against 7 ms for the next,
 /// mostly the JSON header's serializer), and the code a generation's start, its steps and an epoch's end run
-/// through (<see cref="RunPath"/>). The trainers warm their own step and evaluation up before registering.
+/// through (<see cref="NodePath"/>, <see cref="CoordinatorPath"/>). The trainers warm their own step and evaluation up before registering.
 /// A failure costs only time at the first step; it is logged at DEBUG.
 /// </summary>
 internal static class NodeWarmUp
 {
-    public static Task<IReadOnlyList<string>> Start(bool trains) => Task.Run(async () =>
+    /// <param name="trains">Whether this node trains: it warms the data plane and the checkpoint format up.</param>
+    /// <param name="compileAhead">actortrain.training.warm-up: whether the run path's types are compiled ahead
+    /// (<see cref="NodePath"/> on a node that trains, <see cref="CoordinatorPath"/> on every node).</param>
+    public static Task<IReadOnlyList<string>> Start(bool trains, bool compileAhead) => Task.Run(async () =>
     {
         var problems = new List<string>(WireWarmUp.Run());
         if (trains)
@@ -54,27 +57,31 @@ internal static class NodeWarmUp
             {
                 problems.Add($"data plane: {e.GetBaseException().Message}");
             }
-            problems.AddRange(Compile(RunPath).Failures);
+            if (compileAhead) problems.AddRange(Compile(NodePath).Failures);
         }
+        if (compileAhead) problems.AddRange(Compile(CoordinatorPath).Failures);
         return (IReadOnlyList<string>)problems;
     });
 
     /// <summary>
     /// The types whose code runs first when a generation starts, in its first step and at the first epoch's end, on a node
-    /// that trains and on the one that hosts the coordinator. Without tiered compilation (build/ActorTrain.targets) each
+    /// that trains (this list) and on the one that hosts the coordinator (<see cref="CoordinatorPath"/>). Without tiered compilation (build/ActorTrain.targets) each
     /// method is compiled, fully optimised, on its first call: on two cores, about 100 ms of epoch 1 went to these
     /// (docs/PERFORMANCE.md, "Epoch 1"). Found by logging the runtime's JIT events between "Generation 1" and the
     /// first epoch's end. The generic ones (the coordinator's bookkeeping over its node type) are left to their first call.
     /// </summary>
-    internal static readonly Type[] RunPath =
+    internal static readonly Type[] NodePath =
     [
-        // a node's side of a generation
         typeof(NodeActor), typeof(NodeTrainers), typeof(NodeDevices), typeof(NodeDataPlane), typeof(TrainerActor), typeof(TrainerProgress),
         typeof(Replica), typeof(GradientReducer), typeof(DistributedSampler), typeof(TrainerCheckpoints), typeof(CheckpointStore),
         typeof(ProcessGroup), typeof(SharedMemoryCollective), typeof(RingAllReduce), typeof(ChunkMailbox), typeof(TcpRingTransport),
         typeof(GradientEndpointActor), typeof(NodeMetrics), typeof(TrainingPosition), typeof(LineProgressSink), typeof(NodeOutputProgressSink),
         typeof(NodeOutput), typeof(ProgressLine),
-        // the coordinator's
+    ];
+
+    /// <summary>The coordinator's part of the run path (see <see cref="NodePath"/>): any node may come to host it.</summary>
+    internal static readonly Type[] CoordinatorPath =
+    [
         typeof(CoordinatorActor), typeof(RunMonitor), typeof(EpochCourse), typeof(RunRecorder), typeof(ProgressTracker), typeof(Stragglers),
         typeof(SourceReplica), typeof(CoordinatorLines), typeof(HangDetector), typeof(JobMetrics),
     ];

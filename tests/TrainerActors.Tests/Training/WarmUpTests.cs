@@ -71,9 +71,10 @@ public class WarmUpTests
     [Fact]
     public void Every_method_of_the_run_path_compiles_ahead()
     {
-        var (compiled, failures) = NodeWarmUp.Compile(NodeWarmUp.RunPath);
+        var path = NodeWarmUp.NodePath.Concat(NodeWarmUp.CoordinatorPath).ToArray();
+        var (compiled, failures) = NodeWarmUp.Compile(path);
         Assert.Empty(failures);
         // Every listed type contributes its methods, nested lambdas and state machines included.
-        Assert.True(compiled > NodeWarmUp.RunPath.Length * 5, $"{compiled} methods compiled for {NodeWarmUp.RunPath.Length} types");
+        Assert.True(compiled > path.Length * 5, $"{compiled} methods compiled for {path.Length} types");
     }
 }
