@@ -36,8 +36,10 @@ internal static class NodeWarmUp
     /// <param name="trains">Whether this node trains: it warms the data plane and the checkpoint format up.</param>
     /// <param name="compileAhead">actortrain.training.warm-up: whether the run path's types are compiled ahead
     /// (<see cref="NodePath"/> on a node that trains, <see cref="CoordinatorPath"/> on every node).</param>
-    public static Task<IReadOnlyList<string>> Start(bool trains, bool compileAhead) => Task.Run(async () =>
+    public static Task<Outcome> Start(bool trains, bool compileAhead) => Task.Run(async () =>
     {
+        var started = System.Diagnostics.Stopwatch.GetTimestamp();
+        var compiled = 0;
         var problems = new List<string>(WireWarmUp.Run());
         if (trains)
         {
@@ -57,11 +59,21 @@ internal static class NodeWarmUp
             {
                 problems.Add($"data plane: {e.GetBaseException().Message}");
             }
-            if (compileAhead) problems.AddRange(Compile(NodePath).Failures);
+            if (compileAhead) CompileInto(NodePath);
         }
-        if (compileAhead) problems.AddRange(Compile(CoordinatorPath).Failures);
-        return (IReadOnlyList<string>)problems;
+        if (compileAhead) CompileInto(CoordinatorPath);
+        return new Outcome(problems, compiled, System.Diagnostics.Stopwatch.GetElapsedTime(started));
+
+        void CompileInto(Type[] types)
+        {
+            var (n, failures) = Compile(types);
+            compiled += n;
+            problems.AddRange(failures);
+        }
     });
+
+    /// <summary>What the warm-up could not do, how many methods it compiled ahead, and how long it took.</summary>
+    public sealed record Outcome(IReadOnlyList<string> Problems, int CompiledAhead, TimeSpan Took);
 
     /// <summary>
     /// The types whose code runs first when a generation starts, in its first step and at the first epoch's end, on a node
@@ -137,11 +149,16 @@ internal static class NodeWarmUp
         });
     }
 
-    /// <summary>Logs what the warm-up could not do, once it is over.</summary>
-    public static void ReportTo(Task<IReadOnlyList<string>> warmUp, ActorSystem system) =>
+    /// <summary>Logs, at DEBUG, what the warm-up did and could not do, once it is over.</summary>
+    public static void ReportTo(Task<Outcome> warmUp, ActorSystem system) =>
         warmUp.ContinueWith(t =>
         {
-            var problems = t.IsCompletedSuccessfully ? t.Result : [t.Exception?.GetBaseException().Message ?? "cancelled"];
-            if (problems.Count > 0) system.Log.Debug("Warm-up left out: {0}", string.Join("; ", problems));
+            if (!t.IsCompletedSuccessfully)
+            {
+                system.Log.Debug("Warm-up failed: {0}", t.Exception?.GetBaseException().Message ?? "cancelled");
+                return;
+            }
+            system.Log.Debug("Warm-up done in {0:0} ms, {1} methods compiled ahead", t.Result.Took.TotalMilliseconds, t.Result.CompiledAhead);
+            if (t.Result.Problems.Count > 0) system.Log.Debug("Warm-up left out: {0}", string.Join("; ", t.Result.Problems));
         }, TaskScheduler.Default);
 }
