@@ -132,12 +132,13 @@ internal sealed class Replica : IDisposable
 
     /// <summary>
     /// One step on the first <paramref name="batchSize"/> samples that leaves no trace, so that the run's first step does
-    /// not pay for libtorch's and the runtime's first calls: forward and backward, the bucket copies, an optimizer step
-    /// of the job's optimizer type, and the checkpoint's model section. Afterwards the parameters and module buffers are
-    /// what they were (bitwise, through <see cref="ModelState"/>), torch's random state is put back, the gradients are
-    /// removed and the job's optimizer has not stepped: the step runs on a second optimizer of the job's, discarded after.
-    /// On a CPU device the forward runs in train mode, as the steps do (dropout draws from torch's CPU generator, whose
-    /// state is restored); on other devices in eval mode, since their generators' state is not saved here.
+    /// not pay for libtorch's and the runtime's first calls. On a CPU device: forward and backward in train mode, as the
+    /// steps run (dropout draws from torch's CPU generator, whose state is put back), the bucket copies, a step of a
+    /// second optimizer of the job's type (discarded after: the job's optimizer has not stepped), and the checkpoint's
+    /// model section; then the parameters and module buffers are put back bitwise (<see cref="ModelState"/>). On other
+    /// devices only forward and backward in eval mode and the bucket copies: their random generators are not saved here,
+    /// and a copy of the parameters and a second optimizer's state would take device memory the run may need.
+    /// Either way the gradients are removed and the buckets cleared.
     /// </summary>
     public void WarmUp(IBatchSource data, int batchSize)
     {
@@ -145,22 +146,26 @@ internal sealed class Replica : IDisposable
         if (count == 0) return;
         using var scope = torch.NewDisposeScope();
         var rng = torch.random.get_rng_state();
-        var saved = ModelState.Save(Model);
-        if (Device.type != DeviceType.CPU) Model.eval();
+        var wholeStep = Device.type == DeviceType.CPU;
+        var saved = wholeStep ? ModelState.Save(Model) : null;
+        if (!wholeStep) Model.eval();
         optim.Optimizer? scratch = null;
         try
         {
             var loss = ForwardBackward(Enumerable.Range(0, count).ToArray(), data);
             GradientsToBuckets(loss);
             BucketsToGradients(worldSize: 1);
-            scratch = _job.CreateOptimizer(Model);
-            scratch.step();
-            SaveOptimizerState();
+            if (wholeStep)
+            {
+                scratch = _job.CreateOptimizer(Model);
+                scratch.step();
+                SaveOptimizerState();
+            }
         }
         finally
         {
-            (scratch as IDisposable)?.Dispose();
-            ModelState.Load(Model, saved);
+            scratch?.Dispose();
+            if (saved is not null) ModelState.Load(Model, saved);
             Model.zero_grad(set_to_none: true);
             Model.train();
             torch.random.set_rng_state(rng);
