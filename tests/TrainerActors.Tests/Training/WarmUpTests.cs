@@ -77,4 +77,13 @@ public class WarmUpTests
         // Every listed type contributes its methods, nested lambdas and state machines included.
         Assert.True(compiled > path.Length * 5, $"{compiled} methods compiled for {path.Length} types");
     }
+
+    [Fact]
+    public async Task A_training_nodes_background_warm_up_does_everything_and_leaves_no_folder_behind()
+    {
+        var outcome = await NodeWarmUp.Start(trains: true, compileAhead: false).WaitAsync(TimeSpan.FromSeconds(60));
+        Assert.Empty(outcome.Problems);
+        Assert.Equal(0, outcome.CompiledAhead);
+        Assert.Empty(Directory.EnumerateDirectories(Path.GetTempPath(), $"actortrain-warm-up-{Environment.ProcessId}-*"));
+    }
 }
