@@ -32,7 +32,7 @@ public static class NodeRunner
         services ??= NodeHostServices.Default;
         var (config, settings) = LoadForRole(job, role, configFile, overrides, new ConfigLayers(HostDefaults: services.HostConfig));
 
-        var warmUp = NodeWarmUp.Start(settings.Node.Train, compileAhead: settings.Training.WarmUp);
+        var warmUp = NodeWarmUp.Start(settings.Node.Train, compileAhead: settings.Training.WarmUp, hostsCoordinator: role == NodeRole.Seed);
         var (system, proxy) = StartSystem(config, settings, services);
         NodeWarmUp.ReportTo(warmUp, system);
         var cluster = Akka.Cluster.Cluster.Get(system);
