@@ -136,8 +136,9 @@ internal sealed class Replica : IDisposable
     /// steps run (dropout draws from torch's CPU generator, whose state is put back), the bucket copies, a step of a
     /// second optimizer of the job's type (discarded after: the job's optimizer has not stepped), and the checkpoint's
     /// model section; then the parameters and module buffers are put back bitwise (<see cref="ModelState"/>). On other
-    /// devices only forward and backward in eval mode and the bucket copies: their random generators are not saved here,
-    /// and a copy of the parameters and a second optimizer's state would take device memory the run may need.
+    /// devices, and for a model whose bytes do not fit one array, only forward and backward in eval mode and the bucket
+    /// copies: the devices' random generators are not saved here, and a copy of the parameters and a second optimizer's
+    /// state would take device memory the run may need.
     /// Either way the gradients are removed and the buckets cleared.
     /// </summary>
     public void WarmUp(IBatchSource data, int batchSize)
@@ -146,8 +147,8 @@ internal sealed class Replica : IDisposable
         if (count == 0) return;
         using var scope = torch.NewDisposeScope();
         var rng = torch.random.get_rng_state();
-        var wholeStep = Device.type == DeviceType.CPU;
-        var saved = wholeStep ? ModelState.Save(Model) : null;
+        var saved = Device.type == DeviceType.CPU ? TrySaveModel() : null;
+        var wholeStep = saved is not null;
         if (!wholeStep) Model.eval();
         optim.Optimizer? scratch = null;
         try
@@ -170,6 +171,19 @@ internal sealed class Replica : IDisposable
             Model.train();
             torch.random.set_rng_state(rng);
             foreach (var buffer in Buffers) Array.Clear(buffer);
+        }
+    }
+
+    /// <summary>The model's bytes for the warm-up to put back; null where they do not fit one array (models past 2 GB).</summary>
+    private byte[]? TrySaveModel()
+    {
+        try
+        {
+            return ModelState.Save(Model);
+        }
+        catch (Exception e) when (e is IOException or OutOfMemoryException or OverflowException)
+        {
+            return null;
         }
     }
 
