@@ -87,16 +87,16 @@ internal static class NodeWarmUp
         return new Outcome(problems, compiled, System.Diagnostics.Stopwatch.GetElapsedTime(started));
     });
 
-
     /// <summary>What the warm-up could not do, how many methods it compiled ahead, and how long it took.</summary>
     public sealed record Outcome(IReadOnlyList<string> Problems, int CompiledAhead, TimeSpan Took);
 
     /// <summary>
-    /// The types whose code runs first when a generation starts, in its first step and at the first epoch's end, on a node
-    /// that trains (this list) and on the one that hosts the coordinator (<see cref="CoordinatorPath"/>). Without tiered compilation (build/ActorTrain.targets) each
-    /// method is compiled, fully optimised, on its first call: on two cores, about 100 ms of epoch 1 went to these
-    /// (docs/PERFORMANCE.md, "Epoch 1"). Found by logging the runtime's JIT events between "Generation 1" and the
-    /// first epoch's end. The generic ones (the coordinator's bookkeeping over its node type) are left to their first call.
+    /// The types whose code runs first when a generation starts, in its first step and at the first epoch's end, on a
+    /// node that trains (this list) and on the one that hosts the coordinator (<see cref="CoordinatorPath"/>). Without
+    /// tiered compilation (build/ActorTrain.targets) each method is compiled, fully optimised, on its first call: on two
+    /// cores, about 100 ms of epoch 1 went to these (docs/PERFORMANCE.md, "Epoch 1: a whole warm-up step, and the run
+    /// path compiled ahead"). Found by logging the runtime's JIT events between "Generation 1" and the first epoch's
+    /// end. The generic ones (the coordinator's bookkeeping over its node type) are left to their first call.
     /// </summary>
     internal static readonly Type[] NodePath =
     [
@@ -107,7 +107,7 @@ internal static class NodeWarmUp
         typeof(NodeOutput), typeof(ProgressLine),
     ];
 
-    /// <summary>The coordinator's part of the run path (see <see cref="NodePath"/>): any node may come to host it.</summary>
+    /// <summary>The coordinator's part of the run path (see <see cref="NodePath"/>), compiled on seeds: its singleton runs on the seed role.</summary>
     internal static readonly Type[] CoordinatorPath =
     [
         typeof(CoordinatorActor), typeof(RunMonitor), typeof(EpochCourse), typeof(RunRecorder), typeof(ProgressTracker), typeof(Stragglers),
