@@ -62,7 +62,10 @@ public static class NodeRunner
         while (true)
         {
             var outcome = new RunOutcome();
-            system.ActorOf(Props.Create(() => new RunEndListener(outcome, role == NodeRole.Seed)), "run-end");
+            var runEnd = system.ActorOf(Props.Create(() => new RunEndListener(outcome, role == NodeRole.Seed)), "run-end");
+            // Subscribed here, before the node actor exists: a node that cannot start publishes EndRun from its constructor,
+            // which could run before the listener's own PreStart and be lost (the node then never exited).
+            system.EventStream.Subscribe(runEnd, typeof(EndRun));
             system.ActorOf(ControlMessageRefusals.Props(metrics), ControlMessageRefusals.Name);
             if (role == NodeRole.Seed)
             {
@@ -389,8 +392,6 @@ internal sealed class RunEndListener : ReceiveActor, IWithTimers
         CoordinatedShutdown.Get(Context.System).Run(CoordinatedShutdown.ClusterLeavingReason.Instance);
         Become(() => ReceiveAny(_ => { }));
     }
-
-    protected override void PreStart() => Context.System.EventStream.Subscribe(Self, typeof(EndRun));
 
     protected override void PostStop() => _cluster.Unsubscribe(Self);
 }
